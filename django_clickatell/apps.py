@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ClickatellConfig(AppConfig):
+    name = "django_clickatell"
+    verbose_name = _("Clickatell")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core import checks
+
+        from .checks import check_settings
+
+        checks.register(check_settings, "django_clickatell")
