@@ -1,0 +1,9 @@
+"""A local Clickatell HTTP API simulator for development, demos and tests.
+
+Standard library only.  See :class:`ClickatellSimulator` and
+``python -m django_clickatell.simulator --help``.
+"""
+
+from .server import ClickatellSimulator, Fault, SimulatedMessage
+
+__all__ = ["ClickatellSimulator", "Fault", "SimulatedMessage"]

@@ -1,0 +1,492 @@
+"""A real HTTP server on 127.0.0.1 that speaks Clickatell's legacy HTTP API.
+
+It authenticates, expires idle sessions, keeps scheduled messages, answers
+``auth``, ``ping``, ``delmsg``, ``querymsg``, ``sendmsg``, ``getbalance`` and
+``getmsgcharge`` with the documented reply shapes, counts requests per command
+and TCP connections, and injects faults on demand.  Tests drive it in-process;
+other processes use the JSON control endpoints under ``/_simulator/``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+SECRET_FIELDS = frozenset({"password", "session_id"})
+FAULT_KINDS = frozenset(
+    {
+        "http_500",  # an HTML error page with status 500
+        "http_502",  # a proxy's 502 page
+        "malformed",  # HTTP 200 with a body that is not the protocol
+        "reset",  # close the connection without answering (RST)
+        "delay",  # answer only after ``delay`` seconds (provokes read timeouts)
+        "expire_session",  # answer ERR 003 as if the session had just expired
+        "body",  # answer the literal ``body`` (documented reply variants)
+    }
+)
+
+
+@dataclass
+class Fault:
+    """A fault applied to the next ``times`` requests for ``command`` (any command if None)."""
+
+    kind: str
+    command: str | None = None
+    times: int = 1
+    body: str = ""
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}; choose from {sorted(FAULT_KINDS)}")
+
+
+@dataclass
+class SimulatedMessage:
+    apimsgid: str
+    climsgid: str = ""
+    to: str = ""
+    sender: str = ""
+    text: str = ""
+    status: str = "011"
+    deliver_at: float | None = None  # unix time; None = already handed on
+    charge: str = "1.000000"
+    history: list[str] = field(default_factory=list)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    simulator: ClickatellSimulator
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        self.simulator._count_connection()
+        return sock, address
+
+
+class ClickatellSimulator:
+    """Start with :meth:`start` (or ``with``); ``base_url`` is what ``CLICKATELL["BASE_URL"]`` takes."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        username: str = "demo",
+        password: str = "demo-password",
+        api_id: str = "1234567",
+        session_idle_timeout: float = 900.0,
+        latency: float = 0.0,
+        balance: str = "1000.0",
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> None:
+        self.host = host
+        self.username = username
+        self.password = password
+        self.api_id = api_id
+        self.session_idle_timeout = session_idle_timeout
+        self.latency = latency
+        self.balance = Decimal(balance)
+        self.messages: dict[str, SimulatedMessage] = {}
+        self.counts: Counter[str] = Counter()
+        self.connections = 0
+        self.secrets_in_url = 0
+        self._sessions: dict[str, float] = {}
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.RLock()
+        self._server = _Server((host, port), _Handler)
+        self._server.simulator = self
+        self._tls = certfile is not None
+        if certfile is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile, keyfile)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{self.host}:{self.port}/"
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "http/"
+
+    def start(self) -> ClickatellSimulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="clickatell-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ClickatellSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """A ``CLICKATELL`` settings dict pointing at this simulator."""
+        return {
+            "USERNAME": self.username,
+            "PASSWORD": self.password,
+            "API_ID": self.api_id,
+            "BASE_URL": self.base_url,
+            **overrides,
+        }
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def add_message(
+        self,
+        apimsgid: str | None = None,
+        *,
+        climsgid: str = "",
+        to: str = "27999000001",
+        status: str = "011",
+        deliver_in: float | None = 3600.0,
+    ) -> str:
+        """Put a message at the gateway (scheduled ``deliver_in`` seconds ahead by default)."""
+        apimsgid = apimsgid or secrets.token_hex(16)
+        with self._lock:
+            self.messages[apimsgid] = SimulatedMessage(
+                apimsgid=apimsgid,
+                climsgid=climsgid,
+                to=to,
+                status=status,
+                deliver_at=time.time() + deliver_in if deliver_in is not None else None,
+            )
+        return apimsgid
+
+    def status_of(self, apimsgid: str) -> str:
+        with self._lock:
+            message = self.messages[apimsgid]
+            self._advance(message)
+            return message.status
+
+    def inject(self, fault: Fault | str, **kwargs: Any) -> None:
+        """Queue a fault: ``inject("http_502", command="delmsg", times=3)``."""
+        with self._lock:
+            self._faults.append(fault if isinstance(fault, Fault) else Fault(fault, **kwargs))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def expire_sessions(self) -> None:
+        """Forget every session, as Clickatell does after 15 minutes idle."""
+        with self._lock:
+            self._sessions.clear()
+
+    def change_password(self, password: str) -> None:
+        """Revoke the current credentials: logins fail and sessions die."""
+        with self._lock:
+            self.password = password
+            self._sessions.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.connections = 0
+            self.secrets_in_url = 0
+
+    @contextmanager
+    def latency_of(self, seconds: float) -> Iterator[None]:
+        previous, self.latency = self.latency, seconds
+        try:
+            yield
+        finally:
+            self.latency = previous
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "counts": dict(self.counts),
+                "connections": self.connections,
+                "secrets_in_url": self.secrets_in_url,
+                "messages": len(self.messages),
+                "sessions": len(self._sessions),
+            }
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self.connections += 1
+
+    # -- protocol --------------------------------------------------------------------------
+
+    def _next_fault(self, command: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.command in (None, command):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _advance(self, message: SimulatedMessage) -> None:
+        """Scheduled messages leave the router at their time and are then delivered."""
+        if message.status == "011" and message.deliver_at is not None:
+            if time.time() >= message.deliver_at:
+                self._set_status(message, "004")
+
+    def _set_status(self, message: SimulatedMessage, status: str) -> None:
+        message.history.append(status)
+        message.status = status
+
+    def handle(self, command: str, fields: dict[str, str]) -> str:
+        """The reply body for one command (thread-safe)."""
+        with self._lock:
+            self.counts[command] += 1
+            self.counts["total"] += 1
+            if command == "auth":
+                return self._auth(fields)
+            error = self._check_session(fields)
+            if error:
+                return error
+            handler = getattr(self, f"_cmd_{command}", None)
+            if handler is None:
+                return "ERR: 111, Invalid protocol"
+            reply: str = handler(fields)
+            return reply
+
+    def _auth(self, fields: dict[str, str]) -> str:
+        if fields.get("api_id") != self.api_id:
+            return "ERR: 108, Invalid or missing API ID"
+        if fields.get("user") != self.username or fields.get("password") != self.password:
+            return "ERR: 001, Authentication failed"
+        session_id = secrets.token_hex(16)
+        self._sessions[session_id] = time.monotonic()
+        return f"OK: {session_id}"
+
+    def _check_session(self, fields: dict[str, str]) -> str | None:
+        session_id = fields.get("session_id")
+        if session_id:
+            last_used = self._sessions.get(session_id)
+            now = time.monotonic()
+            if last_used is None or now - last_used > self.session_idle_timeout:
+                self._sessions.pop(session_id, None)
+                return "ERR: 003, Session ID expired"
+            self._sessions[session_id] = now
+            return None
+        if "user" in fields or "password" in fields:
+            if fields.get("api_id") != self.api_id:
+                return "ERR: 108, Invalid or missing API ID"
+            if fields.get("user") == self.username and fields.get("password") == self.password:
+                return None
+            return "ERR: 001, Authentication failed"
+        return "ERR: 005, Missing session ID"
+
+    def _find(self, fields: dict[str, str]) -> SimulatedMessage | str:
+        if fields.get("apimsgid"):
+            message = self.messages.get(fields["apimsgid"])
+            return message if message else "ERR: 103, Unknown API message ID"
+        if fields.get("climsgid"):
+            for message in self.messages.values():
+                if message.climsgid == fields["climsgid"]:
+                    return message
+            return "ERR: 104, Unknown client message ID"
+        return "ERR: 109, Missing message ID"
+
+    def _cmd_ping(self, fields: dict[str, str]) -> str:
+        return "OK:"
+
+    def _cmd_delmsg(self, fields: dict[str, str]) -> str:
+        message = self._find(fields)
+        if isinstance(message, str):
+            return message
+        self._advance(message)
+        if message.status in ("011", "002", "001", "008"):
+            self._set_status(message, "006")
+        return f"ID: {message.apimsgid} Status: {message.status}"
+
+    def _cmd_querymsg(self, fields: dict[str, str]) -> str:
+        message = self._find(fields)
+        if isinstance(message, str):
+            return message
+        self._advance(message)
+        return f"ID: {message.apimsgid} Status: {message.status}"
+
+    def _cmd_getbalance(self, fields: dict[str, str]) -> str:
+        return f"Credit: {self.balance}"
+
+    def _cmd_getmsgcharge(self, fields: dict[str, str]) -> str:
+        message = self._find(fields)
+        if isinstance(message, str):
+            return message
+        return f"apiMsgId: {message.apimsgid} charge: {message.charge} status: {message.status}"
+
+    def _cmd_sendmsg(self, fields: dict[str, str]) -> str:
+        recipients = [to.strip() for to in fields.get("to", "").split(",") if to.strip()]
+        if not recipients:
+            return "ERR: 105, Invalid destination address"
+        if not fields.get("text"):
+            return "ERR: 107, Empty message"
+        deliver_at = time.time()
+        if fields.get("deliv_time"):
+            minutes = int(fields["deliv_time"]) if fields["deliv_time"].isdigit() else -1
+            if not 10 <= minutes <= 10080:
+                return "ERR: 120, Invalid delivery time"
+            deliver_at += minutes * 60
+        lines = []
+        for to in recipients:
+            if not to.lstrip("+").isdigit() or len(to) < 6:
+                lines.append(f"ERR: 105, Invalid destination address To: {to}")
+                continue
+            apimsgid = secrets.token_hex(16)
+            scheduled = deliver_at > time.time() + 1
+            self.messages[apimsgid] = SimulatedMessage(
+                apimsgid=apimsgid,
+                climsgid=fields.get("climsgid", "") if len(recipients) == 1 else "",
+                to=to,
+                sender=fields.get("from", ""),
+                text=fields["text"],
+                status="011" if scheduled else "003",
+                deliver_at=deliver_at if scheduled else None,
+            )
+            lines.append(f"ID: {apimsgid} To: {to}" if len(recipients) > 1 else f"ID: {apimsgid}")
+        return "\n".join(lines)
+
+
+_ERROR_PAGE = (
+    "<html><head><title>{status} {reason}</title></head>"
+    "<body><h1>{status} {reason}</h1><p>The gateway is having a moment.</p></body></html>"
+)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    server_version = "ClickatellSimulator/1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Quiet: the simulator must never print what it was sent."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch(body=b"")
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        self._dispatch(body=self.rfile.read(length) if length else b"")
+
+    def _dispatch(self, body: bytes) -> None:
+        simulator = self.server.simulator
+        url = urlsplit(self.path)
+        if url.path.startswith("/_simulator/"):
+            self._control(url.path.removeprefix("/_simulator/"), body)
+            return
+        if not url.path.startswith("/http/"):
+            self._send(404, "Not found", content_type="text/plain")
+            return
+        command = url.path.removeprefix("/http/").strip("/")
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        form = {
+            k: v[-1]
+            for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
+        }
+        if SECRET_FIELDS & query.keys():
+            with simulator._lock:
+                simulator.secrets_in_url += 1
+        fields = {**query, **form}
+        if simulator.latency:
+            time.sleep(simulator.latency)
+        fault = simulator._next_fault(command)
+        if fault is not None:
+            with simulator._lock:
+                simulator.counts[command] += 1
+                simulator.counts["total"] += 1
+                simulator.counts["faults"] += 1
+            self._apply(fault)
+            return
+        self._send(200, simulator.handle(command, fields))
+
+    def _apply(self, fault: Fault) -> None:
+        if fault.kind in ("http_500", "http_502"):
+            status = 500 if fault.kind == "http_500" else 502
+            reason = "Internal Server Error" if status == 500 else "Bad Gateway"
+            self._send(status, _ERROR_PAGE.format(status=status, reason=reason))
+        elif fault.kind == "malformed":
+            self._send(200, "<html><body>Service temporarily unavailable</body></html>")
+        elif fault.kind == "reset":
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.close_connection = True
+        elif fault.kind == "delay":
+            time.sleep(fault.delay)
+            self.close_connection = True
+        elif fault.kind == "expire_session":
+            self._send(200, "ERR: 003, Session ID expired")
+        else:
+            self._send(200, fault.body)
+
+    def _control(self, action: str, body: bytes) -> None:
+        simulator = self.server.simulator
+        try:
+            payload = json.loads(body or b"{}")
+            if action == "stats":
+                result: Any = simulator.stats()
+            elif action == "messages" and self.command == "POST":
+                result = {"apimsgid": simulator.add_message(**payload)}
+            elif action == "messages":
+                with simulator._lock:
+                    result = [asdict(m) for m in simulator.messages.values()]
+            elif action == "faults":
+                simulator.inject(Fault(**payload))
+                result = {"queued": True}
+            elif action == "latency":
+                simulator.latency = float(payload["seconds"])
+                result = {"latency": simulator.latency}
+            elif action == "reset":
+                simulator.reset_counts()
+                simulator.clear_faults()
+                result = {"reset": True}
+            elif action == "expire-sessions":
+                simulator.expire_sessions()
+                result = {"expired": True}
+            else:
+                self._send(404, json.dumps({"error": "unknown control"}), "application/json")
+                return
+        except (ValueError, TypeError, KeyError) as exc:
+            self._send(400, json.dumps({"error": str(exc)}), "application/json")
+            return
+        self._send(200, json.dumps(result), "application/json")
+
+    def _send(self, status: int, text: str, content_type: str = "text/html") -> None:
+        payload = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
