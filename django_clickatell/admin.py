@@ -1,0 +1,228 @@
+"""Admin: monitor messages and cancellations, and stop scheduled deliveries.
+
+The ``cancel_delivery`` action is a thin face over
+:mod:`django_clickatell.services.cancellation`: it shows what would be
+cancelled and what skipped, then queues the work and returns at once.  Its
+query count does not depend on the size of the selection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .models import CancellationBatch, CancelState, GatewayExchange, OutboundMessage, Via
+from .services.cancellation import preview_cancellation, request_cancellation
+from .tasks import enqueue_cancellation
+
+PREVIEW_ROWS = 20
+
+
+class GatewayExchangeInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = GatewayExchange
+    extra = 0
+    can_delete = False
+    ordering = ("-occurred_at", "-pk")
+    fields = (
+        "occurred_at", "command", "via", "actor", "outcome", "status",
+        "error_code", "error_description", "detail", "duration_ms",
+    )
+    readonly_fields = fields
+    verbose_name_plural = _("exchanges with Clickatell")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "recipient", "apimsgid", "climsgid", "status_display", "cancel_state",
+        "scheduled_for", "status_changed_at",
+    )
+    list_filter = (
+        "status", "cancel_state", ("scheduled_for", admin.DateFieldListFilter),
+        ("batch", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("=apimsgid", "=climsgid", "recipient")
+    date_hierarchy = "scheduled_for"
+    list_select_related = False
+    show_full_result_count = False
+    actions = ("cancel_delivery",)
+    inlines = (GatewayExchangeInline,)
+    readonly_fields = (
+        "apimsgid", "climsgid", "status", "status_changed_at", "cancel_state",
+        "cancel_requested_at", "cancel_requested_by", "cancel_completed_at",
+        "cancel_attempts", "cancel_error", "batch", "created_at", "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("recipient", "sender", "text", "scheduled_for")}),
+        (_("Clickatell"), {"fields": ("apimsgid", "climsgid", "status", "status_changed_at")}),
+        (
+            _("Cancellation"),
+            {
+                "fields": (
+                    "cancel_state", "cancel_requested_at", "cancel_requested_by",
+                    "cancel_completed_at", "cancel_attempts", "cancel_error", "batch",
+                )
+            },
+        ),
+        (_("Record"), {"fields": ("created_at", "updated_at")}),
+    )
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_display(self, obj: OutboundMessage) -> str:
+        return f"{obj.status} – {obj.status_label}" if obj.status else "–"
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.cancel_{opts.model_name}")
+
+    @admin.action(permissions=["cancel"], description=_("Cancel scheduled delivery"))
+    def cancel_delivery(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> HttpResponse | None:
+        if request.POST.get("post") != "yes":
+            return self._confirm_cancellation(request, queryset)
+        result = request_cancellation(queryset, via=Via.ADMIN, actor=request.user)
+        enqueue_cancellation(result.message_pks)
+        queued = len(result.message_pks)
+        skipped = result.preview.total - queued
+        if queued:
+            self.log_addition(
+                request, result.batch,
+                [{"added": {"name": str(CancellationBatch._meta.verbose_name),
+                            "object": f"{queued} queued, {skipped} skipped"}}],
+            )
+            url = reverse("admin:django_clickatell_cancellationbatch_change", args=[result.batch.pk])
+            self.message_user(
+                request,
+                format_html(
+                    '{} <a href="{}">{}</a>',
+                    ngettext(
+                        "Cancellation of %(count)d message queued.",
+                        "Cancellation of %(count)d messages queued.",
+                        queued,
+                    ) % {"count": queued},
+                    url,
+                    _("Follow its progress."),
+                ),
+                messages.SUCCESS,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message skipped: already final, already being cancelled or never sent.",
+                    "%(count)d messages skipped: already final, already being cancelled or never sent.",
+                    skipped,
+                ) % {"count": skipped},
+                messages.WARNING,
+            )
+        if not queued and not skipped:
+            self.message_user(request, _("Nothing to cancel."), messages.INFO)
+        return None
+
+    def _confirm_cancellation(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> HttpResponse:
+        preview = preview_cancellation(queryset)
+        sample = list(
+            queryset.filter(pk__in=queryset.order_by().values("pk"))
+            .exclude(cancel_state=CancelState.CANCELLED)
+            .order_by("scheduled_for", "pk")[:PREVIEW_ROWS]
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Cancel scheduled delivery?"),
+            "subtitle": None,
+            "opts": self.opts,
+            "preview": preview,
+            "sample": sample,
+            "more": max(preview.total - len(sample), 0),
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            "admin/django_clickatell/outboundmessage/cancel_delivery_confirmation.html",
+            context,
+        )
+
+
+_PROGRESS = {state.value: state.label for state in CancelState if state != CancelState.NOT_REQUESTED}
+
+
+@admin.register(CancellationBatch)
+class CancellationBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "__str__", "created_at", "requested_by", "via", "total", "skipped",
+        "pending", "cancelled", "too_late", "failed", "messages_link",
+    )
+    list_filter = ("via", "created_at")
+    readonly_fields = ("created_at", "requested_by", "via", "total", "skipped", "progress")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CancellationBatch]:
+        def count(*states: str) -> Count:
+            return Count("messages", filter=Q(messages__cancel_state__in=states))
+
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("requested_by")
+            .annotate(
+                n_pending=count(CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING),
+                n_cancelled=count(CancelState.CANCELLED),
+                n_too_late=count(CancelState.TOO_LATE, CancelState.SKIPPED),
+                n_failed=count(CancelState.REFUSED, CancelState.GAVE_UP),
+            )
+        )
+
+    @admin.display(description=_("in progress"), ordering="n_pending")
+    def pending(self, obj: Any) -> int:
+        return int(obj.n_pending)
+
+    @admin.display(description=_("cancelled"), ordering="n_cancelled")
+    def cancelled(self, obj: Any) -> int:
+        return int(obj.n_cancelled)
+
+    @admin.display(description=_("too late"), ordering="n_too_late")
+    def too_late(self, obj: Any) -> int:
+        return int(obj.n_too_late)
+
+    @admin.display(description=_("failed"), ordering="n_failed")
+    def failed(self, obj: Any) -> int:
+        return int(obj.n_failed)
+
+    @admin.display(description=_("messages"))
+    def messages_link(self, obj: CancellationBatch) -> str:
+        url = reverse("admin:django_clickatell_outboundmessage_changelist")
+        return format_html('<a href="{}?batch__id__exact={}">{}</a>', url, obj.pk, _("view"))
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj: CancellationBatch) -> str:
+        rows = obj.messages.order_by().values("cancel_state").annotate(n=Count("pk"))
+        counts = {row["cancel_state"]: row["n"] for row in rows}
+        parts = [f"{_PROGRESS.get(state, state)}: {n}" for state, n in sorted(counts.items())]
+        return "; ".join(parts) or "–"

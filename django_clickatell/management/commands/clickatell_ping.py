@@ -1,0 +1,21 @@
+"""Keep the shared Clickatell session alive, or report why it cannot be."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from django_clickatell.exceptions import ClickatellError
+from django_clickatell.gateway.client import ClickatellClient
+
+
+class Command(BaseCommand):
+    help = "Ping Clickatell with the shared session (authenticating first if needed)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            ClickatellClient().ping()
+        except ClickatellError as exc:
+            raise CommandError(f"Ping failed: {exc}") from exc
+        self.stdout.write(self.style.SUCCESS("Clickatell answered: the session is alive."))

@@ -1,0 +1,193 @@
+"""What django-clickatell remembers: outbound messages, every gateway exchange, and batches.
+
+``OutboundMessage.status`` is Clickatell's own three-digit status code, stored
+exactly as the gateway last reported it; ``cancel_state`` is this package's
+view of a cancellation in progress.  A message is only ever ``CANCELLED`` after
+Clickatell answered ``006``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .protocol.codes import describe_status, status_choices
+
+
+class CancelState(models.TextChoices):
+    NOT_REQUESTED = "", _("Not requested")
+    PENDING = "pending", _("Cancellation queued")
+    IN_FLIGHT = "in_flight", _("Cancelling")
+    CANCELLED = "cancelled", _("Cancelled")
+    TOO_LATE = "too_late", _("Too late")
+    REFUSED = "refused", _("Refused by Clickatell")
+    RETRYING = "retrying", _("Failed, will retry")
+    GAVE_UP = "gave_up", _("Failed, gave up")
+    SKIPPED = "skipped", _("Skipped (already final)")
+
+
+#: States in which work is queued or running; a new request leaves them alone.
+ACTIVE_CANCEL_STATES = (CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING)
+
+
+class Via(models.TextChoices):
+    ADMIN = "admin", _("Admin")
+    TASK = "task", _("Celery task")
+    COMMAND = "command", _("Management command")
+    API = "api", _("Python API")
+    CALLBACK = "callback", _("Status callback")
+
+
+class OutboundMessage(models.Model):
+    apimsgid = models.CharField(
+        _("API message id"),
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("Clickatell's id for the message, known once it was accepted."),
+    )
+    climsgid = models.CharField(
+        _("client message id"),
+        max_length=32,
+        blank=True,
+        db_index=True,
+        help_text=_("Our own id for the message, sent to Clickatell as climsgid."),
+    )
+    recipient = models.CharField(_("recipient"), max_length=32, help_text=_("MSISDN"))
+    sender = models.CharField(_("sender"), max_length=32, blank=True)
+    text = models.TextField(_("text"), blank=True, help_text=_("Optional copy of the message."))
+    scheduled_for = models.DateTimeField(
+        _("scheduled for"), null=True, blank=True, db_index=True,
+        help_text=_("When Clickatell is due to deliver the message."),
+    )
+    status = models.CharField(
+        _("status"),
+        max_length=8,
+        blank=True,
+        choices=status_choices,
+        db_index=True,
+        help_text=_("Clickatell's latest status code for the message."),
+    )
+    status_changed_at = models.DateTimeField(_("status changed at"), null=True, blank=True)
+
+    cancel_state = models.CharField(
+        _("cancellation"),
+        max_length=16,
+        blank=True,
+        default=CancelState.NOT_REQUESTED,
+        choices=CancelState.choices,
+        db_index=True,
+    )
+    cancel_requested_at = models.DateTimeField(_("cancellation requested at"), null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("cancellation requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    cancel_completed_at = models.DateTimeField(_("cancellation completed at"), null=True, blank=True)
+    cancel_attempts = models.PositiveIntegerField(_("cancellation attempts"), default=0)
+    cancel_error = models.CharField(
+        _("cancellation error"), max_length=255, blank=True,
+        help_text=_("Why the last attempt did not stop the message."),
+    )
+    batch = models.ForeignKey(
+        "CancellationBatch",
+        verbose_name=_("cancellation batch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+    )
+    claim_token = models.CharField(max_length=64, blank=True, editable=False)
+    claim_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("outbound message")
+        verbose_name_plural = _("outbound messages")
+        ordering = ("-created_at", "-pk")
+        permissions = [("cancel_outboundmessage", _("Can cancel scheduled delivery"))]
+        indexes = [models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state")]
+
+    def __str__(self) -> str:
+        return f"{self.recipient} ({self.apimsgid or self.climsgid or _('not sent')})"
+
+    @property
+    def status_label(self) -> str:
+        return str(describe_status(self.status).label) if self.status else ""
+
+    @property
+    def is_final(self) -> bool:
+        return bool(self.status) and describe_status(self.status).final
+
+
+class GatewayExchange(models.Model):
+    """One request to Clickatell about a message (or one callback from it), and its outcome."""
+
+    class Outcome(models.TextChoices):
+        STATUS = "status", _("Status reported")
+        GATEWAY_ERROR = "gateway_error", _("Clickatell error")
+        TRANSPORT_ERROR = "transport_error", _("Gateway unreachable")
+        PROTOCOL_ERROR = "protocol_error", _("Unreadable reply")
+
+    message = models.ForeignKey(
+        OutboundMessage, on_delete=models.CASCADE, related_name="exchanges",
+        verbose_name=_("message"),
+    )
+    command = models.CharField(_("command"), max_length=16)
+    occurred_at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+    via = models.CharField(_("via"), max_length=16, choices=Via.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("by"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
+    task_id = models.CharField(_("task id"), max_length=64, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    status = models.CharField(_("status"), max_length=8, blank=True, choices=status_choices)
+    error_code = models.IntegerField(_("error code"), null=True, blank=True)
+    error_description = models.CharField(_("error"), max_length=255, blank=True)
+    detail = models.CharField(
+        _("detail"), max_length=255, blank=True,
+        help_text=_("Transport failure or a redacted excerpt of an unreadable reply."),
+    )
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("gateway exchange")
+        verbose_name_plural = _("gateway exchanges")
+        ordering = ("-occurred_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.command} {self.get_outcome_display()} ({self.occurred_at:%Y-%m-%d %H:%M:%S})"
+
+
+class CancellationBatch(models.Model):
+    """One operator request to cancel many messages; progress is counted from its messages."""
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("requested by"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
+    via = models.CharField(_("via"), max_length=16, choices=Via.choices)
+    total = models.PositiveIntegerField(_("messages queued"), default=0)
+    skipped = models.PositiveIntegerField(
+        _("messages skipped"), default=0,
+        help_text=_("Selected but already final, already being cancelled, or never sent."),
+    )
+
+    class Meta:
+        verbose_name = _("cancellation batch")
+        verbose_name_plural = _("cancellation batches")
+        ordering = ("-created_at", "-pk")
+
+    def __str__(self) -> str:
+        return str(_("Cancellation #%(pk)s") % {"pk": self.pk})

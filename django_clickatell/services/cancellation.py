@@ -1,0 +1,405 @@
+"""Stopping scheduled messages at Clickatell, exactly once each, with every answer kept.
+
+Two steps, so that a request is cheap however large the selection:
+
+1. :func:`request_cancellation` marks the selected messages ``PENDING`` in a
+   constant number of queries and returns their primary keys for a worker.
+2. :func:`cancel_messages` claims messages atomically (one conditional
+   ``UPDATE``), sends one ``delmsg`` per claimed message, and records the reply
+   with an exchange-log row.  Two callers racing for the same message cannot
+   both claim it; a redelivered task (same claim token) takes back what it held.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..exceptions import ClickatellError, GatewayError, ProtocolError, TransportError
+from ..gateway.client import ClickatellClient
+from ..models import (
+    ACTIVE_CANCEL_STATES,
+    CancellationBatch,
+    CancelState,
+    GatewayExchange,
+    OutboundMessage,
+    Via,
+)
+from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES, describe_status
+from ..protocol.replies import MessageStatusReply
+from ..signals import message_cancelled, message_status_changed
+
+logger = logging.getLogger("django_clickatell.cancellation")
+
+_HAS_GATEWAY_ID = Q(apimsgid__isnull=False) | ~Q(climsgid="")
+#: What a new request may (re)queue: not final, not already queued or running.
+_REQUESTABLE = (
+    ~Q(status__in=FINAL_STATUSES)
+    & ~Q(cancel_state__in=[*ACTIVE_CANCEL_STATES, CancelState.CANCELLED])
+    & _HAS_GATEWAY_ID
+)
+#: What a worker may take without a new request.  Settled outcomes (too late,
+#: refused, gave up) need an explicit new request, so a second caller racing
+#: with the first can never send a second ``delmsg``.
+_CLAIMABLE_STATES = (CancelState.NOT_REQUESTED, CancelState.PENDING, CancelState.RETRYING)
+
+_MESSAGE_FIELDS = ("pk", "apimsgid", "climsgid", "status", "cancel_requested_by_id")
+
+
+@dataclass(frozen=True)
+class CancellationPreview:
+    """What a cancellation of a selection would do, for a confirmation page."""
+
+    cancellable: int
+    final: int
+    in_progress: int
+    without_id: int
+
+    @property
+    def skipped(self) -> int:
+        return self.final + self.in_progress + self.without_id
+
+    @property
+    def total(self) -> int:
+        return self.cancellable + self.skipped
+
+
+@dataclass(frozen=True)
+class CancellationRequest:
+    batch: CancellationBatch
+    message_pks: list[int]
+    preview: CancellationPreview
+
+
+@dataclass
+class CancelReport:
+    """What one :func:`cancel_messages` call did, by message primary key."""
+
+    cancelled: list[int] = field(default_factory=list)
+    too_late: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    gave_up: list[int] = field(default_factory=list)
+    not_claimed: list[int] = field(default_factory=list)
+    #: Messages that turned final before a worker reached them: no request made.
+    skipped: int = 0
+    transient_error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {
+            name: len(getattr(self, name))
+            for name in ("cancelled", "too_late", "refused", "retry", "gave_up", "not_claimed")
+        }
+        counts["skipped"] = self.skipped
+        counts["transient_error"] = self.transient_error
+        return counts
+
+
+def preview_cancellation(queryset: QuerySet[OutboundMessage]) -> CancellationPreview:
+    """Count, in one query, what :func:`request_cancellation` would queue and skip."""
+    counts = queryset.order_by().aggregate(
+        cancellable=Count("pk", filter=_REQUESTABLE),
+        final=Count("pk", filter=Q(status__in=FINAL_STATUSES) | Q(cancel_state=CancelState.CANCELLED)),
+        in_progress=Count(
+            "pk",
+            filter=~Q(status__in=FINAL_STATUSES) & Q(cancel_state__in=ACTIVE_CANCEL_STATES),
+        ),
+        without_id=Count(
+            "pk",
+            filter=~Q(status__in=FINAL_STATUSES)
+            & ~Q(cancel_state__in=[*ACTIVE_CANCEL_STATES, CancelState.CANCELLED])
+            & ~_HAS_GATEWAY_ID,
+        ),
+    )
+    return CancellationPreview(**counts)
+
+
+def request_cancellation(
+    queryset: QuerySet[OutboundMessage], *, via: str, actor: Any = None
+) -> CancellationRequest:
+    """Queue the cancellable messages of *queryset* as one batch; skip the rest.
+
+    Costs the same handful of queries for ten messages or ten thousand.  The
+    caller hands ``message_pks`` to a worker (after the transaction commits) or
+    to :func:`cancel_messages` directly.
+    """
+    actor_id = getattr(actor, "pk", None)
+    preview = preview_cancellation(queryset)
+    with transaction.atomic():
+        batch = CancellationBatch.objects.create(
+            requested_by_id=actor_id, via=via, skipped=preview.skipped
+        )
+        selection = OutboundMessage.objects.filter(pk__in=queryset.order_by().values("pk"))
+        selection.filter(_REQUESTABLE).update(
+            cancel_state=CancelState.PENDING,
+            batch=batch,
+            cancel_requested_at=timezone.now(),
+            cancel_requested_by_id=actor_id,
+            cancel_error="",
+        )
+        pks = list(
+            OutboundMessage.objects.filter(batch=batch, cancel_state=CancelState.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if len(pks) != preview.cancellable:
+            # The selection changed between preview and update (another operator).
+            CancellationBatch.objects.filter(pk=batch.pk).update(
+                total=len(pks), skipped=preview.total - len(pks)
+            )
+            batch.skipped = preview.total - len(pks)
+        else:
+            CancellationBatch.objects.filter(pk=batch.pk).update(total=len(pks))
+        batch.total = len(pks)
+    logger.info("Cancellation batch %s queued %d messages via %s", batch.pk, len(pks), via)
+    return CancellationRequest(batch=batch, message_pks=pks, preview=preview)
+
+
+def cancel_messages(
+    message_pks: Iterable[int],
+    *,
+    via: str,
+    actor: Any = None,
+    claim_token: str | None = None,
+    give_up: bool = False,
+    client: ClickatellClient | None = None,
+) -> CancelReport:
+    """Send ``delmsg`` for each claimable message and record every answer.
+
+    Final messages are skipped without a request.  A transient failure (gateway
+    unreachable, timeout, 5xx, unreadable reply) stops the run: the failed and
+    the untried messages are released and listed in ``report.retry`` so the
+    caller can try again later -- or, with ``give_up=True``, marked
+    ``GAVE_UP`` with the reason.
+    """
+    pks = sorted(set(message_pks))
+    report = CancelReport()
+    token = claim_token or uuid.uuid4().hex
+    actor_id = getattr(actor, "pk", None)
+    claimed = _claim(pks, token, report)
+    if not claimed:
+        return report
+    client = client or ClickatellClient()
+    for index, message in enumerate(claimed):
+        error = _cancel_one(client, message, via=via, actor_id=actor_id, token=token,
+                            give_up=give_up, report=report)
+        if error is not None:
+            _release([m.pk for m in claimed[index + 1 :]], token, give_up, error, report)
+            break
+    return report
+
+
+def cancel_message(message: OutboundMessage | int, *, via: str, actor: Any = None) -> CancelReport:
+    """Cancel one message now (synchronously); see :func:`cancel_messages`."""
+    pk = message.pk if isinstance(message, OutboundMessage) else message
+    return cancel_messages([pk], via=via, actor=actor)
+
+
+def _claim(pks: Sequence[int], token: str, report: CancelReport) -> list[OutboundMessage]:
+    now = timezone.now()
+    report.skipped = OutboundMessage.objects.filter(
+        pk__in=pks, cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
+        status__in=FINAL_STATUSES,
+    ).update(cancel_state=CancelState.SKIPPED, claim_token="", claim_expires_at=None)
+    OutboundMessage.objects.filter(
+        Q(pk__in=pks)
+        & ~Q(status__in=FINAL_STATUSES)
+        & _HAS_GATEWAY_ID
+        & (
+            Q(cancel_state__in=_CLAIMABLE_STATES)
+            | Q(cancel_state=CancelState.IN_FLIGHT, claim_token=token)
+            | Q(cancel_state=CancelState.IN_FLIGHT, claim_expires_at__lt=now)
+        )
+    ).update(
+        cancel_state=CancelState.IN_FLIGHT,
+        claim_token=token,
+        claim_expires_at=now + timedelta(seconds=app_settings.claim_timeout),
+    )
+    claimed = list(
+        OutboundMessage.objects.filter(
+            pk__in=pks, cancel_state=CancelState.IN_FLIGHT, claim_token=token
+        )
+        .order_by("pk")
+        .only(*_MESSAGE_FIELDS)
+    )
+    claimed_pks = {m.pk for m in claimed}
+    report.not_claimed = [pk for pk in pks if pk not in claimed_pks]
+    return claimed
+
+
+def _cancel_one(
+    client: ClickatellClient,
+    message: OutboundMessage,
+    *,
+    via: str,
+    actor_id: int | None,
+    token: str,
+    give_up: bool,
+    report: CancelReport,
+) -> ClickatellError | None:
+    """Returns the transient error that should stop the run, if any."""
+    exchange = GatewayExchange(
+        message_id=message.pk, command="delmsg", via=via,
+        actor_id=actor_id or message.cancel_requested_by_id,
+        task_id=token if via == Via.TASK else "",
+    )
+    started = time.perf_counter()
+    try:
+        if message.apimsgid:
+            reply = client.delmsg(apimsgid=message.apimsgid)
+        else:
+            reply = client.delmsg(climsgid=message.climsgid)
+        if message.apimsgid and reply.apimsgid != message.apimsgid:
+            raise ProtocolError("delmsg", "reply names another message", reply.apimsgid)
+    except ValueError as exc:
+        # An id that cannot be valid: refused before any request was made.
+        _settle(message, CancelState.REFUSED, str(exc), report.refused)
+        return None
+    except GatewayError as exc:
+        exchange.duration_ms = _elapsed_ms(started)
+        exchange.outcome = GatewayExchange.Outcome.GATEWAY_ERROR
+        exchange.error_code = exc.code
+        exchange.error_description = exc.description[:255]
+        if exc.retryable:
+            return _transient(message, exchange, exc, give_up, report)
+        _settle(message, CancelState.REFUSED, str(exc), report.refused, exchange)
+        return None
+    except ClickatellError as exc:
+        exchange.duration_ms = _elapsed_ms(started)
+        if isinstance(exc, ProtocolError):
+            exchange.outcome = GatewayExchange.Outcome.PROTOCOL_ERROR
+        else:
+            exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
+        exchange.detail = _describe(exc)
+        return _transient(message, exchange, exc, give_up, report)
+    exchange.duration_ms = _elapsed_ms(started)
+    _record_reply(message, reply, exchange, via, report)
+    return None
+
+
+def _record_reply(
+    message: OutboundMessage,
+    reply: MessageStatusReply,
+    exchange: GatewayExchange,
+    via: str,
+    report: CancelReport,
+) -> None:
+    now = timezone.now()
+    exchange.outcome = GatewayExchange.Outcome.STATUS
+    exchange.status = reply.status
+    cancelled = reply.status == CANCELLED_STATUS
+    updates: dict[str, Any] = {
+        "status": reply.status,
+        "cancel_state": CancelState.CANCELLED if cancelled else CancelState.TOO_LATE,
+        "cancel_completed_at": now,
+        "cancel_attempts": F("cancel_attempts") + 1,
+        "cancel_error": "" if cancelled else _too_late_reason(reply.status),
+        "claim_token": "",
+        "claim_expires_at": None,
+    }
+    old_status = message.status
+    if reply.status != old_status:
+        updates["status_changed_at"] = now
+    if not message.apimsgid:
+        updates["apimsgid"] = reply.apimsgid
+    with transaction.atomic():
+        # Never overwrite a recorded 006 (a stale worker answering late).
+        OutboundMessage.objects.filter(pk=message.pk).exclude(
+            cancel_state=CancelState.CANCELLED
+        ).update(**updates)
+        exchange.save(force_insert=True)
+    (report.cancelled if cancelled else report.too_late).append(message.pk)
+    message.status = reply.status
+    message.cancel_state = updates["cancel_state"]
+    if reply.status != old_status:
+        message_status_changed.send(
+            sender=OutboundMessage, message=message, old_status=old_status,
+            new_status=reply.status, via=via,
+        )
+    if cancelled:
+        message_cancelled.send(sender=OutboundMessage, message=message, via=via)
+
+
+def _settle(
+    message: OutboundMessage,
+    state: str,
+    reason: str,
+    bucket: list[int],
+    exchange: GatewayExchange | None = None,
+) -> None:
+    with transaction.atomic():
+        OutboundMessage.objects.filter(pk=message.pk).exclude(
+            cancel_state=CancelState.CANCELLED
+        ).update(
+            cancel_state=state,
+            cancel_error=reason[:255],
+            cancel_attempts=F("cancel_attempts") + (1 if exchange else 0),
+            cancel_completed_at=timezone.now(),
+            claim_token="",
+            claim_expires_at=None,
+        )
+        if exchange is not None:
+            exchange.save(force_insert=True)
+    bucket.append(message.pk)
+
+
+def _transient(
+    message: OutboundMessage,
+    exchange: GatewayExchange,
+    exc: ClickatellError,
+    give_up: bool,
+    report: CancelReport,
+) -> ClickatellError:
+    state = CancelState.GAVE_UP if give_up else CancelState.RETRYING
+    logger.warning("Could not cancel message %s: %s", message.pk, exc)
+    _settle(message, state, str(exc), report.gave_up if give_up else report.retry, exchange)
+    report.transient_error = str(exc)
+    return exc
+
+
+def _release(
+    pks: list[int], token: str, give_up: bool, error: ClickatellError, report: CancelReport
+) -> None:
+    """Hand back messages not tried because the gateway just failed."""
+    if not pks:
+        return
+    if give_up:
+        OutboundMessage.objects.filter(pk__in=pks, claim_token=token).update(
+            cancel_state=CancelState.GAVE_UP,
+            cancel_error=f"Not attempted: {error}"[:255],
+            cancel_completed_at=timezone.now(),
+            claim_token="",
+            claim_expires_at=None,
+        )
+        report.gave_up.extend(pks)
+    else:
+        OutboundMessage.objects.filter(pk__in=pks, claim_token=token).update(
+            cancel_state=CancelState.PENDING, claim_token="", claim_expires_at=None
+        )
+        report.retry.extend(pks)
+
+
+def _too_late_reason(status: str) -> str:
+    return f"Clickatell reported status {status} ({describe_status(status).label})"
+
+
+def _describe(exc: ClickatellError) -> str:
+    if isinstance(exc, ProtocolError):
+        return f"{exc.reason}: {exc.excerpt}"[:255]
+    if isinstance(exc, TransportError):
+        return exc.detail[:255]
+    return str(exc)[:255]
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

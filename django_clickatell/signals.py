@@ -1,0 +1,16 @@
+"""Signals sent by the services, whatever face (admin, task, command, callback) drove them.
+
+``message_cancelled(sender=OutboundMessage, message=..., via=...)``
+    Clickatell answered ``006`` for ``message``: its delivery was stopped.
+
+``message_status_changed(sender=OutboundMessage, message=..., old_status=..., new_status=..., via=...)``
+    Clickatell reported a status code different from the one recorded.
+    Both codes are three-digit strings (``old_status`` may be ``""``).
+
+Both are sent after the change is saved.
+"""
+
+from django.dispatch import Signal
+
+message_cancelled = Signal()
+message_status_changed = Signal()
