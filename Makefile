@@ -1,0 +1,57 @@
+# Every target installs what it needs into .venv, so a fresh clone needs only `make demo` / `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg requirements/*.txt 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: help install demo serve test lint types pytest services browser migrations-check bench clean
+
+help:
+	@echo "make demo   - install into .venv and stop scheduled messages at the bundled simulator"
+	@echo "make test   - install, then lint, type-check and run the whole suite on real services"
+	@echo "make serve  - the example admin on http://127.0.0.1:8000 (user demo / demo)"
+	@echo "make bench  - benchmarks (see benchmarks/README.md)"
+
+$(STAMP):
+	rm -f $(VENV)/.installed-*
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,lint,redis]'
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) example_project/manage.py clickatell_demo
+
+serve: install
+	./scripts/serve.sh
+
+services:
+	@./scripts/ensure-services.sh
+
+browser:
+	@./scripts/ensure-browser.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: install
+	$(BIN)/mypy django_clickatell tests example_project
+
+migrations-check: install
+	$(PY) -m django makemigrations django_clickatell --check --dry-run --settings=tests.settings
+
+pytest: install services browser
+	$(BIN)/pytest
+
+test: lint types migrations-check pytest
+
+bench: install services
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

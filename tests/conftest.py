@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.core.cache import cache
+from django.db import connection
+
+from django_clickatell.gateway.transport import reset_transports
+from django_clickatell.simulator import ClickatellSimulator
+from tests import celery_app as _celery_app  # noqa: F401  (producer side of the worker tests)
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+PASSWORD = "demo-password"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Playwright's sync API runs an event loop in the test thread; the ORM calls
+    # the tests make around it are still synchronous.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def gateway() -> Iterator[ClickatellSimulator]:
+    """One simulator for the whole run (worker processes are pointed at its URL)."""
+    with ClickatellSimulator(password=PASSWORD) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def simulator(gateway: ClickatellSimulator, settings: Any) -> Iterator[ClickatellSimulator]:
+    """The shared simulator, emptied, with ``settings.CLICKATELL`` pointing at it."""
+    gateway.reset_counts()
+    gateway.clear_faults()
+    gateway.expire_sessions()
+    gateway.messages.clear()
+    gateway.password = PASSWORD
+    gateway.latency = 0.0
+    settings.CLICKATELL = {**settings.CLICKATELL, "BASE_URL": gateway.base_url}
+    cache.clear()
+    reset_transports()
+    yield gateway
+    reset_transports()
+
+
+@pytest.fixture
+def redis_cache() -> Iterator[None]:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+class WorkerProcess:
+    """A real ``celery worker`` process on the Redis broker, running the package's tasks."""
+
+    def __init__(self, base_url: str, concurrency: int = 2, name: str = "w1") -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"celery-{name}.log"
+        self.name = name
+        env = {
+            **os.environ,
+            "CLICKATELL_TEST_DB_NAME": connection.settings_dict["NAME"],
+            "CLICKATELL_TEST_BASE_URL": base_url,
+            "PYTHONPATH": str(ROOT),
+        }
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
+                "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                f"--hostname={name}@%h",
+            ],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log_path.read_text():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(pid) for pid in out.stdout.split()]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+def flush_broker() -> None:
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: Any, django_db_blocker: Any, gateway: ClickatellSimulator
+) -> Iterator[WorkerProcess]:
+    with django_db_blocker.unblock():
+        flush_broker()
+        worker = WorkerProcess(gateway.base_url, concurrency=2)
+    yield worker
+    worker.stop()
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)

@@ -1,0 +1,104 @@
+"""Settings for the test suite: real PostgreSQL and Redis unless told otherwise.
+
+``CLICKATELL_TEST_DB=sqlite`` runs the suite on SQLite instead.  Celery worker
+processes started by the tests import these same settings, with the test
+database name and the simulator URL passed in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_clickatell",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+_DB = os.environ.get("CLICKATELL_TEST_DB", "postgresql")
+if _DB == "sqlite":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("CLICKATELL_TEST_DB_NAME", "test-clickatell.sqlite3"),
+            "TEST": {"NAME": os.environ.get("CLICKATELL_TEST_DB_NAME", "test-clickatell.sqlite3")},
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "NAME": os.environ.get("CLICKATELL_TEST_DB_NAME", "test"),
+            # Worker processes started by tests connect to the test database itself.
+            "TEST": {"NAME": os.environ.get("CLICKATELL_TEST_DB_NAME", "test_django_clickatell")},
+        }
+    }
+
+REDIS_URL = os.environ.get("CLICKATELL_TEST_REDIS", "redis://127.0.0.1:6379")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"{REDIS_URL}/14",
+        "KEY_PREFIX": os.environ.get("CLICKATELL_TEST_CACHE_PREFIX", "tests"),
+    }
+}
+
+CLICKATELL = {
+    "USERNAME": "demo",
+    "PASSWORD": "demo-password",
+    "API_ID": "1234567",
+    "BASE_URL": os.environ.get("CLICKATELL_TEST_BASE_URL", "http://127.0.0.1:9/http/"),
+    "TIMEOUT": (2.0, 5.0),
+    "TASK_RETRY_BACKOFF": 0.2,
+    "TASK_RETRY_BACKOFF_MAX": 1.0,
+}
+
+CELERY_BROKER_URL = os.environ.get("CLICKATELL_TEST_BROKER", f"{REDIS_URL}/15")
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {"django_clickatell": {"level": "DEBUG", "handlers": ["null"]}},
+}
