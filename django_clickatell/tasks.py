@@ -17,12 +17,12 @@ idle minutes)::
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
 from celery import Task, shared_task
-from celery.utils.time import get_exponential_backoff_interval
 from django.db import InterfaceError, OperationalError, transaction
 
 from .conf import app_settings
@@ -86,6 +86,12 @@ def enqueue_cancellation(message_pks: Iterable[int], *, using: str | None = None
         transaction.on_commit(partial(cancel_messages.delay, pks), using=using)
 
 
+def retry_delay(retries: int) -> float:
+    """Exponential backoff with jitter, so retrying workers spread out instead of stampeding."""
+    ceiling = min(app_settings.task_retry_backoff_max, app_settings.task_retry_backoff * 2**retries)
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (not cryptographic)
+
+
 def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
     retries = task.request.retries
     give_up = retries >= app_settings.task_max_retries
@@ -93,14 +99,9 @@ def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
         pks, via=Via.TASK, claim_token=task.request.id, give_up=give_up
     )
     if report.retry:
-        countdown = get_exponential_backoff_interval(
-            factor=app_settings.task_retry_backoff,
-            retries=retries,
-            maximum=app_settings.task_retry_backoff_max,
-            full_jitter=True,
-        )
+        countdown = retry_delay(retries)
         logger.info(
-            "Retrying %d cancellations in %ss (attempt %d of %d): %s",
+            "Retrying %d cancellations in %.1fs (attempt %d of %d): %s",
             len(report.retry), countdown, retries + 1, app_settings.task_max_retries,
             report.transient_error,
         )

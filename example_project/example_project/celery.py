@@ -1,0 +1,11 @@
+"""Celery for the example project: Redis when CELERY_BROKER_URL is set, else tasks run eagerly."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+
+app = Celery("example_project")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,182 @@
+"""The admin action through Django's test client: confirmation, permission, constant cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from django_clickatell.models import CancellationBatch, CancelState, GatewayExchange, OutboundMessage
+from tests.factories import scheduled_messages
+
+pytestmark = pytest.mark.django_db
+CHANGELIST = reverse("admin:django_clickatell_outboundmessage_changelist")
+
+
+def staff(*perms: str) -> User:
+    user = User.objects.create_user("operator", password="pw", is_staff=True)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+def action_post(pks: list[int], *, confirm: bool, select_across: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "action": "cancel_delivery",
+        "_selected_action": [str(pk) for pk in pks],
+        "index": "0",
+        "select_across": "1" if select_across else "0",
+    }
+    if confirm:
+        data["post"] = "yes"
+    return data
+
+
+def test_changelist_shows_gateway_columns(admin_client: Client) -> None:
+    scheduled_messages(None, 3)
+    response = admin_client.get(CHANGELIST)
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert "011 – Message queued for later delivery" in content
+    assert "Cancel scheduled delivery" in content
+    assert admin_client.get(CHANGELIST, {"q": "c1"}).status_code == 200
+    assert admin_client.get(CHANGELIST, {"status__exact": "011"}).status_code == 200
+
+
+def test_change_page_has_read_only_exchange_log(admin_client: Client) -> None:
+    [message] = scheduled_messages(None, 1)
+    GatewayExchange.objects.create(message=message, command="delmsg", via="task",
+                                   outcome="status", status="006")
+    url = reverse("admin:django_clickatell_outboundmessage_change", args=[message.pk])
+    content = admin_client.get(url).content.decode()
+    assert "exchanges with clickatell" in content.lower()
+    assert 'name="apimsgid"' not in content  # gateway fields are read-only
+
+
+def test_confirmation_lists_work_and_skips(admin_client: Client) -> None:
+    messages = scheduled_messages(None, 4)
+    scheduled_messages(None, 2, status="004")
+    pks = list(OutboundMessage.objects.values_list("pk", flat=True))
+    response = admin_client.post(CHANGELIST, action_post(pks, confirm=False))
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert "4 messages will be stopped at Clickatell." in content
+    assert "2 are already final" in content
+    assert messages[0].recipient in content
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 0
+
+
+def test_confirmed_action_queues_and_reports(
+    admin_client: Client, admin_user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    scheduled_messages(None, 4)
+    scheduled_messages(None, 1, status="004")
+    pks = list(OutboundMessage.objects.values_list("pk", flat=True))
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
+    assert len(callbacks) == 1  # one broker message, after commit
+    content = response.content.decode()
+    assert "Cancellation of 4 messages queued." in content
+    assert "1 message skipped" in content
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 4
+    batch = CancellationBatch.objects.get()
+    assert (batch.total, batch.skipped, batch.requested_by) == (4, 1, admin_user)
+    assert LogEntry.objects.filter(object_id=str(batch.pk)).exists()
+    assert OutboundMessage.objects.filter(cancel_requested_by=admin_user).count() == 4
+
+
+def test_batch_progress_page(admin_client: Client) -> None:
+    scheduled_messages(None, 3)
+    pks = list(OutboundMessage.objects.values_list("pk", flat=True))
+    admin_client.post(CHANGELIST, action_post(pks, confirm=True))
+    batch = CancellationBatch.objects.get()
+    OutboundMessage.objects.filter(pk=pks[0]).update(cancel_state=CancelState.CANCELLED)
+    content = admin_client.get(
+        reverse("admin:django_clickatell_cancellationbatch_changelist")
+    ).content.decode()
+    assert f"?batch__id__exact={batch.pk}" in content
+    detail = admin_client.get(
+        reverse("admin:django_clickatell_cancellationbatch_change", args=[batch.pk])
+    ).content.decode()
+    assert "Cancellation queued: 2" in detail and "Cancelled: 1" in detail
+
+
+@pytest.mark.parametrize("perms", [("view_outboundmessage",),
+                                   ("view_outboundmessage", "delete_outboundmessage")])
+def test_without_permission_no_action_and_forged_post_refused(
+    client: Client, perms: tuple[str, ...]
+) -> None:
+    user = staff(*perms)
+    client.force_login(user)
+    scheduled_messages(None, 2)
+    pks = list(OutboundMessage.objects.values_list("pk", flat=True))
+    page = client.get(CHANGELIST).content.decode()
+    assert "cancel_delivery" not in page
+    response = client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
+    assert response.status_code == 200
+    if "delete_outboundmessage" in perms:  # other actions exist: the forged one is rejected
+        assert "No action selected." in response.content.decode()
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.NOT_REQUESTED).count() == 2
+    assert not CancellationBatch.objects.exists()
+
+
+def test_with_permission_action_available(client: Client) -> None:
+    client.force_login(staff("view_outboundmessage", "cancel_outboundmessage"))
+    assert "cancel_delivery" in client.get(CHANGELIST).content.decode()
+
+
+def test_anonymous_reaches_nothing(client: Client) -> None:
+    scheduled_messages(None, 1)
+    for url in (CHANGELIST, reverse("admin:django_clickatell_cancellationbatch_changelist")):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"]
+    response = client.post(CHANGELIST, action_post([1], confirm=True))
+    assert response.status_code == 302
+    assert not CancellationBatch.objects.exists()
+
+
+def test_csrf_enforced(admin_user: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    scheduled_messages(None, 1)
+    pks = list(OutboundMessage.objects.values_list("pk", flat=True))
+    assert client.post(CHANGELIST, action_post(pks, confirm=True)).status_code == 403
+    assert not CancellationBatch.objects.exists()
+
+
+def count_action_queries(admin_client: Client, n: int) -> tuple[int, int]:
+    OutboundMessage.objects.all().delete()
+    scheduled_messages(None, n)
+    page_pks = list(OutboundMessage.objects.order_by("-pk").values_list("pk", flat=True)[:10])
+    counts = []
+    for confirm in (False, True):
+        with CaptureQueriesContext(connection) as ctx:
+            response = admin_client.post(
+                CHANGELIST, action_post(page_pks, confirm=confirm, select_across=True)
+            )
+        assert response.status_code in (200, 302)
+        counts.append(len(ctx.captured_queries))
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == n
+    return counts[0], counts[1]
+
+
+def test_action_query_count_does_not_grow(admin_client: Client) -> None:
+    small = count_action_queries(admin_client, 10)
+    large = count_action_queries(admin_client, 10_000)
+    assert small == large, (small, large)
+
+
+def test_action_survives_gateway_outage(admin_client: Client, settings: Any) -> None:
+    """Queuing never talks to the gateway: an outage cannot turn the action into a 500."""
+    settings.CLICKATELL = {**settings.CLICKATELL, "BASE_URL": "http://127.0.0.1:9/http/"}
+    scheduled_messages(None, 2)
+    pks = list(OutboundMessage.objects.values_list("pk", flat=True))
+    response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
+    assert response.status_code == 200
+    assert connection.vendor in ("postgresql", "sqlite")

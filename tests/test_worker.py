@@ -1,0 +1,84 @@
+"""Real Celery worker processes on the real Redis broker, cancelling against the simulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from django.conf import settings
+
+from django_clickatell import tasks
+from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
+from django_clickatell.services.cancellation import request_cancellation
+from django_clickatell.simulator import ClickatellSimulator
+from tests.conftest import WorkerProcess, wait_until
+from tests.factories import scheduled_messages
+
+SETTLED = [CancelState.CANCELLED, CancelState.TOO_LATE, CancelState.REFUSED,
+           CancelState.GAVE_UP, CancelState.SKIPPED]
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def settled(count: int) -> bool:
+    return OutboundMessage.objects.filter(cancel_state__in=SETTLED).count() >= count
+
+
+def test_worker_cancels_a_selection(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
+) -> None:
+    messages = scheduled_messages(simulator, 120)
+    simulator.messages[messages[0].apimsgid].status = "004"  # delivered meanwhile
+    result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
+    tasks.enqueue_cancellation(result.message_pks)  # fans out into chunks of 50
+    assert wait_until(lambda: settled(120), timeout=60)
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 119
+    assert OutboundMessage.objects.get(pk=messages[0].pk).cancel_state == CancelState.TOO_LATE
+    assert simulator.counts["delmsg"] == 120
+    assert simulator.counts["auth"] == 1  # two worker processes, one shared session
+    exchange = GatewayExchange.objects.first()
+    assert exchange is not None and exchange.via == "task" and exchange.task_id
+
+
+def test_transient_errors_are_retried_with_backoff(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
+) -> None:
+    messages = scheduled_messages(simulator, 10)
+    simulator.inject("http_502", command="delmsg", times=2)
+    simulator.inject("reset", command="delmsg")
+    tasks.cancel_messages.delay([m.pk for m in messages])
+    assert wait_until(lambda: settled(10), timeout=60)
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 10
+    outcomes = sorted(GatewayExchange.objects.values_list("outcome", flat=True))
+    assert outcomes.count("transport_error") == 3
+    assert outcomes.count("status") == 10
+
+
+def test_single_message_task(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
+) -> None:
+    [message] = scheduled_messages(simulator, 1)
+    tasks.cancel_message.delay(message.pk)
+    assert wait_until(lambda: settled(1), timeout=30)
+    message.refresh_from_db()
+    assert message.status == "006"
+
+
+def test_broker_carries_primary_keys_only() -> None:
+    """What a producer puts on the broker: task name and integers, nothing secret."""
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("django_clickatell_probe")
+    with tasks.cancel_messages.app.connection_for_write() as conn:
+        tasks.cancel_messages.apply_async(([1, 2, 3],), queue="django_clickatell_probe",
+                                          connection=conn)
+    [raw] = broker.lrange("django_clickatell_probe", 0, -1)
+    broker.delete("django_clickatell_probe")
+    text = raw.decode()
+    envelope = json.loads(text)
+    assert envelope["headers"]["task"] == "django_clickatell.cancel_messages"
+    assert "demo-password" not in text
+    import base64
+
+    body = json.loads(base64.b64decode(envelope["body"]))
+    assert body[0] == [[1, 2, 3]]
