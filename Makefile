@@ -41,11 +41,15 @@ lint: install
 types: install
 	$(BIN)/mypy django_clickatell tests example_project
 
-migrations-check: install
-	$(PY) -m django makemigrations django_clickatell --check --dry-run --settings=tests.settings
+migrations-check: install services
+	PYTHONPATH=. $(PY) -m django makemigrations django_clickatell --check --dry-run --settings=tests.settings
+
+# The whole suite on PostgreSQL, Redis, real workers and Chromium; then the cancel flow on SQLite.
+SQLITE_TESTS := tests/test_cancellation.py tests/test_admin.py tests/test_commands.py tests/test_secrets.py tests/test_project.py
 
 pytest: install services browser
 	$(BIN)/pytest
+	CLICKATELL_TEST_DB=sqlite $(BIN)/pytest -m "not worker" -k "not two_threads" $(SQLITE_TESTS)
 
 test: lint types migrations-check pytest
 

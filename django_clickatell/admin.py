@@ -33,8 +33,16 @@ class GatewayExchangeInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     ordering = ("-occurred_at", "-pk")
     fields = (
-        "occurred_at", "command", "via", "actor", "outcome", "status",
-        "error_code", "error_description", "detail", "duration_ms",
+        "occurred_at",
+        "command",
+        "via",
+        "actor",
+        "outcome",
+        "status",
+        "error_code",
+        "error_description",
+        "detail",
+        "duration_ms",
     )
     readonly_fields = fields
     verbose_name_plural = _("exchanges with Clickatell")
@@ -49,11 +57,18 @@ class GatewayExchangeInline(admin.TabularInline):  # type: ignore[type-arg]
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
-        "recipient", "apimsgid", "climsgid", "status_display", "cancel_state",
-        "scheduled_for", "status_changed_at",
+        "recipient",
+        "apimsgid",
+        "climsgid",
+        "status_display",
+        "cancel_state",
+        "scheduled_for",
+        "status_changed_at",
     )
     list_filter = (
-        "status", "cancel_state", ("scheduled_for", admin.DateFieldListFilter),
+        "status",
+        "cancel_state",
+        ("scheduled_for", admin.DateFieldListFilter),
         ("batch", admin.RelatedOnlyFieldListFilter),
     )
     search_fields = ("=apimsgid", "=climsgid", "recipient")
@@ -63,9 +78,19 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     actions = ("cancel_delivery",)
     inlines = (GatewayExchangeInline,)
     readonly_fields = (
-        "apimsgid", "climsgid", "status", "status_changed_at", "cancel_state",
-        "cancel_requested_at", "cancel_requested_by", "cancel_completed_at",
-        "cancel_attempts", "cancel_error", "batch", "created_at", "updated_at",
+        "apimsgid",
+        "climsgid",
+        "status",
+        "status_changed_at",
+        "cancel_state",
+        "cancel_requested_at",
+        "cancel_requested_by",
+        "cancel_completed_at",
+        "cancel_attempts",
+        "cancel_error",
+        "batch",
+        "created_at",
+        "updated_at",
     )
     fieldsets = (
         (None, {"fields": ("recipient", "sender", "text", "scheduled_for")}),
@@ -74,8 +99,13 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             _("Cancellation"),
             {
                 "fields": (
-                    "cancel_state", "cancel_requested_at", "cancel_requested_by",
-                    "cancel_completed_at", "cancel_attempts", "cancel_error", "batch",
+                    "cancel_state",
+                    "cancel_requested_at",
+                    "cancel_requested_by",
+                    "cancel_completed_at",
+                    "cancel_attempts",
+                    "cancel_error",
+                    "batch",
                 )
             },
         ),
@@ -102,11 +132,20 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         skipped = result.preview.total - queued
         if queued:
             self.log_addition(
-                request, result.batch,
-                [{"added": {"name": str(CancellationBatch._meta.verbose_name),
-                            "object": f"{queued} queued, {skipped} skipped"}}],
+                request,
+                result.batch,
+                [
+                    {
+                        "added": {
+                            "name": str(CancellationBatch._meta.verbose_name),
+                            "object": f"{queued} queued, {skipped} skipped",
+                        }
+                    }
+                ],
             )
-            url = reverse("admin:django_clickatell_cancellationbatch_change", args=[result.batch.pk])
+            url = reverse(
+                "admin:django_clickatell_cancellationbatch_change", args=[result.batch.pk]
+            )
             self.message_user(
                 request,
                 format_html(
@@ -115,7 +154,8 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                         "Cancellation of %(count)d message queued.",
                         "Cancellation of %(count)d messages queued.",
                         queued,
-                    ) % {"count": queued},
+                    )
+                    % {"count": queued},
                     url,
                     _("Follow its progress."),
                 ),
@@ -125,10 +165,11 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             self.message_user(
                 request,
                 ngettext(
-                    "%(count)d message skipped: already final, already being cancelled or never sent.",
-                    "%(count)d messages skipped: already final, already being cancelled or never sent.",
+                    "%(count)d message skipped: final, already being cancelled or never sent.",
+                    "%(count)d messages skipped: final, already being cancelled or never sent.",
                     skipped,
-                ) % {"count": skipped},
+                )
+                % {"count": skipped},
                 messages.WARNING,
             )
         if not queued and not skipped:
@@ -165,14 +206,25 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
 
 
-_PROGRESS = {state.value: state.label for state in CancelState if state != CancelState.NOT_REQUESTED}
+_PROGRESS = {
+    state.value: state.label for state in CancelState if state != CancelState.NOT_REQUESTED
+}
 
 
 @admin.register(CancellationBatch)
 class CancellationBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
-        "__str__", "created_at", "requested_by", "via", "total", "skipped",
-        "pending", "cancelled", "too_late", "failed", "messages_link",
+        "__str__",
+        "created_at",
+        "requested_by",
+        "via",
+        "total",
+        "skipped",
+        "pending",
+        "cancelled",
+        "too_late",
+        "failed",
+        "messages_link",
     )
     list_filter = ("via", "created_at")
     readonly_fields = ("created_at", "requested_by", "via", "total", "skipped", "progress")
@@ -187,16 +239,12 @@ class CancellationBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         def count(*states: str) -> Count:
             return Count("messages", filter=Q(messages__cancel_state__in=states))
 
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("requested_by")
-            .annotate(
-                n_pending=count(CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING),
-                n_cancelled=count(CancelState.CANCELLED),
-                n_too_late=count(CancelState.TOO_LATE, CancelState.SKIPPED),
-                n_failed=count(CancelState.REFUSED, CancelState.GAVE_UP),
-            )
+        queryset: QuerySet[CancellationBatch] = super().get_queryset(request)
+        return queryset.select_related("requested_by").annotate(
+            n_pending=count(CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING),
+            n_cancelled=count(CancelState.CANCELLED),
+            n_too_late=count(CancelState.TOO_LATE, CancelState.SKIPPED),
+            n_failed=count(CancelState.REFUSED, CancelState.GAVE_UP),
         )
 
     @admin.display(description=_("in progress"), ordering="n_pending")

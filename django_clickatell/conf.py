@@ -38,7 +38,9 @@ def _describe(key: str) -> str:
 
 def _string(key: str, value: object) -> str:
     if not isinstance(value, str):
-        raise ImproperlyConfigured(f"{_describe(key)} must be a string, not {type(value).__name__}.")
+        raise ImproperlyConfigured(
+            f"{_describe(key)} must be a string, not {type(value).__name__}."
+        )
     return value
 
 

@@ -60,7 +60,10 @@ class OutboundMessage(models.Model):
     sender = models.CharField(_("sender"), max_length=32, blank=True)
     text = models.TextField(_("text"), blank=True, help_text=_("Optional copy of the message."))
     scheduled_for = models.DateTimeField(
-        _("scheduled for"), null=True, blank=True, db_index=True,
+        _("scheduled for"),
+        null=True,
+        blank=True,
+        db_index=True,
         help_text=_("When Clickatell is due to deliver the message."),
     )
     status = models.CharField(
@@ -81,7 +84,9 @@ class OutboundMessage(models.Model):
         choices=CancelState.choices,
         db_index=True,
     )
-    cancel_requested_at = models.DateTimeField(_("cancellation requested at"), null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(
+        _("cancellation requested at"), null=True, blank=True
+    )
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("cancellation requested by"),
@@ -90,10 +95,14 @@ class OutboundMessage(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    cancel_completed_at = models.DateTimeField(_("cancellation completed at"), null=True, blank=True)
+    cancel_completed_at = models.DateTimeField(
+        _("cancellation completed at"), null=True, blank=True
+    )
     cancel_attempts = models.PositiveIntegerField(_("cancellation attempts"), default=0)
     cancel_error = models.CharField(
-        _("cancellation error"), max_length=255, blank=True,
+        _("cancellation error"),
+        max_length=255,
+        blank=True,
         help_text=_("Why the last attempt did not stop the message."),
     )
     batch = models.ForeignKey(
@@ -139,15 +148,21 @@ class GatewayExchange(models.Model):
         PROTOCOL_ERROR = "protocol_error", _("Unreadable reply")
 
     message = models.ForeignKey(
-        OutboundMessage, on_delete=models.CASCADE, related_name="exchanges",
+        OutboundMessage,
+        on_delete=models.CASCADE,
+        related_name="exchanges",
         verbose_name=_("message"),
     )
     command = models.CharField(_("command"), max_length=16)
     occurred_at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
     via = models.CharField(_("via"), max_length=16, choices=Via.choices)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("by"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     task_id = models.CharField(_("task id"), max_length=64, blank=True)
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
@@ -155,7 +170,9 @@ class GatewayExchange(models.Model):
     error_code = models.IntegerField(_("error code"), null=True, blank=True)
     error_description = models.CharField(_("error"), max_length=255, blank=True)
     detail = models.CharField(
-        _("detail"), max_length=255, blank=True,
+        _("detail"),
+        max_length=255,
+        blank=True,
         help_text=_("Transport failure or a redacted excerpt of an unreadable reply."),
     )
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
@@ -174,13 +191,18 @@ class CancellationBatch(models.Model):
 
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("requested by"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     via = models.CharField(_("via"), max_length=16, choices=Via.choices)
     total = models.PositiveIntegerField(_("messages queued"), default=0)
     skipped = models.PositiveIntegerField(
-        _("messages skipped"), default=0,
+        _("messages skipped"),
+        default=0,
         help_text=_("Selected but already final, already being cancelled, or never sent."),
     )
 

@@ -3,7 +3,7 @@
 ``message_cancelled(sender=OutboundMessage, message=..., via=...)``
     Clickatell answered ``006`` for ``message``: its delivery was stopped.
 
-``message_status_changed(sender=OutboundMessage, message=..., old_status=..., new_status=..., via=...)``
+``message_status_changed(sender=OutboundMessage, message, old_status, new_status, via)``
     Clickatell reported a status code different from the one recorded.
     Both codes are three-digit strings (``old_status`` may be ``""``).
 

@@ -102,7 +102,10 @@ def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
         countdown = retry_delay(retries)
         logger.info(
             "Retrying %d cancellations in %.1fs (attempt %d of %d): %s",
-            len(report.retry), countdown, retries + 1, app_settings.task_max_retries,
+            len(report.retry),
+            countdown,
+            retries + 1,
+            app_settings.task_max_retries,
             report.transient_error,
         )
         raise task.retry(

@@ -12,7 +12,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from django_clickatell.models import CancellationBatch, CancelState, GatewayExchange, OutboundMessage
+from django_clickatell.models import (
+    CancellationBatch,
+    CancelState,
+    GatewayExchange,
+    OutboundMessage,
+)
 from tests.factories import scheduled_messages
 
 pytestmark = pytest.mark.django_db
@@ -51,8 +56,9 @@ def test_changelist_shows_gateway_columns(admin_client: Client) -> None:
 
 def test_change_page_has_read_only_exchange_log(admin_client: Client) -> None:
     [message] = scheduled_messages(None, 1)
-    GatewayExchange.objects.create(message=message, command="delmsg", via="task",
-                                   outcome="status", status="006")
+    GatewayExchange.objects.create(
+        message=message, command="delmsg", via="task", outcome="status", status="006"
+    )
     url = reverse("admin:django_clickatell_outboundmessage_change", args=[message.pk])
     content = admin_client.get(url).content.decode()
     assert "exchanges with clickatell" in content.lower()
@@ -83,7 +89,7 @@ def test_confirmed_action_queues_and_reports(
     assert len(callbacks) == 1  # one broker message, after commit
     content = response.content.decode()
     assert "Cancellation of 4 messages queued." in content
-    assert "1 message skipped" in content
+    assert "1 message skipped: final" in content
     assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 4
     batch = CancellationBatch.objects.get()
     assert (batch.total, batch.skipped, batch.requested_by) == (4, 1, admin_user)
@@ -104,11 +110,13 @@ def test_batch_progress_page(admin_client: Client) -> None:
     detail = admin_client.get(
         reverse("admin:django_clickatell_cancellationbatch_change", args=[batch.pk])
     ).content.decode()
-    assert "Cancellation queued: 2" in detail and "Cancelled: 1" in detail
+    assert "Cancellation queued: 2" in detail
+    assert "Cancelled: 1" in detail
 
 
-@pytest.mark.parametrize("perms", [("view_outboundmessage",),
-                                   ("view_outboundmessage", "delete_outboundmessage")])
+@pytest.mark.parametrize(
+    "perms", [("view_outboundmessage",), ("view_outboundmessage", "delete_outboundmessage")]
+)
 def test_without_permission_no_action_and_forged_post_refused(
     client: Client, perms: tuple[str, ...]
 ) -> None:
@@ -135,7 +143,8 @@ def test_anonymous_reaches_nothing(client: Client) -> None:
     scheduled_messages(None, 1)
     for url in (CHANGELIST, reverse("admin:django_clickatell_cancellationbatch_changelist")):
         response = client.get(url)
-        assert response.status_code == 302 and "/login/" in response["Location"]
+        assert response.status_code == 302
+        assert "/login/" in response["Location"]
     response = client.post(CHANGELIST, action_post([1], confirm=True))
     assert response.status_code == 302
     assert not CancellationBatch.objects.exists()

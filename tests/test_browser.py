@@ -18,8 +18,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 
 CHROMIUM = os.environ.get("CLICKATELL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -60,7 +66,9 @@ def log_in(page: Any, live_server: Any, username: str, password: str) -> None:
 
 
 def test_operator_cancels_from_the_admin(
-    page: Any, live_server: Any, simulator: ClickatellSimulator,
+    page: Any,
+    live_server: Any,
+    simulator: ClickatellSimulator,
     celery_worker_process: WorkerProcess,
 ) -> None:
     User.objects.create_superuser("ops", "ops@example.com", "s3cret-pw")

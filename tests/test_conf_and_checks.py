@@ -11,8 +11,12 @@ from django_clickatell.conf import ClickatellSettings, app_settings
 from django_clickatell.protocol.redaction import Secret
 
 BASE = {"USERNAME": "u", "PASSWORD": "p4ssword", "API_ID": "1234567"}
-REDIS = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                     "LOCATION": "redis://127.0.0.1:6379/14"}}
+REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/14",
+    }
+}
 
 
 def ids(config: Any, caches: Any = None) -> list[str]:
@@ -60,9 +64,11 @@ class TestSettings:
         ],
     )
     def test_mistyped_key_is_named(self, key: str, value: object, fragment: str) -> None:
-        with override_settings(CLICKATELL={**BASE, key: value}):
-            with pytest.raises(ImproperlyConfigured) as info:
-                getattr(app_settings, key.lower())
+        with (
+            override_settings(CLICKATELL={**BASE, key: value}),
+            pytest.raises(ImproperlyConfigured) as info,
+        ):
+            getattr(app_settings, key.lower())
         assert fragment in str(info.value)
         assert f"[{key!r}]" in str(info.value)
 
@@ -107,11 +113,13 @@ class TestChecks:
     def test_e004_unknown_alias(self) -> None:
         assert ids({**BASE, "CACHE_ALIAS": "sessions"}) == ["django_clickatell.E004"]
 
-    @pytest.mark.parametrize("backend", ["locmem.LocMemCache", "dummy.DummyCache",
-                                         "filebased.FileBasedCache"])
+    @pytest.mark.parametrize(
+        "backend", ["locmem.LocMemCache", "dummy.DummyCache", "filebased.FileBasedCache"]
+    )
     def test_w001_per_process_cache(self, backend: str) -> None:
-        caches = {"default": {"BACKEND": f"django.core.cache.backends.{backend}",
-                              "LOCATION": "/tmp/x"}}
+        caches = {
+            "default": {"BACKEND": f"django.core.cache.backends.{backend}", "LOCATION": "/tmp/x"}
+        }
         assert ids(BASE, caches) == ["django_clickatell.W001"]
 
     def test_w001_only_for_the_session_alias(self) -> None:

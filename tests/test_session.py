@@ -62,8 +62,14 @@ def test_two_processes_share_one_session(simulator: ClickatellSimulator) -> None
     start = time.time() + 3.0
     with simulator.latency_of(0.3):
         children = [
-            subprocess.Popen([sys.executable, "-c", CHILD, str(start)], env=env, cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, str(start)],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for _ in range(2)
         ]
         outputs = [child.communicate(timeout=60) for child in children]
@@ -148,7 +154,9 @@ def test_crashed_lock_holder_blocks_only_until_lock_timeout(
     assert simulator.counts["auth"] == 1
 
 
-def test_waiting_for_a_stuck_holder_times_out(simulator: ClickatellSimulator, settings: Any) -> None:
+def test_waiting_for_a_stuck_holder_times_out(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
     settings.CLICKATELL = {**settings.CLICKATELL, "AUTH_LOCK_TIMEOUT": 30, "AUTH_WAIT_TIMEOUT": 0.5}
     store = ClickatellClient().sessions
     cache.add(store.lock_key, "stuck", timeout=30)
@@ -170,5 +178,5 @@ def test_revoked_credentials_fail_fast_for_all_waiters(simulator: ClickatellSimu
     with simulator.latency_of(0.1), ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: work(), range(8)))
     assert len(errors) == 8
-    assert {e.code for e in errors} == {1}
+    assert {getattr(e, "code", None) for e in errors} == {1}
     assert simulator.counts["auth"] == 1

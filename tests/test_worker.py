@@ -15,8 +15,13 @@ from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import WorkerProcess, wait_until
 from tests.factories import scheduled_messages
 
-SETTLED = [CancelState.CANCELLED, CancelState.TOO_LATE, CancelState.REFUSED,
-           CancelState.GAVE_UP, CancelState.SKIPPED]
+SETTLED = [
+    CancelState.CANCELLED,
+    CancelState.TOO_LATE,
+    CancelState.REFUSED,
+    CancelState.GAVE_UP,
+    CancelState.SKIPPED,
+]
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -29,7 +34,7 @@ def test_worker_cancels_a_selection(
     simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
 ) -> None:
     messages = scheduled_messages(simulator, 120)
-    simulator.messages[messages[0].apimsgid].status = "004"  # delivered meanwhile
+    simulator.messages[str(messages[0].apimsgid)].status = "004"  # delivered meanwhile
     result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
     tasks.enqueue_cancellation(result.message_pks)  # fans out into chunks of 50
     assert wait_until(lambda: settled(120), timeout=60)
@@ -38,7 +43,9 @@ def test_worker_cancels_a_selection(
     assert simulator.counts["delmsg"] == 120
     assert simulator.counts["auth"] == 1  # two worker processes, one shared session
     exchange = GatewayExchange.objects.first()
-    assert exchange is not None and exchange.via == "task" and exchange.task_id
+    assert exchange is not None
+    assert exchange.via == "task"
+    assert exchange.task_id
 
 
 def test_transient_errors_are_retried_with_backoff(
@@ -70,11 +77,12 @@ def test_broker_carries_primary_keys_only() -> None:
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     broker.delete("django_clickatell_probe")
     with tasks.cancel_messages.app.connection_for_write() as conn:
-        tasks.cancel_messages.apply_async(([1, 2, 3],), queue="django_clickatell_probe",
-                                          connection=conn)
+        tasks.cancel_messages.apply_async(
+            ([1, 2, 3],), queue="django_clickatell_probe", connection=conn
+        )
     [raw] = broker.lrange("django_clickatell_probe", 0, -1)
     broker.delete("django_clickatell_probe")
-    text = raw.decode()
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
     envelope = json.loads(text)
     assert envelope["headers"]["task"] == "django_clickatell.cancel_messages"
     assert "demo-password" not in text

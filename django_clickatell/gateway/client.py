@@ -98,7 +98,9 @@ class ClickatellClient:
 
     def getbalance(self) -> replies.BalanceReply:
         """The account's remaining credit."""
-        return self._call("getbalance", {}, lambda body, secrets: replies.parse_balance(body, secrets))
+        return self._call(
+            "getbalance", {}, lambda body, secrets: replies.parse_balance(body, secrets)
+        )
 
     def getmsgcharge(self, *, apimsgid: str) -> replies.ChargeReply:
         """What a message cost, with its status."""
@@ -107,9 +109,13 @@ class ClickatellClient:
             "getmsgcharge", fields, lambda body, secrets: replies.parse_charge(body, secrets)
         )
 
-    def sendmsg(self, fields: dict[str, str]) -> list[replies.SentMessageReply | replies.ErrorReply]:
+    def sendmsg(
+        self, fields: dict[str, str]
+    ) -> list[replies.SentMessageReply | replies.ErrorReply]:
         """Send raw ``sendmsg`` fields (the sending service builds and validates them)."""
-        return self._call("sendmsg", fields, lambda body, secrets: replies.parse_send(body, secrets))
+        return self._call(
+            "sendmsg", fields, lambda body, secrets: replies.parse_send(body, secrets)
+        )
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from django.core.cache.backends.base import BaseCache
 
@@ -83,7 +84,11 @@ class SessionStore:
         """
         now = self._clock()
         last = _last_touch.get(self.session_key)
-        if last is not None and last[0] == hash(session_id) and now - last[1] < self.policy.touch_interval:
+        if (
+            last is not None
+            and last[0] == hash(session_id)
+            and now - last[1] < self.policy.touch_interval
+        ):
             return
         if self.cache.touch(self.session_key, self.policy.ttl):
             _last_touch[self.session_key] = (hash(session_id), now)
@@ -115,7 +120,7 @@ class SessionStore:
     def _usable(self, values: dict[str, object], stale: str | None) -> str | None:
         failure = values.get(self.failure_key)
         if failure is not None:
-            code, description = failure  # type: ignore[misc]
+            code, description = cast("tuple[int | None, str]", failure)
             raise AuthenticationError(code, description, command="auth")
         current = values.get(self.session_key)
         if current and current != stale:

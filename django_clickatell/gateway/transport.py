@@ -57,7 +57,10 @@ class Transport:
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
             logger.warning(
-                "Clickatell %s answered HTTP %s after %.0f ms", command, response.status_code, elapsed
+                "Clickatell %s answered HTTP %s after %.0f ms",
+                command,
+                response.status_code,
+                elapsed,
             )
             raise GatewayHTTPError(command, response.status_code)
         logger.debug("Clickatell %s answered after %.0f ms", command, elapsed)

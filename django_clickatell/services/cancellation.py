@@ -109,7 +109,9 @@ def preview_cancellation(queryset: QuerySet[OutboundMessage]) -> CancellationPre
     """Count, in one query, what :func:`request_cancellation` would queue and skip."""
     counts = queryset.order_by().aggregate(
         cancellable=Count("pk", filter=_REQUESTABLE),
-        final=Count("pk", filter=Q(status__in=FINAL_STATUSES) | Q(cancel_state=CancelState.CANCELLED)),
+        final=Count(
+            "pk", filter=Q(status__in=FINAL_STATUSES) | Q(cancel_state=CancelState.CANCELLED)
+        ),
         in_progress=Count(
             "pk",
             filter=~Q(status__in=FINAL_STATUSES) & Q(cancel_state__in=ACTIVE_CANCEL_STATES),
@@ -186,8 +188,9 @@ def cancel_messages(
         return report
     client = client or ClickatellClient()
     for index, message in enumerate(claimed):
-        error = _cancel_one(client, message, via=via, actor_id=actor_id, token=token,
-                            give_up=give_up, report=report)
+        error = _cancel_one(
+            client, message, via=via, actor_id=actor_id, token=token, give_up=give_up, report=report
+        )
         if error is not None:
             _release([m.pk for m in claimed[index + 1 :]], token, give_up, error, report)
             break
@@ -203,7 +206,8 @@ def cancel_message(message: OutboundMessage | int, *, via: str, actor: Any = Non
 def _claim(pks: Sequence[int], token: str, report: CancelReport) -> list[OutboundMessage]:
     now = timezone.now()
     report.skipped = OutboundMessage.objects.filter(
-        pk__in=pks, cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
+        pk__in=pks,
+        cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
         status__in=FINAL_STATUSES,
     ).update(cancel_state=CancelState.SKIPPED, claim_token="", claim_expires_at=None)
     OutboundMessage.objects.filter(
@@ -244,7 +248,9 @@ def _cancel_one(
 ) -> ClickatellError | None:
     """Returns the transient error that should stop the run, if any."""
     exchange = GatewayExchange(
-        message_id=message.pk, command="delmsg", via=via,
+        message_id=message.pk,
+        command="delmsg",
+        via=via,
         actor_id=actor_id or message.cancel_requested_by_id,
         task_id=token if via == Via.TASK else "",
     )
@@ -313,8 +319,11 @@ def _record_reply(
     message.cancel_state = updates["cancel_state"]
     if reply.status != old_status:
         message_status_changed.send(
-            sender=OutboundMessage, message=message, old_status=old_status,
-            new_status=reply.status, via=via,
+            sender=OutboundMessage,
+            message=message,
+            old_status=old_status,
+            new_status=reply.status,
+            via=via,
         )
     if cancelled:
         message_cancelled.send(sender=OutboundMessage, message=message, via=via)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -41,10 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(f"Clickatell simulator listening on {simulator.base_url}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -80,7 +80,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class ClickatellSimulator:
-    """Start with :meth:`start` (or ``with``); ``base_url`` is what ``CLICKATELL["BASE_URL"]`` takes."""
+    """Start with :meth:`start` (or ``with``); put ``base_url`` in ``CLICKATELL["BASE_URL"]``."""
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class ClickatellSimulator:
         port: int = 0,
         *,
         username: str = "demo",
-        password: str = "demo-password",
+        password: str = "demo-password",  # noqa: S107 (a local test double's default)
         api_id: str = "1234567",
         session_idle_timeout: float = 900.0,
         latency: float = 0.0,
@@ -108,6 +108,8 @@ class ClickatellSimulator:
         self.connections = 0
         self.secrets_in_url = 0
         self._sessions: dict[str, float] = {}
+        #: Every session id ever handed out, so tests can look for leaks.
+        self.issued_session_ids: list[str] = []
         self._faults: deque[Fault] = deque()
         self._lock = threading.RLock()
         self._server = _Server((host, port), _Handler)
@@ -257,9 +259,9 @@ class ClickatellSimulator:
 
     def _advance(self, message: SimulatedMessage) -> None:
         """Scheduled messages leave the router at their time and are then delivered."""
-        if message.status == "011" and message.deliver_at is not None:
-            if time.time() >= message.deliver_at:
-                self._set_status(message, "004")
+        scheduled = message.status == "011" and message.deliver_at is not None
+        if scheduled and time.time() >= (message.deliver_at or 0):
+            self._set_status(message, "004")
 
     def _set_status(self, message: SimulatedMessage, status: str) -> None:
         message.history.append(status)
@@ -288,6 +290,7 @@ class ClickatellSimulator:
             return "ERR: 001, Authentication failed"
         session_id = secrets.token_hex(16)
         self._sessions[session_id] = time.monotonic()
+        self.issued_session_ids.append(session_id)
         return f"OK: {session_id}"
 
     def _check_session(self, fields: dict[str, str]) -> str | None:
@@ -396,13 +399,13 @@ class _Handler(BaseHTTPRequestHandler):
         # algorithm and the client's delayed ACK add ~40 ms to every reply.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the simulator must never print what it was sent."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch(body=b"")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self._dispatch(body=self.rfile.read(length) if length else b"")
 
@@ -445,9 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "malformed":
             self._send(200, "<html><body>Service temporarily unavailable</body></html>")
         elif fault.kind == "reset":
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
         elif fault.kind == "delay":
             time.sleep(fault.delay)

@@ -81,8 +81,9 @@ DATABASES = {
 
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     # One process only (eager Celery): a local cache is enough, and the check says so.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -110,5 +111,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_clickatell": {"handlers": ["console"], "level": env("LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        "django_clickatell": {"handlers": ["console"], "level": env("LOG_LEVEL", "WARNING")}
+    },
 }

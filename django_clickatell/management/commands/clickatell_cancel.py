@@ -14,7 +14,11 @@ from django_clickatell.conf import app_settings
 from django_clickatell.models import OutboundMessage, Via
 from django_clickatell.protocol.codes import normalize_status
 from django_clickatell.protocol.replies import is_client_message_id, is_message_id
-from django_clickatell.services.cancellation import CancelReport, cancel_messages, request_cancellation
+from django_clickatell.services.cancellation import (
+    CancelReport,
+    cancel_messages,
+    request_cancellation,
+)
 from django_clickatell.tasks import enqueue_cancellation
 
 
@@ -115,9 +119,7 @@ class Command(BaseCommand):
             return
         width = 30
         filled = width * done // total
-        self.stdout.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", ending=""
-        )
+        self.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", ending="")
         if done == total:
             self.stdout.write("")
 

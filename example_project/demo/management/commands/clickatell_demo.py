@@ -31,14 +31,19 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         with ExitStack() as stack:
             if not os.environ.get("CLICKATELL_BASE_URL"):
-                simulator = stack.enter_context(ClickatellSimulator(
-                    username=settings.CLICKATELL["USERNAME"],
-                    password=settings.CLICKATELL["PASSWORD"],
-                    api_id=settings.CLICKATELL["API_ID"],
-                ))
-                stack.enter_context(override_settings(
-                    CLICKATELL={**settings.CLICKATELL, "BASE_URL": simulator.base_url}
-                ))
+                account: dict[str, Any] = settings.CLICKATELL
+                simulator = stack.enter_context(
+                    ClickatellSimulator(
+                        username=account["USERNAME"],
+                        password=account["PASSWORD"],
+                        api_id=account["API_ID"],
+                    )
+                )
+                stack.enter_context(
+                    override_settings(
+                        CLICKATELL={**settings.CLICKATELL, "BASE_URL": simulator.base_url}
+                    )
+                )
                 self.stdout.write(f"Embedded Clickatell simulator on {simulator.base_url}")
             try:
                 self.run()
@@ -48,7 +53,9 @@ class Command(BaseCommand):
     def run(self) -> None:
         client = ClickatellClient()
         client.auth()
-        self.stdout.write(self.style.SUCCESS("auth: credentials accepted (session id kept in the cache)"))
+        self.stdout.write(
+            self.style.SUCCESS("auth: credentials accepted (session id kept in the cache)")
+        )
         client.ping()
         self.stdout.write(self.style.SUCCESS("ping: session alive"))
 
@@ -76,20 +83,27 @@ class Command(BaseCommand):
         cancelled = OutboundMessage.objects.filter(status="006").count()
         if cancelled != len(RECIPIENTS):
             raise CommandError(f"Expected {len(RECIPIENTS)} cancelled messages, got {cancelled}.")
-        self.stdout.write(self.style.SUCCESS(
-            f"{cancelled} scheduled messages stopped (011 -> 006); every reply is in the exchange log."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{cancelled} scheduled messages stopped (011 -> 006); "
+                "every reply is in the exchange log."
+            )
+        )
 
-    def _schedule(self, client: ClickatellClient, to: str, *, deliv_time: int | None,
-                  scheduled_for: Any) -> None:
+    def _schedule(
+        self, client: ClickatellClient, to: str, *, deliv_time: int | None, scheduled_for: Any
+    ) -> None:
         fields = {"to": to, "text": "Your appointment is tomorrow at 10:00", "from": "DemoClinic"}
         if deliv_time:
             fields["deliv_time"] = str(deliv_time)
         [reply] = client.sendmsg(fields)
         assert isinstance(reply, SentMessageReply)
         OutboundMessage.objects.create(
-            apimsgid=reply.apimsgid, recipient=to, sender="DemoClinic",
-            scheduled_for=scheduled_for, text=fields["text"],
+            apimsgid=reply.apimsgid,
+            recipient=to,
+            sender="DemoClinic",
+            scheduled_for=scheduled_for,
+            text=fields["text"],
         )
 
     def _table(self, before: dict[int, str]) -> None:

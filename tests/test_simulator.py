@@ -1,0 +1,163 @@
+"""The simulator itself: protocol, faults, controls and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from django_clickatell.simulator import ClickatellSimulator, Fault
+
+
+@pytest.fixture
+def sim() -> Iterator[ClickatellSimulator]:
+    with ClickatellSimulator(session_idle_timeout=60) as simulator:
+        yield simulator
+
+
+def post(sim: ClickatellSimulator, command: str, **fields: str) -> str:
+    return requests.post(sim.base_url + command, data=fields, timeout=5).text
+
+
+def session(sim: ClickatellSimulator) -> str:
+    return post(sim, "auth", user="demo", password="demo-password", api_id="1234567")[4:]
+
+
+def test_auth_and_errors(sim: ClickatellSimulator) -> None:
+    assert post(sim, "auth", user="demo", password="x", api_id="1234567").startswith("ERR: 001")
+    assert post(sim, "auth", user="demo", password="demo-password", api_id="9").startswith(
+        "ERR: 108"
+    )
+    assert post(sim, "ping").startswith("ERR: 005")
+    assert post(sim, "ping", session_id="0" * 32).startswith("ERR: 003")
+    assert post(sim, "ping", session_id=session(sim)) == "OK:"
+
+
+def test_delmsg_semantics(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    scheduled = sim.add_message(climsgid="abc")
+    delivered = sim.add_message(status="004")
+    assert post(sim, "delmsg", session_id=sid, apimsgid=scheduled) == f"ID: {scheduled} Status: 006"
+    assert post(sim, "delmsg", session_id=sid, climsgid="abc") == f"ID: {scheduled} Status: 006"
+    assert post(sim, "delmsg", session_id=sid, apimsgid=delivered) == f"ID: {delivered} Status: 004"
+    assert post(sim, "delmsg", session_id=sid, apimsgid="nope").startswith("ERR: 103")
+    assert post(sim, "delmsg", session_id=sid, climsgid="nope").startswith("ERR: 104")
+    assert post(sim, "delmsg", session_id=sid).startswith("ERR: 109")
+    assert sim.counts["delmsg"] == 6
+
+
+def test_scheduled_message_is_delivered_at_its_time(sim: ClickatellSimulator) -> None:
+    apimsgid = sim.add_message(deliver_in=0.2)
+    assert sim.status_of(apimsgid) == "011"
+    time.sleep(0.3)
+    assert sim.status_of(apimsgid) == "004"
+
+
+def test_sendmsg_multi(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    body = post(
+        sim, "sendmsg", session_id=sid, to="27999000001,bad,27999000002", text="hi", deliv_time="30"
+    )
+    lines = body.splitlines()
+    assert lines[0].startswith("ID: ")
+    assert lines[0].endswith("To: 27999000001")
+    assert lines[1] == "ERR: 105, Invalid destination address To: bad"
+    assert post(
+        sim, "sendmsg", session_id=sid, to="27999000001", text="x", deliv_time="5"
+    ).startswith("ERR: 120")
+
+
+def test_idle_expiry(sim: ClickatellSimulator) -> None:
+    sim.session_idle_timeout = 0.2
+    sid = session(sim)
+    time.sleep(0.3)
+    assert post(sim, "ping", session_id=sid).startswith("ERR: 003")
+
+
+@pytest.mark.parametrize(("kind", "status"), [("http_500", 500), ("http_502", 502)])
+def test_http_faults(sim: ClickatellSimulator, kind: str, status: int) -> None:
+    sim.inject(kind, command="ping", times=2)
+    sid = session(sim)
+    for _ in range(2):
+        assert (
+            requests.post(sim.base_url + "ping", data={"session_id": sid}, timeout=5).status_code
+            == status
+        )
+    assert post(sim, "ping", session_id=sid) == "OK:"
+
+
+def test_reset_and_delay_faults(sim: ClickatellSimulator) -> None:
+    sim.inject("reset")
+    with pytest.raises(requests.ConnectionError):
+        requests.post(sim.base_url + "ping", timeout=5)
+    sim.inject(Fault("delay", delay=1.0))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(sim.base_url + "ping", timeout=(1, 0.3))
+
+
+def test_unknown_fault_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown fault"):
+        Fault("explode")
+
+
+def test_counts_connections_and_secrets_in_urls(sim: ClickatellSimulator) -> None:
+    with requests.Session() as http:
+        for _ in range(3):
+            http.post(sim.base_url + "ping", timeout=5)
+    assert sim.connections == 1  # keep-alive
+    requests.get(sim.base_url + "auth?user=demo&password=demo-password&api_id=1234567", timeout=5)
+    assert sim.secrets_in_url == 1
+
+
+def test_control_endpoints(sim: ClickatellSimulator) -> None:
+    def control(action: str, payload: dict[str, object] | None = None) -> object:
+        request = urllib.request.Request(
+            sim.root_url + "_simulator/" + action,
+            data=json.dumps(payload).encode() if payload is not None else None,
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    created = control("messages", {"climsgid": "x1"})
+    assert isinstance(created, dict)
+    assert created["apimsgid"] in sim.messages
+    control("faults", {"kind": "http_500", "command": "ping"})
+    assert requests.post(sim.base_url + "ping", timeout=5).status_code == 500
+    stats = control("stats")
+    assert isinstance(stats, dict)
+    assert stats["counts"]["faults"] == 1
+    control("reset", {})
+    assert sim.counts["total"] == 0
+
+
+def test_command_line() -> None:
+    env = {**os.environ, "CLICKATELL_PASSWORD": "cli-password"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_clickatell.simulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line
+        url = line.rsplit(" ", 1)[1].strip()
+        body = requests.post(
+            url + "auth",
+            data={"user": "demo", "password": "cli-password", "api_id": "1234567"},
+            timeout=5,
+        ).text
+        assert body.startswith("OK: ")
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
