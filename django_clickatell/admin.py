@@ -127,8 +127,16 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if request.POST.get("post") != "yes":
             return self._confirm_cancellation(request, queryset)
         result = request_cancellation(queryset, via=Via.ADMIN, actor=request.user)
-        enqueue_cancellation(result.message_pks)
         queued = len(result.message_pks)
+        if not enqueue_cancellation(result.message_pks):
+            self.message_user(
+                request,
+                _(
+                    "The task queue could not be reached. The messages stay queued for "
+                    "cancellation and will be picked up when it is back."
+                ),
+                messages.ERROR,
+            )
         skipped = result.preview.total - queued
         if queued:
             self.log_addition(

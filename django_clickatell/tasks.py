@@ -11,6 +11,10 @@ idle minutes)::
 
     CELERY_BEAT_SCHEDULE = {
         "clickatell-ping": {"task": "django_clickatell.ping", "schedule": 600.0},
+        "clickatell-requeue": {
+            "task": "django_clickatell.requeue_stalled_cancellations",
+            "schedule": 300.0,
+        },
     }
 """
 
@@ -33,6 +37,8 @@ from .services import cancellation
 logger = logging.getLogger("django_clickatell.tasks")
 
 _DATABASE_ERRORS = (OperationalError, InterfaceError)
+#: Publishing happens inside a web request: give up on the broker quickly.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 _TASK_OPTIONS: dict[str, Any] = {
     "bind": True,
     "acks_late": True,
@@ -75,15 +81,50 @@ def ping(self: Task[Any, Any]) -> None:
     ClickatellClient().ping()
 
 
-def enqueue_cancellation(message_pks: Iterable[int], *, using: str | None = None) -> None:
+@shared_task(name="django_clickatell.requeue_stalled_cancellations", ignore_result=True)
+def requeue_stalled_cancellations() -> int:
+    """Queue again the cancellations whose task was lost (broker outage, purged queue).
+
+    Schedule it with beat every few minutes; a message that is merely waiting
+    for its retry is not touched until it is overdue.
+    """
+    pks = cancellation.stalled_cancellations()
+    if pks:
+        logger.warning("Requeueing %d stalled cancellations", len(pks))
+        cancel_messages.delay(pks)
+    return len(pks)
+
+
+def enqueue_cancellation(message_pks: Iterable[int], *, using: str | None = None) -> bool:
     """Queue :func:`cancel_messages` once the current transaction commits.
 
     A worker never sees primary keys of rows it cannot read yet, and a rolled
-    back request queues nothing.
+    back request queues nothing.  Returns False when called outside a
+    transaction and the broker could not be reached: the messages stay
+    ``PENDING`` and :func:`requeue_stalled_cancellations` picks them up later.
     """
     pks = list(message_pks)
-    if pks:
-        transaction.on_commit(partial(cancel_messages.delay, pks), using=using)
+    if not pks:
+        return True
+    connection = transaction.get_connection(using)
+    if connection.in_atomic_block:
+        transaction.on_commit(partial(publish_cancellation, pks), using=using)
+        return True
+    return publish_cancellation(pks)
+
+
+def publish_cancellation(message_pks: list[int]) -> bool:
+    """Send the task; a broker outage is logged, never raised into a request."""
+    try:
+        cancel_messages.apply_async((message_pks,), retry=True, retry_policy=_PUBLISH_RETRY)
+    except Exception:
+        logger.exception(
+            "Could not queue the cancellation of %d messages; they stay pending until "
+            "requeue_stalled_cancellations runs",
+            len(message_pks),
+        )
+        return False
+    return True
 
 
 def retry_delay(retries: int) -> float:

@@ -189,3 +189,24 @@ def test_action_survives_gateway_outage(admin_client: Client, settings: Any) -> 
     response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
     assert response.status_code == 200
     assert connection.vendor in ("postgresql", "sqlite")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_outage_is_reported_not_a_500(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    from django_clickatell import tasks
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(tasks.cancel_messages, "apply_async", refuse)
+    scheduled_messages(None, 2)
+    pks = list(OutboundMessage.objects.values_list("pk", flat=True))
+    response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
+    assert response.status_code == 200
+    assert "The task queue could not be reached." in response.content.decode()
+    # Nothing is lost: the messages wait, pending, for requeue_stalled_cancellations.
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 2

@@ -90,3 +90,27 @@ def test_broker_carries_primary_keys_only() -> None:
 
     body = json.loads(base64.b64decode(envelope["body"]))
     assert body[0] == [[1, 2, 3]]
+
+
+def test_stalled_cancellations_are_requeued(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
+) -> None:
+    """A batch whose task was lost (broker outage, purged queue) is picked up again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    messages = scheduled_messages(simulator, 4)
+    long_ago = timezone.now() - timedelta(hours=1)
+    OutboundMessage.objects.filter(pk__in=[m.pk for m in messages[:2]]).update(
+        cancel_state=CancelState.PENDING, updated_at=long_ago
+    )
+    OutboundMessage.objects.filter(pk=messages[2].pk).update(
+        cancel_state=CancelState.IN_FLIGHT, claim_token="dead", claim_expires_at=long_ago
+    )
+    # Recently queued: its task may still be on its way, so it is left alone.
+    OutboundMessage.objects.filter(pk=messages[3].pk).update(cancel_state=CancelState.PENDING)
+    assert tasks.requeue_stalled_cancellations() == 3
+    assert wait_until(lambda: settled(3), timeout=30)
+    assert OutboundMessage.objects.get(pk=messages[3].pk).cancel_state == CancelState.PENDING
+    assert simulator.counts["delmsg"] == 3

@@ -197,6 +197,26 @@ def cancel_messages(
     return report
 
 
+def stalled_cancellations() -> list[int]:
+    """Messages whose cancellation nobody is working on any more.
+
+    Queued or retrying but untouched for longer than a claim plus the longest
+    retry delay, or claimed by a worker whose claim has expired.
+    """
+    now = timezone.now()
+    overdue = now - timedelta(
+        seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max
+    )
+    return list(
+        OutboundMessage.objects.filter(
+            Q(cancel_state__in=[CancelState.PENDING, CancelState.RETRYING], updated_at__lt=overdue)
+            | Q(cancel_state=CancelState.IN_FLIGHT, claim_expires_at__lt=now)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def cancel_message(message: OutboundMessage | int, *, via: str, actor: Any = None) -> CancelReport:
     """Cancel one message now (synchronously); see :func:`cancel_messages`."""
     pk = message.pk if isinstance(message, OutboundMessage) else message

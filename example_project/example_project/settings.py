@@ -105,6 +105,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Clickatell drops an idle session after 15 minutes.
     "clickatell-ping": {"task": "django_clickatell.ping", "schedule": 600.0},
+    "clickatell-requeue": {
+        "task": "django_clickatell.requeue_stalled_cancellations",
+        "schedule": 300.0,
+    },
 }
 
 LOGGING = {
