@@ -20,9 +20,17 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .models import CancellationBatch, CancelState, GatewayExchange, OutboundMessage, Via
+from .models import (
+    CancellationBatch,
+    CancelState,
+    GatewayExchange,
+    OutboundMessage,
+    UnmatchedCallback,
+    Via,
+)
+from .services.balance import balance_or_none
 from .services.cancellation import preview_cancellation, request_cancellation
-from .tasks import enqueue_cancellation
+from .tasks import enqueue_cancellation, enqueue_refresh
 
 PREVIEW_ROWS = 20
 
@@ -68,6 +76,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = (
         "status",
         "cancel_state",
+        "send_state",
         ("scheduled_for", admin.DateFieldListFilter),
         ("batch", admin.RelatedOnlyFieldListFilter),
     )
@@ -75,13 +84,17 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     date_hierarchy = "scheduled_for"
     list_select_related = False
     show_full_result_count = False
-    actions = ("cancel_delivery",)
+    actions = ("cancel_delivery", "refresh_status")
+    change_list_template = "admin/django_clickatell/outboundmessage/change_list.html"
     inlines = (GatewayExchangeInline,)
     readonly_fields = (
         "apimsgid",
         "climsgid",
         "status",
         "status_changed_at",
+        "charge",
+        "send_state",
+        "send_error",
         "cancel_state",
         "cancel_requested_at",
         "cancel_requested_by",
@@ -94,7 +107,20 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     fieldsets = (
         (None, {"fields": ("recipient", "sender", "text", "scheduled_for")}),
-        (_("Clickatell"), {"fields": ("apimsgid", "climsgid", "status", "status_changed_at")}),
+        (
+            _("Clickatell"),
+            {
+                "fields": (
+                    "apimsgid",
+                    "climsgid",
+                    "status",
+                    "status_changed_at",
+                    "charge",
+                    "send_state",
+                    "send_error",
+                )
+            },
+        ),
         (
             _("Cancellation"),
             {
@@ -115,6 +141,30 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: OutboundMessage) -> str:
         return f"{obj.status} – {obj.status_label}" if obj.status else "–"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "clickatell_balance": balance_or_none()}
+        return super().changelist_view(request, extra_context=context)
+
+    @admin.action(permissions=["change"], description=_("Refresh status from Clickatell"))
+    def refresh_status(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        pks = list(queryset.order_by().values_list("pk", flat=True))
+        if not enqueue_refresh(pks):
+            self.message_user(request, _("The task queue could not be reached."), messages.ERROR)
+            return
+        count = len(pks)
+        self.message_user(
+            request,
+            ngettext(
+                "Status refresh of %(count)d message queued.",
+                "Status refresh of %(count)d messages queued.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
@@ -282,3 +332,23 @@ class CancellationBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         counts = {row["cancel_state"]: row["n"] for row in rows}
         parts = [f"{_PROGRESS.get(state, state)}: {n}" for state, n in sorted(counts.items())]
         return "; ".join(parts) or "–"
+
+
+@admin.register(UnmatchedCallback)
+class UnmatchedCallbackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "apimsgid",
+        "status",
+        "reported_at",
+        "recipient",
+        "received_at",
+        "matched_message",
+    )
+    list_filter = ("status", "received_at")
+    search_fields = ("=apimsgid", "=climsgid", "recipient")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -116,6 +116,23 @@ def _session_ttl(key: str, value: object) -> int:
     return seconds
 
 
+def _batch_size(key: str, value: object) -> int:
+    size = _positive_int(key, value)
+    if size > 300:
+        raise ImproperlyConfigured(f"{_describe(key)} must be at most 300 (Clickatell's limit).")
+    return size
+
+
+def _secret_or_empty(key: str, value: object) -> Secret:
+    return Secret(_string(key, value))
+
+
+def _boolean(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{_describe(key)} must be True or False, got {value!r}.")
+    return value
+
+
 class Option(Generic[T]):
     """One key of ``settings.CLICKATELL``, validated on every read."""
 
@@ -183,6 +200,18 @@ class ClickatellSettings:
     task_max_retries = Option(_non_negative_int, 8, doc="Retries after transient failures.")
     task_retry_backoff = Option(_positive_number, 2.0, doc="First retry delay in seconds.")
     task_retry_backoff_max = Option(_positive_number, 600.0, doc="Longest retry delay, seconds.")
+    send_batch_size = Option(
+        _batch_size, 100, doc="Recipients per sendmsg request (Clickatell allows 100 by GET)."
+    )
+    refresh_chunk_size = Option(_positive_int, 200, doc="Messages per status refresh task.")
+    callback_username = Option(_string, "", doc="HTTP Basic user Clickatell sends callbacks with.")
+    callback_password = Option(
+        _secret_or_empty, Secret(""), doc="HTTP Basic password for callbacks."
+    )
+    balance_cache_seconds = Option(
+        _non_negative_int, 60, doc="How long the admin shows a fetched balance."
+    )
+    keep_text = Option(_boolean, True, doc="Keep message text after sending (False blanks it).")
 
     @classmethod
     def options(cls) -> dict[str, Option[Any]]:

@@ -32,6 +32,16 @@ class CancelState(models.TextChoices):
 ACTIVE_CANCEL_STATES = (CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING)
 
 
+class SendState(models.TextChoices):
+    NOT_SENT_HERE = "", _("Not sent by this app")
+    QUEUED = "queued", _("Queued for sending")
+    SENDING = "sending", _("Sending")
+    VERIFYING = "verifying", _("Checking whether Clickatell got it")
+    SENT = "sent", _("Accepted by Clickatell")
+    REJECTED = "rejected", _("Rejected by Clickatell")
+    UNKNOWN = "unknown", _("Unknown (not resent, to avoid a duplicate)")
+
+
 class Via(models.TextChoices):
     ADMIN = "admin", _("Admin")
     TASK = "task", _("Celery task")
@@ -74,7 +84,37 @@ class OutboundMessage(models.Model):
         db_index=True,
         help_text=_("Clickatell's latest status code for the message."),
     )
-    status_changed_at = models.DateTimeField(_("status changed at"), null=True, blank=True)
+    status_changed_at = models.DateTimeField(
+        _("status changed at"),
+        null=True,
+        blank=True,
+        help_text=_("When the status took effect, by Clickatell's clock where it said."),
+    )
+    charge = models.DecimalField(
+        _("charge"),
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text=_("Credits charged, as reported by a status callback."),
+    )
+
+    send_state = models.CharField(
+        _("sending"),
+        max_length=16,
+        blank=True,
+        default=SendState.NOT_SENT_HERE,
+        choices=SendState.choices,
+        db_index=True,
+    )
+    send_error = models.CharField(_("sending error"), max_length=255, blank=True)
+    send_options = models.JSONField(
+        _("sending options"),
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text=_("The sendmsg options (schedule, callback, concat, validity) used."),
+    )
 
     cancel_state = models.CharField(
         _("cancellation"),
@@ -184,6 +224,41 @@ class GatewayExchange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.command} {self.get_outcome_display()} ({self.occurred_at:%Y-%m-%d %H:%M:%S})"
+
+
+class UnmatchedCallback(models.Model):
+    """A status callback for a message this database does not (yet) know.
+
+    Kept rather than dropped: a message recorded later (or sent from another
+    system) is matched when it appears, and nothing Clickatell said is lost.
+    """
+
+    received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
+    apimsgid = models.CharField(_("API message id"), max_length=64, db_index=True)
+    climsgid = models.CharField(_("client message id"), max_length=32, blank=True)
+    recipient = models.CharField(_("recipient"), max_length=32, blank=True)
+    sender = models.CharField(_("sender"), max_length=32, blank=True)
+    status = models.CharField(_("status"), max_length=8, choices=status_choices)
+    reported_at = models.DateTimeField(_("reported at"), null=True, blank=True)
+    charge = models.DecimalField(
+        _("charge"), max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    matched_message = models.ForeignKey(
+        OutboundMessage,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("matched message"),
+    )
+
+    class Meta:
+        verbose_name = _("unmatched callback")
+        verbose_name_plural = _("unmatched callbacks")
+        ordering = ("-received_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.apimsgid} {self.status}"
 
 
 class CancellationBatch(models.Model):

@@ -15,6 +15,7 @@ idle minutes)::
             "task": "django_clickatell.requeue_stalled_cancellations",
             "schedule": 300.0,
         },
+        "clickatell-refresh": {"task": "django_clickatell.refresh_statuses", "schedule": 900.0},
     }
 """
 
@@ -32,7 +33,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from .conf import app_settings
 from .gateway.client import ClickatellClient
 from .models import Via
-from .services import cancellation
+from .services import cancellation, sending, status
 
 logger = logging.getLogger("django_clickatell.tasks")
 
@@ -75,6 +76,42 @@ def cancel_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, A
     return _cancel(self, pks)
 
 
+@shared_task(name="django_clickatell.send_messages", **_TASK_OPTIONS)
+def send_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
+    """Send recorded messages; after a failure in transit, check before sending again."""
+    report = sending.send_messages([int(pk) for pk in message_pks], via=Via.TASK)
+    if report.retry and self.request.retries < app_settings.task_max_retries:
+        raise self.retry(
+            args=(report.retry,),
+            countdown=retry_delay(self.request.retries),
+            max_retries=app_settings.task_max_retries,
+        )
+    return report.as_dict()
+
+
+@shared_task(name="django_clickatell.refresh_messages", **_TASK_OPTIONS)
+def refresh_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
+    """Ask Clickatell for the status of these messages (``querymsg``) and record it."""
+    report = status.refresh_statuses([int(pk) for pk in message_pks], via=Via.TASK)
+    if report.retry and self.request.retries < app_settings.task_max_retries:
+        raise self.retry(
+            args=(report.retry,),
+            countdown=retry_delay(self.request.retries),
+            max_retries=app_settings.task_max_retries,
+        )
+    return report.as_dict()
+
+
+@shared_task(name="django_clickatell.refresh_statuses", ignore_result=True)
+def refresh_statuses() -> int:
+    """Refresh every message whose status may still change, in chunks (schedule with beat)."""
+    pks = status.refreshable_messages()
+    size = app_settings.refresh_chunk_size
+    for start in range(0, len(pks), size):
+        refresh_messages.apply_async((pks[start : start + size],))
+    return len(pks)
+
+
 @shared_task(name="django_clickatell.ping", bind=True, ignore_result=True)
 def ping(self: Task[Any, Any]) -> None:
     """Keep the shared Clickatell session alive; schedule every ~10 minutes with beat."""
@@ -115,13 +152,33 @@ def enqueue_cancellation(message_pks: Iterable[int], *, using: str | None = None
 
 def publish_cancellation(message_pks: list[int]) -> bool:
     """Send the task; a broker outage is logged, never raised into a request."""
+    return _publish(cancel_messages, message_pks, "cancellation")
+
+
+def enqueue_sending(message_pks: Iterable[int]) -> None:
+    """Queue :func:`send_messages` once the current transaction commits."""
+    pks = list(message_pks)
+    if pks:
+        transaction.on_commit(partial(_publish, send_messages, pks, "sending"))
+
+
+def enqueue_refresh(message_pks: Iterable[int]) -> bool:
+    """Queue :func:`refresh_messages` (now, or on commit inside a transaction)."""
+    pks = list(message_pks)
+    if not pks:
+        return True
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(partial(_publish, refresh_messages, pks, "status refresh"))
+        return True
+    return _publish(refresh_messages, pks, "status refresh")
+
+
+def _publish(task: Task[Any, Any], message_pks: list[int], what: str) -> bool:
     try:
-        cancel_messages.apply_async((message_pks,), retry=True, retry_policy=_PUBLISH_RETRY)
+        task.apply_async((message_pks,), retry=True, retry_policy=_PUBLISH_RETRY)
     except Exception:
         logger.exception(
-            "Could not queue the cancellation of %d messages; they stay pending until "
-            "requeue_stalled_cancellations runs",
-            len(message_pks),
+            "Could not queue the %s of %d messages (task queue unreachable)", what, len(message_pks)
         )
         return False
     return True

@@ -18,7 +18,7 @@ from django_clickatell.simulator import ClickatellSimulator, Fault
 
 @pytest.fixture
 def sim() -> Iterator[ClickatellSimulator]:
-    with ClickatellSimulator(session_idle_timeout=60) as simulator:
+    with ClickatellSimulator(session_idle_timeout=60, handset_delay=0.1) as simulator:
         yield simulator
 
 
@@ -56,8 +56,9 @@ def test_delmsg_semantics(sim: ClickatellSimulator) -> None:
 def test_scheduled_message_is_delivered_at_its_time(sim: ClickatellSimulator) -> None:
     apimsgid = sim.add_message(deliver_in=0.2)
     assert sim.status_of(apimsgid) == "011"
-    time.sleep(0.3)
+    time.sleep(0.5)
     assert sim.status_of(apimsgid) == "004"
+    assert sim.messages[apimsgid].history == ["003", "004"]
 
 
 def test_sendmsg_multi(sim: ClickatellSimulator) -> None:

@@ -114,3 +114,24 @@ def test_stalled_cancellations_are_requeued(
     assert wait_until(lambda: settled(3), timeout=30)
     assert OutboundMessage.objects.get(pk=messages[3].pk).cancel_state == CancelState.PENDING
     assert simulator.counts["delmsg"] == 3
+
+
+def test_send_task_and_status_refresh_through_the_worker(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
+) -> None:
+    from django_clickatell.api import send_sms
+    from django_clickatell.models import SendState
+
+    messages = send_sms(["27999000001", "27999000002"], "Grüße", deliver_in_minutes=30)
+    pks = [m.pk for m in messages]
+    assert wait_until(
+        lambda: OutboundMessage.objects.filter(pk__in=pks, send_state=SendState.SENT).count() == 2,
+        timeout=30,
+    )
+    for message in OutboundMessage.objects.filter(pk__in=pks):
+        simulator.messages[str(message.apimsgid)].status = "003"
+    assert tasks.refresh_statuses() == 2
+    assert wait_until(
+        lambda: OutboundMessage.objects.filter(pk__in=pks, status="003").count() == 2, timeout=30
+    )
+    assert {m.text for m in simulator.messages.values()} == {"Grüße"}

@@ -9,7 +9,10 @@ other processes use the JSON control endpoints under ``/_simulator/``.
 
 from __future__ import annotations
 
+import base64
+import heapq
 import json
+import queue
 import secrets
 import socket
 import ssl
@@ -23,7 +26,11 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.error import URLError
+from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.request import Request, urlopen
+
+from ..protocol.encoding import decode_ucs2_hex
 
 SECRET_FIELDS = frozenset({"password", "session_id"})
 FAULT_KINDS = frozenset(
@@ -32,6 +39,7 @@ FAULT_KINDS = frozenset(
         "http_502",  # a proxy's 502 page
         "malformed",  # HTTP 200 with a body that is not the protocol
         "reset",  # close the connection without answering (RST)
+        "drop_reply",  # carry the command out, then reset instead of answering
         "delay",  # answer only after ``delay`` seconds (provokes read timeouts)
         "expire_session",  # answer ERR 003 as if the session had just expired
         "body",  # answer the literal ``body`` (documented reply variants)
@@ -62,8 +70,10 @@ class SimulatedMessage:
     sender: str = ""
     text: str = ""
     status: str = "011"
-    deliver_at: float | None = None  # unix time; None = already handed on
+    deliver_at: float | None = None  # unix time it leaves the router (011 -> 003)
+    delivered_at: float | None = None  # unix time the handset has it (003 -> 004)
     charge: str = "1.000000"
+    callback: int = 0  # sendmsg's callback level: 1 intermediate, 2 final, 3 both
     history: list[str] = field(default_factory=list)
 
 
@@ -95,6 +105,11 @@ class ClickatellSimulator:
         balance: str = "1000.0",
         certfile: str | None = None,
         keyfile: str | None = None,
+        handset_delay: float = 1.0,
+        callback_url: str | None = None,
+        callback_auth: tuple[str, str] | None = None,
+        callback_method: str = "POST",
+        callback_retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0),
     ) -> None:
         self.host = host
         self.username = username
@@ -103,6 +118,19 @@ class ClickatellSimulator:
         self.session_idle_timeout = session_idle_timeout
         self.latency = latency
         self.balance = Decimal(balance)
+        self.handset_delay = handset_delay
+        if callback_url is not None and not callback_url.startswith(("http://", "https://")):
+            raise ValueError("callback_url must be an http(s) URL")
+        self.callback_url = callback_url
+        self.callback_auth = callback_auth
+        self.callback_method = callback_method
+        self.callback_retry_delays = callback_retry_delays
+        self.callbacks_sent = 0
+        self.callback_attempts = 0
+        self.callbacks_failed = 0
+        self._callbacks: queue.Queue[tuple[dict[str, str], int] | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._due: list[tuple[float, str]] = []  # heap of (unix time, apimsgid) to advance
         self.messages: dict[str, SimulatedMessage] = {}
         self.counts: Counter[str] = Counter()
         self.connections = 0
@@ -141,12 +169,22 @@ class ClickatellSimulator:
             target=self._server.serve_forever, name="clickatell-simulator", daemon=True
         )
         self._thread.start()
+        self._start_background()
         return self
 
     def serve_forever(self) -> None:
+        self._start_background()
         self._server.serve_forever()
 
+    def _start_background(self) -> None:
+        for target, name in ((self._tick, "ticker"), (self._push_callbacks, "callbacks")):
+            threading.Thread(
+                target=target, name=f"clickatell-simulator-{name}", daemon=True
+            ).start()
+
     def stop(self) -> None:
+        self._stopping.set()
+        self._callbacks.put(None)
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -178,17 +216,22 @@ class ClickatellSimulator:
         to: str = "27999000001",
         status: str = "011",
         deliver_in: float | None = 3600.0,
+        callback: int = 0,
     ) -> str:
         """Put a message at the gateway (scheduled ``deliver_in`` seconds ahead by default)."""
         apimsgid = apimsgid or secrets.token_hex(16)
+        deliver_at = time.time() + deliver_in if deliver_in is not None else None
         with self._lock:
             self.messages[apimsgid] = SimulatedMessage(
                 apimsgid=apimsgid,
                 climsgid=climsgid,
                 to=to,
                 status=status,
-                deliver_at=time.time() + deliver_in if deliver_in is not None else None,
+                deliver_at=deliver_at if status == "011" else None,
+                callback=callback,
             )
+            if status == "011" and deliver_at is not None:
+                heapq.heappush(self._due, (deliver_at, apimsgid))
         return apimsgid
 
     def status_of(self, apimsgid: str) -> str:
@@ -222,6 +265,7 @@ class ClickatellSimulator:
             self.counts.clear()
             self.connections = 0
             self.secrets_in_url = 0
+            self.callbacks_sent = self.callbacks_failed = self.callback_attempts = 0
 
     @contextmanager
     def latency_of(self, seconds: float) -> Iterator[None]:
@@ -239,6 +283,8 @@ class ClickatellSimulator:
                 "secrets_in_url": self.secrets_in_url,
                 "messages": len(self.messages),
                 "sessions": len(self._sessions),
+                "callbacks_sent": self.callbacks_sent,
+                "callbacks_failed": self.callbacks_failed,
             }
 
     def _count_connection(self) -> None:
@@ -258,20 +304,93 @@ class ClickatellSimulator:
         return None
 
     def _advance(self, message: SimulatedMessage) -> None:
-        """Scheduled messages leave the router at their time and are then delivered."""
-        scheduled = message.status == "011" and message.deliver_at is not None
-        if scheduled and time.time() >= (message.deliver_at or 0):
+        """Scheduled messages leave the router at their time (003), then reach the handset."""
+        now = time.time()
+        if message.status == "011" and message.deliver_at is not None and now >= message.deliver_at:
+            self._set_status(message, "003")
+            message.delivered_at = message.deliver_at + self.handset_delay
+            heapq.heappush(self._due, (message.delivered_at, message.apimsgid))
+        handed_on = message.status == "003" and message.delivered_at is not None
+        if handed_on and now >= (message.delivered_at or 0):
             self._set_status(message, "004")
 
     def _set_status(self, message: SimulatedMessage, status: str) -> None:
         message.history.append(status)
         message.status = status
+        final = status in ("004", "005", "006", "007", "009", "010", "012", "014")
+        wanted = message.callback & (2 if final else 1) or message.callback >= 4
+        if self.callback_url and wanted:
+            self._callbacks.put((self._callback_fields(message), 0))
 
-    def handle(self, command: str, fields: dict[str, str]) -> str:
+    def _callback_fields(self, message: SimulatedMessage) -> dict[str, str]:
+        return {
+            "api_id": self.api_id,
+            "apiMsgId": message.apimsgid,
+            "cliMsgId": message.climsgid,
+            "to": message.to,
+            "from": message.sender,
+            "timestamp": str(int(time.time())),
+            "status": message.status,
+            "charge": message.charge,
+        }
+
+    def _tick(self) -> None:
+        """Move messages along when their time comes (and push their callbacks)."""
+        while not self._stopping.wait(0.05):
+            now = time.time()
+            with self._lock:
+                while self._due and self._due[0][0] <= now:
+                    _, apimsgid = heapq.heappop(self._due)
+                    message = self.messages.get(apimsgid)
+                    if message is not None:
+                        self._advance(message)
+
+    def _push_callbacks(self) -> None:
+        """Deliver callbacks, retrying failures after each of ``callback_retry_delays``."""
+        while True:
+            item = self._callbacks.get()
+            if item is None or self._stopping.is_set():
+                return
+            fields, attempt = item
+            if self._deliver_callback(fields):
+                with self._lock:
+                    self.callbacks_sent += 1
+                continue
+            if attempt >= len(self.callback_retry_delays):
+                with self._lock:
+                    self.callbacks_failed += 1
+                continue
+            delay = self.callback_retry_delays[attempt]
+            timer = threading.Timer(delay, self._callbacks.put, args=((fields, attempt + 1),))
+            timer.daemon = True
+            timer.start()
+
+    def _deliver_callback(self, fields: dict[str, str]) -> bool:
+        if self.callback_url is None:  # switched off meanwhile: drop it
+            return True
+        with self._lock:
+            self.callback_attempts += 1
+        body = urlencode(fields)
+        if self.callback_method == "GET":
+            request = Request(f"{self.callback_url}?{body}", method="GET")  # noqa: S310
+        else:
+            request = Request(self.callback_url, data=body.encode(), method="POST")  # noqa: S310
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        if self.callback_auth:
+            token = base64.b64encode(":".join(self.callback_auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urlopen(request, timeout=5) as response:  # noqa: S310 (http(s) checked)
+                return bool(200 <= response.status < 300)
+        except (URLError, OSError):
+            return False
+
+    def handle(self, command: str, fields: dict[str, str], *, count: bool = True) -> str:
         """The reply body for one command (thread-safe)."""
         with self._lock:
-            self.counts[command] += 1
-            self.counts["total"] += 1
+            if count:
+                self.counts[command] += 1
+                self.counts["total"] += 1
             if command == "auth":
                 return self._auth(fields)
             error = self._check_session(fields)
@@ -362,6 +481,18 @@ class ClickatellSimulator:
             if not 10 <= minutes <= 10080:
                 return "ERR: 120, Invalid delivery time"
             deliver_at += minutes * 60
+        elif fields.get("scheduled_time"):
+            when = int(fields["scheduled_time"]) if fields["scheduled_time"].isdigit() else 0
+            if not time.time() < when <= time.time() + 7 * 86400:
+                return "ERR: 120, Invalid delivery time"
+            deliver_at = float(when)
+        text = fields["text"]
+        if fields.get("unicode") == "1":
+            try:
+                text = decode_ucs2_hex(text)
+            except ValueError:
+                return "ERR: 116, Invalid Unicode data"
+        callback = int(fields["callback"]) if fields.get("callback", "").isdigit() else 0
         lines = []
         for to in recipients:
             if not to.lstrip("+").isdigit() or len(to) < 6:
@@ -369,15 +500,22 @@ class ClickatellSimulator:
                 continue
             apimsgid = secrets.token_hex(16)
             scheduled = deliver_at > time.time() + 1
-            self.messages[apimsgid] = SimulatedMessage(
+            message = SimulatedMessage(
                 apimsgid=apimsgid,
                 climsgid=fields.get("climsgid", "") if len(recipients) == 1 else "",
                 to=to,
                 sender=fields.get("from", ""),
-                text=fields["text"],
-                status="011" if scheduled else "003",
-                deliver_at=deliver_at if scheduled else None,
+                text=text,
+                status="011",
+                deliver_at=deliver_at,
+                callback=callback,
             )
+            self.messages[apimsgid] = message
+            if scheduled:
+                message.history.append("011")
+                heapq.heappush(self._due, (deliver_at, apimsgid))
+            else:
+                self._advance(message)
             lines.append(f"ID: {apimsgid} To: {to}" if len(recipients) > 1 else f"ID: {apimsgid}")
         return "\n".join(lines)
 
@@ -390,6 +528,8 @@ _ERROR_PAGE = (
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _command = ""
+    _fields: dict[str, str] = {}
     server: _Server
     server_version = "ClickatellSimulator/1"
 
@@ -431,6 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
         if simulator.latency:
             time.sleep(simulator.latency)
         fault = simulator._next_fault(command)
+        self._command, self._fields = command, fields
         if fault is not None:
             with simulator._lock:
                 simulator.counts[command] += 1
@@ -447,6 +588,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, _ERROR_PAGE.format(status=status, reason=reason))
         elif fault.kind == "malformed":
             self._send(200, "<html><body>Service temporarily unavailable</body></html>")
+        elif fault.kind == "drop_reply":
+            self.server.simulator.handle(self._command, self._fields, count=False)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
         elif fault.kind == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True

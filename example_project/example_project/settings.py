@@ -19,6 +19,7 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", "example-project-not-secret")
 DEBUG = env("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
@@ -95,6 +96,9 @@ CLICKATELL = {
     "API_ID": env("CLICKATELL_API_ID", "1234567"),
     # Unset: the demo starts the bundled simulator and points this at it.
     "BASE_URL": env("CLICKATELL_BASE_URL", "http://127.0.0.1:8911/http/"),
+    # HTTP Basic credentials set for status callbacks in the Clickatell account.
+    "CALLBACK_USERNAME": env("CLICKATELL_CALLBACK_USERNAME", "clickatell"),
+    "CALLBACK_PASSWORD": env("CLICKATELL_CALLBACK_PASSWORD", "demo-callback-password"),
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "")
@@ -109,6 +113,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "django_clickatell.requeue_stalled_cancellations",
         "schedule": 300.0,
     },
+    "clickatell-refresh": {"task": "django_clickatell.refresh_statuses", "schedule": 900.0},
 }
 
 LOGGING = {

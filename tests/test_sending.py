@@ -1,0 +1,193 @@
+"""Sending (sendmsg) against the simulator: batches, per-recipient errors, unicode, no resends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from django_clickatell.api import InvalidMessage, send_sms
+from django_clickatell.models import GatewayExchange, OutboundMessage, SendState, Via
+from django_clickatell.services.sending import send_messages
+from django_clickatell.simulator import ClickatellSimulator
+
+pytestmark = pytest.mark.django_db
+
+
+def test_scheduled_single_recipient(simulator: ClickatellSimulator) -> None:
+    [message] = send_sms(
+        "+27 999 000 001",
+        "Appointment at 10:00",
+        sender="Clinic",
+        deliver_in_minutes=120,
+        callback=3,
+        wait=True,
+    )
+    assert message.send_state == SendState.SENT
+    assert message.recipient == "27999000001"
+    assert message.apimsgid in simulator.messages
+    at_gateway = simulator.messages[str(message.apimsgid)]
+    assert (at_gateway.status, at_gateway.climsgid, at_gateway.callback) == (
+        "011",
+        message.climsgid,
+        3,
+    )
+    assert message.scheduled_for is not None
+    assert message.scheduled_for - timezone.now() > timedelta(minutes=119)
+    assert message.exchanges.get().command == "sendmsg"
+
+
+def test_climsgids_are_unique_and_generated() -> None:
+    from django_clickatell.services.sending import create_messages
+
+    messages = create_messages(["27999000001", "27999000002"], "hi")
+    assert len({m.climsgid for m in messages}) == 2
+    assert all(len(m.climsgid) == 32 for m in messages)
+
+
+def test_many_recipients_split_into_batches(simulator: ClickatellSimulator, settings: Any) -> None:
+    settings.CLICKATELL = {**settings.CLICKATELL, "SEND_BATCH_SIZE": 2}
+    numbers = [f"2799900000{n}" for n in range(5)]
+    messages = send_sms(numbers, "Hello", wait=True)
+    assert simulator.counts["sendmsg"] == 3
+    assert {m.send_state for m in messages} == {SendState.SENT}
+    assert {simulator.messages[str(m.apimsgid)].to for m in messages} == set(numbers)
+
+
+def test_mixed_id_and_err_lines_land_on_the_right_records(simulator: ClickatellSimulator) -> None:
+    numbers = ["27999000001", "27999000002", "27999000003"]
+    simulator.inject(
+        "body",
+        command="sendmsg",
+        body=(
+            "ID: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa To: 27999000001\n"
+            "ERR: 121, Destination mobile number blocked To: 27999000002\n"
+            "ID: cccccccccccccccccccccccccccccccc To: 27999000003"
+        ),
+    )
+    messages = {m.recipient: m for m in send_sms(numbers, "Hello", wait=True)}
+    assert messages["27999000001"].apimsgid == "a" * 32
+    assert messages["27999000003"].apimsgid == "c" * 32
+    blocked = messages["27999000002"]
+    assert (blocked.send_state, blocked.apimsgid) == (SendState.REJECTED, None)
+    assert "ERR 121" in blocked.send_error
+    assert blocked.exchanges.get().error_code == 121
+
+
+def test_whole_request_refused(simulator: ClickatellSimulator) -> None:
+    simulator.inject("body", command="sendmsg", body="ERR: 301, No credit left")
+    messages = send_sms(["27999000001", "27999000002"], "Hello", wait=True)
+    assert {m.send_state for m in messages} == {SendState.REJECTED}
+    assert set(GatewayExchange.objects.values_list("error_code", flat=True)) == {301}
+
+
+@pytest.mark.parametrize(
+    ("text", "unicode"),
+    [
+        ("Grüße, Zoë! Привет ☃ 你好", True),
+        ("Hello £5 — ok?", True),
+        ("Héllo Ünïcode-free {€}", False),
+    ],
+)
+def test_text_arrives_intact(simulator: ClickatellSimulator, text: str, unicode: bool) -> None:
+    [message] = send_sms("27999000001", text, wait=True)
+    assert simulator.messages[str(message.apimsgid)].text == text
+    assert message.text == text
+
+
+def test_text_can_be_dropped_after_sending(simulator: ClickatellSimulator, settings: Any) -> None:
+    settings.CLICKATELL = {**settings.CLICKATELL, "KEEP_TEXT": False}
+    [message] = send_sms("27999000001", "private", wait=True)
+    assert message.text == ""
+    assert message.send_state == SendState.SENT
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"to": "12ab", "text": "x"}, "phone number"),
+        ({"to": "27999000001", "text": ""}, "Empty"),
+        ({"to": ["27999000001", "+27999000001"], "text": "x"}, "twice"),
+        ({"to": "27999000001", "text": "x", "deliver_in_minutes": 5}, "10 and 10080"),
+        ({"to": "27999000001", "text": "x", "deliver_in_minutes": 10081}, "10 and 10080"),
+        ({"to": "27999000001", "text": "x", "scheduled_at": "8d"}, "7 days"),
+        ({"to": "27999000001", "text": "x", "scheduled_at": "past"}, "future"),
+        ({"to": ["27999000001", "27999000002"], "text": "x", "climsgid": "abc"}, "one recipient"),
+        ({"to": "27999000001", "text": "x", "climsgid": "with-dash"}, "letters and digits"),
+        ({"to": "27999000001", "text": "x", "callback": 9}, "callback"),
+        ({"to": "27999000001", "text": "x", "sender": "Far too long sender"}, "Sender"),
+    ],
+)
+def test_invalid_messages_record_and_send_nothing(
+    simulator: ClickatellSimulator, kwargs: dict[str, Any], reason: str
+) -> None:
+    when = {"8d": timezone.now() + timedelta(days=8), "past": timezone.now() - timedelta(minutes=1)}
+    if "scheduled_at" in kwargs:
+        kwargs["scheduled_at"] = when[kwargs["scheduled_at"]]
+    with pytest.raises(InvalidMessage, match=reason):
+        send_sms(wait=True, **kwargs)
+    assert not OutboundMessage.objects.exists()
+    assert simulator.counts["total"] == 0
+
+
+def test_scheduled_at_is_sent_as_unix_time(simulator: ClickatellSimulator) -> None:
+    when = timezone.now() + timedelta(days=2)
+    [message] = send_sms("27999000001", "x", scheduled_at=when, wait=True)
+    deliver_at = simulator.messages[str(message.apimsgid)].deliver_at
+    assert deliver_at is not None
+    assert abs(deliver_at - when.timestamp()) < 2
+    assert message.send_options == {"scheduled_time": int(when.timestamp())}
+
+
+def test_lost_reply_is_verified_not_resent(simulator: ClickatellSimulator) -> None:
+    """Clickatell took the message but the reply was lost: querymsg finds it, no second send."""
+    simulator.inject("drop_reply", command="sendmsg")
+    [message] = send_sms("27999000001", "once only", wait=True)
+    assert message.send_state == SendState.VERIFYING
+    assert len(simulator.messages) == 1
+    report = send_messages([message.pk], via=Via.API)
+    message.refresh_from_db()
+    assert report.sent == [message.pk]
+    assert message.send_state == SendState.SENT
+    assert message.apimsgid in simulator.messages
+    assert simulator.counts["sendmsg"] == 1  # never sent twice
+    assert len(simulator.messages) == 1
+
+
+def test_request_that_never_arrived_is_sent_after_checking(simulator: ClickatellSimulator) -> None:
+    simulator.inject("reset", command="sendmsg")
+    [message] = send_sms("27999000001", "hello", wait=True)
+    assert message.send_state == SendState.VERIFYING
+    send_messages([message.pk], via=Via.API)
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert simulator.counts["querymsg"] == 1  # ERR 104: unknown, so safe to send
+    assert simulator.counts["sendmsg"] == 2
+    commands = list(message.exchanges.order_by("pk").values_list("command", "outcome"))
+    assert commands == [
+        ("sendmsg", "transport_error"),
+        ("querymsg", "gateway_error"),
+        ("sendmsg", "status"),
+    ]
+
+
+def test_multi_recipient_failure_in_transit_is_unknown_not_resent(
+    simulator: ClickatellSimulator,
+) -> None:
+    simulator.inject("drop_reply", command="sendmsg")
+    messages = send_sms(["27999000001", "27999000002"], "hello", wait=True)
+    assert {m.send_state for m in messages} == {SendState.UNKNOWN}
+    send_messages([m.pk for m in messages], via=Via.API)
+    assert simulator.counts["sendmsg"] == 1
+
+
+def test_queued_by_default(
+    simulator: ClickatellSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks() as callbacks:
+        [message] = send_sms("27999000001", "later")
+    assert message.send_state == SendState.QUEUED
+    assert len(callbacks) == 1
+    assert simulator.counts["total"] == 0
