@@ -144,7 +144,7 @@ class TestCallbackView:
         ],
     )
     def test_wrong_or_missing_credentials(
-        self, client: Client, callbacks: None, headers: dict[str, str]
+        self, client: Client, callbacks: None, headers: dict[str, Any]
     ) -> None:
         [message] = scheduled_messages(None, 1)
         response = client.post(URL, fields(message, "004"), **headers)
