@@ -80,12 +80,15 @@ def cancel_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, A
 def send_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
     """Send recorded messages; after a failure in transit, check before sending again."""
     report = sending.send_messages([int(pk) for pk in message_pks], via=Via.TASK)
-    if report.retry and self.request.retries < app_settings.task_max_retries:
-        raise self.retry(
-            args=(report.retry,),
-            countdown=retry_delay(self.request.retries),
-            max_retries=app_settings.task_max_retries,
-        )
+    if report.retry:
+        if self.request.retries < app_settings.task_max_retries:
+            raise self.retry(
+                args=(report.retry,),
+                countdown=retry_delay(self.request.retries),
+                max_retries=app_settings.task_max_retries,
+            )
+        # Unsent ones stay queued for a later send; unverifiable ones become unknown.
+        sending.give_up(report.retry, report.transient_error)
     return report.as_dict()
 
 

@@ -191,3 +191,21 @@ def test_queued_by_default(
     assert message.send_state == SendState.QUEUED
     assert len(callbacks) == 1
     assert simulator.counts["total"] == 0
+
+
+def test_given_climsgid_must_be_unique(simulator: ClickatellSimulator) -> None:
+    send_sms("27999000001", "first", climsgid="order42", wait=True)
+    with pytest.raises(InvalidMessage, match="already used"):
+        send_sms("27999000002", "second", climsgid="order42", wait=True)
+    assert simulator.counts["sendmsg"] == 1
+
+
+def test_giving_up_marks_unverifiable_unknown(simulator: ClickatellSimulator) -> None:
+    from django_clickatell.services.sending import give_up
+
+    simulator.inject("reset", command="sendmsg")
+    [message] = send_sms("27999000001", "x", wait=True)
+    assert give_up([message.pk], "gateway unreachable") == 1
+    message.refresh_from_db()
+    assert message.send_state == SendState.UNKNOWN
+    assert message.send_error == "Gave up checking: gateway unreachable"

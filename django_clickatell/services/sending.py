@@ -91,6 +91,8 @@ def create_messages(
             raise InvalidMessage("A climsgid names one message: give it for one recipient only.")
         if not is_client_message_id(climsgid):
             raise InvalidMessage("climsgid must be 1 to 32 letters and digits.")
+        if OutboundMessage.objects.filter(climsgid=climsgid).exists():
+            raise InvalidMessage("climsgid is already used by another message.")
     if sender and not re.fullmatch(r"[0-9]{1,16}|[A-Za-z0-9 ]{1,11}", sender):
         raise InvalidMessage("Sender must be up to 16 digits or 11 letters and digits.")
     options: dict[str, Any] = {}
@@ -165,6 +167,13 @@ def send_messages(
             if not _send_batch(client, members[start : start + size], via, actor_id, report):
                 return _stop(report, pks)
     return report
+
+
+def give_up(message_pks: Iterable[int], reason: str) -> int:
+    """After the last retry: what could not be verified is UNKNOWN (never resent blindly)."""
+    return OutboundMessage.objects.filter(
+        pk__in=list(message_pks), send_state=SendState.VERIFYING
+    ).update(send_state=SendState.UNKNOWN, send_error=f"Gave up checking: {reason}"[:255])
 
 
 def _stop(report: SendReport, pks: list[int]) -> SendReport:
