@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 types: install
-	$(BIN)/mypy django_clickatell tests example_project
+	$(BIN)/mypy django_clickatell tests example_project benchmarks
 
 migrations-check: install services
 	PYTHONPATH=. $(PY) -m django makemigrations django_clickatell --check --dry-run --settings=tests.settings

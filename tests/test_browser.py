@@ -103,7 +103,7 @@ def test_operator_cancels_from_the_admin(
     expect(page.locator("#result_list tbody tr")).to_have_count(5)
     expect(page.locator("#result_list")).to_contain_text("006 – User cancelled message delivery")
     page.screenshot(path=str(ARTIFACTS / "admin-cancelled.png"))
-    assert simulator.counts["delmsg"] == 5
+    assert simulator.executed["delmsg"] == 5
 
 
 def test_operator_without_permission_sees_no_action(page: Any, live_server: Any) -> None:

@@ -255,3 +255,47 @@ def test_recorded_006_is_never_overwritten(simulator: ClickatellSimulator) -> No
     assert result.message_pks == []
     assert cancel_messages([message.pk], via=Via.API).not_claimed == [message.pk]
     assert simulator.counts["delmsg"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_background_writes_are_saved_before_signals_on_the_calling_thread(
+    simulator: ClickatellSimulator,
+) -> None:
+    messages = scheduled_messages(simulator, 20)
+    seen: list[tuple[str, str]] = []
+
+    def on_cancel(**kw: Any) -> None:
+        saved = OutboundMessage.objects.get(pk=kw["message"].pk)
+        seen.append((threading.current_thread().name, saved.cancel_state))
+
+    message_cancelled.connect(on_cancel)
+    try:
+        report = cancel_messages([m.pk for m in messages], via=Via.TASK)
+    finally:
+        message_cancelled.disconnect(on_cancel)
+    assert len(report.cancelled) == 20
+    assert seen == [(threading.current_thread().name, CancelState.CANCELLED)] * 20
+    assert GatewayExchange.objects.count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_write_stops_the_run_before_more_requests(
+    simulator: ClickatellSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from django_clickatell.services import recording
+
+    def database_down(*args: Any) -> None:
+        raise OperationalError("connection to server was lost")
+
+    messages = scheduled_messages(simulator, 10)
+    monkeypatch.setattr(recording, "write_outcome", database_down)
+    with simulator.latency_of(0.05), pytest.raises(OperationalError):
+        cancel_messages([m.pk for m in messages], via=Via.TASK, claim_token="task-9")
+    # The failure is seen before a third request: at most the one in flight went out.
+    assert simulator.executed["delmsg"] <= 2
+    # Still claimed by the task: its retry takes them back and records what Clickatell says.
+    monkeypatch.undo()
+    report = cancel_messages([m.pk for m in messages], via=Via.TASK, claim_token="task-9")
+    assert len(report.cancelled) == 10

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from ..exceptions import AuthenticationError, SessionUnavailable
 
 logger = logging.getLogger("django_clickatell.session")
 
+#: Seconds a process trusts the session id it last read from the shared cache.
+MEMO_SECONDS = 5.0
 _FIRST_POLL = 0.01
 _MAX_POLL = 0.2
 
@@ -65,14 +68,30 @@ class SessionStore:
         return f"<SessionStore {self.session_key}>"
 
     def get(self) -> str:
-        """A live session id, authenticating (once, across processes) if none is cached."""
+        """A live session id, authenticating (once, across processes) if none is cached.
+
+        The id read from the shared cache is memoised in this process for a few
+        seconds, saving a cache round trip per command.  If another process
+        renewed it meanwhile, the gateway answers ERR 003 to the old one and
+        :meth:`renew` picks up the new id from the cache: one extra request,
+        never an extra ``auth``.
+        """
+        memo = _memo.get(self.session_key)
+        now = self._clock()
+        if memo is not None and now < memo[1]:
+            return memo[0]
         session_id = self.cache.get(self.session_key)
         if session_id:
+            self._remember(str(session_id), now)
             return str(session_id)
         return self._obtain(stale=None)
 
+    def _remember(self, session_id: str, now: float) -> None:
+        _memo[self.session_key] = (session_id, now + min(MEMO_SECONDS, self.policy.ttl / 2))
+
     def renew(self, stale: str | None) -> str:
         """Replace *stale* (the id the gateway just refused) unless someone already has."""
+        _memo.pop(self.session_key, None)
         return self._obtain(stale=stale)
 
     def touch(self, session_id: str) -> None:
@@ -96,6 +115,7 @@ class SessionStore:
     def forget(self) -> None:
         self.cache.delete_many([self.session_key, self.failure_key])
         _last_touch.pop(self.session_key, None)
+        _memo.pop(self.session_key, None)
 
     def _obtain(self, stale: str | None) -> str:
         deadline = self._clock() + self.policy.wait_timeout
@@ -103,6 +123,7 @@ class SessionStore:
         while True:
             current = self._usable(self.cache.get_many([self.session_key, self.failure_key]), stale)
             if current:
+                self._remember(current, self._clock())
                 return current
             token = uuid.uuid4().hex
             if self.cache.add(self.lock_key, token, timeout=self.policy.lock_timeout):
@@ -142,6 +163,7 @@ class SessionStore:
             raise
         self.cache.set(self.session_key, session_id, timeout=self.policy.ttl)
         _last_touch[self.session_key] = (hash(session_id), self._clock())
+        self._remember(session_id, self._clock())
         logger.info("Authenticated with Clickatell; new session cached")
         return session_id
 
@@ -152,3 +174,15 @@ class SessionStore:
 
 # key -> (hash of the session id, monotonic time of its last touch), per process.
 _last_touch: dict[str, tuple[int, float]] = {}
+# key -> (session id, monotonic expiry), per process; see SessionStore.get.
+_memo: dict[str, tuple[str, float]] = {}
+
+
+def forget_local_sessions() -> None:
+    """Drop this process's memoised session ids (after ``fork``, and between tests)."""
+    _memo.clear()
+    _last_touch.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=forget_local_sessions)

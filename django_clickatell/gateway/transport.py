@@ -38,7 +38,14 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.trust_env = True
+        # Read proxy and CA-bundle settings from the environment once, here, instead of
+        # on every request (requests rescans os.environ per call when trust_env is on,
+        # which cost a third of a millisecond per command in the benchmarks).
+        self.session.proxies.update(requests.utils.get_environ_proxies(base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle and base_url.startswith("https://"):
+            self.session.verify = bundle  # (a path costs a stat per request: https only)
+        self.session.trust_env = False
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url}>"
@@ -92,7 +99,10 @@ def get_transport(base_url: str, timeout: tuple[float, float]) -> Transport:
 
 
 def reset_transports() -> None:
-    """Drop every pooled connection (after ``fork``, and in tests)."""
+    """Drop every pooled connection and memoised session id (between tests)."""
+    from .session import forget_local_sessions
+
+    forget_local_sessions()
     with _lock:
         for transport in _transports.values():
             transport.close()

@@ -38,6 +38,7 @@ from ..models import (
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES, describe_status
 from ..protocol.replies import MessageStatusReply
 from ..signals import message_cancelled, message_status_changed
+from .recording import OutcomeWriter, outcome_writer
 
 logger = logging.getLogger("django_clickatell.cancellation")
 
@@ -187,13 +188,29 @@ def cancel_messages(
     if not claimed:
         return report
     client = client or ClickatellClient()
-    for index, message in enumerate(claimed):
-        error = _cancel_one(
-            client, message, via=via, actor_id=actor_id, token=token, give_up=give_up, report=report
-        )
-        if error is not None:
-            _release([m.pk for m in claimed[index + 1 :]], token, give_up, error, report)
-            break
+    writer = outcome_writer()
+    try:
+        for index, message in enumerate(claimed):
+            writer.check()
+            error = _cancel_one(
+                client,
+                message,
+                via=via,
+                actor_id=actor_id,
+                token=token,
+                give_up=give_up,
+                report=report,
+                writer=writer,
+            )
+            if error is not None:
+                untried = [m.pk for m in claimed[index + 1 :]]
+                break
+        else:
+            untried, error = [], None
+    finally:
+        writer.close()
+    if error is not None:
+        _release(untried, token, give_up, error, report)
     return report
 
 
@@ -265,6 +282,7 @@ def _cancel_one(
     token: str,
     give_up: bool,
     report: CancelReport,
+    writer: OutcomeWriter,
 ) -> ClickatellError | None:
     """Returns the transient error that should stop the run, if any."""
     exchange = GatewayExchange(
@@ -284,7 +302,7 @@ def _cancel_one(
             raise ProtocolError("delmsg", "reply names another message", reply.apimsgid)
     except ValueError as exc:
         # An id that cannot be valid: refused before any request was made.
-        _settle(message, CancelState.REFUSED, str(exc), report.refused)
+        _settle(writer, message, CancelState.REFUSED, str(exc), report.refused)
         return None
     except GatewayError as exc:
         exchange.duration_ms = _elapsed_ms(started)
@@ -292,8 +310,8 @@ def _cancel_one(
         exchange.error_code = exc.code
         exchange.error_description = exc.description[:255]
         if exc.retryable:
-            return _transient(message, exchange, exc, give_up, report)
-        _settle(message, CancelState.REFUSED, str(exc), report.refused, exchange)
+            return _transient(writer, message, exchange, exc, give_up, report)
+        _settle(writer, message, CancelState.REFUSED, str(exc), report.refused, exchange)
         return None
     except ClickatellError as exc:
         exchange.duration_ms = _elapsed_ms(started)
@@ -302,13 +320,14 @@ def _cancel_one(
         else:
             exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
         exchange.detail = _describe(exc)
-        return _transient(message, exchange, exc, give_up, report)
+        return _transient(writer, message, exchange, exc, give_up, report)
     exchange.duration_ms = _elapsed_ms(started)
-    _record_reply(message, reply, exchange, via, report)
+    _record_reply(writer, message, reply, exchange, via, report)
     return None
 
 
 def _record_reply(
+    writer: OutcomeWriter,
     message: OutboundMessage,
     reply: MessageStatusReply,
     exchange: GatewayExchange,
@@ -333,23 +352,27 @@ def _record_reply(
         updates["status_changed_at"] = now
     if not message.apimsgid:
         updates["apimsgid"] = reply.apimsgid
-    _write(message.pk, updates, exchange)
-    (report.cancelled if cancelled else report.too_late).append(message.pk)
     message.status = reply.status
     message.cancel_state = updates["cancel_state"]
-    if reply.status != old_status:
-        message_status_changed.send(
-            sender=OutboundMessage,
-            message=message,
-            old_status=old_status,
-            new_status=reply.status,
-            via=via,
-        )
-    if cancelled:
-        message_cancelled.send(sender=OutboundMessage, message=message, via=via)
+
+    def notify() -> None:
+        if reply.status != old_status:
+            message_status_changed.send(
+                sender=OutboundMessage,
+                message=message,
+                old_status=old_status,
+                new_status=reply.status,
+                via=via,
+            )
+        if cancelled:
+            message_cancelled.send(sender=OutboundMessage, message=message, via=via)
+
+    writer.write(message.pk, updates, exchange, after=notify)
+    (report.cancelled if cancelled else report.too_late).append(message.pk)
 
 
 def _settle(
+    writer: OutcomeWriter,
     message: OutboundMessage,
     state: str,
     reason: str,
@@ -364,27 +387,12 @@ def _settle(
         "claim_token": "",
         "claim_expires_at": None,
     }
-    _write(message.pk, updates, exchange)
+    writer.write(message.pk, updates, exchange)
     bucket.append(message.pk)
 
 
-def _write(pk: int, updates: dict[str, Any], exchange: GatewayExchange | None) -> None:
-    """Log the exchange, then update the message: two statements, no transaction.
-
-    If the process dies between the two, the reply is already in the log and
-    the message is still claimed by this token, so a redelivered task finishes
-    it -- nothing Clickatell said is lost, and each message costs two queries
-    instead of four (``BEGIN``/``COMMIT`` are round trips too).
-    """
-    if exchange is not None:
-        exchange.save(force_insert=True)
-    # Never overwrite a recorded 006 (a stale worker answering late).
-    OutboundMessage.objects.filter(pk=pk).exclude(cancel_state=CancelState.CANCELLED).update(
-        **updates
-    )
-
-
 def _transient(
+    writer: OutcomeWriter,
     message: OutboundMessage,
     exchange: GatewayExchange,
     exc: ClickatellError,
@@ -393,7 +401,7 @@ def _transient(
 ) -> ClickatellError:
     state = CancelState.GAVE_UP if give_up else CancelState.RETRYING
     logger.warning("Could not cancel message %s: %s", message.pk, exc)
-    _settle(message, state, str(exc), report.gave_up if give_up else report.retry, exchange)
+    _settle(writer, message, state, str(exc), report.gave_up if give_up else report.retry, exchange)
     report.transient_error = str(exc)
     return exc
 

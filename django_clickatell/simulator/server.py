@@ -133,7 +133,10 @@ class ClickatellSimulator:
         self._due: list[tuple[float, str]] = []  # heap of (unix time, apimsgid) to advance
         self.messages: dict[str, SimulatedMessage] = {}
         self.counts: Counter[str] = Counter()
+        #: Commands carried out (authenticated and handled), as opposed to requests received.
+        self.executed: Counter[str] = Counter()
         self.connections = 0
+        self.control_connections = 0
         self.secrets_in_url = 0
         self._sessions: dict[str, float] = {}
         #: Every session id ever handed out, so tests can look for leaks.
@@ -263,7 +266,9 @@ class ClickatellSimulator:
     def reset_counts(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.executed.clear()
             self.connections = 0
+            self.control_connections = 0
             self.secrets_in_url = 0
             self.callbacks_sent = self.callbacks_failed = self.callback_attempts = 0
 
@@ -279,7 +284,9 @@ class ClickatellSimulator:
         with self._lock:
             return {
                 "counts": dict(self.counts),
+                "executed": dict(self.executed),
                 "connections": self.connections,
+                "gateway_connections": self.connections - self.control_connections,
                 "secrets_in_url": self.secrets_in_url,
                 "messages": len(self.messages),
                 "sessions": len(self._sessions),
@@ -399,6 +406,7 @@ class ClickatellSimulator:
             handler = getattr(self, f"_cmd_{command}", None)
             if handler is None:
                 return "ERR: 111, Invalid protocol"
+            self.executed[command] += 1
             reply: str = handler(fields)
             return reply
 
@@ -535,6 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self._first_request = True
         # Headers and body go out in separate writes; without this, Nagle's
         # algorithm and the client's delayed ACK add ~40 ms to every reply.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -543,16 +552,26 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the simulator must never print what it was sent."""
 
     def do_GET(self) -> None:
+        self._read_body()  # some clients send a body even with GET; never leave it unread
         self._dispatch(body=b"")
 
     def do_POST(self) -> None:
+        self._dispatch(body=self._read_body())
+
+    def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        self._dispatch(body=self.rfile.read(length) if length else b"")
+        return self.rfile.read(length) if length else b""
 
     def _dispatch(self, body: bytes) -> None:
         simulator = self.server.simulator
         url = urlsplit(self.path)
-        if url.path.startswith("/_simulator/"):
+        control = url.path.startswith("/_simulator/")
+        if self._first_request:
+            self._first_request = False
+            if control:  # so "connections" can be split into gateway and test traffic
+                with simulator._lock:
+                    simulator.control_connections += 1
+        if control:
             self._control(url.path.removeprefix("/_simulator/"), body)
             return
         if not url.path.startswith("/http/"):
@@ -610,7 +629,19 @@ class _Handler(BaseHTTPRequestHandler):
             if action == "stats":
                 result: Any = simulator.stats()
             elif action == "messages" and self.command == "POST":
-                result = {"apimsgid": simulator.add_message(**payload)}
+                count = int(payload.pop("count", 0))
+                if count:
+                    result = {"apimsgids": [simulator.add_message(**payload) for _ in range(count)]}
+                else:
+                    result = {"apimsgid": simulator.add_message(**payload)}
+            elif action == "clear":
+                with simulator._lock:
+                    simulator.messages.clear()
+                    simulator._due.clear()
+                simulator.reset_counts()
+                simulator.clear_faults()
+                simulator.expire_sessions()
+                result = {"cleared": True}
             elif action == "messages":
                 with simulator._lock:
                     result = [asdict(m) for m in simulator.messages.values()]

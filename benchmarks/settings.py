@@ -1,0 +1,32 @@
+"""Benchmark settings: the test settings on their own PostgreSQL database and Redis DBs."""
+
+import os
+
+from tests.settings import *  # noqa: F403
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "NAME": os.environ.get("CLICKATELL_BENCH_DB", "bench_django_clickatell"),
+    }
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/12",
+        "KEY_PREFIX": "bench",
+    }
+}
+CELERY_BROKER_URL = "redis://127.0.0.1:6379/13"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CLICKATELL = {
+    "USERNAME": "demo",
+    "PASSWORD": "demo-password",
+    "API_ID": "1234567",
+    "BASE_URL": os.environ.get("CLICKATELL_BENCH_BASE_URL", "http://127.0.0.1:9/http/"),
+    "TIMEOUT": (5.0, 30.0),
+}
+LOGGING = {"version": 1, "disable_existing_loggers": False}
