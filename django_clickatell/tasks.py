@@ -2,9 +2,10 @@
 
 Arguments are primary keys only -- never credentials, session ids or message
 text -- so nothing secret reaches the broker.  Tasks are ``acks_late`` and
-``reject_on_worker_lost``: a worker killed mid-task gets its work redelivered,
-and the claim token (the task id) lets the redelivery take back exactly the
-messages it held without sending a second ``delmsg`` for one already recorded.
+``reject_on_worker_lost``: a worker killed mid-task gets its work redelivered.
+The redelivery finds the dead run's messages still leased and retries once the
+lease (``CLAIM_TIMEOUT``) expires, then takes them over; a duplicate delivery
+of a run that is still alive waits the same way and finds them done.
 
 Beat schedule (keeps the shared session alive; Clickatell drops it after 15
 idle minutes)::
@@ -197,8 +198,16 @@ def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
     retries = task.request.retries
     give_up = retries >= app_settings.task_max_retries
     report = cancellation.cancel_messages(
-        pks, via=Via.TASK, claim_token=task.request.id, give_up=give_up
+        pks, via=Via.TASK, task_id=task.request.id or "", give_up=give_up
     )
+    if report.held_elsewhere and not report.retry and retries < app_settings.task_max_retries:
+        # Another run holds them: it finishes them, or its lease expires (it died, e.g. a
+        # worker killed before this redelivery) and this retry takes them over.
+        raise task.retry(
+            args=(report.held_elsewhere,),
+            countdown=report.retry_after,
+            max_retries=app_settings.task_max_retries,
+        )
     if report.retry:
         countdown = retry_delay(retries)
         logger.info(
@@ -210,6 +219,8 @@ def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
             report.transient_error,
         )
         raise task.retry(
-            args=(report.retry,), countdown=countdown, max_retries=app_settings.task_max_retries
+            args=(report.retry + report.held_elsewhere,),
+            countdown=max(countdown, report.retry_after),
+            max_retries=app_settings.task_max_retries,
         )
     return report.as_dict()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
 from django_clickatell.services.cancellation import (
@@ -299,3 +301,38 @@ def test_failed_write_stops_the_run_before_more_requests(
     monkeypatch.undo()
     report = cancel_messages([m.pk for m in messages], via=Via.TASK, claim_token="task-9")
     assert len(report.cancelled) == 10
+
+
+def test_duplicate_delivery_of_a_live_run_cannot_take_its_messages(
+    simulator: ClickatellSimulator,
+) -> None:
+    """Same task delivered twice while the first is still running: no second delmsg."""
+    messages = scheduled_messages(simulator, 3)
+    pks = [m.pk for m in messages]
+    OutboundMessage.objects.filter(pk__in=pks).update(
+        cancel_state=CancelState.IN_FLIGHT,
+        claim_token="live-run",
+        claim_expires_at=timezone.now() + timedelta(seconds=60),
+    )
+    report = cancel_messages(pks, via=Via.TASK, task_id="task-1")
+    assert report.held_elsewhere == pks
+    assert 58 < report.retry_after <= 61
+    assert simulator.counts["delmsg"] == 0
+
+
+def test_cache_outage_is_transient_and_releases_the_run(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    settings.CACHES = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+        },
+    }
+    settings.CLICKATELL = {**settings.CLICKATELL, "CACHE_ALIAS": "down"}
+    messages = scheduled_messages(simulator, 3)
+    report = cancel_messages([m.pk for m in messages], via=Via.API)
+    assert report.retry == [m.pk for m in messages]
+    assert "session cache is unreachable" in report.transient_error
+    assert simulator.counts["total"] == 0

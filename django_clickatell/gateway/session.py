@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from django.core.cache.backends.base import BaseCache
 
@@ -29,6 +29,30 @@ logger = logging.getLogger("django_clickatell.session")
 MEMO_SECONDS = 5.0
 _FIRST_POLL = 0.01
 _MAX_POLL = 0.2
+
+
+class _GuardedCache:
+    """The cache, with its failures (Redis down, timeouts) turned into a transient error.
+
+    A cancellation that cannot reach the shared session must stop and retry
+    later like any other transient failure, not crash with a backend exception.
+    """
+
+    def __init__(self, cache: BaseCache) -> None:
+        self._cache = cache
+
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        method = getattr(self._cache, name)
+
+        def guarded(*args: object, **kwargs: object) -> object:
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:
+                raise SessionUnavailable(
+                    f"The session cache is unreachable ({type(exc).__name__})"
+                ) from exc
+
+        return guarded
 
 
 @dataclass(frozen=True)
@@ -58,7 +82,7 @@ class SessionStore:
         self.session_key = f"{prefix}:{digest}:session"
         self.lock_key = f"{prefix}:{digest}:auth-lock"
         self.failure_key = f"{prefix}:{digest}:auth-failure"
-        self.cache = cache
+        self.cache: Any = _GuardedCache(cache)
         self.policy = policy
         self._authenticate = authenticate
         self._clock = clock
@@ -109,7 +133,13 @@ class SessionStore:
             and now - last[1] < self.policy.touch_interval
         ):
             return
-        if self.cache.touch(self.session_key, self.policy.ttl):
+        try:
+            touched = self.cache.touch(self.session_key, self.policy.ttl)
+        except SessionUnavailable as exc:
+            # The command already succeeded; the cached id just expires a little sooner.
+            logger.warning("Could not extend the cached session: %s", exc)
+            return
+        if touched:
             _last_touch[self.session_key] = (hash(session_id), now)
 
     def forget(self) -> None:
@@ -168,8 +198,11 @@ class SessionStore:
         return session_id
 
     def _release(self, token: str) -> None:
-        if self.cache.get(self.lock_key) == token:
-            self.cache.delete(self.lock_key)
+        try:
+            if self.cache.get(self.lock_key) == token:
+                self.cache.delete(self.lock_key)
+        except SessionUnavailable as exc:
+            logger.warning("Could not release the auth lock (it expires by itself): %s", exc)
 
 
 # key -> (hash of the session id, monotonic time of its last touch), per process.

@@ -19,12 +19,19 @@ def get_balance(*, cached: bool = True, client: ClickatellClient | None = None) 
     cache = caches[app_settings.cache_alias]
     key = f"{app_settings.cache_key_prefix}:balance:{hash(app_settings.account_namespace)}"
     if cached:
-        value = cache.get(key)
+        try:
+            value = cache.get(key)
+        except Exception:  # the cache is down: ask the gateway instead
+            logger.warning("Balance cache unreachable", exc_info=True)
+            value = None
         if value is not None:
             return Decimal(value)
     credit = (client or ClickatellClient()).getbalance().credit
     if app_settings.balance_cache_seconds:
-        cache.set(key, str(credit), timeout=app_settings.balance_cache_seconds)
+        try:
+            cache.set(key, str(credit), timeout=app_settings.balance_cache_seconds)
+        except Exception:
+            logger.warning("Balance cache unreachable", exc_info=True)
     return credit
 
 

@@ -33,7 +33,6 @@ from ..models import (
     CancelState,
     GatewayExchange,
     OutboundMessage,
-    Via,
 )
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES, describe_status
 from ..protocol.replies import MessageStatusReply
@@ -92,6 +91,10 @@ class CancelReport:
     retry: list[int] = field(default_factory=list)
     gave_up: list[int] = field(default_factory=list)
     not_claimed: list[int] = field(default_factory=list)
+    #: Claimed by another run whose lease is still alive: it is working on them, or it died
+    #: and they can be taken once the lease expires in ``retry_after`` seconds.
+    held_elsewhere: list[int] = field(default_factory=list)
+    retry_after: float = 0.0
     #: Messages that turned final before a worker reached them: no request made.
     skipped: int = 0
     transient_error: str = ""
@@ -168,6 +171,7 @@ def cancel_messages(
     *,
     via: str,
     actor: Any = None,
+    task_id: str = "",
     claim_token: str | None = None,
     give_up: bool = False,
     client: ClickatellClient | None = None,
@@ -179,6 +183,11 @@ def cancel_messages(
     the untried messages are released and listed in ``report.retry`` so the
     caller can try again later -- or, with ``give_up=True``, marked
     ``GAVE_UP`` with the reason.
+
+    Each run claims with a token of its own (pass ``claim_token`` only to resume
+    a run known to be dead), so a duplicate delivery of a task still running
+    cannot take its messages; the lease is extended as the run goes and expires
+    ``CLAIM_TIMEOUT`` seconds after a run dies.
     """
     pks = sorted(set(message_pks))
     report = CancelReport()
@@ -189,15 +198,19 @@ def cancel_messages(
         return report
     client = client or ClickatellClient()
     writer = outcome_writer()
+    lease_checked = time.monotonic()
     try:
         for index, message in enumerate(claimed):
             writer.check()
+            if time.monotonic() - lease_checked > app_settings.claim_timeout / 3:
+                _extend_lease(token)
+                lease_checked = time.monotonic()
             error = _cancel_one(
                 client,
                 message,
                 via=via,
                 actor_id=actor_id,
-                token=token,
+                task_id=task_id,
                 give_up=give_up,
                 report=report,
                 writer=writer,
@@ -261,16 +274,27 @@ def _claim(pks: Sequence[int], token: str, report: CancelReport) -> list[Outboun
         claim_token=token,
         claim_expires_at=now + timedelta(seconds=app_settings.claim_timeout),
     )
-    claimed = list(
-        OutboundMessage.objects.filter(
-            pk__in=pks, cancel_state=CancelState.IN_FLIGHT, claim_token=token
-        )
+    rows = list(
+        OutboundMessage.objects.filter(pk__in=pks, cancel_state=CancelState.IN_FLIGHT)
         .order_by("pk")
-        .only(*_MESSAGE_FIELDS)
+        .only(*_MESSAGE_FIELDS, "claim_token", "claim_expires_at")
     )
+    claimed = [m for m in rows if m.claim_token == token]
     claimed_pks = {m.pk for m in claimed}
     report.not_claimed = [pk for pk in pks if pk not in claimed_pks]
+    others = [m for m in rows if m.claim_token != token and m.claim_expires_at is not None]
+    report.held_elsewhere = [m.pk for m in others]
+    if others:
+        earliest = min(m.claim_expires_at for m in others if m.claim_expires_at is not None)
+        report.retry_after = max((earliest - now).total_seconds(), 0.0) + 1.0
     return claimed
+
+
+def _extend_lease(token: str) -> None:
+    """Keep our claim alive during a long run (a slow gateway), so nobody else takes it."""
+    OutboundMessage.objects.filter(claim_token=token, cancel_state=CancelState.IN_FLIGHT).update(
+        claim_expires_at=timezone.now() + timedelta(seconds=app_settings.claim_timeout)
+    )
 
 
 def _cancel_one(
@@ -279,7 +303,7 @@ def _cancel_one(
     *,
     via: str,
     actor_id: int | None,
-    token: str,
+    task_id: str,
     give_up: bool,
     report: CancelReport,
     writer: OutcomeWriter,
@@ -290,7 +314,7 @@ def _cancel_one(
         command="delmsg",
         via=via,
         actor_id=actor_id or message.cancel_requested_by_id,
-        task_id=token if via == Via.TASK else "",
+        task_id=task_id,
     )
     started = time.perf_counter()
     try:
