@@ -81,6 +81,14 @@ def _positive_number(key: str, value: object) -> float:
     return float(value)
 
 
+def _non_negative_number(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ImproperlyConfigured(
+            f"{_describe(key)} must be a non-negative number, got {value!r}."
+        )
+    return float(value)
+
+
 def _positive_int(key: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ImproperlyConfigured(f"{_describe(key)} must be a positive integer, got {value!r}.")
@@ -181,6 +189,9 @@ class ClickatellSettings:
     cache_alias = Option(_non_empty_string, "default", doc="Cache shared by all processes.")
     cache_key_prefix = Option(_non_empty_string, "django_clickatell", doc="Cache key namespace.")
     session_ttl = Option(_session_ttl, 600, doc="Seconds a cached session id is trusted.")
+    session_memo_seconds = Option(
+        _non_negative_number, 5.0, doc="Seconds a process reuses the id it read (0: always read)."
+    )
     session_touch_interval = Option(
         _positive_int, 60, doc="Seconds between extensions of the cached session's lifetime."
     )

@@ -64,7 +64,13 @@ def redis_cache() -> Iterator[None]:
 class WorkerProcess:
     """A real ``celery worker`` process on the Redis broker, running the package's tasks."""
 
-    def __init__(self, base_url: str, concurrency: int = 2, name: str = "w1") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        concurrency: int = 2,
+        name: str = "w1",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"celery-{name}.log"
         self.name = name
@@ -73,6 +79,7 @@ class WorkerProcess:
             "CLICKATELL_TEST_DB_NAME": connection.settings_dict["NAME"],
             "CLICKATELL_TEST_BASE_URL": base_url,
             "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
         }
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(

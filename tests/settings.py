@@ -76,7 +76,7 @@ REDIS_URL = os.environ.get("CLICKATELL_TEST_REDIS", "redis://127.0.0.1:6379")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": f"{REDIS_URL}/14",
+        "LOCATION": os.environ.get("CLICKATELL_TEST_CACHE_URL", f"{REDIS_URL}/14"),
         "KEY_PREFIX": os.environ.get("CLICKATELL_TEST_CACHE_PREFIX", "tests"),
     }
 }
@@ -86,13 +86,17 @@ CLICKATELL = {
     "PASSWORD": "demo-password",
     "API_ID": "1234567",
     "BASE_URL": os.environ.get("CLICKATELL_TEST_BASE_URL", "http://127.0.0.1:9/http/"),
-    "TIMEOUT": (2.0, 5.0),
+    "TIMEOUT": (2.0, float(os.environ.get("CLICKATELL_TEST_READ_TIMEOUT", "5.0"))),
     "TASK_RETRY_BACKOFF": 0.2,
     "TASK_RETRY_BACKOFF_MAX": 1.0,
+    "CLAIM_TIMEOUT": int(os.environ.get("CLICKATELL_TEST_CLAIM_TIMEOUT", "300")),
+    "SESSION_MEMO_SECONDS": float(os.environ.get("CLICKATELL_TEST_SESSION_MEMO", "5")),
 }
 
 CELERY_BROKER_URL = os.environ.get("CLICKATELL_TEST_BROKER", f"{REDIS_URL}/15")
 CELERY_TASK_ALWAYS_EAGER = False
+# Workers started for one purpose (the fault matrix) consume a queue of their own.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CLICKATELL_TEST_QUEUE", "celery")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

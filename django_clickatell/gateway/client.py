@@ -44,6 +44,7 @@ class ClickatellClient:
             policy=SessionPolicy(
                 ttl=self.config.session_ttl,
                 touch_interval=self.config.session_touch_interval,
+                memo_seconds=self.config.session_memo_seconds,
                 lock_timeout=self.config.auth_lock_timeout,
                 wait_timeout=self.config.auth_wait_timeout,
                 failure_ttl=self.config.auth_failure_ttl,

@@ -25,8 +25,6 @@ from ..exceptions import AuthenticationError, SessionUnavailable
 
 logger = logging.getLogger("django_clickatell.session")
 
-#: Seconds a process trusts the session id it last read from the shared cache.
-MEMO_SECONDS = 5.0
 _FIRST_POLL = 0.01
 _MAX_POLL = 0.2
 
@@ -59,6 +57,7 @@ class _GuardedCache:
 class SessionPolicy:
     ttl: int
     touch_interval: int
+    memo_seconds: float
     lock_timeout: float
     wait_timeout: float
     failure_ttl: int
@@ -111,7 +110,11 @@ class SessionStore:
         return self._obtain(stale=None)
 
     def _remember(self, session_id: str, now: float) -> None:
-        _memo[self.session_key] = (session_id, now + min(MEMO_SECONDS, self.policy.ttl / 2))
+        if self.policy.memo_seconds:
+            _memo[self.session_key] = (
+                session_id,
+                now + min(self.policy.memo_seconds, self.policy.ttl / 2),
+            )
 
     def renew(self, stale: str | None) -> str:
         """Replace *stale* (the id the gateway just refused) unless someone already has."""

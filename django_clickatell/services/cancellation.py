@@ -194,6 +194,7 @@ def cancel_messages(
     token = claim_token or uuid.uuid4().hex
     actor_id = getattr(actor, "pk", None)
     claimed = _claim(pks, token, report)
+    claimed = _finish_from_log(claimed, report)
     if not claimed:
         return report
     client = client or ClickatellClient()
@@ -288,6 +289,36 @@ def _claim(pks: Sequence[int], token: str, report: CancelReport) -> list[Outboun
         earliest = min(m.claim_expires_at for m in others if m.claim_expires_at is not None)
         report.retry_after = max((earliest - now).total_seconds(), 0.0) + 1.0
     return claimed
+
+
+def _finish_from_log(claimed: list[OutboundMessage], report: CancelReport) -> list[OutboundMessage]:
+    """Messages whose 006 is already in the exchange log are finished without a request.
+
+    That happens when a run died between logging a reply and updating the message:
+    asking Clickatell again would be a second ``delmsg`` after a recorded 006.
+    """
+    if not claimed:
+        return claimed
+    recorded = set(
+        GatewayExchange.objects.filter(
+            message_id__in=[m.pk for m in claimed], command="delmsg", status=CANCELLED_STATUS
+        ).values_list("message_id", flat=True)
+    )
+    if not recorded:
+        return claimed
+    now = timezone.now()
+    OutboundMessage.objects.filter(pk__in=recorded).update(
+        status=CANCELLED_STATUS,
+        status_changed_at=now,
+        cancel_state=CancelState.CANCELLED,
+        cancel_completed_at=now,
+        cancel_error="",
+        claim_token="",
+        claim_expires_at=None,
+    )
+    report.cancelled.extend(sorted(recorded))
+    logger.info("Finished %d cancellations from the exchange log", len(recorded))
+    return [m for m in claimed if m.pk not in recorded]
 
 
 def _extend_lease(token: str) -> None:

@@ -17,6 +17,7 @@ import secrets
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -82,6 +83,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     simulator: ClickatellSimulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up (timeouts, resets) are part of the job: no tracebacks."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | TimeoutError | ssl.SSLError):
+            super().handle_error(request, client_address)
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()

@@ -1,0 +1,233 @@
+"""The fault matrix: a 1,000-message bulk cancellation through real Celery workers on Redis,
+against the simulator, while one thing at a time goes wrong.
+
+Afterwards, for every case: nothing is left in progress; every message is in the state the
+gateway says (cancelled exactly where it answered 006, its real status or error code otherwise,
+or "gave up" with the reason); every request the gateway received is in the exchange log
+(except replies that died with a killed process or could not be written while the database
+was down); retries are bounded; and no message got a delmsg after a 006 was recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+
+from django_clickatell import tasks
+from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
+from django_clickatell.services.cancellation import request_cancellation
+from django_clickatell.simulator import ClickatellSimulator, Fault
+from tests.conftest import WorkerProcess, flush_broker, wait_until
+from tests.factories import scheduled_messages
+from tests.faults import RedisServer, TcpProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+N = 1000
+MAX_RETRIES = 8  # TASK_MAX_RETRIES default
+ACTIVE = [CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING]
+
+
+class FaultEnv:
+    def __init__(self, cache: RedisServer, database: TcpProxy, worker: WorkerProcess) -> None:
+        self.cache, self.database, self.worker = cache, database, worker
+
+
+@pytest.fixture(scope="module")
+def faults(
+    django_db_setup: Any, django_db_blocker: Any, gateway: ClickatellSimulator
+) -> Iterator[FaultEnv]:
+    cache = RedisServer()
+    database = TcpProxy(int(str(django_settings.DATABASES["default"].get("PORT") or 5432)))
+    with django_db_blocker.unblock():
+        flush_broker()
+        worker = WorkerProcess(
+            gateway.base_url,
+            concurrency=4,
+            name="faults",
+            extra_env={
+                "PGPORT": str(database.port),
+                "CLICKATELL_TEST_CACHE_URL": cache.url,
+                "CLICKATELL_TEST_READ_TIMEOUT": "0.5",
+                "CLICKATELL_TEST_CLAIM_TIMEOUT": "3",
+                # Re-read the shared cache often, so a cache outage is really felt.
+                "CLICKATELL_TEST_SESSION_MEMO": "0.2",
+                "CLICKATELL_TEST_QUEUE": "faults",
+            },
+        )
+    app = tasks.cancel_messages.app
+    default_queue, app.conf.task_default_queue = app.conf.task_default_queue, "faults"
+    yield FaultEnv(cache, database, worker)
+    app.conf.task_default_queue = default_queue
+    worker.stop()
+    database.close()
+    cache.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_worker_cache(faults: FaultEnv) -> None:
+    """The workers' session cache is the private Redis: start each case from empty."""
+    redis.Redis(port=faults.cache.port).flushall()
+
+
+def start_batch(simulator: ClickatellSimulator) -> list[OutboundMessage]:
+    messages = scheduled_messages(simulator, N)
+    result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
+    assert tasks.enqueue_cancellation(result.message_pks)
+    return messages
+
+
+def settled_count() -> int:
+    return OutboundMessage.objects.exclude(cancel_state__in=ACTIVE).count()
+
+
+def run_until_settled(during: Callable[[], None] | None = None, timeout: float = 90) -> None:
+    if during is not None:
+        during()
+    assert wait_until(lambda: settled_count() == N, timeout=timeout, interval=0.2), (
+        f"{N - settled_count()} messages still in progress: "
+        f"{dict(OutboundMessage.objects.values_list('cancel_state').annotate())}"
+    )
+
+
+def check_invariants(simulator: ClickatellSimulator, *, lost_replies: int = 0) -> dict[str, int]:
+    messages = list(OutboundMessage.objects.all())
+    assert not [m.pk for m in messages if m.cancel_state in ACTIVE]
+    delmsgs: dict[int, list[GatewayExchange]] = defaultdict(list)
+    for exchange in GatewayExchange.objects.filter(command="delmsg").order_by("occurred_at", "pk"):
+        delmsgs[exchange.message_id].append(exchange)
+    states: dict[str, int] = defaultdict(int)
+    for message in messages:
+        states[message.cancel_state] += 1
+        at_gateway = simulator.status_of(str(message.apimsgid))
+        rows = delmsgs[message.pk]
+        if message.cancel_state == CancelState.CANCELLED:
+            assert (message.status, at_gateway) == ("006", "006"), message.pk
+            assert any(row.status == "006" for row in rows), message.pk
+        if at_gateway == "006":  # whatever Clickatell stopped is known to be stopped
+            assert message.cancel_state == CancelState.CANCELLED, (message.pk, message.cancel_state)
+        if message.cancel_state == CancelState.REFUSED:
+            assert rows[-1].error_code is not None, message.pk
+            assert f"ERR {rows[-1].error_code:03d}" in message.cancel_error
+        if message.cancel_state == CancelState.GAVE_UP:
+            assert message.cancel_error, message.pk
+        first_006 = next((i for i, row in enumerate(rows) if row.status == "006"), None)
+        if first_006 is not None:  # no delmsg after a recorded 006
+            assert first_006 == len(rows) - 1, (message.pk, [r.status for r in rows])
+        assert len(rows) <= MAX_RETRIES + 2, (message.pk, len(rows))  # bounded retries
+    logged = sum(len(rows) for rows in delmsgs.values())
+    # Requests the gateway acted on: carried out, or answered with an injected fault. (An
+    # ERR 003 for a stale session executes nothing; the client renews and repeats it.)
+    received = simulator.executed["delmsg"] + simulator.counts["faults"]
+    reached = sum(
+        1
+        for rows in delmsgs.values()
+        for row in rows
+        if not row.detail.startswith("The session cache is unreachable")
+    )
+    assert received - lost_replies <= reached <= logged, (received, reached, logged)
+    return dict(states)
+
+
+def after(count: int, action: Callable[[], None]) -> Callable[[], None]:
+    """Run *action* once *count* messages have settled: a fault in the middle of the batch."""
+
+    def during() -> None:
+        assert wait_until(lambda: settled_count() >= count, timeout=60, interval=0.05)
+        action()
+
+    return during
+
+
+@pytest.mark.parametrize(
+    ("fault", "times"),
+    [("delay", 6), ("reset", 6), ("http_500", 5), ("http_502", 5), ("malformed", 5)],
+)
+def test_transient_gateway_faults(
+    faults: FaultEnv, simulator: ClickatellSimulator, fault: str, times: int
+) -> None:
+    start_batch(simulator)
+    run_until_settled(
+        after(100, lambda: simulator.inject(Fault(fault, command="delmsg", times=times, delay=1.0)))
+    )
+    states = check_invariants(simulator)
+    assert states == {CancelState.CANCELLED: N}
+    assert simulator.counts["faults"] == times
+    assert simulator.counts["auth"] == 1
+    outcomes = GatewayExchange.objects.exclude(outcome="status").count()
+    assert outcomes == times  # each failed attempt is logged, then retried to success
+
+
+def test_session_expiry_mid_batch(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
+    start_batch(simulator)
+    run_until_settled(after(300, simulator.expire_sessions))
+    assert check_invariants(simulator) == {CancelState.CANCELLED: N}
+    assert simulator.counts["auth"] == 2  # one renewal, shared by all workers
+
+
+def test_credentials_revoked_mid_batch(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
+    start_batch(simulator)
+    run_until_settled(after(300, lambda: simulator.change_password("rotated")))
+    states = check_invariants(simulator)
+    assert set(states) == {CancelState.CANCELLED, CancelState.REFUSED}
+    assert states[CancelState.CANCELLED] >= 300
+    refused = OutboundMessage.objects.filter(cancel_state=CancelState.REFUSED)
+    assert {m.cancel_error[:44] for m in refused} == {
+        "Clickatell auth answered ERR 001: Authentica"
+    }
+    assert simulator.counts["auth"] <= 3  # the refusal is remembered, not retried per message
+
+
+def test_worker_killed_mid_batch(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
+    start_batch(simulator)
+
+    def kill_one_child() -> None:
+        [victim, *_] = faults.worker.child_pids()
+        os.kill(victim, signal.SIGKILL)
+
+    with simulator.latency_of(0.005):
+        run_until_settled(after(300, kill_one_child))
+    # The killed process loses at most the reply it was writing and the request in flight;
+    # both messages were asked again after the redelivery and recorded.
+    assert check_invariants(simulator, lost_replies=2) == {CancelState.CANCELLED: N}
+
+
+def test_cache_unreachable_for_a_while(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
+    start_batch(simulator)
+
+    def outage() -> None:
+        faults.cache.stop()
+        time.sleep(2)
+        faults.cache.start()
+
+    with simulator.latency_of(0.01):
+        run_until_settled(after(200, outage))
+    assert check_invariants(simulator) == {CancelState.CANCELLED: N}
+    felt = GatewayExchange.objects.filter(detail__startswith="The session cache is unreachable")
+    assert felt.exists()  # the outage hit the run, which stopped and retried
+    # The restarted cache is empty: one more auth, shared by every worker.
+    assert simulator.counts["auth"] == 2
+
+
+def test_database_briefly_unavailable(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
+    start_batch(simulator)
+
+    def outage() -> None:
+        faults.database.cut()
+        time.sleep(2)
+        faults.database.restore()
+
+    with simulator.latency_of(0.005):
+        run_until_settled(after(300, outage))
+    # Replies received as the database was cut could not be written (per worker process:
+    # the failed write, the request in flight, one queued behind); those messages were
+    # asked again after the outage and recorded.
+    assert check_invariants(simulator, lost_replies=3 * 4) == {CancelState.CANCELLED: N}
