@@ -70,6 +70,7 @@ class WorkerProcess:
         concurrency: int = 2,
         name: str = "w1",
         extra_env: dict[str, str] | None = None,
+        loglevel: str = "INFO",
     ) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"celery-{name}.log"
@@ -92,7 +93,7 @@ class WorkerProcess:
                 "worker",
                 "--pool=prefork",
                 f"--concurrency={concurrency}",
-                "--loglevel=INFO",
+                f"--loglevel={loglevel}",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

@@ -199,6 +199,11 @@ class TestCodes:
         with pytest.raises(ValueError, match="digits"):
             codes.normalize_status(code)
 
+    def test_normalize_rejects_codes_too_long_to_keep(self) -> None:
+        assert codes.normalize_status("12345678") == "12345678"
+        with pytest.raises(ValueError, match="too long"):
+            codes.normalize_status("9" * 400)
+
     def test_choices_cover_table(self) -> None:
         assert [code for code, _ in codes.status_choices()] == list(codes.STATUSES)
 

@@ -105,3 +105,57 @@ def test_cached_session_is_the_only_copy(simulator: ClickatellSimulator, setting
     client.ping()
     assert PASSWORD not in client.sessions.session_key
     assert simulator.issued_session_ids[-1] not in client.sessions.session_key
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_broker_traffic_and_worker_logs_carry_no_secret(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """Send, refresh and cancel through a DEBUG-logging worker while Redis MONITOR records
+    every broker command: neither the password nor any session id crosses the broker or
+    reaches the worker's log."""
+    import subprocess
+
+    from django_clickatell import tasks
+    from django_clickatell.api import send_sms
+    from django_clickatell.services.cancellation import request_cancellation
+    from tests.conftest import ARTIFACTS, WorkerProcess, wait_until
+
+    broker_db = int(settings.CELERY_BROKER_URL.rsplit("/", 1)[1])
+    ARTIFACTS.mkdir(exist_ok=True)
+    capture = ARTIFACTS / "broker-monitor.log"
+    with capture.open("w") as out:
+        monitor = subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "MONITOR"], stdout=out)
+    app = tasks.cancel_messages.app
+    default_queue, app.conf.task_default_queue = app.conf.task_default_queue, "secrets"
+    worker = WorkerProcess(
+        simulator.base_url,
+        concurrency=2,
+        name="secrets",
+        loglevel="DEBUG",
+        extra_env={"CLICKATELL_TEST_QUEUE": "secrets"},
+    )
+    try:
+        messages = send_sms(["27999000001", "27999000002"], "private text", deliver_in_minutes=60)
+        assert wait_until(lambda: OutboundMessage.objects.filter(send_state="sent").count() == 2)
+        simulator.expire_sessions()  # force a re-auth inside the worker, too
+        tasks.refresh_statuses()
+        request = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
+        tasks.enqueue_cancellation(request.message_pks)
+        assert wait_until(lambda: OutboundMessage.objects.filter(status="006").count() == 2)
+    finally:
+        worker.stop()
+        app.conf.task_default_queue = default_queue
+        monitor.terminate()
+        monitor.wait()
+    broker_lines = [line for line in capture.read_text().splitlines() if f"[{broker_db} " in line]
+    assert any("django_clickatell.send_messages" in line for line in broker_lines)
+    assert any("django_clickatell.cancel_messages" in line for line in broker_lines)
+    assert len(simulator.issued_session_ids) >= 2
+    assert [line for line in broker_lines if leaks(line, simulator)] == []
+    assert "private text" not in "\n".join(broker_lines)  # message text stays in the database
+    log = worker.log_path.read_text()
+    assert "Clickatell delmsg answered" in log  # DEBUG records were written
+    assert leaks(log, simulator) == []
+    assert len(messages) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import redis
@@ -135,3 +136,54 @@ def test_send_task_and_status_refresh_through_the_worker(
         lambda: OutboundMessage.objects.filter(pk__in=pks, status="003").count() == 2, timeout=30
     )
     assert {m.text for m in simulator.messages.values()} == {"Grüße"}
+
+
+def test_two_operators_and_duplicate_deliveries_send_one_delmsg_each(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess, admin_user: Any
+) -> None:
+    """Two admins confirm the same 1,000 messages at once, and the same task is delivered
+    twice (same id): the gateway still carries out exactly one delmsg per message."""
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    messages = scheduled_messages(simulator, 1000)
+    pks = [m.pk for m in messages]
+    other = type(admin_user).objects.create_superuser("second-operator", "o@example.com", "pw")
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def operator(user: Any) -> None:
+        client = Client()
+        client.force_login(user)
+        barrier.wait()
+        try:
+            response = client.post(
+                "/admin/django_clickatell/outboundmessage/",
+                {
+                    "action": "cancel_delivery",
+                    "index": "0",
+                    "select_across": "1",
+                    "post": "yes",
+                    "_selected_action": [str(pks[0])],
+                },
+            )
+            codes.append(response.status_code)
+        finally:
+            connection.close()
+
+    with simulator.latency_of(0.002):
+        threads = [threading.Thread(target=operator, args=(u,)) for u in (admin_user, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # And a task delivered twice under one id, as a broker may after a lost ack.
+        duplicate = tasks.cancel_messages.apply_async((pks[:200],), task_id="dup-1")
+        tasks.cancel_messages.apply_async((pks[:200],), task_id=duplicate.id)
+        assert codes == [302, 302]
+        assert wait_until(lambda: settled(1000), timeout=120)
+    assert simulator.executed["delmsg"] == 1000
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 1000
+    assert GatewayExchange.objects.filter(command="delmsg").count() == 1000

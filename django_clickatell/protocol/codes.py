@@ -13,6 +13,8 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 CANCELLED_STATUS = "006"
+#: Documented codes have three digits; longer unknown ones are kept up to this length.
+MAX_STATUS_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,10 @@ def normalize_status(code: str | int) -> str:
     text = str(code).strip()
     if not text.isascii() or not text.isdigit():
         raise ValueError(f"status code must be digits, got {text[:16]!r}")
-    return f"{int(text):03d}"
+    normalized = f"{int(text):03d}"
+    if len(normalized) > MAX_STATUS_LENGTH:
+        raise ValueError(f"status code too long: {text[:16]!r}…")
+    return normalized
 
 
 def describe_status(code: str | int) -> StatusInfo:
