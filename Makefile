@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg requirements/*.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install demo serve test lint types pytest services browser migrations-check bench clean
+.PHONY: help install demo serve test lint types pytest services browser migrations-check bench messages docs matrix clean
 
 help:
 	@echo "make demo   - install into .venv and stop scheduled messages at the bundled simulator"
@@ -17,7 +17,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lint,redis]'
+	$(PY) -m pip install --quiet -e '.[test,lint,redis,docs]'
 	touch $@
 
 install: $(STAMP)
@@ -51,11 +51,31 @@ pytest: install services browser
 	$(BIN)/pytest
 	CLICKATELL_TEST_DB=sqlite $(BIN)/pytest -m "not worker" -k "not two_threads" $(SQLITE_TESTS)
 
-test: lint types migrations-check pytest
+test: lint types migrations-check docs pytest
 
 bench: install services
 	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
 	$(PY) benchmarks/run.py
+
+# Re-extract translatable strings (django.pot) and recompile the catalogues.
+messages: install
+	@command -v msgfmt >/dev/null || { echo "msgfmt missing: apt-get install gettext" >&2; exit 1; }
+	cd django_clickatell && PYTHONPATH=.. ../$(PY) -m django makemessages -a --keep-pot --no-obsolete --no-location --settings=tests.settings
+	cd django_clickatell && PYTHONPATH=.. ../$(PY) -m django compilemessages --settings=tests.settings
+
+# The Django/Python compatibility matrix (tox), over every corner this machine has.
+matrix: install services browser
+	$(PY) -m pip install --quiet "tox>=4.14"
+	./scripts/matrix.sh
+
+# Sphinx with warnings as errors; the link check stays offline (external URLs are not fetched).
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(BIN)/sphinx-build -W --keep-going -q -b linkcheck docs docs/_build/linkcheck
+
+# Retake the admin screenshots the docs show, with the real browser test.
+screenshots: install services browser
+	CLICKATELL_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser.py -k operator_cancels
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -322,7 +322,7 @@ def test_simulator_pushes_callbacks_end_to_end(
     try:
         [message] = send_sms("27999000001", "hello", callback=3, wait=True)
         # The first push is refused (401); fix the credentials and a retry gets through.
-        assert wait_until(lambda: simulator.callback_attempts >= 1, timeout=5), state()
+        assert wait_until(lambda: simulator.callback_refusals >= 1, timeout=5), state()
         assert simulator.callbacks_sent == 0, state()
         settings.CLICKATELL = {**settings.CLICKATELL, "CALLBACK_PASSWORD": CALLBACK_PASSWORD}
         assert wait_until(

@@ -134,6 +134,8 @@ class ClickatellSimulator:
         self.callback_retry_delays = callback_retry_delays
         self.callbacks_sent = 0
         self.callback_attempts = 0
+        #: Attempts the receiver answered with an error (or that failed to connect).
+        self.callback_refusals = 0
         self.callbacks_failed = 0
         self._callbacks: queue.Queue[tuple[dict[str, str], int] | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -278,6 +280,7 @@ class ClickatellSimulator:
             self.control_connections = 0
             self.secrets_in_url = 0
             self.callbacks_sent = self.callbacks_failed = self.callback_attempts = 0
+            self.callback_refusals = 0
 
     @contextmanager
     def latency_of(self, seconds: float) -> Iterator[None]:
@@ -370,6 +373,8 @@ class ClickatellSimulator:
                 with self._lock:
                     self.callbacks_sent += 1
                 continue
+            with self._lock:
+                self.callback_refusals += 1
             if attempt >= len(self.callback_retry_delays):
                 with self._lock:
                     self.callbacks_failed += 1
