@@ -62,7 +62,8 @@ def test_wheel_and_sdist_carry_everything(dist: Path) -> None:
     [wheel] = dist.glob("*.whl")
     [sdist] = dist.glob("*.tar.gz")
     assert wheel.name == f"django_clickatell-{__version__}-py3-none-any.whl"
-    names = set(zipfile.ZipFile(wheel).namelist())
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
     for expected in (
         "django_clickatell/py.typed",
         "django_clickatell/migrations/0001_initial.py",
@@ -73,7 +74,8 @@ def test_wheel_and_sdist_carry_everything(dist: Path) -> None:
     ):
         assert expected in names
     assert not any(name.startswith(("tests/", "example_project/")) for name in names)
-    members = {m.split("/", 1)[1] for m in tarfile.open(sdist).getnames() if "/" in m}
+    with tarfile.open(sdist) as archive:
+        members = {m.split("/", 1)[1] for m in archive.getnames() if "/" in m}
     for expected in (
         "tests/test_faults.py",
         "example_project/manage.py",
