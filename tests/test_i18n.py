@@ -17,8 +17,11 @@ from django_clickatell.protocol.codes import describe_status
 LOCALE = Path(__file__).resolve().parent.parent / "django_clickatell" / "locale"
 
 
-def catalogue(path: Path) -> dict[str, str]:
-    """msgid -> msgstr (plural entries keyed by the singular, value the first form)."""
+def catalogue(path: Path, plurals: dict[str, str] | None = None) -> dict[str, str]:
+    """msgid -> msgstr (plural entries keyed by the singular, value the first form).
+
+    *plurals*, if given, receives msgid -> msgid_plural for the plural entries.
+    """
     entries: dict[str, str] = {}
     msgid = msgstr = None
     target = ""
@@ -30,6 +33,8 @@ def catalogue(path: Path) -> dict[str, str]:
             msgid, msgstr, target = ast.literal_eval(line[6:]), None, "id"
         elif line.startswith("msgid_plural "):
             target = "plural"
+            if plurals is not None and msgid is not None:
+                plurals[msgid] = ast.literal_eval(line[13:])
         elif line.startswith(("msgstr ", "msgstr[0] ")):
             msgstr, target = ast.literal_eval(line.split(" ", 1)[1]), "str"
         elif line.startswith("msgstr["):
@@ -37,6 +42,8 @@ def catalogue(path: Path) -> dict[str, str]:
         elif line.startswith('"') and msgid is not None:
             if target == "id":
                 msgid += ast.literal_eval(line)
+            elif target == "plural" and plurals is not None and msgid in plurals:
+                plurals[msgid] += ast.literal_eval(line)
             elif target == "str":
                 msgstr = (msgstr or "") + ast.literal_eval(line)
     if msgid is not None:
@@ -54,10 +61,18 @@ def test_german_catalogue_is_complete() -> None:
 
 
 def test_compiled_catalogue_matches_the_po_file() -> None:
-    german = catalogue(LOCALE / "de" / "LC_MESSAGES" / "django.po")
+    plurals: dict[str, str] = {}
+    german = catalogue(LOCALE / "de" / "LC_MESSAGES" / "django.po", plurals)
     with (LOCALE / "de" / "LC_MESSAGES" / "django.mo").open("rb") as mo:
         compiled = gettext.GNUTranslations(mo)
-    stale = [msgid for msgid, text in german.items() if compiled.gettext(msgid) != text]
+
+    def translated(msgid: str) -> str:
+        if msgid in plurals:
+            return compiled.ngettext(msgid, plurals[msgid], 1)
+        return compiled.gettext(msgid)
+
+    assert len(plurals) >= 5
+    stale = [msgid for msgid, text in german.items() if translated(msgid) != text]
     assert stale == [], "run `make messages` to recompile"
 
 
