@@ -38,6 +38,7 @@ from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES, describe_status
 from ..protocol.replies import MessageStatusReply
 from ..signals import message_cancelled, message_status_changed
 from .recording import OutcomeWriter, outcome_writer
+from .reports import Report
 
 logger = logging.getLogger("django_clickatell.cancellation")
 
@@ -82,7 +83,7 @@ class CancellationRequest:
 
 
 @dataclass
-class CancelReport:
+class CancelReport(Report):
     """What one :func:`cancel_messages` call did, by message primary key."""
 
     cancelled: list[int] = field(default_factory=list)
@@ -98,15 +99,6 @@ class CancelReport:
     #: Messages that turned final before a worker reached them: no request made.
     skipped: int = 0
     transient_error: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        counts: dict[str, Any] = {
-            name: len(getattr(self, name))
-            for name in ("cancelled", "too_late", "refused", "retry", "gave_up", "not_claimed")
-        }
-        counts["skipped"] = self.skipped
-        counts["transient_error"] = self.transient_error
-        return counts
 
 
 def preview_cancellation(queryset: QuerySet[OutboundMessage]) -> CancellationPreview:

@@ -29,6 +29,7 @@ from ..gateway.client import ClickatellClient
 from ..models import GatewayExchange, OutboundMessage, SendState
 from ..protocol.encoding import encode_text
 from ..protocol.replies import ErrorReply, SentMessageReply, is_client_message_id
+from .reports import Report
 from .status import apply_status, match_unmatched_callbacks, record_failure
 
 logger = logging.getLogger("django_clickatell.sending")
@@ -43,19 +44,12 @@ class InvalidMessage(ValueError):
 
 
 @dataclass
-class SendReport:
+class SendReport(Report):
     sent: list[int] = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
     transient_error: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        counts: dict[str, Any] = {
-            name: len(getattr(self, name)) for name in ("sent", "rejected", "unknown", "retry")
-        }
-        counts["transient_error"] = self.transient_error
-        return counts
 
 
 def normalize_recipient(number: str) -> str:

@@ -24,6 +24,7 @@ from ..models import CancelState, GatewayExchange, OutboundMessage, UnmatchedCal
 from ..protocol.callbacks import StatusCallback
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
 from ..signals import message_cancelled, message_status_changed
+from .reports import Report
 
 logger = logging.getLogger("django_clickatell.status")
 
@@ -72,19 +73,12 @@ def apply_status(
 
 
 @dataclass
-class RefreshReport:
+class RefreshReport(Report):
     changed: list[int] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
     transient_error: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        counts: dict[str, Any] = {
-            name: len(getattr(self, name)) for name in ("changed", "unchanged", "failed", "retry")
-        }
-        counts["transient_error"] = self.transient_error
-        return counts
 
 
 _HAS_ID = Q(apimsgid__isnull=False) | ~Q(climsgid="")
@@ -198,20 +192,31 @@ def record_callback(callback: StatusCallback) -> str:
         return CallbackOutcome.UNMATCHED
     if callback.charge is not None:
         extra["charge"] = callback.charge
-    applied = apply_status(
-        message, callback.status, reported_at=callback.reported_at, via=Via.CALLBACK, extra=extra
-    )
+    applied = _apply_callback(message, callback.status, callback.reported_at, extra=extra)
+    return CallbackOutcome.APPLIED if applied else CallbackOutcome.IGNORED
+
+
+def _apply_callback(
+    message: OutboundMessage,
+    status: str,
+    reported_at: datetime | None,
+    *,
+    extra: dict[str, Any] | None = None,
+    note: str = "",
+) -> bool:
+    """Apply a callback's status and log it in the exchange log, applied or not."""
+    applied = apply_status(message, status, reported_at=reported_at, via=Via.CALLBACK, extra=extra)
     GatewayExchange.objects.create(
         message=message,
         command="callback",
         via=Via.CALLBACK,
         outcome=GatewayExchange.Outcome.STATUS,
-        status=callback.status,
-        detail=""
+        status=status,
+        detail=note
         if applied
         else "not applied: duplicate, older than the recorded status, or after a final one",
     )
-    return CallbackOutcome.APPLIED if applied else CallbackOutcome.IGNORED
+    return applied
 
 
 def match_unmatched_callbacks(message: OutboundMessage) -> int:
@@ -224,14 +229,8 @@ def match_unmatched_callbacks(message: OutboundMessage) -> int:
         ).order_by("reported_at", "pk")
     )
     for callback in pending:
-        apply_status(message, callback.status, reported_at=callback.reported_at, via=Via.CALLBACK)
-        GatewayExchange.objects.create(
-            message=message,
-            command="callback",
-            via=Via.CALLBACK,
-            outcome=GatewayExchange.Outcome.STATUS,
-            status=callback.status,
-            detail="matched after arrival",
+        _apply_callback(
+            message, callback.status, callback.reported_at, note="matched after arrival"
         )
     if pending:
         UnmatchedCallback.objects.filter(pk__in=[c.pk for c in pending]).update(
