@@ -74,7 +74,10 @@ class BackgroundOutcomeWriter(OutcomeWriter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._queue: queue.Queue[Write | None] = queue.Queue(maxsize=64)
+        # One outcome waits at most: the pipeline overlaps a write with the next request,
+        # but a killed process can lose no more than the reply being written, the one
+        # waiting here and the request in flight (each asked again by the next run).
+        self._queue: queue.Queue[Write | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="clickatell-recorder", daemon=True)
         self._thread.start()
