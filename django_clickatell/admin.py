@@ -35,7 +35,17 @@ from .tasks import enqueue_cancellation, enqueue_refresh
 PREVIEW_ROWS = 20
 
 
-class GatewayExchangeInline(admin.TabularInline):  # type: ignore[type-arg]
+class ReadOnlyMixin:
+    """Monitoring records: written by the services only, never edited or added by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
     model = GatewayExchange
     extra = 0
     can_delete = False
@@ -54,12 +64,6 @@ class GatewayExchangeInline(admin.TabularInline):  # type: ignore[type-arg]
     )
     readonly_fields = fields
     verbose_name_plural = _("exchanges with Clickatell")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(OutboundMessage)
@@ -145,7 +149,9 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        context = {**(extra_context or {}), "clickatell_balance": balance_or_none()}
+        context = dict(extra_context or {})
+        if request.method == "GET":  # shown, not needed to act: an action never waits for it
+            context["clickatell_balance"] = balance_or_none()
         return super().changelist_view(request, extra_context=context)
 
     @admin.action(permissions=["change"], description=_("Refresh status from Clickatell"))
@@ -270,7 +276,7 @@ _PROGRESS = {
 
 
 @admin.register(CancellationBatch)
-class CancellationBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "__str__",
         "created_at",
@@ -286,12 +292,6 @@ class CancellationBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     list_filter = ("via", "created_at")
     readonly_fields = ("created_at", "requested_by", "via", "total", "skipped", "progress")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CancellationBatch]:
         def count(*states: str) -> Count:
@@ -335,7 +335,7 @@ class CancellationBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(UnmatchedCallback)
-class UnmatchedCallbackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class UnmatchedCallbackAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "apimsgid",
         "status",
@@ -346,9 +346,3 @@ class UnmatchedCallbackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     list_filter = ("status", "received_at")
     search_fields = ("=apimsgid", "=climsgid", "recipient")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

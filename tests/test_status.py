@@ -369,3 +369,21 @@ class TestBalance:
         response = admin_client.get(url)
         assert response.status_code == 200
         assert "unavailable right now" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_admin_action_does_not_ask_for_the_balance(
+    admin_client: Client, simulator: ClickatellSimulator
+) -> None:
+    [message] = scheduled_messages(simulator, 1)
+    url = reverse("admin:django_clickatell_outboundmessage_changelist")
+    admin_client.post(
+        url,
+        {
+            "action": "cancel_delivery",
+            "index": "0",
+            "post": "yes",
+            "_selected_action": [str(message.pk)],
+        },
+    )
+    assert simulator.counts["getbalance"] == 0
