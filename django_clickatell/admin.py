@@ -8,7 +8,7 @@ query count does not depend on the size of the selection.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -91,55 +91,40 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     actions = ("cancel_delivery", "refresh_status")
     change_list_template = "admin/django_clickatell/outboundmessage/change_list.html"
     inlines = (GatewayExchangeInline,)
-    readonly_fields = (
-        "apimsgid",
-        "climsgid",
-        "status",
-        "status_changed_at",
-        "charge",
-        "send_state",
-        "send_error",
-        "cancel_state",
-        "cancel_requested_at",
-        "cancel_requested_by",
-        "cancel_completed_at",
-        "cancel_attempts",
-        "cancel_error",
-        "batch",
-        "created_at",
-        "updated_at",
-    )
-    fieldsets = (
-        (None, {"fields": ("recipient", "sender", "text", "scheduled_for")}),
+    # Everything Clickatell or the services write is shown read-only; only what a person
+    # enters is editable. Both lists come from these groups, so they cannot drift apart.
+    _gateway_groups = (
         (
             _("Clickatell"),
-            {
-                "fields": (
-                    "apimsgid",
-                    "climsgid",
-                    "status",
-                    "status_changed_at",
-                    "charge",
-                    "send_state",
-                    "send_error",
-                )
-            },
+            (
+                "apimsgid",
+                "climsgid",
+                "status",
+                "status_changed_at",
+                "charge",
+                "send_state",
+                "send_error",
+            ),
         ),
         (
             _("Cancellation"),
-            {
-                "fields": (
-                    "cancel_state",
-                    "cancel_requested_at",
-                    "cancel_requested_by",
-                    "cancel_completed_at",
-                    "cancel_attempts",
-                    "cancel_error",
-                    "batch",
-                )
-            },
+            (
+                "cancel_state",
+                "cancel_requested_at",
+                "cancel_requested_by",
+                "cancel_completed_at",
+                "cancel_attempts",
+                "cancel_error",
+                "batch",
+            ),
         ),
-        (_("Record"), {"fields": ("created_at", "updated_at")}),
+        (_("Record"), ("created_at", "updated_at")),
+    )
+    readonly_fields = tuple(name for _title, names in _gateway_groups for name in names)
+    # (django-stubs types fieldset options with a stub-only TypedDict; Django checks them.)
+    fieldsets: ClassVar[Any] = (
+        (None, {"fields": ("recipient", "sender", "text", "scheduled_for")}),
+        *((title, {"fields": names}) for title, names in _gateway_groups),
     )
 
     @admin.display(description=_("status"), ordering="status")
