@@ -119,6 +119,26 @@ class SessionUnavailable(TransientError):
     """No session id could be obtained in time (another process holds the auth lock)."""
 
 
+class CommandNotSent(TransientError):
+    """The command was never carried out at Clickatell: no usable session could be had.
+
+    Raised before the request left (login refused, the session cache unreachable,
+    another process's login not finished in time) or when Clickatell refused the
+    session again right after a renewal (ERR 003/005 twice), which also executes
+    nothing.  Nothing happened to the message, so the caller records "not sent"
+    -- never the gateway's answer -- and may try again later.  ``cause`` is the
+    underlying error; ``code`` its gateway code, if it has one.
+    """
+
+    kind = "not_sent"
+
+    def __init__(self, command: str, cause: ClickatellError) -> None:
+        self.command = command
+        self.cause = cause
+        self.code: int | None = getattr(cause, "code", None)
+        super().__init__(f"Clickatell {command} was not sent: {cause}")
+
+
 class ProtocolError(ClickatellError):
     """A reply that does not follow the protocol; carries a short redacted excerpt.
 
