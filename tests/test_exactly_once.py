@@ -342,3 +342,30 @@ def test_a_callback_from_the_future_cannot_freeze_a_message(
     callback(message, "007", timezone.now().timestamp() - 1)
     message.refresh_from_db()
     assert message.status == "007"
+
+
+# -- hostile replies cannot make the record lose what it received --------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_nul_byte_in_an_err_reply_loses_no_outcome(simulator: ClickatellSimulator) -> None:
+    """PostgreSQL refuses NUL in text: the writer failed and threw away every later reply."""
+    messages = scheduled_messages(simulator, 10)
+    client = ClickatellClient()
+    real_delmsg = client.delmsg
+    calls = 0
+
+    def hostile_fourth(**kwargs: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            simulator.inject("body", command="delmsg", body="ERR: 101, bad\x00byte\x01here")
+        return real_delmsg(**kwargs)
+
+    with mock.patch.object(client, "delmsg", hostile_fourth):
+        cancel_messages([m.pk for m in messages], via=Via.API, client=client)
+    assert GatewayExchange.objects.filter(command="delmsg").count() == 10
+    refused = OutboundMessage.objects.get(cancel_state=CancelState.REFUSED)
+    assert "\x00" not in refused.cancel_error
+    assert "bad" in refused.exchanges.get().error_description
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 9
