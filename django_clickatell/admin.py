@@ -28,7 +28,7 @@ from .models import (
     UnmatchedCallback,
     Via,
 )
-from .services.balance import balance_or_none
+from .services.balance import balance_for_display
 from .services.cancellation import preview_cancellation, request_cancellation
 from .tasks import enqueue_cancellation, enqueue_refresh
 
@@ -136,7 +136,9 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ) -> HttpResponse:
         context = dict(extra_context or {})
         if request.method == "GET":  # shown, not needed to act: an action never waits for it
-            context["clickatell_balance"] = balance_or_none()
+            reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
+            context["clickatell_balance"] = reading.credit
+            context["clickatell_balance_reason"] = reading.reason
         return super().changelist_view(request, extra_context=context)
 
     @admin.action(permissions=["change"], description=_("Refresh status from Clickatell"))
