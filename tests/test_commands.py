@@ -351,3 +351,9 @@ class TestCancelCommandLine:
             "CommandError: --scheduled-after: not a date and time (use ISO 8601, e.g. "
             "2026-11-25T10:00): 'yesterday'"
         ]
+
+
+def test_balance_command_says_why(simulator: ClickatellSimulator) -> None:
+    simulator.change_password("rotated")
+    with pytest.raises(CommandError, match=r"Balance unavailable \(credentials refused\)"):
+        run("clickatell_balance")

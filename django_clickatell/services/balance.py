@@ -132,7 +132,11 @@ def balance_for_display(*, wait: float = DISPLAY_WAIT_SECONDS) -> BalanceReading
         return BalanceReading(None, "cache")
     fetch = _Fetch(keys, lease)
     thread = threading.Thread(target=fetch.run, name="clickatell-balance", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: say so; the lease lapses on its own
+        logger.exception("Could not start the balance fetch")
+        return BalanceReading(None, "error")
     if fetch.done.wait(wait):
         return fetch.reading
     return BalanceReading(None, "fetching")
