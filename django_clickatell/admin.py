@@ -28,7 +28,7 @@ from .models import (
     UnmatchedCallback,
     Via,
 )
-from .services.balance import balance_or_none
+from .services.balance import balance_for_display
 from .services.cancellation import preview_cancellation, request_cancellation
 from .tasks import enqueue_cancellation, enqueue_refresh
 
@@ -91,9 +91,13 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     actions = ("cancel_delivery", "refresh_status")
     change_list_template = "admin/django_clickatell/outboundmessage/change_list.html"
     inlines = (GatewayExchangeInline,)
-    # Everything Clickatell or the services write is shown read-only; only what a person
-    # enters is editable. Both lists come from these groups, so they cannot drift apart.
+    # A message row records what was handed to Clickatell and what Clickatell did with
+    # it, so every field is read-only: the message as sent (an edit would make the record
+    # claim a text, recipient or schedule the gateway never got -- and for a queued row,
+    # race a worker that is sending it), and everything the gateway and the services
+    # write. The fields and fieldsets come from these groups, so they cannot drift apart.
     _gateway_groups = (
+        (None, ("recipient", "sender", "text", "scheduled_for", "send_options")),
         (
             _("Clickatell"),
             (
@@ -122,10 +126,21 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     readonly_fields = tuple(name for _title, names in _gateway_groups for name in names)
     # (django-stubs types fieldset options with a stub-only TypedDict; Django checks them.)
-    fieldsets: ClassVar[Any] = (
-        (None, {"fields": ("recipient", "sender", "text", "scheduled_for")}),
-        *((title, {"fields": names}) for title, names in _gateway_groups),
-    )
+    fieldsets: ClassVar[Any] = tuple((title, {"fields": names}) for title, names in _gateway_groups)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Messages are recorded when they are sent; a row made by hand was never sent."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The change permission still grants the actions; no message page saves a row.
+
+        A save writes the whole row back as loaded, so even with nothing editable it
+        could undo what a worker or callback recorded meanwhile.
+        """
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
 
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: OutboundMessage) -> str:
@@ -136,7 +151,9 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ) -> HttpResponse:
         context = dict(extra_context or {})
         if request.method == "GET":  # shown, not needed to act: an action never waits for it
-            context["clickatell_balance"] = balance_or_none()
+            reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
+            context["clickatell_balance"] = reading.credit
+            context["clickatell_balance_reason"] = reading.reason
         return super().changelist_view(request, extra_context=context)
 
     @admin.action(permissions=["change"], description=_("Refresh status from Clickatell"))

@@ -211,3 +211,71 @@ def test_broker_outage_is_reported_not_a_500(
     assert "The task queue could not be reached." in response.content.decode()
     # Nothing is lost: the messages wait, pending, for requeue_stalled_cancellations.
     assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 2
+
+
+# -- the admin cannot diverge from the gateway ---------------------------------------------
+
+ADD = reverse("admin:django_clickatell_outboundmessage_add")
+GATEWAY_INPUT = ("recipient", "sender", "text", "scheduled_for")
+
+
+def change_url(message: OutboundMessage) -> str:
+    return reverse("admin:django_clickatell_outboundmessage_change", args=[message.pk])
+
+
+def edited_form(message: OutboundMessage) -> dict[str, Any]:
+    """Everything a change form could carry, with the message's fields changed."""
+    return {
+        "recipient": "27111111111",
+        "sender": "Forged",
+        "text": "changed behind Clickatell's back",
+        "scheduled_for_0": "2031-01-01",
+        "scheduled_for_1": "09:00:00",
+        "send_options": '{"deliv_time": "1"}',
+        "exchanges-TOTAL_FORMS": "0",
+        "exchanges-INITIAL_FORMS": "0",
+        "exchanges-MIN_NUM_FORMS": "0",
+        "exchanges-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+    }
+
+
+def test_no_add_for_outbound_messages(admin_client: Client) -> None:
+    """A row added by hand would claim a message Clickatell never got."""
+    assert admin_client.get(ADD).status_code == 403
+    response = admin_client.post(ADD, {"recipient": "27999000001", "text": "hand-made"})
+    assert response.status_code == 403
+    assert not OutboundMessage.objects.exists()
+    assert ADD not in admin_client.get(CHANGELIST).content.decode()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"send_state": "sent"},  # handed to Clickatell
+        {"send_state": "queued", "apimsgid": None},  # not yet sent: a worker may claim it now
+        {"send_state": ""},  # recorded from elsewhere (not sent by this app)
+    ],
+    ids=["sent", "queued", "not-sent-here"],
+)
+def test_message_fields_cannot_be_changed(admin_client: Client, state: dict[str, Any]) -> None:
+    [message] = scheduled_messages(None, 1, send_options={"deliv_time": "60"}, **state)
+    before = OutboundMessage.objects.values(*GATEWAY_INPUT, "send_options", "updated_at").get()
+    page = admin_client.get(change_url(message)).content.decode()
+    for name in GATEWAY_INPUT:
+        assert f'name="{name}' not in page, name  # shown, not editable
+    assert message.recipient in page
+    assert "deliv_time" in page  # the send options are shown
+    response = admin_client.post(change_url(message), edited_form(message))
+    assert response.status_code == 403
+    after = OutboundMessage.objects.values(*GATEWAY_INPUT, "send_options", "updated_at").get()
+    assert after == before
+
+
+def test_operator_with_change_permission_keeps_the_actions(client: Client) -> None:
+    client.force_login(staff("view_outboundmessage", "change_outboundmessage"))
+    [message] = scheduled_messages(None, 1)
+    assert "refresh_status" in client.get(CHANGELIST).content.decode()
+    assert client.get(change_url(message)).status_code == 200
+    assert client.post(change_url(message), edited_form(message)).status_code == 403
+    assert OutboundMessage.objects.get().recipient == message.recipient
