@@ -25,12 +25,14 @@ from .models import (
     CancelState,
     GatewayExchange,
     OutboundMessage,
+    SendState,
     UnmatchedCallback,
     Via,
 )
+from .services import sending
 from .services.balance import balance_for_display
 from .services.cancellation import preview_cancellation, request_cancellation
-from .tasks import enqueue_cancellation, enqueue_refresh
+from .tasks import enqueue_cancellation, enqueue_refresh, enqueue_sending
 
 PREVIEW_ROWS = 20
 
@@ -88,7 +90,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     date_hierarchy = "scheduled_for"
     list_select_related = False
     show_full_result_count = False
-    actions = ("cancel_delivery", "refresh_status")
+    actions = ("cancel_delivery", "refresh_status", "send_again", "ask_again")
     change_list_template = "admin/django_clickatell/outboundmessage/change_list.html"
     inlines = (GatewayExchangeInline,)
     # A message row records what was handed to Clickatell and what Clickatell did with
@@ -173,6 +175,114 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             % {"count": count},
             messages.SUCCESS,
         )
+
+    def has_send_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.send_{opts.model_name}")
+
+    @admin.action(
+        permissions=["send"],
+        description=_("Send again (rejected by Clickatell or never reached it)"),
+    )
+    def send_again(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> HttpResponse | None:
+        return self._send_action(
+            request,
+            queryset,
+            action="send_again",
+            states=(SendState.REJECTED, SendState.FAILED),
+            move=sending.resend,
+            title=_("Send these messages again?"),
+            explanation=_(
+                "Clickatell rejected these messages or never received them: each is sent "
+                "once more, with the same client message id."
+            ),
+        )
+
+    @admin.action(
+        permissions=["send"],
+        description=_("Ask Clickatell again whether it has the message (unknown sends)"),
+    )
+    def ask_again(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> HttpResponse | None:
+        return self._send_action(
+            request,
+            queryset,
+            action="ask_again",
+            states=(SendState.UNKNOWN,),
+            move=sending.recheck,
+            title=_("Ask Clickatell about these messages?"),
+            explanation=_(
+                "Nobody knows whether Clickatell got these messages. Clickatell is asked by "
+                "client message id: what it has is recorded as sent, and only what it does "
+                "not know is sent, once."
+            ),
+        )
+
+    def _send_action(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[OutboundMessage],
+        *,
+        action: str,
+        states: tuple[str, ...],
+        move: Any,
+        title: Any,
+        explanation: Any,
+    ) -> HttpResponse | None:
+        eligible = queryset.filter(send_state__in=states).exclude(
+            cancel_state=CancelState.CANCELLED
+        )
+        if request.POST.get("post") != "yes":
+            count = eligible.count()
+            context = {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "subtitle": None,
+                "opts": self.opts,
+                "explanation": explanation,
+                "count": count,
+                "skipped": queryset.count() - count,
+                "sample": list(eligible.order_by("pk")[:PREVIEW_ROWS]),
+                "action": action,
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "media": self.media,
+            }
+            request.current_app = self.admin_site.name
+            return TemplateResponse(
+                request, "admin/django_clickatell/outboundmessage/send_confirmation.html", context
+            )
+        pks = move(queryset)
+        if not pks:
+            self.message_user(request, _("Nothing to do for this selection."), messages.INFO)
+            return None
+        if enqueue_sending(pks):
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message queued for sending (checked with Clickatell first "
+                    "where needed).",
+                    "%(count)d messages queued for sending (checked with Clickatell first "
+                    "where needed).",
+                    len(pks),
+                )
+                % {"count": len(pks)},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                _(
+                    "The task queue could not be reached. The messages wait and will be "
+                    "picked up when it is back."
+                ),
+                messages.ERROR,
+            )
+        return None
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         opts = self.opts

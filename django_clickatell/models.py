@@ -172,7 +172,10 @@ class OutboundMessage(models.Model):
         verbose_name = _("outbound message")
         verbose_name_plural = _("outbound messages")
         ordering = ("-created_at", "-pk")
-        permissions = [("cancel_outboundmessage", _("Can cancel scheduled delivery"))]
+        permissions = [
+            ("cancel_outboundmessage", _("Can cancel scheduled delivery")),
+            ("send_outboundmessage", _("Can send messages again or ask Clickatell about them")),
+        ]
         indexes = [models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state")]
         constraints = [
             # Clickatell is asked about a send in doubt by its climsgid: two messages

@@ -279,3 +279,58 @@ def test_operator_with_change_permission_keeps_the_actions(client: Client) -> No
     assert client.get(change_url(message)).status_code == 200
     assert client.post(change_url(message), edited_form(message)).status_code == 403
     assert OutboundMessage.objects.get().recipient == message.recipient
+
+
+class TestWaysOutOfAFailedSend:
+    """Rejected, failed and unknown sends are offered to the operator (issue 11)."""
+
+    def post(self, client: Client, action: str, pks: list[int], *, confirm: bool) -> Any:
+        data = {**action_post(pks, confirm=confirm), "action": action}
+        return client.post(CHANGELIST, data)
+
+    def test_send_again_needs_its_permission_and_a_confirmation(
+        self, client: Client, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        from django_clickatell.models import SendState
+        from django_clickatell.services.sending import create_messages
+
+        rejected, sent = create_messages(["27999000001", "27999000002"], "hi")
+        OutboundMessage.objects.filter(pk=rejected.pk).update(
+            send_state=SendState.REJECTED, send_error="ERR 301: No credit left"
+        )
+        OutboundMessage.objects.filter(pk=sent.pk).update(send_state=SendState.SENT)
+        client.force_login(staff("view_outboundmessage"))
+        assert "Send again" not in client.get(CHANGELIST).content.decode()
+        refused = self.post(client, "send_again", [rejected.pk], confirm=True)
+        assert refused.status_code == 200  # "no action selected": nothing happens
+        assert OutboundMessage.objects.get(pk=rejected.pk).send_state == SendState.REJECTED
+
+        client.force_login(User.objects.create_user("sender", is_staff=True))
+        user = User.objects.get(username="sender")
+        for codename in ("view_outboundmessage", "send_outboundmessage"):
+            user.user_permissions.add(Permission.objects.get(codename=codename))
+        page = self.post(client, "send_again", [rejected.pk, sent.pk], confirm=False)
+        content = page.content.decode()
+        assert "1 message is concerned" in content
+        assert "ERR 301: No credit left" in content
+        assert "1 selected message is left alone" in content
+        assert OutboundMessage.objects.get(pk=rejected.pk).send_state == SendState.REJECTED
+        with django_capture_on_commit_callbacks() as callbacks:
+            self.post(client, "send_again", [rejected.pk, sent.pk], confirm=True)
+        assert len(callbacks) == 1
+        states = dict(OutboundMessage.objects.values_list("pk", "send_state"))
+        assert states == {rejected.pk: SendState.QUEUED, sent.pk: SendState.SENT}
+
+    def test_ask_again_moves_unknown_sends_to_verification(
+        self, admin_client: Client, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        from django_clickatell.models import SendState
+        from django_clickatell.services.sending import create_messages
+
+        [unknown] = create_messages("27999000001", "hi")
+        OutboundMessage.objects.update(send_state=SendState.UNKNOWN, send_error="Gave up")
+        with django_capture_on_commit_callbacks() as callbacks:
+            self.post(admin_client, "ask_again", [unknown.pk], confirm=True)
+        assert len(callbacks) == 1
+        unknown.refresh_from_db()
+        assert unknown.send_state == SendState.VERIFYING
