@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .dispatch import enqueue_cancellation, enqueue_refresh, enqueue_sending
 from .models import (
     CancellationBatch,
     CancelState,
@@ -32,7 +33,6 @@ from .models import (
 from .services import sending
 from .services.balance import balance_for_display
 from .services.cancellation import preview_cancellation, request_cancellation
-from .tasks import enqueue_cancellation, enqueue_refresh, enqueue_sending
 
 PREVIEW_ROWS = 20
 
@@ -161,7 +161,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(permissions=["change"], description=_("Refresh status from Clickatell"))
     def refresh_status(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
         pks = list(queryset.order_by().values_list("pk", flat=True))
-        if not enqueue_refresh(pks):
+        if not enqueue_refresh(pks, via=Via.ADMIN, actor=request.user):
             self.message_user(request, _("The task queue could not be reached."), messages.ERROR)
             return
         count = len(pks)
@@ -260,7 +260,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not pks:
             self.message_user(request, _("Nothing to do for this selection."), messages.INFO)
             return None
-        if enqueue_sending(pks):
+        if enqueue_sending(pks, via=Via.ADMIN):
             self.message_user(
                 request,
                 ngettext(
@@ -296,7 +296,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return self._confirm_cancellation(request, queryset)
         result = request_cancellation(queryset, via=Via.ADMIN, actor=request.user)
         queued = len(result.message_pks)
-        if not enqueue_cancellation(result.message_pks):
+        if not enqueue_cancellation(result.message_pks, via=Via.ADMIN, actor=request.user):
             self.message_user(
                 request,
                 _(

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from . import tasks
+from . import dispatch
 from .models import OutboundMessage, Via
 from .services import cancellation, sending
 from .services.sending import InvalidMessage
@@ -55,7 +55,7 @@ def send_sms(
     if wait:
         sending.send_messages(pks, via=Via.API)
     else:
-        tasks.enqueue_sending(pks)
+        dispatch.enqueue_sending(pks, via=Via.API)
     return list(OutboundMessage.objects.filter(pk__in=pks).order_by("pk"))
 
 
@@ -67,5 +67,5 @@ def cancel_sms(
     if wait:
         cancellation.cancel_messages(result.message_pks, via=Via.API, actor=actor)
     else:
-        tasks.enqueue_cancellation(result.message_pks)
+        dispatch.enqueue_cancellation(result.message_pks, via=Via.API, actor=actor)
     return result

@@ -16,7 +16,7 @@ import pytest
 from django.db import OperationalError, connections
 from django.utils import timezone
 
-from django_clickatell import tasks
+from django_clickatell import dispatch, tasks
 from django_clickatell.exceptions import AuthenticationError, CommandNotSent
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.models import (
@@ -205,13 +205,32 @@ def test_broker_down_at_send_sms_is_reported_and_requeued(
     with mock.patch.object(
         tasks.send_messages, "apply_async", side_effect=OSError("broker unreachable")
     ):
-        assert tasks.enqueue_sending([message.pk]) is False
+        assert dispatch.enqueue_sending([message.pk]) is False
     assert "requeue_stalled_work" in caplog.text
     assert sending.stalled_sends() == []  # not overdue yet: a retry may still be on its way
     OutboundMessage.objects.update(updated_at=timezone.now() - timedelta(hours=1))
-    with mock.patch.object(tasks.send_messages, "delay") as delay:
+    with mock.patch.object(tasks.send_messages, "apply_async") as publish:
         assert tasks.requeue_stalled_work() == {"sends": 1, "cancellations": 0}
-    delay.assert_called_once_with([message.pk])
+    assert publish.call_args.args == (([message.pk],),)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requeue_command_does_the_lost_work_here_without_celery(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False}
+    [message] = sending.create_messages("27999000001", "x")
+    OutboundMessage.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+    out = StringIO()
+    call_command("clickatell_requeue", stdout=out)
+    assert out.getvalue().strip() == "Stalled work done: 1 sends, 0 cancellations."
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert simulator.counts["sendmsg"] == 1
 
 
 def test_orphaned_sends_are_requeued_once_their_lease_expires(

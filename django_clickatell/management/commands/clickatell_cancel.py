@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from django_clickatell.conf import app_settings
+from django_clickatell.dispatch import enqueue_cancellation
 from django_clickatell.models import CancellationBatch, CancelState, OutboundMessage, Via
 from django_clickatell.protocol.codes import STATUSES, normalize_status
 from django_clickatell.protocol.replies import is_client_message_id, is_message_id
@@ -40,7 +41,6 @@ from django_clickatell.services.cancellation import (
     cancel_messages,
     request_cancellation,
 )
-from django_clickatell.tasks import enqueue_cancellation
 
 EXIT_BAD_INPUT = 1
 EXIT_NOT_STOPPED = 3
@@ -280,7 +280,7 @@ class Command(BaseCommand):
     # -- doing ------------------------------------------------------------------------------
 
     def _queue(self, pks: list[int], what: str) -> None:
-        if not enqueue_cancellation(pks):
+        if not enqueue_cancellation(pks, via=Via.COMMAND):
             raise CommandError(
                 f"The task queue could not be reached; {len(pks)} messages wait, queued for "
                 f"cancellation. To carry them out now, run: {self._resume_advice(pks)}; "
