@@ -32,7 +32,7 @@ from .models import (
 )
 from .services import sending
 from .services.balance import balance_for_display
-from .services.cancellation import preview_cancellation, request_cancellation
+from .services.cancel_requests import preview_cancellation, request_cancellation
 
 PREVIEW_ROWS = 20
 

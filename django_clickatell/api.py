@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 
 from . import dispatch
 from .models import OutboundMessage, Via
-from .services import cancellation, sending
+from .services import cancel_requests, cancelling, sending
 from .services.sending import InvalidMessage
 
 __all__ = ["InvalidMessage", "cancel_sms", "send_sms"]
@@ -61,11 +61,11 @@ def send_sms(
 
 def cancel_sms(
     messages: QuerySet[OutboundMessage], *, wait: bool = False, actor: Any = None
-) -> cancellation.CancellationRequest:
+) -> cancel_requests.CancellationRequest:
     """Stop the scheduled delivery of *messages*; see :mod:`.services.cancellation`."""
-    result = cancellation.request_cancellation(messages, via=Via.API, actor=actor)
+    result = cancel_requests.request_cancellation(messages, via=Via.API, actor=actor)
     if wait:
-        cancellation.cancel_messages(result.message_pks, via=Via.API, actor=actor)
+        cancelling.cancel_messages(result.message_pks, via=Via.API, actor=actor)
     else:
         dispatch.enqueue_cancellation(result.message_pks, via=Via.API, actor=actor)
     return result

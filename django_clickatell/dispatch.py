@@ -65,7 +65,7 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     The beat task ``requeue_stalled_work`` and ``manage.py clickatell_requeue``
     both call this.
     """
-    from .services.cancellation import stalled_cancellations
+    from .services.cancelling import stalled_cancellations
     from .services.sending import stalled_sends
 
     sends, cancels = stalled_sends(), stalled_cancellations()
@@ -118,12 +118,12 @@ def _publish(job: str, pks: list[int]) -> bool:
 
 
 def _run_here(job: str, pks: list[int], via: str, actor: Any) -> bool:
-    from .services import cancellation, sending, status
+    from .services import cancelling, refreshing, sending
 
     if job == "send_messages":
         sending.send_messages(pks, via=via, actor=actor)
     elif job == "cancel_messages":
-        cancellation.cancel_messages(pks, via=via, actor=actor)
+        cancelling.cancel_messages(pks, via=via, actor=actor)
     else:
-        status.refresh_statuses(pks, via=via, actor=actor)
+        refreshing.refresh_statuses(pks, via=via, actor=actor)
     return True

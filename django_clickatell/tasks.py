@@ -33,7 +33,7 @@ from . import dispatch
 from .conf import app_settings
 from .gateway.client import ClickatellClient
 from .models import Via
-from .services import cancellation, sending, status
+from .services import cancelling, refreshing, sending
 
 logger = logging.getLogger("django_clickatell.tasks")
 
@@ -103,7 +103,7 @@ def send_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any
 @shared_task(name="django_clickatell.refresh_messages", **_TASK_OPTIONS)
 def refresh_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
     """Ask Clickatell for the status of these messages (``querymsg``) and record it."""
-    report = status.refresh_statuses([int(pk) for pk in message_pks], via=Via.TASK)
+    report = refreshing.refresh_statuses([int(pk) for pk in message_pks], via=Via.TASK)
     if report.retry and self.request.retries < app_settings.task_max_retries:
         raise self.retry(
             args=(report.retry,),
@@ -116,7 +116,7 @@ def refresh_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, 
 @shared_task(name="django_clickatell.refresh_statuses", ignore_result=True)
 def refresh_statuses() -> int:
     """Refresh every message whose status may still change, in chunks (schedule with beat)."""
-    pks = status.refreshable_messages()
+    pks = refreshing.refreshable_messages()
     size = app_settings.refresh_chunk_size
     for start in range(0, len(pks), size):
         refresh_messages.apply_async((pks[start : start + size],))
@@ -153,7 +153,7 @@ def retry_delay(retries: int) -> float:
 def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
     retries = task.request.retries
     give_up = retries >= app_settings.task_max_retries
-    report = cancellation.cancel_messages(
+    report = cancelling.cancel_messages(
         pks, via=Via.TASK, task_id=task.request.id or "", give_up=give_up
     )
     if report.held_elsewhere and not report.retry and retries < app_settings.task_max_retries:

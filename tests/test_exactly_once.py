@@ -28,12 +28,10 @@ from django_clickatell.models import (
 )
 from django_clickatell.protocol.callbacks import parse_callback
 from django_clickatell.services import recording, sending
-from django_clickatell.services.cancellation import (
-    cancel_messages,
-    request_cancellation,
-    stalled_cancellations,
-)
-from django_clickatell.services.status import record_callback, refresh_statuses
+from django_clickatell.services.callbacks import record_callback
+from django_clickatell.services.cancel_requests import request_cancellation
+from django_clickatell.services.cancelling import cancel_messages, stalled_cancellations
+from django_clickatell.services.refreshing import refresh_statuses
 from django_clickatell.simulator import ClickatellSimulator
 from tests.factories import scheduled_messages
 

@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 
 from django_clickatell import dispatch, tasks
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
-from django_clickatell.services.cancellation import request_cancellation
+from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.simulator import ClickatellSimulator, Fault
 from tests.conftest import WorkerProcess, flush_broker, wait_until
 from tests.factories import scheduled_messages

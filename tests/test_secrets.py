@@ -14,7 +14,7 @@ from django.urls import reverse
 from django_clickatell.exceptions import ClickatellError
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.models import OutboundMessage, Via
-from django_clickatell.services.cancellation import cancel_messages
+from django_clickatell.services.cancelling import cancel_messages
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import PASSWORD
 from tests.factories import scheduled_messages
@@ -119,7 +119,7 @@ def test_broker_traffic_and_worker_logs_carry_no_secret(
 
     from django_clickatell import dispatch, tasks
     from django_clickatell.api import send_sms
-    from django_clickatell.services.cancellation import request_cancellation
+    from django_clickatell.services.cancel_requests import request_cancellation
     from tests.conftest import ARTIFACTS, WorkerProcess, wait_until
 
     broker_db = int(settings.CELERY_BROKER_URL.rsplit("/", 1)[1])

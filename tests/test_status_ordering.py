@@ -29,8 +29,9 @@ from django_clickatell.protocol.lifecycle import (
     supersedes,
 )
 from django_clickatell.protocol.replies import MessageStatusReply
-from django_clickatell.services.cancellation import cancel_messages
-from django_clickatell.services.status import record_callback, refresh_statuses
+from django_clickatell.services.callbacks import record_callback
+from django_clickatell.services.cancelling import cancel_messages
+from django_clickatell.services.refreshing import refresh_statuses
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from django_clickatell import dispatch, tasks
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
-from django_clickatell.services.cancellation import request_cancellation
+from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import WorkerProcess, wait_until
 from tests.factories import scheduled_messages

@@ -45,9 +45,10 @@ from ..models import CancelState, GatewayExchange, OutboundMessage, SendState
 from ..protocol.encoding import encode_text
 from ..protocol.replies import ErrorReply, SentMessageReply, is_client_message_id
 from . import claims, recording
+from .callbacks import match_unmatched_callbacks
 from .recording import clean_text
 from .reports import Report
-from .status import match_unmatched_callbacks, status_updates
+from .status import status_updates
 from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.sending")

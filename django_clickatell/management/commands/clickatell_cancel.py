@@ -36,11 +36,8 @@ from django_clickatell.dispatch import enqueue_cancellation
 from django_clickatell.models import CancellationBatch, CancelState, OutboundMessage, Via
 from django_clickatell.protocol.codes import STATUSES, normalize_status
 from django_clickatell.protocol.replies import is_client_message_id, is_message_id
-from django_clickatell.services.cancellation import (
-    CancelReport,
-    cancel_messages,
-    request_cancellation,
-)
+from django_clickatell.services.cancel_requests import request_cancellation
+from django_clickatell.services.cancelling import CancelReport, cancel_messages
 
 EXIT_BAD_INPUT = 1
 EXIT_NOT_STOPPED = 3

@@ -1,13 +1,12 @@
 """Stopping scheduled messages at Clickatell, exactly once each, with every answer kept.
 
-Two steps, so that a request is cheap however large the selection:
-
-1. :func:`request_cancellation` marks the selected messages ``PENDING`` in a
-   constant number of queries and returns their primary keys for a worker.
-2. :func:`cancel_messages` claims messages atomically (one conditional
-   ``UPDATE``), sends one ``delmsg`` per claimed message, and records the reply
-   with an exchange-log row.  Two callers racing for the same message cannot
-   both claim it; a redelivered task (same claim token) takes back what it held.
+A run claims its messages with the one lease mechanism (:mod:`.claims`), sends
+one ``delmsg`` per claimed message, and records each reply with an exchange-log
+row (:mod:`.recording`).  Two runs racing for the same message cannot both
+claim it; a run that died leaves its messages leased until the lease expires,
+and the next run finishes from the exchange log what the dead one had already
+been told.  A message is recorded as cancelled only when Clickatell answered
+``006``; never-sent ones are stopped here without a request.
 """
 
 from __future__ import annotations
@@ -18,25 +17,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ..conf import app_settings
 from ..exceptions import ClickatellError, ProtocolError
 from ..gateway.client import ClickatellClient
 from ..models import (
-    ACTIVE_CANCEL_STATES,
     OPEN_SEND_STATES,
-    CancellationBatch,
     CancelState,
     GatewayExchange,
     OutboundMessage,
-    SendState,
 )
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES, describe_status
 from ..protocol.lifecycle import supersedes
 from ..protocol.replies import MessageStatusReply
+from ..selections import AT_GATEWAY, FINAL
 from ..signals import message_cancelled, message_status_changed
 from . import claims, recording
 from .recording import OutcomeWriter, outcome_writer
@@ -46,19 +42,6 @@ from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.cancellation")
 
-#: Clickatell can be asked to stop it: it was handed over (or may have been), and has an id.
-_AT_GATEWAY = Q(send_state__in=[SendState.NOT_SENT_HERE, SendState.SENT, SendState.UNKNOWN]) & (
-    Q(apimsgid__isnull=False) | ~Q(climsgid="")
-)
-#: Being handed over right now, or waiting to be: stopped locally or once it is sent.
-_SENDING_HERE = Q(send_state__in=[*OPEN_SEND_STATES, SendState.FAILED])
-_HAS_GATEWAY_ID = _AT_GATEWAY | _SENDING_HERE
-#: What a new request may (re)queue: not final, not already queued or running.
-_REQUESTABLE = (
-    ~Q(status__in=FINAL_STATUSES)
-    & ~Q(cancel_state__in=[*ACTIVE_CANCEL_STATES, CancelState.CANCELLED])
-    & _HAS_GATEWAY_ID
-)
 #: What a worker may take without a new request.  Settled outcomes (too late,
 #: refused, gave up) need an explicit new request, so a second caller racing
 #: with the first can never send a second ``delmsg``.  (An in-flight one is
@@ -69,7 +52,7 @@ _CLAIMABLE_STATES = (
     CancelState.RETRYING,
     CancelState.IN_FLIGHT,
 )
-_CLAIMABLE = ~Q(status__in=FINAL_STATUSES) & _AT_GATEWAY & Q(cancel_state__in=_CLAIMABLE_STATES)
+_CLAIMABLE = ~FINAL & AT_GATEWAY & Q(cancel_state__in=_CLAIMABLE_STATES)
 
 _MESSAGE_FIELDS = (
     "pk",
@@ -79,31 +62,6 @@ _MESSAGE_FIELDS = (
     "status_changed_at",
     "cancel_requested_by_id",
 )
-
-
-@dataclass(frozen=True)
-class CancellationPreview:
-    """What a cancellation of a selection would do, for a confirmation page."""
-
-    cancellable: int
-    final: int
-    in_progress: int
-    without_id: int
-
-    @property
-    def skipped(self) -> int:
-        return self.final + self.in_progress + self.without_id
-
-    @property
-    def total(self) -> int:
-        return self.cancellable + self.skipped
-
-
-@dataclass(frozen=True)
-class CancellationRequest:
-    batch: CancellationBatch
-    message_pks: list[int]
-    preview: CancellationPreview
 
 
 @dataclass
@@ -125,67 +83,6 @@ class CancelReport(Report):
     #: Never handed to Clickatell: stopped here, no request made.
     withdrawn: list[int] = field(default_factory=list)
     transient_error: str = ""
-
-
-def preview_cancellation(queryset: QuerySet[OutboundMessage]) -> CancellationPreview:
-    """Count, in one query, what :func:`request_cancellation` would queue and skip."""
-    counts = queryset.order_by().aggregate(
-        cancellable=Count("pk", filter=_REQUESTABLE),
-        final=Count(
-            "pk", filter=Q(status__in=FINAL_STATUSES) | Q(cancel_state=CancelState.CANCELLED)
-        ),
-        in_progress=Count(
-            "pk",
-            filter=~Q(status__in=FINAL_STATUSES) & Q(cancel_state__in=ACTIVE_CANCEL_STATES),
-        ),
-        without_id=Count(
-            "pk",
-            filter=~Q(status__in=FINAL_STATUSES)
-            & ~Q(cancel_state__in=[*ACTIVE_CANCEL_STATES, CancelState.CANCELLED])
-            & ~_HAS_GATEWAY_ID,
-        ),
-    )
-    return CancellationPreview(**counts)
-
-
-def request_cancellation(
-    queryset: QuerySet[OutboundMessage], *, via: str, actor: Any = None
-) -> CancellationRequest:
-    """Queue the cancellable messages of *queryset* as one batch; skip the rest.
-
-    Costs the same handful of queries for ten messages or ten thousand.  The
-    caller hands ``message_pks`` to a worker (after the transaction commits) or
-    to :func:`cancel_messages` directly.
-    """
-    actor_id = getattr(actor, "pk", None)
-    preview = preview_cancellation(queryset)
-    with transaction.atomic():
-        batch = CancellationBatch.objects.create(
-            requested_by_id=actor_id, via=via, total=preview.cancellable, skipped=preview.skipped
-        )
-        selection = OutboundMessage.objects.filter(pk__in=queryset.order_by().values("pk"))
-        selection.filter(_REQUESTABLE).update(
-            cancel_state=CancelState.PENDING,
-            batch=batch,
-            cancel_requested_at=timezone.now(),
-            cancel_requested_by_id=actor_id,
-            cancel_error="",
-            updated_at=timezone.now(),
-        )
-        # Never handed to Clickatell: stopped here and now, no request needed.
-        stopped_here = withdraw(Q(batch=batch), via=via)
-        pks = list(
-            OutboundMessage.objects.filter(batch=batch, cancel_state=CancelState.PENDING)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        taken = len(pks) + len(stopped_here)
-        if taken != batch.total:
-            # The selection changed since the preview (another operator, a callback).
-            batch.total, batch.skipped = taken, preview.total - taken
-            batch.save(update_fields=["total", "skipped"])
-    logger.info("Cancellation batch %s queued %d messages via %s", batch.pk, len(pks), via)
-    return CancellationRequest(batch=batch, message_pks=pks, preview=preview)
 
 
 def cancel_messages(
