@@ -30,7 +30,7 @@ from .models import (
     UnmatchedCallback,
     Via,
 )
-from .services import sending
+from .services import send_recovery
 from .services.balance import balance_for_display
 from .services.cancel_requests import preview_cancellation, request_cancellation
 
@@ -192,7 +192,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             queryset,
             action="send_again",
             states=(SendState.REJECTED, SendState.FAILED),
-            move=sending.resend,
+            move=send_recovery.resend,
             title=_("Send these messages again?"),
             explanation=_(
                 "Clickatell rejected these messages or never received them: each is sent "
@@ -212,7 +212,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             queryset,
             action="ask_again",
             states=(SendState.UNKNOWN,),
-            move=sending.recheck,
+            move=send_recovery.recheck,
             title=_("Ask Clickatell about these messages?"),
             explanation=_(
                 "Nobody knows whether Clickatell got these messages. Clickatell is asked by "

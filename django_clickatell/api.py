@@ -15,8 +15,8 @@ from django.db.models import QuerySet
 
 from . import dispatch
 from .models import OutboundMessage, Via
-from .services import cancel_requests, cancelling, sending
-from .services.sending import InvalidMessage
+from .services import cancel_requests, cancelling, composing, sending
+from .services.composing import InvalidMessage
 
 __all__ = ["InvalidMessage", "cancel_sms", "send_sms"]
 
@@ -40,7 +40,7 @@ def send_sms(
     empty text, a schedule outside Clickatell's 10 minutes to 7 days, …
     Text outside the GSM alphabet is sent as Unicode automatically.
     """
-    messages = sending.create_messages(
+    messages = composing.create_messages(
         to,
         text,
         sender=sender,

@@ -66,7 +66,7 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     both call this.
     """
     from .services.cancelling import stalled_cancellations
-    from .services.sending import stalled_sends
+    from .services.send_recovery import stalled_sends
 
     sends, cancels = stalled_sends(), stalled_cancellations()
     if sends:

@@ -33,7 +33,7 @@ from . import dispatch
 from .conf import app_settings
 from .gateway.client import ClickatellClient
 from .models import Via
-from .services import cancelling, refreshing, sending
+from .services import cancelling, refreshing, send_recovery, sending
 
 logger = logging.getLogger("django_clickatell.tasks")
 
@@ -96,7 +96,7 @@ def send_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any
                 max_retries=app_settings.task_max_retries,
             )
         # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
-        sending.give_up(waiting, report.transient_error or "no answer after the last retry")
+        send_recovery.give_up(waiting, report.transient_error or "no answer after the last retry")
     return report.as_dict()
 
 

@@ -292,7 +292,7 @@ class TestWaysOutOfAFailedSend:
         self, client: Client, django_capture_on_commit_callbacks: Any
     ) -> None:
         from django_clickatell.models import SendState
-        from django_clickatell.services.sending import create_messages
+        from django_clickatell.services.composing import create_messages
 
         rejected, sent = create_messages(["27999000001", "27999000002"], "hi")
         OutboundMessage.objects.filter(pk=rejected.pk).update(
@@ -325,7 +325,7 @@ class TestWaysOutOfAFailedSend:
         self, admin_client: Client, django_capture_on_commit_callbacks: Any
     ) -> None:
         from django_clickatell.models import SendState
-        from django_clickatell.services.sending import create_messages
+        from django_clickatell.services.composing import create_messages
 
         [unknown] = create_messages("27999000001", "hi")
         OutboundMessage.objects.update(send_state=SendState.UNKNOWN, send_error="Gave up")

@@ -27,7 +27,7 @@ from django_clickatell.models import (
     Via,
 )
 from django_clickatell.protocol.callbacks import parse_callback
-from django_clickatell.services import recording, sending
+from django_clickatell.services import composing, recording, send_recovery, sending
 from django_clickatell.services.callbacks import record_callback
 from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.services.cancelling import cancel_messages, stalled_cancellations
@@ -58,7 +58,7 @@ def expire_leases() -> None:
 def test_run_killed_after_sendmsg_left_is_verified_not_resent(
     simulator: ClickatellSimulator,
 ) -> None:
-    [message] = sending.create_messages("27999000001", "once")
+    [message] = composing.create_messages("27999000001", "once")
     client = ClickatellClient()
     real_sendmsg = client.sendmsg
 
@@ -85,7 +85,7 @@ def test_run_killed_after_sendmsg_left_is_verified_not_resent(
 def test_two_runs_of_the_same_messages_at_once_send_each_once(
     simulator: ClickatellSimulator,
 ) -> None:
-    messages = sending.create_messages([f"279990{n:05d}" for n in range(60)], "hello")
+    messages = composing.create_messages([f"279990{n:05d}" for n in range(60)], "hello")
     pks = [m.pk for m in messages]
     barrier = threading.Barrier(2)
 
@@ -109,7 +109,7 @@ def test_two_runs_of_the_same_messages_at_once_send_each_once(
 
 def test_database_cut_after_the_reply_never_resends(simulator: ClickatellSimulator) -> None:
     """The autoretry of a database error used to send the same SMS again."""
-    [message] = sending.create_messages("27999000001", "once")
+    [message] = composing.create_messages("27999000001", "once")
     real_write = recording.write_outcome
 
     def database_gone(pk: int, updates: dict[str, Any], exchange: Any) -> None:
@@ -135,7 +135,7 @@ def test_database_cut_after_the_reply_never_resends(simulator: ClickatellSimulat
 def test_every_send_carries_a_climsgid_the_database_keeps_unique() -> None:
     from django.db import IntegrityError, transaction
 
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     assert message.climsgid
     with pytest.raises(IntegrityError), transaction.atomic():
         OutboundMessage.objects.create(recipient="27999000002", climsgid=message.climsgid)
@@ -145,7 +145,7 @@ def test_verification_refused_for_good_is_unknown_not_stuck(
     simulator: ClickatellSimulator,
 ) -> None:
     """A non-retryable answer to querymsg used to leave the message "verifying" for ever."""
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     simulator.inject("drop_reply", command="sendmsg")
     sending.send_messages([message.pk], via=Via.TASK)
     simulator.inject("body", command="querymsg", body="ERR: 101, Invalid or missing parameters")
@@ -155,7 +155,7 @@ def test_verification_refused_for_good_is_unknown_not_stuck(
     assert "ERR 101" in message.send_error
     assert simulator.counts["sendmsg"] == 1
     # The operator asks again once the cause is fixed: resolved, still no second SMS.
-    assert sending.recheck(OutboundMessage.objects.all()) == [message.pk]
+    assert send_recovery.recheck(OutboundMessage.objects.all()) == [message.pk]
     sending.send_messages([message.pk], via=Via.TASK)
     message.refresh_from_db()
     assert message.send_state == SendState.SENT
@@ -163,7 +163,7 @@ def test_verification_refused_for_good_is_unknown_not_stuck(
 
 
 def test_command_never_sent_leaves_the_message_queued(simulator: ClickatellSimulator) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     client = ClickatellClient()
     refusal = CommandNotSent("sendmsg", AuthenticationError(1, "Authentication failed"))
     with mock.patch.object(client, "sendmsg", side_effect=refusal):
@@ -181,15 +181,15 @@ def test_rejected_and_failed_messages_can_be_resent_once_the_cause_is_fixed(
     simulator: ClickatellSimulator,
 ) -> None:
     simulator.inject("body", command="sendmsg", body="ERR: 301, No credit left")
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     sending.send_messages([message.pk], via=Via.TASK)
     message.refresh_from_db()
     assert message.send_state == SendState.REJECTED
-    assert sending.resend(OutboundMessage.objects.all()) == [message.pk]
+    assert send_recovery.resend(OutboundMessage.objects.all()) == [message.pk]
     sending.send_messages([message.pk], via=Via.TASK)
     message.refresh_from_db()
     assert message.send_state == SendState.SENT
-    assert sending.resend(OutboundMessage.objects.all()) == []  # sent: nothing to resend
+    assert send_recovery.resend(OutboundMessage.objects.all()) == []  # sent: nothing to resend
 
 
 # -- nothing stranded --------------------------------------------------------------------
@@ -199,13 +199,13 @@ def test_rejected_and_failed_messages_can_be_resent_once_the_cause_is_fixed(
 def test_broker_down_at_send_sms_is_reported_and_requeued(
     simulator: ClickatellSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     with mock.patch.object(
         tasks.send_messages, "apply_async", side_effect=OSError("broker unreachable")
     ):
         assert dispatch.enqueue_sending([message.pk]) is False
     assert "requeue_stalled_work" in caplog.text
-    assert sending.stalled_sends() == []  # not overdue yet: a retry may still be on its way
+    assert send_recovery.stalled_sends() == []  # not overdue yet: a retry may still be on its way
     OutboundMessage.objects.update(updated_at=timezone.now() - timedelta(hours=1))
     with mock.patch.object(tasks.send_messages, "apply_async") as publish:
         assert tasks.requeue_stalled_work() == {"sends": 1, "cancellations": 0}
@@ -221,7 +221,7 @@ def test_requeue_command_does_the_lost_work_here_without_celery(
     from django.core.management import call_command
 
     settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False}
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     OutboundMessage.objects.update(updated_at=timezone.now() - timedelta(hours=1))
     out = StringIO()
     call_command("clickatell_requeue", stdout=out)
@@ -234,15 +234,15 @@ def test_requeue_command_does_the_lost_work_here_without_celery(
 def test_orphaned_sends_are_requeued_once_their_lease_expires(
     simulator: ClickatellSimulator,
 ) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     OutboundMessage.objects.update(
         send_state=SendState.SENDING,
         claim_token="dead-run",
         claim_expires_at=timezone.now() + timedelta(seconds=60),
     )
-    assert sending.stalled_sends() == []
+    assert send_recovery.stalled_sends() == []
     expire_leases()
-    assert sending.stalled_sends() == [message.pk]
+    assert send_recovery.stalled_sends() == [message.pk]
 
 
 def test_stall_detection_reads_the_last_change_not_the_creation(
@@ -264,7 +264,7 @@ def test_stall_detection_reads_the_last_change_not_the_creation(
 def test_cancelling_a_queued_message_stops_it_here_without_a_request(
     simulator: ClickatellSimulator,
 ) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
     message.refresh_from_db()
     assert result.message_pks == []
