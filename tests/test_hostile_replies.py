@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from django_clickatell.exceptions import ClickatellError, GatewayError, ProtocolError
-from django_clickatell.protocol import redaction, replies
+from django_clickatell.protocol import codes, redaction, replies
 from django_clickatell.protocol.redaction import REDACTED, Secret
 
 PASSWORD = "demo-p@ss w&rd+%/é"
@@ -199,6 +199,12 @@ class TestClean:
     )
     def test_ordinary_text_untouched(self, text: str) -> None:
         assert redaction.clean(text) == text
+
+    def test_documented_descriptions_untouched(self) -> None:
+        labels = [str(info.label) for info in codes.ERRORS.values()]
+        labels += [str(info.label) for info in codes.STATUSES.values()]
+        for label in labels:
+            assert redaction.clean(label, [Secret(PASSWORD), SESSION_ID]) == label
 
     def test_excerpt_uses_clean(self) -> None:
         text = redaction.excerpt("\x00 password=abc " + "a" * 500, limit=60)
