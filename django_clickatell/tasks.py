@@ -34,6 +34,7 @@ from .conf import app_settings
 from .gateway.client import ClickatellClient
 from .models import Via
 from .services import cancelling, refreshing, send_recovery, sending
+from .services.cleanup import delete_old_history
 
 logger = logging.getLogger("django_clickatell.tasks")
 
@@ -136,6 +137,12 @@ def requeue_stalled_work() -> dict[str, int]:
     Schedule it with beat every few minutes; see :func:`.dispatch.requeue_stalled`.
     """
     return dispatch.requeue_stalled(via=Via.TASK)
+
+
+@shared_task(name="django_clickatell.cleanup", ignore_result=True)
+def cleanup(days: int = 90) -> dict[str, int]:
+    """Delete exchanges and unmatched callbacks older than *days* (schedule daily with beat)."""
+    return delete_old_history(int(days))
 
 
 @shared_task(name="django_clickatell.requeue_stalled_cancellations", ignore_result=True)
