@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..exceptions import ClickatellError, ProtocolError
+from ..exceptions import ClickatellError
 from ..gateway.client import ClickatellClient
 from ..models import (
     OPEN_SEND_STATES,
@@ -29,15 +28,11 @@ from ..models import (
     GatewayExchange,
     OutboundMessage,
 )
-from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES, describe_status
-from ..protocol.lifecycle import supersedes
-from ..protocol.replies import MessageStatusReply
+from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
 from ..selections import AT_GATEWAY, FINAL
-from ..signals import message_cancelled, message_status_changed
 from . import claims, recording
-from .recording import OutcomeWriter, outcome_writer
-from .reports import Report
-from .status import status_updates
+from .cancel_run import CancelReport, CancelRun
+from .recording import outcome_writer
 from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.cancellation")
@@ -62,27 +57,6 @@ _MESSAGE_FIELDS = (
     "status_changed_at",
     "cancel_requested_by_id",
 )
-
-
-@dataclass
-class CancelReport(Report):
-    """What one :func:`cancel_messages` call did, by message primary key."""
-
-    cancelled: list[int] = field(default_factory=list)
-    too_late: list[int] = field(default_factory=list)
-    refused: list[int] = field(default_factory=list)
-    retry: list[int] = field(default_factory=list)
-    gave_up: list[int] = field(default_factory=list)
-    not_claimed: list[int] = field(default_factory=list)
-    #: Claimed by another run whose lease is still alive: it is working on them, or it died
-    #: and they can be taken once the lease expires in ``retry_after`` seconds.
-    held_elsewhere: list[int] = field(default_factory=list)
-    retry_after: float = 0.0
-    #: Messages that turned final before a worker reached them: no request made.
-    skipped: int = 0
-    #: Never handed to Clickatell: stopped here, no request made.
-    withdrawn: list[int] = field(default_factory=list)
-    transient_error: str = ""
 
 
 def cancel_messages(
@@ -110,7 +84,6 @@ def cancel_messages(
     """
     pks = sorted(set(message_pks))
     report = CancelReport()
-    actor_id = getattr(actor, "pk", None)
     report.skipped = _skip_final(pks)
     report.withdrawn = withdraw(Q(pk__in=pks), via=via)
     report.cancelled.extend(report.withdrawn)
@@ -128,30 +101,28 @@ def cancel_messages(
     report.not_claimed = [pk for pk in pks if pk not in claimed_pks and pk not in report.withdrawn]
     if not claimed:
         return report
-    client = client or ClickatellClient()
-    writer = outcome_writer()
+    run = CancelRun(
+        client or ClickatellClient(),
+        outcome_writer(),
+        report,
+        via=via,
+        actor_id=getattr(actor, "pk", None),
+        task_id=task_id,
+        give_up=give_up,
+    )
     keeper = claims.LeaseKeeper(claim.token)
     try:
         for index, message in enumerate(claimed):
-            writer.check()
+            run.writer.check()
             keeper.keep_alive()
-            error = _cancel_one(
-                client,
-                message,
-                via=via,
-                actor_id=actor_id,
-                task_id=task_id,
-                give_up=give_up,
-                report=report,
-                writer=writer,
-            )
+            error = run.cancel_one(message)
             if error is not None:
                 untried = [m.pk for m in claimed[index + 1 :]]
                 break
         else:
             untried, error = [], None
     finally:
-        writer.close()
+        run.writer.close()
     if error is not None:
         _release(untried, claim.token, give_up, error, report)
     return report
@@ -239,124 +210,6 @@ def _finish_from_log(claimed: list[OutboundMessage], report: CancelReport) -> li
     return [m for m in claimed if m.pk not in recorded]
 
 
-def _cancel_one(
-    client: ClickatellClient,
-    message: OutboundMessage,
-    *,
-    via: str,
-    actor_id: int | None,
-    task_id: str,
-    give_up: bool,
-    report: CancelReport,
-    writer: OutcomeWriter,
-) -> ClickatellError | None:
-    """Returns the transient error that should stop the run, if any."""
-    exchange = recording.new_exchange(
-        message.pk,
-        "delmsg",
-        via=via,
-        actor_id=actor_id or message.cancel_requested_by_id,
-        task_id=task_id,
-    )
-    try:
-        if message.apimsgid:
-            reply = client.delmsg(apimsgid=message.apimsgid)
-        else:
-            reply = client.delmsg(climsgid=message.climsgid)
-        if message.apimsgid and reply.apimsgid != message.apimsgid:
-            raise ProtocolError("delmsg", "reply names another message", reply.apimsgid)
-    except ValueError as exc:
-        # An id that cannot be valid: refused before any request was made.
-        _settle(writer, message, CancelState.REFUSED, str(exc), report.refused)
-        return None
-    except ClickatellError as exc:
-        recording.failed(exchange, exc)
-        if exc.retryable:  # includes CommandNotSent: never the gateway's answer
-            return _transient(writer, message, exchange, exc, give_up, report)
-        _settle(writer, message, CancelState.REFUSED, str(exc), report.refused, exchange)
-        return None
-    _record_reply(writer, message, reply, recording.answered(exchange, reply.status), via, report)
-    return None
-
-
-def _record_reply(
-    writer: OutcomeWriter,
-    message: OutboundMessage,
-    reply: MessageStatusReply,
-    exchange: GatewayExchange,
-    via: str,
-    report: CancelReport,
-) -> None:
-    cancelled = reply.status == CANCELLED_STATUS
-    updates: dict[str, Any] = {
-        # Through the lifecycle rule: a final status recorded by a callback while this
-        # request was in flight is not replaced by the reply's older news.
-        **status_updates(reply.status, None),
-        "cancel_state": CancelState.CANCELLED if cancelled else CancelState.TOO_LATE,
-        "cancel_completed_at": timezone.now(),
-        "cancel_attempts": F("cancel_attempts") + 1,
-        "cancel_error": "" if cancelled else _too_late_reason(reply.status),
-        **claims.RELEASED,
-    }
-    old_status = message.status
-    changed = supersedes(reply.status, timezone.now(), old_status, message.status_changed_at)
-    if not message.apimsgid:
-        updates["apimsgid"] = reply.apimsgid
-    if changed:
-        message.status = reply.status
-    message.cancel_state = updates["cancel_state"]
-
-    def notify() -> None:
-        if changed:
-            message_status_changed.send(
-                sender=OutboundMessage,
-                message=message,
-                old_status=old_status,
-                new_status=reply.status,
-                via=via,
-            )
-        if cancelled:
-            message_cancelled.send(sender=OutboundMessage, message=message, via=via)
-
-    writer.write(message.pk, updates, exchange, after=notify)
-    (report.cancelled if cancelled else report.too_late).append(message.pk)
-
-
-def _settle(
-    writer: OutcomeWriter,
-    message: OutboundMessage,
-    state: str,
-    reason: str,
-    bucket: list[int],
-    exchange: GatewayExchange | None = None,
-) -> None:
-    updates: dict[str, Any] = {
-        "cancel_state": state,
-        "cancel_error": recording.clean_text(reason),
-        "cancel_attempts": F("cancel_attempts") + (1 if exchange else 0),
-        "cancel_completed_at": timezone.now(),
-        **claims.RELEASED,
-    }
-    writer.write(message.pk, updates, exchange)
-    bucket.append(message.pk)
-
-
-def _transient(
-    writer: OutcomeWriter,
-    message: OutboundMessage,
-    exchange: GatewayExchange,
-    exc: ClickatellError,
-    give_up: bool,
-    report: CancelReport,
-) -> ClickatellError:
-    state = CancelState.GAVE_UP if give_up else CancelState.RETRYING
-    reason = recording.describe(exc)
-    logger.warning("Could not cancel message %s: %s", message.pk, reason)
-    _settle(writer, message, state, reason, report.gave_up if give_up else report.retry, exchange)
-    report.transient_error = reason
-    return exc
-
-
 def _release(
     pks: list[int], token: str, give_up: bool, error: ClickatellError, report: CancelReport
 ) -> None:
@@ -375,7 +228,3 @@ def _release(
     else:
         claims.release(pks, token, cancel_state=CancelState.PENDING)
         report.retry.extend(pks)
-
-
-def _too_late_reason(status: str) -> str:
-    return f"Clickatell reported status {status} ({describe_status(status).label})"

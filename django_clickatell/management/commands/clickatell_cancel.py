@@ -37,7 +37,8 @@ from django_clickatell.models import CancellationBatch, CancelState, OutboundMes
 from django_clickatell.protocol.codes import STATUSES, normalize_status
 from django_clickatell.protocol.replies import is_client_message_id, is_message_id
 from django_clickatell.services.cancel_requests import request_cancellation
-from django_clickatell.services.cancelling import CancelReport, cancel_messages
+from django_clickatell.services.cancel_run import CancelReport
+from django_clickatell.services.cancelling import cancel_messages
 
 EXIT_BAD_INPUT = 1
 EXIT_NOT_STOPPED = 3
