@@ -1,18 +1,18 @@
-"""Admin: monitor messages and cancellations, and stop scheduled deliveries.
+"""What an operator can do to a selection of messages: each a thin face over one service.
 
-The ``cancel_delivery`` action is a thin face over
-:mod:`django_clickatell.services.cancellation`: it shows what would be
-cancelled and what skipped, then queues the work and returns at once.  Its
-query count does not depend on the size of the selection.
+Every action needs its permission (a forged POST without it is refused by
+Django), shows a confirmation page before it changes anything, and reports
+with ``message_user`` -- a broker outage included, never as an error page.
+The work itself is handed on through :mod:`django_clickatell.dispatch`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -20,144 +20,19 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .dispatch import enqueue_cancellation, enqueue_refresh, enqueue_sending
-from .models import (
-    CancellationBatch,
-    CancelState,
-    GatewayExchange,
-    OutboundMessage,
-    SendState,
-    UnmatchedCallback,
-    Via,
-)
-from .services import send_recovery
-from .services.balance import balance_for_display
-from .services.cancel_requests import preview_cancellation, request_cancellation
+from ..dispatch import enqueue_cancellation, enqueue_refresh, enqueue_sending
+from ..models import CancellationBatch, CancelState, OutboundMessage, SendState, Via
+from ..services import send_recovery
+from ..services.cancel_requests import preview_cancellation, request_cancellation
+from .common import PREVIEW_ROWS
 
-PREVIEW_ROWS = 20
+if TYPE_CHECKING:
+    _MessageAdmin = admin.ModelAdmin[OutboundMessage]
+else:
+    _MessageAdmin = object  # the actions are mixed into OutboundMessageAdmin
 
 
-class ReadOnlyMixin:
-    """Monitoring records: written by the services only, never edited or added by hand."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
-    model = GatewayExchange
-    extra = 0
-    can_delete = False
-    ordering = ("-occurred_at", "-pk")
-    fields = (
-        "occurred_at",
-        "command",
-        "via",
-        "actor",
-        "outcome",
-        "status",
-        "error_code",
-        "error_description",
-        "detail",
-        "duration_ms",
-    )
-    readonly_fields = fields
-    verbose_name_plural = _("exchanges with Clickatell")
-
-
-@admin.register(OutboundMessage)
-class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = (
-        "recipient",
-        "apimsgid",
-        "climsgid",
-        "status_display",
-        "cancel_state",
-        "scheduled_for",
-        "status_changed_at",
-    )
-    list_filter = (
-        "status",
-        "cancel_state",
-        "send_state",
-        ("scheduled_for", admin.DateFieldListFilter),
-        ("batch", admin.RelatedOnlyFieldListFilter),
-    )
-    search_fields = ("=apimsgid", "=climsgid", "recipient")
-    date_hierarchy = "scheduled_for"
-    list_select_related = False
-    show_full_result_count = False
-    actions = ("cancel_delivery", "refresh_status", "send_again", "ask_again")
-    change_list_template = "admin/django_clickatell/outboundmessage/change_list.html"
-    inlines = (GatewayExchangeInline,)
-    # A message row records what was handed to Clickatell and what Clickatell did with
-    # it, so every field is read-only: the message as sent (an edit would make the record
-    # claim a text, recipient or schedule the gateway never got -- and for a queued row,
-    # race a worker that is sending it), and everything the gateway and the services
-    # write. The fields and fieldsets come from these groups, so they cannot drift apart.
-    _gateway_groups = (
-        (None, ("recipient", "sender", "text", "scheduled_for", "send_options")),
-        (
-            _("Clickatell"),
-            (
-                "apimsgid",
-                "climsgid",
-                "status",
-                "status_changed_at",
-                "charge",
-                "send_state",
-                "send_error",
-            ),
-        ),
-        (
-            _("Cancellation"),
-            (
-                "cancel_state",
-                "cancel_requested_at",
-                "cancel_requested_by",
-                "cancel_completed_at",
-                "cancel_attempts",
-                "cancel_error",
-                "batch",
-            ),
-        ),
-        (_("Record"), ("created_at", "updated_at")),
-    )
-    readonly_fields = tuple(name for _title, names in _gateway_groups for name in names)
-    # (django-stubs types fieldset options with a stub-only TypedDict; Django checks them.)
-    fieldsets: ClassVar[Any] = tuple((title, {"fields": names}) for title, names in _gateway_groups)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Messages are recorded when they are sent; a row made by hand was never sent."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """The change permission still grants the actions; no message page saves a row.
-
-        A save writes the whole row back as loaded, so even with nothing editable it
-        could undo what a worker or callback recorded meanwhile.
-        """
-        if obj is not None:
-            return False
-        return super().has_change_permission(request)
-
-    @admin.display(description=_("status"), ordering="status")
-    def status_display(self, obj: OutboundMessage) -> str:
-        return f"{obj.status} – {obj.status_label}" if obj.status else "–"
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        context = dict(extra_context or {})
-        if request.method == "GET":  # shown, not needed to act: an action never waits for it
-            reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
-            context["clickatell_balance"] = reading.credit
-            context["clickatell_balance_reason"] = reading.reason
-        return super().changelist_view(request, extra_context=context)
-
+class RefreshAction(_MessageAdmin):
     @admin.action(permissions=["change"], description=_("Refresh status from Clickatell"))
     def refresh_status(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
         pks = list(queryset.order_by().values_list("pk", flat=True))
@@ -176,6 +51,8 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             messages.SUCCESS,
         )
 
+
+class SendActions(_MessageAdmin):
     def has_send_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.send_{opts.model_name}")
@@ -284,6 +161,8 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
         return None
 
+
+class CancelAction(_MessageAdmin):
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.cancel_{opts.model_name}")
@@ -309,7 +188,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if queued:
             self.log_addition(
                 request,
-                result.batch,
+                result.batch,  # type: ignore[arg-type]
                 [
                     {
                         "added": {
@@ -380,81 +259,3 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "admin/django_clickatell/outboundmessage/cancel_delivery_confirmation.html",
             context,
         )
-
-
-_PROGRESS = {
-    state.value: state.label for state in CancelState if state != CancelState.NOT_REQUESTED
-}
-
-
-@admin.register(CancellationBatch)
-class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = (
-        "__str__",
-        "created_at",
-        "requested_by",
-        "via",
-        "total",
-        "skipped",
-        "pending",
-        "cancelled",
-        "too_late",
-        "failed",
-        "messages_link",
-    )
-    list_filter = ("via", "created_at")
-    readonly_fields = ("created_at", "requested_by", "via", "total", "skipped", "progress")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[CancellationBatch]:
-        def count(*states: str) -> Count:
-            return Count("messages", filter=Q(messages__cancel_state__in=states))
-
-        queryset: QuerySet[CancellationBatch] = super().get_queryset(request)
-        return queryset.select_related("requested_by").annotate(
-            n_pending=count(CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING),
-            n_cancelled=count(CancelState.CANCELLED),
-            n_too_late=count(CancelState.TOO_LATE, CancelState.SKIPPED),
-            n_failed=count(CancelState.REFUSED, CancelState.GAVE_UP),
-        )
-
-    @admin.display(description=_("in progress"), ordering="n_pending")
-    def pending(self, obj: Any) -> int:
-        return int(obj.n_pending)
-
-    @admin.display(description=_("cancelled"), ordering="n_cancelled")
-    def cancelled(self, obj: Any) -> int:
-        return int(obj.n_cancelled)
-
-    @admin.display(description=_("too late"), ordering="n_too_late")
-    def too_late(self, obj: Any) -> int:
-        return int(obj.n_too_late)
-
-    @admin.display(description=_("failed"), ordering="n_failed")
-    def failed(self, obj: Any) -> int:
-        return int(obj.n_failed)
-
-    @admin.display(description=_("messages"))
-    def messages_link(self, obj: CancellationBatch) -> str:
-        url = reverse("admin:django_clickatell_outboundmessage_changelist")
-        return format_html('<a href="{}?batch__id__exact={}">{}</a>', url, obj.pk, _("view"))
-
-    @admin.display(description=_("progress"))
-    def progress(self, obj: CancellationBatch) -> str:
-        rows = obj.messages.order_by().values("cancel_state").annotate(n=Count("pk"))
-        counts = {row["cancel_state"]: row["n"] for row in rows}
-        parts = [f"{_PROGRESS.get(state, state)}: {n}" for state, n in sorted(counts.items())]
-        return "; ".join(parts) or "–"
-
-
-@admin.register(UnmatchedCallback)
-class UnmatchedCallbackAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = (
-        "apimsgid",
-        "status",
-        "reported_at",
-        "recipient",
-        "received_at",
-        "matched_message",
-    )
-    list_filter = ("status", "received_at")
-    search_fields = ("=apimsgid", "=climsgid", "recipient")
