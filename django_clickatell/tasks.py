@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task, shared_task
@@ -43,24 +45,116 @@ _TASK_OPTIONS: dict[str, Any] = {
     "bind": True,
     "acks_late": True,
     "reject_on_worker_lost": True,
-    # The database briefly unavailable: Celery retries with backoff; the claim
-    # token (the task id) survives retries, so nothing is cancelled twice.
-    "autoretry_for": _DATABASE_ERRORS,
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 30,
+    # Budgets are counted per kind of failure (see Budgets), not by Celery's one counter.
+    "max_retries": None,
 }
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait before retry number *attempt* of one kind of failure, and how often."""
+
+    kind: str
+    first: Callable[[], float]
+    longest: Callable[[], float]
+    attempts: Callable[[], int]
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter, so retrying workers spread out instead of stampeding."""
+        ceiling = min(self.longest(), self.first() * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (not cryptographic)
+
+
+#: Clickatell unreachable, slow or unreadable; a run holding the messages; no session.
+GATEWAY = RetryPolicy(
+    "gateway",
+    first=lambda: app_settings.task_retry_backoff,
+    longest=lambda: app_settings.task_retry_backoff_max,
+    attempts=lambda: app_settings.task_max_retries,
+)
+#: The database briefly unavailable.  Its own budget, so a database outage does not use
+#: up the retries a gateway outage needs (and the other way round).  Nothing is sent
+#: twice because of it: leases and the verification before any resend see to that.
+DATABASE = RetryPolicy("database", first=lambda: 2.0, longest=lambda: 120.0, attempts=lambda: 30)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Retries used so far, per kind; travels in the task's keyword arguments."""
+
+    gateway: int = 0
+    database: int = 0
+
+    def spent(self, policy: RetryPolicy) -> int:
+        return self.gateway if policy is GATEWAY else self.database
+
+    def exhausted(self, policy: RetryPolicy) -> bool:
+        return self.spent(policy) >= policy.attempts()
+
+    def after(self, policy: RetryPolicy) -> Budgets:
+        if policy is GATEWAY:
+            return Budgets(self.gateway + 1, self.database)
+        return Budgets(self.gateway, self.database + 1)
+
+
+def _retry(
+    task: Task[Any, Any],
+    pks: list[int],
+    budgets: Budgets,
+    policy: RetryPolicy,
+    *,
+    at_least: float = 0.0,
+    exc: Exception | None = None,
+) -> Exception:
+    countdown = max(policy.delay(budgets.spent(policy)), at_least)
+    logger.info(
+        "Retrying %s of %d messages in %.1fs (%s retry %d of %d)",
+        task.name,
+        len(pks),
+        countdown,
+        policy.kind,
+        budgets.spent(policy) + 1,
+        policy.attempts(),
+    )
+    following = budgets.after(policy)
+    # cancel_message takes one key; every other task a list of them.
+    args = (pks[0],) if task.name == cancel_message.name else (pks,)
+    return task.retry(
+        args=args,
+        kwargs={"gateway_retries": following.gateway, "database_retries": following.database},
+        countdown=countdown,
+        exc=exc,
+    )
+
+
+def _with_database_retries(
+    task: Task[Any, Any], pks: list[int], budgets: Budgets, work: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    try:
+        return work()
+    except _DATABASE_ERRORS as exc:
+        if budgets.exhausted(DATABASE):
+            raise
+        raise _retry(task, pks, budgets, DATABASE, exc=exc) from exc
+
+
 @shared_task(name="django_clickatell.cancel_message", **_TASK_OPTIONS)
-def cancel_message(self: Task[Any, Any], message_pk: int) -> dict[str, Any]:
+def cancel_message(
+    self: Task[Any, Any], message_pk: int, gateway_retries: int = 0, database_retries: int = 0
+) -> dict[str, Any]:
     """Stop one message's delivery at Clickatell."""
-    return _cancel(self, [message_pk])
+    pks = [int(message_pk)]
+    budgets = Budgets(gateway_retries, database_retries)
+    return _with_database_retries(self, pks, budgets, lambda: _cancel(self, pks, budgets))
 
 
 @shared_task(name="django_clickatell.cancel_messages", **_TASK_OPTIONS)
-def cancel_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
+def cancel_messages(
+    self: Task[Any, Any],
+    message_pks: list[int],
+    gateway_retries: int = 0,
+    database_retries: int = 0,
+) -> dict[str, Any]:
     """Stop many messages; selections larger than ``TASK_CHUNK_SIZE`` fan out into chunks.
 
     Chunks run in parallel on as many workers as there are; each chunk sends
@@ -72,46 +166,46 @@ def cancel_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, A
         for start in range(0, len(pks), size):
             cancel_messages.apply_async((pks[start : start + size],))
         return {"chunks": -(-len(pks) // size), "messages": len(pks)}
-    return _cancel(self, pks)
+    budgets = Budgets(gateway_retries, database_retries)
+    return _with_database_retries(self, pks, budgets, lambda: _cancel(self, pks, budgets))
 
 
 @shared_task(name="django_clickatell.send_messages", **_TASK_OPTIONS)
-def send_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
+def send_messages(
+    self: Task[Any, Any],
+    message_pks: list[int],
+    gateway_retries: int = 0,
+    database_retries: int = 0,
+) -> dict[str, Any]:
     """Send recorded messages, each at most once; a send in doubt is checked before any resend.
 
     A duplicate or redelivered task finds the messages leased by the run that
     holds them: it waits for that lease, then finds them sent -- or, if that run
     died, in doubt, and asks Clickatell before sending anything.
     """
-    retries = self.request.retries
-    report = sending.send_messages(
-        [int(pk) for pk in message_pks], via=Via.TASK, task_id=self.request.id or ""
-    )
-    waiting = report.retry + report.held_elsewhere
-    if waiting:
-        if retries < app_settings.task_max_retries:
-            countdown = retry_delay(retries) if report.retry else 0.0
-            raise self.retry(
-                args=(waiting,),
-                countdown=max(countdown, report.retry_after),
-                max_retries=app_settings.task_max_retries,
-            )
-        # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
-        send_recovery.give_up(waiting, report.transient_error or "no answer after the last retry")
-    return report.as_dict()
+    pks = [int(pk) for pk in message_pks]
+    budgets = Budgets(gateway_retries, database_retries)
+    return _with_database_retries(self, pks, budgets, lambda: _send(self, pks, budgets))
 
 
 @shared_task(name="django_clickatell.refresh_messages", **_TASK_OPTIONS)
-def refresh_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
+def refresh_messages(
+    self: Task[Any, Any],
+    message_pks: list[int],
+    gateway_retries: int = 0,
+    database_retries: int = 0,
+) -> dict[str, Any]:
     """Ask Clickatell for the status of these messages (``querymsg``) and record it."""
-    report = refreshing.refresh_statuses([int(pk) for pk in message_pks], via=Via.TASK)
-    if report.retry and self.request.retries < app_settings.task_max_retries:
-        raise self.retry(
-            args=(report.retry,),
-            countdown=retry_delay(self.request.retries),
-            max_retries=app_settings.task_max_retries,
-        )
-    return report.as_dict()
+    pks = [int(pk) for pk in message_pks]
+    budgets = Budgets(gateway_retries, database_retries)
+
+    def work() -> dict[str, Any]:
+        report = refreshing.refresh_statuses(pks, via=Via.TASK)
+        if report.retry and not budgets.exhausted(GATEWAY):
+            raise _retry(self, report.retry, budgets, GATEWAY)
+        return report.as_dict()
+
+    return _with_database_retries(self, pks, budgets, work)
 
 
 @shared_task(name="django_clickatell.refresh_statuses", ignore_result=True)
@@ -151,39 +245,28 @@ def requeue_stalled_cancellations() -> int:
     return sum(requeue_stalled_work().values())
 
 
-def retry_delay(retries: int) -> float:
-    """Exponential backoff with jitter, so retrying workers spread out instead of stampeding."""
-    ceiling = min(app_settings.task_retry_backoff_max, app_settings.task_retry_backoff * 2**retries)
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (not cryptographic)
+def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, Any]:
+    report = sending.send_messages(pks, via=Via.TASK, task_id=task.request.id or "")
+    waiting = report.retry + report.held_elsewhere
+    if waiting:
+        if not budgets.exhausted(GATEWAY):
+            at_least = report.retry_after if report.held_elsewhere else 0.0
+            raise _retry(task, waiting, budgets, GATEWAY, at_least=at_least)
+        # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
+        send_recovery.give_up(waiting, report.transient_error or "no answer after the last retry")
+    return report.as_dict()
 
 
-def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
-    retries = task.request.retries
-    give_up = retries >= app_settings.task_max_retries
+def _cancel(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, Any]:
     report = cancelling.cancel_messages(
-        pks, via=Via.TASK, task_id=task.request.id or "", give_up=give_up
+        pks,
+        via=Via.TASK,
+        task_id=task.request.id or "",
+        give_up=budgets.exhausted(GATEWAY),
     )
-    if report.held_elsewhere and not report.retry and retries < app_settings.task_max_retries:
-        # Another run holds them: it finishes them, or its lease expires (it died, e.g. a
+    waiting = report.retry + report.held_elsewhere
+    if waiting and not budgets.exhausted(GATEWAY):
+        # Held elsewhere: another run finishes them, or its lease expires (it died, e.g. a
         # worker killed before this redelivery) and this retry takes them over.
-        raise task.retry(
-            args=(report.held_elsewhere,),
-            countdown=report.retry_after,
-            max_retries=app_settings.task_max_retries,
-        )
-    if report.retry:
-        countdown = retry_delay(retries)
-        logger.info(
-            "Retrying %d cancellations in %.1fs (attempt %d of %d): %s",
-            len(report.retry),
-            countdown,
-            retries + 1,
-            app_settings.task_max_retries,
-            report.transient_error,
-        )
-        raise task.retry(
-            args=(report.retry + report.held_elsewhere,),
-            countdown=max(countdown, report.retry_after),
-            max_retries=app_settings.task_max_retries,
-        )
+        raise _retry(task, waiting, budgets, GATEWAY, at_least=report.retry_after)
     return report.as_dict()
