@@ -43,7 +43,8 @@ def email_report(request: HttpRequest) -> HttpResponse:
     try:
         _pending.pop()()
     except ClickatellError:
-        reporter = ExceptionReporter(request, *sys.exc_info(), is_email=True)
+        exc_type, exc_value, traceback = sys.exc_info()
+        reporter = ExceptionReporter(request, exc_type, exc_value, traceback, is_email=True)
         return HttpResponse(reporter.get_traceback_html() + reporter.get_traceback_text())
     return HttpResponse("no failure")  # pragma: no cover
 
