@@ -8,7 +8,9 @@ same command again.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ import pytest
 
 from django_clickatell.exceptions import GatewayTimeout, GatewayUnreachable
 from django_clickatell.gateway.transport import Transport
+from django_clickatell.protocol.redaction import Secret
+from django_clickatell.simulator import ClickatellSimulator
 
 MSG = "f6b9af2a2c9e5b18ee2d257e3def5d66"
 BODY = f"ID: {MSG} Status: 006".encode()
@@ -201,3 +205,43 @@ def test_refused_connection_is_unreachable_not_a_timeout() -> None:
         transport.close()
     assert isinstance(error, GatewayUnreachable), error
     assert elapsed < 0.5
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A throwaway self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", key, "-out", cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_requests_read_through_the_deadline_reader(
+    tls_files: tuple[str, str], monkeypatch: Any
+) -> None:
+    """The production path: TLS, keep-alive, a whole reply read within the deadline."""
+    cert, key = tls_files
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    with ClickatellSimulator(certfile=cert, keyfile=key) as simulator:
+        transport = Transport(simulator.base_url, (1.0, 1.0))
+        assert simulator.base_url.startswith("https://")
+        reply = transport.post(
+            "auth", {"user": "demo", "password": Secret("demo-password"), "api_id": "1234567"}
+        )
+        assert reply.startswith("OK: ")
+        simulator.inject("delay", command="ping", delay=2.0)
+        started = time.monotonic()
+        with pytest.raises(GatewayTimeout):
+            transport.post("ping", {"session_id": reply[4:].strip()})
+        assert time.monotonic() - started <= 1.0 + MARGIN
+        transport.close()
