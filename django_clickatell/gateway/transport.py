@@ -293,13 +293,12 @@ class Transport:
             raise failure.with_traceback(None)
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
-            logger.warning(
-                "Clickatell %s answered HTTP %s after %.0f ms",
-                command,
-                response.status_code,
-                elapsed,
-            )
-            raise GatewayHTTPError(command, response.status_code)
+            status = response.status_code
+            # Not kept in this frame: its .request carries the encoded form, and an error
+            # page (a proxy's) may echo it.
+            del response
+            logger.warning("Clickatell %s answered HTTP %s after %.0f ms", command, status, elapsed)
+            raise GatewayHTTPError(command, status)
         logger.debug("Clickatell %s answered after %.0f ms", command, elapsed)
         # Served as text/html without a charset; the protocol itself is ASCII.
         return response.content.decode("utf-8", errors="replace")
