@@ -6,22 +6,28 @@ Ids are stable and documented; tests assert them by id.
 - ``django_clickatell.E002`` a setting has the wrong type or value
 - ``django_clickatell.E003`` ``BASE_URL`` is not https (loopback hosts excepted)
 - ``django_clickatell.E004`` ``CACHE_ALIAS`` names no configured cache
+- ``django_clickatell.E005`` ``CLAIM_TIMEOUT`` is shorter than the work of one claimed message
+- ``django_clickatell.E006`` ``AUTH_LOCK_TIMEOUT`` is shorter than one login request
 - ``django_clickatell.W001`` the session cache is not shared between processes
 - ``django_clickatell.W002`` an unknown key in ``CLICKATELL`` (probably a typo)
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import ClickatellSettings, app_settings, user_settings
+from .conf import (
+    ClickatellSettings,
+    LeaseTooShort,
+    app_settings,
+    insecure_base_url_reason,
+    user_settings,
+)
 
 PER_PROCESS_CACHES = {
     "django.core.cache.backends.locmem.LocMemCache": "keeps entries inside one process",
@@ -51,7 +57,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     for key, option in options.items():
         if key in values and values[key] is not None and not (option.required and not values[key]):
             try:
-                option.__get__(app_settings, ClickatellSettings)
+                option.value(app_settings)
             except ImproperlyConfigured as exc:
                 messages.append(Error(str(exc), id="django_clickatell.E002"))
     for key in sorted(set(values) - set(options)):
@@ -63,28 +69,39 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
             )
         )
     if not any(m.id == "django_clickatell.E002" for m in messages):
-        messages += _check_base_url() + _check_cache()
+        messages += _check_leases(options) + _check_base_url() + _check_cache()
     return messages
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _check_leases(options: dict[str, Any]) -> list[CheckMessage]:
+    """Each lease against the work it guards (ids E005, E006), once every value parses."""
+    messages: list[CheckMessage] = []
+    for option in options.values():
+        if option.relation is None:
+            continue
+        try:
+            option.__get__(app_settings, ClickatellSettings)
+        except LeaseTooShort as exc:
+            messages.append(
+                Error(
+                    str(exc),
+                    hint="See 'Deadlines and leases' in the settings reference.",
+                    id=exc.check_id,
+                )
+            )
+    return messages
 
 
 def _check_base_url() -> list[CheckMessage]:
-    url = urlsplit(app_settings.base_url)
-    if url.scheme == "https" or _is_loopback(url.hostname or ""):
+    reason = insecure_base_url_reason(app_settings.base_url)
+    if reason is None:
         return []
     return [
         Error(
             f"settings.CLICKATELL['BASE_URL'] is not https: {app_settings.base_url!r}.",
             hint="Credentials and session ids would cross the network in clear text. "
-            "Plain http is accepted only for a loopback simulator.",
+            "Plain http is accepted only for a loopback simulator; anything else is refused "
+            "before a request is made.",
             id="django_clickatell.E003",
         )
     ]

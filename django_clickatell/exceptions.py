@@ -100,7 +100,11 @@ class TransportError(TransientError):
 
 
 class GatewayTimeout(TransportError):
-    """Connecting or reading took longer than ``TIMEOUT``."""
+    """Connecting, or the whole reply after it, took longer than ``TIMEOUT`` allows.
+
+    ``TIMEOUT = (connect, read)`` is two total deadlines, not per socket read:
+    see :mod:`django_clickatell.gateway.transport`.
+    """
 
 
 class GatewayUnreachable(TransportError):
@@ -122,11 +126,14 @@ class SessionUnavailable(TransientError):
 class CommandNotSent(TransientError):
     """The command was never carried out at Clickatell: no usable session could be had.
 
-    Raised before the request left (login refused, the session cache unreachable,
-    another process's login not finished in time) or when Clickatell refused the
-    session again right after a renewal (ERR 003/005 twice), which also executes
-    nothing.  Nothing happened to the message, so the caller records "not sent"
-    -- never the gateway's answer -- and may try again later.  ``cause`` is the
+    Raised before the request left (login refused now or remembered as refused,
+    the login failing in transit or unreadable, the session cache unreachable,
+    another process's login not finished in time), when the account was refused
+    on the command itself (ERR 001/002/004/007/108: answered, nothing carried
+    out), or when Clickatell refused the session again right after the one
+    renewal a call makes (ERR 003/005 twice), which also executes nothing.
+    Nothing happened to the message, so the caller records "not sent" -- never
+    the gateway's answer -- and may try again later.  ``cause`` is the
     underlying error; ``code`` its gateway code, if it has one.
     """
 

@@ -81,15 +81,30 @@ CACHES = {
     }
 }
 
+
+def _seconds_from_env(name: str) -> float | None:
+    """A lease or timeout a test process is started with; unset keeps the package default."""
+    value = os.environ.get(name)
+    return float(value) if value else None
+
+
+# Short timeouts (the fault matrix) need short leases to match: CLAIM_TIMEOUT must cover
+# 2 x (2 x (AUTH_WAIT_TIMEOUT + 0.2 + connect + read) + 2 x (connect + read)) and
+# AUTH_LOCK_TIMEOUT 1.5 x (connect + read); see django_clickatell.conf.
 CLICKATELL = {
     "USERNAME": "demo",
     "PASSWORD": "demo-password",
     "API_ID": "1234567",
     "BASE_URL": os.environ.get("CLICKATELL_TEST_BASE_URL", "http://127.0.0.1:9/http/"),
-    "TIMEOUT": (2.0, float(os.environ.get("CLICKATELL_TEST_READ_TIMEOUT", "5.0"))),
+    "TIMEOUT": (
+        float(os.environ.get("CLICKATELL_TEST_CONNECT_TIMEOUT", "2.0")),
+        float(os.environ.get("CLICKATELL_TEST_READ_TIMEOUT", "5.0")),
+    ),
     "TASK_RETRY_BACKOFF": 0.2,
     "TASK_RETRY_BACKOFF_MAX": 1.0,
     "CLAIM_TIMEOUT": int(os.environ.get("CLICKATELL_TEST_CLAIM_TIMEOUT", "300")),
+    "AUTH_LOCK_TIMEOUT": _seconds_from_env("CLICKATELL_TEST_AUTH_LOCK"),
+    "AUTH_WAIT_TIMEOUT": _seconds_from_env("CLICKATELL_TEST_AUTH_WAIT"),
     "SESSION_MEMO_SECONDS": float(os.environ.get("CLICKATELL_TEST_SESSION_MEMO", "5")),
 }
 

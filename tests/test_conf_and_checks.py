@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -7,7 +8,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_clickatell.conf import ClickatellSettings, app_settings
+from django_clickatell.conf import ClickatellSettings, LeaseTooShort, app_settings
 from django_clickatell.protocol.redaction import Secret
 
 BASE = {"USERNAME": "u", "PASSWORD": "p4ssword", "API_ID": "1234567"}
@@ -28,9 +29,12 @@ class TestSettings:
     def test_defaults(self) -> None:
         with override_settings(CLICKATELL=BASE):
             assert app_settings.base_url == "https://api.clickatell.com/http/"
-            assert app_settings.timeout == (5.0, 30.0)
+            assert app_settings.timeout == (5.0, 15.0)
             assert app_settings.cache_alias == "default"
             assert app_settings.session_ttl == 600
+            assert app_settings.auth_lock_timeout == 30.0
+            assert app_settings.auth_wait_timeout == 31.0
+            assert app_settings.claim_timeout == 300
 
     def test_override_settings_is_seen(self) -> None:
         with override_settings(CLICKATELL={**BASE, "USERNAME": "first"}):
@@ -72,6 +76,48 @@ class TestSettings:
         assert fragment in str(info.value)
         assert f"[{key!r}]" in str(info.value)
 
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("TIMEOUT", math.inf),
+            ("TIMEOUT", math.nan),
+            ("TIMEOUT", (1.0, math.inf)),
+            ("TIMEOUT", (math.nan, 1.0)),
+            ("TIMEOUT", 1e9),
+            ("TIMEOUT", (0, 5)),
+            ("TIMEOUT", (5, -1)),
+            ("SESSION_MEMO_SECONDS", math.nan),
+            ("SESSION_MEMO_SECONDS", math.inf),
+            ("SESSION_MEMO_SECONDS", -1),
+            ("SESSION_TOUCH_INTERVAL", 10**9),
+            ("AUTH_LOCK_TIMEOUT", math.inf),
+            ("AUTH_LOCK_TIMEOUT", math.nan),
+            ("AUTH_WAIT_TIMEOUT", math.inf),
+            ("AUTH_WAIT_TIMEOUT", 1e12),
+            ("AUTH_FAILURE_TTL", 10**12),
+            ("CLAIM_TIMEOUT", 10**12),
+            ("CLAIM_TIMEOUT", 0),
+            ("TASK_CHUNK_SIZE", 10**9),
+            ("TASK_MAX_RETRIES", 10**9),
+            ("TASK_RETRY_BACKOFF", math.inf),
+            ("TASK_RETRY_BACKOFF", math.nan),
+            ("TASK_RETRY_BACKOFF_MAX", 1e308),
+            ("REFRESH_CHUNK_SIZE", 10**9),
+            ("BALANCE_CACHE_SECONDS", 10**12),
+            ("SEND_BATCH_SIZE", 301),
+        ],
+    )
+    def test_numbers_are_finite_and_bounded(self, key: str, value: object) -> None:
+        """inf, nan and absurd sizes used to pass and crash at run time (timedelta overflow,
+        a socket timeout of inf, a lease that never expires)."""
+        with (
+            override_settings(CLICKATELL={**BASE, key: value}),
+            pytest.raises(ImproperlyConfigured) as info,
+        ):
+            getattr(app_settings, key.lower())
+        assert f"[{key!r}]" in str(info.value)
+        assert ids({**BASE, key: value}) == ["django_clickatell.E002"]
+
     def test_not_a_dict(self) -> None:
         with override_settings(CLICKATELL=["nope"]), pytest.raises(ImproperlyConfigured):
             app_settings.username  # noqa: B018
@@ -87,6 +133,74 @@ class TestSettings:
         text = (Path(__file__).parent.parent / document).read_text()
         for key in ClickatellSettings.options():
             assert f"``{key}``" in text, key
+
+
+class TestDeadlines:
+    """Leases outlive the work they guard; the numbers come from the client's code paths."""
+
+    def test_request_deadline_is_connect_plus_read(self) -> None:
+        with override_settings(CLICKATELL={**BASE, "TIMEOUT": (2.5, 7.5)}):
+            assert app_settings.request_deadline == 10.0
+        with override_settings(CLICKATELL={**BASE, "TIMEOUT": 4}):
+            assert app_settings.request_deadline == 8.0
+
+    def test_command_deadline_counts_two_logins_and_two_requests(self) -> None:
+        config = {**BASE, "TIMEOUT": (1, 2), "AUTH_LOCK_TIMEOUT": 10, "AUTH_WAIT_TIMEOUT": 4}
+        with override_settings(CLICKATELL=config):
+            # (wait 4 + poll 0.2 + login 3) + command 3, twice (one renewal)
+            assert app_settings.command_deadline == pytest.approx(2 * (4 + 0.2 + 3 + 3))
+            assert app_settings.minimum_claim_timeout == pytest.approx(
+                2 * app_settings.command_deadline
+            )
+
+    def test_short_claim_is_refused_naming_the_key(self) -> None:
+        config = {**BASE, "TIMEOUT": (1, 2), "AUTH_WAIT_TIMEOUT": 4, "CLAIM_TIMEOUT": 40}
+        with override_settings(CLICKATELL=config), pytest.raises(LeaseTooShort) as info:
+            app_settings.claim_timeout  # noqa: B018
+        assert isinstance(info.value, ImproperlyConfigured)
+        assert "['CLAIM_TIMEOUT']" in str(info.value)
+        assert "40.8" in str(info.value)  # 2 x 20.4 s
+        assert ids(config) == ["django_clickatell.E005"]
+        assert ids({**config, "CLAIM_TIMEOUT": 41}) == []
+
+    def test_short_auth_lock_is_refused_naming_the_key(self) -> None:
+        config = {**BASE, "TIMEOUT": (5, 15), "AUTH_LOCK_TIMEOUT": 20}
+        with override_settings(CLICKATELL=config), pytest.raises(LeaseTooShort) as info:
+            app_settings.auth_lock_timeout  # noqa: B018
+        assert "['AUTH_LOCK_TIMEOUT']" in str(info.value)
+        assert ids(config) == ["django_clickatell.E006"]
+        assert ids({**config, "AUTH_LOCK_TIMEOUT": 30}) == []
+
+    def test_client_refuses_short_leases_before_any_request(self) -> None:
+        from django_clickatell.gateway.client import ClickatellClient
+
+        with (
+            override_settings(CLICKATELL={**BASE, "AUTH_LOCK_TIMEOUT": 1}),
+            pytest.raises(ImproperlyConfigured, match="AUTH_LOCK_TIMEOUT"),
+        ):
+            ClickatellClient()
+
+    @pytest.mark.parametrize("timeout", [(5, 15), (10, 60), (60, 300), 0.1])
+    def test_default_leases_follow_the_timeouts(self, timeout: object) -> None:
+        config = {**BASE, "TIMEOUT": timeout}
+        with override_settings(CLICKATELL=config):
+            assert app_settings.claim_timeout >= app_settings.minimum_claim_timeout
+            assert app_settings.auth_lock_timeout >= app_settings.minimum_auth_lock_timeout
+            assert app_settings.auth_wait_timeout > app_settings.auth_lock_timeout
+            assert app_settings.claim_timeout >= 300
+        assert ids(config) == []
+
+    def test_suite_settings_satisfy_the_rules(self) -> None:
+        """The test settings (and the fault matrix's short ones) are themselves valid."""
+        fault_matrix = {
+            **BASE,
+            "TIMEOUT": (0.25, 0.5),
+            "AUTH_LOCK_TIMEOUT": 1.5,
+            "AUTH_WAIT_TIMEOUT": 0.5,
+            "CLAIM_TIMEOUT": 9,
+        }
+        assert ids(fault_matrix) == []
+        assert app_settings.claim_timeout >= app_settings.minimum_claim_timeout
 
 
 class TestChecks:
@@ -110,6 +224,12 @@ class TestChecks:
     @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.0.0.5"])
     def test_e003_loopback_allowed(self, host: str) -> None:
         assert ids({**BASE, "BASE_URL": f"http://{host}:8911/http/"}) == []
+
+    def test_e003_is_also_refused_at_run_time(self) -> None:
+        from django_clickatell.gateway.transport import Transport
+
+        with pytest.raises(ImproperlyConfigured, match="BASE_URL"):
+            Transport("http://api.clickatell.com/http/", (1.0, 1.0))
 
     def test_e004_unknown_alias(self) -> None:
         assert ids({**BASE, "CACHE_ALIAS": "sessions"}) == ["django_clickatell.E004"]

@@ -56,8 +56,13 @@ def faults(
             extra_env={
                 "PGPORT": str(database.port),
                 "CLICKATELL_TEST_CACHE_URL": cache.url,
+                # Short deadlines, and leases that still outlive them (conf's rules):
+                # request 0.75 s, lock >= 1.125 s, claim >= 2 x 4.4 s.
+                "CLICKATELL_TEST_CONNECT_TIMEOUT": "0.25",
                 "CLICKATELL_TEST_READ_TIMEOUT": "0.5",
-                "CLICKATELL_TEST_CLAIM_TIMEOUT": "3",
+                "CLICKATELL_TEST_AUTH_LOCK": "1.5",
+                "CLICKATELL_TEST_AUTH_WAIT": "0.5",
+                "CLICKATELL_TEST_CLAIM_TIMEOUT": "9",
                 # Re-read the shared cache often, so a cache outage is really felt.
                 "CLICKATELL_TEST_SESSION_MEMO": "0.2",
                 "CLICKATELL_TEST_QUEUE": "faults",

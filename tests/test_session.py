@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from django_clickatell.exceptions import AuthenticationError, SessionUnavailable
+from django_clickatell.exceptions import AuthenticationError, CommandNotSent, SessionUnavailable
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.simulator import ClickatellSimulator
 
@@ -145,7 +145,12 @@ def test_sliding_lifetime(simulator: ClickatellSimulator, settings: Any) -> None
 def test_crashed_lock_holder_blocks_only_until_lock_timeout(
     simulator: ClickatellSimulator, settings: Any
 ) -> None:
-    settings.CLICKATELL = {**settings.CLICKATELL, "AUTH_LOCK_TIMEOUT": 1, "AUTH_WAIT_TIMEOUT": 5}
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        "TIMEOUT": (0.3, 0.3),  # a lock of 1 s must outlive one login request (x1.5)
+        "AUTH_LOCK_TIMEOUT": 1,
+        "AUTH_WAIT_TIMEOUT": 5,
+    }
     store = ClickatellClient().sessions
     cache.add(store.lock_key, "holder-that-died", timeout=1)
     started = time.monotonic()
@@ -160,23 +165,27 @@ def test_waiting_for_a_stuck_holder_times_out(
     settings.CLICKATELL = {**settings.CLICKATELL, "AUTH_LOCK_TIMEOUT": 30, "AUTH_WAIT_TIMEOUT": 0.5}
     store = ClickatellClient().sessions
     cache.add(store.lock_key, "stuck", timeout=30)
-    with pytest.raises(SessionUnavailable):
+    with pytest.raises(CommandNotSent) as info:
         ClickatellClient().ping()
+    assert isinstance(info.value.cause, SessionUnavailable)
     assert simulator.counts["auth"] == 0
+    assert simulator.counts["ping"] == 0
 
 
 def test_revoked_credentials_fail_fast_for_all_waiters(simulator: ClickatellSimulator) -> None:
     simulator.change_password("rotated")
-    errors: list[Exception] = []
+    errors: list[CommandNotSent] = []
 
     def work() -> None:
         try:
             ClickatellClient().ping()
-        except AuthenticationError as exc:
+        except CommandNotSent as exc:
             errors.append(exc)
 
     with simulator.latency_of(0.1), ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: work(), range(8)))
     assert len(errors) == 8
-    assert {getattr(e, "code", None) for e in errors} == {1}
+    assert {e.code for e in errors} == {1}
+    assert all(isinstance(e.cause, AuthenticationError) for e in errors)
     assert simulator.counts["auth"] == 1
+    assert simulator.counts["ping"] == 0

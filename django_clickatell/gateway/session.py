@@ -1,4 +1,4 @@
-"""One Clickatell session id shared by every thread and process, kept in the Django cache.
+"""One Clickatell session id per set of credentials, shared by every thread and process.
 
 Authentication is single-flight: a lock taken with ``cache.add`` (atomic on
 Redis and Memcached) lets exactly one caller run ``auth`` while the others wait
@@ -6,27 +6,137 @@ for the id to appear.  The lock expires on its own, so a crashed holder blocks
 nobody for longer than ``AUTH_LOCK_TIMEOUT``.  Every write of the id happens
 under that lock, which is what makes "replace the id only if it is still the
 one that failed" safe without a compare-and-delete primitive.
+
+Everything cached is keyed by a *fingerprint* of the credentials used (see
+:class:`SessionKeys`): a host with a stale password has cache entries of its
+own, so its refused login can neither evict nor block the session that hosts
+with the right password share.  The cache never holds a usable secret: the
+session id is sealed (encrypted, then authenticated) with keys that need both
+``SECRET_KEY`` and the password, and a remembered login failure keeps only the
+code and a redacted description.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import logging
 import os
+import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from django.core.cache.backends.base import BaseCache
+from django.views.decorators.debug import sensitive_variables
 
+from ..conf import AUTH_POLL_MAX
 from ..exceptions import AuthenticationError, SessionUnavailable
+from ..protocol.redaction import Secret, excerpt
 
 logger = logging.getLogger("django_clickatell.session")
 
 _FIRST_POLL = 0.01
-_MAX_POLL = 0.2
+
+#: Stretching of the credential key: a leaked SECRET_KEY plus the cache still cost an
+#: attacker this many HMAC rounds per password guess.  Paid once per process.
+_KEY_ITERATIONS = 100_000
+_SEAL_VERSION = b"\x01"
+_NONCE_BYTES = 16
+_TAG_BYTES = 32
+#: Longest description of a refused login kept in the cache (redacted, printable).
+_FAILURE_DESCRIPTION_LIMIT = 200
+
+
+def _hmac(key: bytes, *parts: bytes) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        mac.update(len(part).to_bytes(4, "big"))  # length-prefixed: no two inputs collide
+        mac.update(part)
+    return mac.digest()
+
+
+@functools.lru_cache(maxsize=16)
+@sensitive_variables()
+def _credential_key(
+    secret_key: str, base_url: str, api_id: str, username: str, password: Secret
+) -> bytes:
+    """A key only someone holding both ``SECRET_KEY`` and the password can compute."""
+    salt = _hmac(
+        secret_key.encode(),
+        b"django_clickatell.credentials.v1",
+        base_url.encode(),
+        api_id.encode(),
+        username.encode(),
+    )
+    return hashlib.pbkdf2_hmac("sha256", password.reveal().encode(), salt, _KEY_ITERATIONS)
+
+
+class SessionKeys:
+    """Cache-key fingerprint and session-id sealing for one set of credentials.
+
+    * ``fingerprint``: HMAC-SHA256 (keyed with ``SECRET_KEY``, stretched with
+      PBKDF2) over the base URL, API id, user and password.  It names the cache
+      entries; it reveals nothing and differs whenever the password differs.
+    * :meth:`seal` / :meth:`open`: encrypt-then-MAC with the standard library
+      only.  The keystream is HMAC-SHA256 in counter mode over a random nonce,
+      the tag an HMAC-SHA256 over version, nonce and ciphertext, both keys
+      derived from the credential key.  An entry that was tampered with, written
+      under other credentials or another ``SECRET_KEY``, or is not ours at all
+      opens to ``None`` and counts as absent.
+    """
+
+    __slots__ = ("_encrypt_key", "_mac_key", "fingerprint")
+
+    def __init__(
+        self, *, secret_key: str, base_url: str, api_id: str, username: str, password: Secret
+    ) -> None:
+        root = _credential_key(secret_key, base_url, api_id, username, password)
+        self.fingerprint = _hmac(root, b"fingerprint").hex()[:40]
+        self._encrypt_key = _hmac(root, b"session-id encryption")
+        self._mac_key = _hmac(root, b"session-id authentication")
+
+    def __repr__(self) -> str:
+        return f"<SessionKeys {self.fingerprint[:8]}…>"
+
+    def _keystream(self, nonce: bytes, length: int) -> bytes:
+        blocks = (length + 31) // 32
+        return b"".join(
+            _hmac(self._encrypt_key, nonce, counter.to_bytes(8, "big")) for counter in range(blocks)
+        )[:length]
+
+    def _xor(self, nonce: bytes, data: bytes) -> bytes:
+        keystream = self._keystream(nonce, len(data))
+        return bytes(a ^ b for a, b in zip(data, keystream, strict=True))
+
+    def _tag(self, nonce: bytes, ciphertext: bytes) -> bytes:
+        return _hmac(self._mac_key, _SEAL_VERSION, nonce, ciphertext)
+
+    @sensitive_variables()
+    def seal(self, session_id: Secret) -> bytes:
+        plain = session_id.reveal().encode()
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        ciphertext = self._xor(nonce, plain)
+        return _SEAL_VERSION + nonce + ciphertext + self._tag(nonce, ciphertext)
+
+    @sensitive_variables()
+    def open(self, sealed: object) -> Secret | None:
+        if not isinstance(sealed, bytes) or len(sealed) <= 1 + _NONCE_BYTES + _TAG_BYTES:
+            return None
+        if sealed[:1] != _SEAL_VERSION:
+            return None
+        nonce = sealed[1 : 1 + _NONCE_BYTES]
+        ciphertext, tag = sealed[1 + _NONCE_BYTES : -_TAG_BYTES], sealed[-_TAG_BYTES:]
+        if not hmac.compare_digest(tag, self._tag(nonce, ciphertext)):
+            return None
+        plain = self._xor(nonce, ciphertext)
+        try:
+            return Secret(plain.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
 
 
 class _GuardedCache:
@@ -34,6 +144,8 @@ class _GuardedCache:
 
     A cancellation that cannot reach the shared session must stop and retry
     later like any other transient failure, not crash with a backend exception.
+    The backend's exception is not chained: its frames hold the cache command's
+    arguments, and only the type name is needed to diagnose the outage.
     """
 
     def __init__(self, cache: BaseCache) -> None:
@@ -46,9 +158,10 @@ class _GuardedCache:
             try:
                 return method(*args, **kwargs)
             except Exception as exc:
-                raise SessionUnavailable(
+                failure = SessionUnavailable(
                     f"The session cache is unreachable ({type(exc).__name__})"
-                ) from exc
+                )
+            raise failure
 
         return guarded
 
@@ -64,64 +177,71 @@ class SessionPolicy:
 
 
 class SessionStore:
-    """Cache-backed session ids for one Clickatell account."""
+    """Cache-backed session ids for one set of credentials."""
 
     def __init__(
         self,
         cache: BaseCache,
         *,
-        namespace: str,
+        keys: SessionKeys,
         prefix: str,
         policy: SessionPolicy,
-        authenticate: Callable[[], str],
+        authenticate: Callable[[], Secret],
+        secrets: Iterable[Secret] = (),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        digest = hashlib.sha256(namespace.encode()).hexdigest()[:20]
-        self.session_key = f"{prefix}:{digest}:session"
-        self.lock_key = f"{prefix}:{digest}:auth-lock"
-        self.failure_key = f"{prefix}:{digest}:auth-failure"
+        self.session_key = f"{prefix}:{keys.fingerprint}:session"
+        self.lock_key = f"{prefix}:{keys.fingerprint}:auth-lock"
+        self.failure_key = f"{prefix}:{keys.fingerprint}:auth-failure"
+        self.keys = keys
         self.cache: Any = _GuardedCache(cache)
         self.policy = policy
         self._authenticate = authenticate
+        self._secrets = tuple(secrets)
         self._clock = clock
         self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"<SessionStore {self.session_key}>"
 
-    def get(self) -> str:
+    @sensitive_variables("memo", "session_id")
+    def get(self) -> Secret:
         """A live session id, authenticating (once, across processes) if none is cached.
 
         The id read from the shared cache is memoised in this process for a few
         seconds, saving a cache round trip per command.  If another process
         renewed it meanwhile, the gateway answers ERR 003 to the old one and
         :meth:`renew` picks up the new id from the cache: one extra request,
-        never an extra ``auth``.
+        never an extra ``auth``.  A cached session wins over a remembered login
+        failure: the id may still work, and the gateway is the judge of that.
         """
         memo = _memo.get(self.session_key)
         now = self._clock()
         if memo is not None and now < memo[1]:
             return memo[0]
-        session_id = self.cache.get(self.session_key)
+        session_id = self.keys.open(self.cache.get(self.session_key))
         if session_id:
-            self._remember(str(session_id), now)
-            return str(session_id)
+            self._remember(session_id, now)
+            return session_id
         return self._obtain(stale=None)
 
-    def _remember(self, session_id: str, now: float) -> None:
+    @sensitive_variables("session_id")
+    def _remember(self, session_id: Secret, now: float) -> None:
         if self.policy.memo_seconds:
             _memo[self.session_key] = (
                 session_id,
                 now + min(self.policy.memo_seconds, self.policy.ttl / 2),
             )
 
-    def renew(self, stale: str | None) -> str:
+    @sensitive_variables("stale")
+    def renew(self, stale: Secret | None) -> Secret:
         """Replace *stale* (the id the gateway just refused) unless someone already has."""
         _memo.pop(self.session_key, None)
         return self._obtain(stale=stale)
 
-    def touch(self, session_id: str) -> None:
+    @sensitive_variables("session_id")
+    def touch(self, session_id: Secret) -> None:
         """Slide the cached id's lifetime forward; Clickatell just saw it used.
 
         Throttled per process: the cache entry always expires before the
@@ -146,15 +266,32 @@ class SessionStore:
             _last_touch[self.session_key] = (hash(session_id), now)
 
     def forget(self) -> None:
+        """Drop this credentials' cached session and failure (never another's)."""
         self.cache.delete_many([self.session_key, self.failure_key])
         _last_touch.pop(self.session_key, None)
         _memo.pop(self.session_key, None)
 
-    def _obtain(self, stale: str | None) -> str:
+    @sensitive_variables("session_id")
+    def replace(self) -> Secret:
+        """Log in now, whatever is cached (``clickatell_auth``): the explicit check.
+
+        Waits for the single-flight lock like any login.  On success the new id
+        replaces this credentials' cached one and clears a remembered failure; a
+        refusal is remembered but leaves a cached id alone (it may still work,
+        and the gateway will say so if not).
+        """
+        token = self._acquire_lock()
+        try:
+            return self._login()
+        finally:
+            self._release(token)
+
+    @sensitive_variables("stale", "current")
+    def _obtain(self, stale: Secret | None) -> Secret:
         deadline = self._clock() + self.policy.wait_timeout
         poll = _FIRST_POLL
         while True:
-            current = self._usable(self.cache.get_many([self.session_key, self.failure_key]), stale)
+            current = self._usable(stale)
             if current:
                 self._remember(current, self._clock())
                 return current
@@ -169,36 +306,61 @@ class SessionStore:
                     "Timed out waiting for another process to authenticate with Clickatell"
                 )
             self._sleep(poll)
-            poll = min(poll * 1.6, _MAX_POLL)
+            poll = min(poll * 1.6, AUTH_POLL_MAX)
 
-    def _usable(self, values: dict[str, object], stale: str | None) -> str | None:
-        failure = values.get(self.failure_key)
-        if failure is not None:
-            code, description = cast("tuple[int | None, str]", failure)
-            raise AuthenticationError(code, description, command="auth")
-        current = values.get(self.session_key)
+    def _acquire_lock(self) -> str:
+        deadline = self._clock() + self.policy.wait_timeout
+        poll = _FIRST_POLL
+        token = uuid.uuid4().hex
+        while not self.cache.add(self.lock_key, token, timeout=self.policy.lock_timeout):
+            if self._clock() >= deadline:
+                raise SessionUnavailable(
+                    "Timed out waiting for another process to authenticate with Clickatell"
+                )
+            self._sleep(poll)
+            poll = min(poll * 1.6, AUTH_POLL_MAX)
+        return token
+
+    @sensitive_variables("stale", "values", "current")
+    def _usable(self, stale: Secret | None) -> Secret | None:
+        """The cached id if it is not *stale*; else raise a remembered refusal; else None."""
+        values = self.cache.get_many([self.session_key, self.failure_key])
+        current = self.keys.open(values.get(self.session_key))
         if current and current != stale:
-            return str(current)
+            return current
+        failure = _remembered_failure(values.get(self.failure_key))
+        if failure is not None:
+            raise failure
         return None
 
-    def _authenticate_locked(self, stale: str | None) -> str:
+    @sensitive_variables("stale", "current")
+    def _authenticate_locked(self, stale: Secret | None) -> Secret:
         # Another holder may have finished between our read and our lock.
-        current = self._usable(self.cache.get_many([self.session_key, self.failure_key]), stale)
+        current = self._usable(stale)
         if current:
             return current
+        return self._login()
+
+    @sensitive_variables("session_id")
+    def _login(self) -> Secret:
         try:
             session_id = self._authenticate()
         except AuthenticationError as exc:
-            if self.policy.failure_ttl:
-                self.cache.set(
-                    self.failure_key, (exc.code, exc.description), timeout=self.policy.failure_ttl
-                )
+            self._remember_failure(exc)
             raise
-        self.cache.set(self.session_key, session_id, timeout=self.policy.ttl)
+        self.cache.set(self.session_key, self.keys.seal(session_id), timeout=self.policy.ttl)
+        self.cache.delete(self.failure_key)
         _last_touch[self.session_key] = (hash(session_id), self._clock())
         self._remember(session_id, self._clock())
         logger.info("Authenticated with Clickatell; new session cached")
         return session_id
+
+    def _remember_failure(self, exc: AuthenticationError) -> None:
+        """Keep the refusal for ``AUTH_FAILURE_TTL``: its code and a redacted description."""
+        if not self.policy.failure_ttl:
+            return
+        description = excerpt(exc.description, self._secrets, limit=_FAILURE_DESCRIPTION_LIMIT)
+        self.cache.set(self.failure_key, (exc.code, description), timeout=self.policy.failure_ttl)
 
     def _release(self, token: str) -> None:
         try:
@@ -208,10 +370,24 @@ class SessionStore:
             logger.warning("Could not release the auth lock (it expires by itself): %s", exc)
 
 
+def _remembered_failure(value: object) -> AuthenticationError | None:
+    """The cached refusal as an error to raise; anything malformed counts as absent."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        return None
+    code, description = value
+    if not (code is None or (isinstance(code, int) and 0 <= code < 1_000_000)):
+        return None
+    if not isinstance(description, str):
+        return None
+    return AuthenticationError(
+        code, excerpt(description, limit=_FAILURE_DESCRIPTION_LIMIT), command="auth"
+    )
+
+
 # key -> (hash of the session id, monotonic time of its last touch), per process.
 _last_touch: dict[str, tuple[int, float]] = {}
 # key -> (session id, monotonic expiry), per process; see SessionStore.get.
-_memo: dict[str, tuple[str, float]] = {}
+_memo: dict[str, tuple[Secret, float]] = {}
 
 
 def forget_local_sessions() -> None:

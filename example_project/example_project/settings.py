@@ -2,7 +2,8 @@
 
 Secrets come from the environment (see ``.env.example``).  Without any
 environment it runs on SQLite, with eager Celery and the bundled Clickatell
-simulator, so ``make demo`` works on a fresh clone.
+simulator, so ``make demo`` works on a fresh clone.  ``DEBUG`` is off unless
+``DJANGO_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = os.environ.get
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", "example-project-not-secret")
-DEBUG = env("DJANGO_DEBUG", "1") == "1"
+# Off unless asked for with DJANGO_DEBUG=1: Django's debug pages show settings, SQL and every
+# frame's local variables to whoever triggers an error. (runserver serves the admin's static
+# files only with DEBUG on, or with --insecure.)
+DEBUG = env("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"

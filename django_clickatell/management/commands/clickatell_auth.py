@@ -1,4 +1,9 @@
-"""Check the Clickatell credentials by opening a new shared session (the id is never shown)."""
+"""Check the Clickatell credentials by opening a new session (the id is never shown).
+
+The session is shared by every process configured with the same credentials; a
+refusal is remembered for those credentials only and never evicts or blocks a
+session other processes obtained with a different (say, the current) password.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Clickatell accepted user {client.username!r} (API id {client.api_id}); "
-                "a new session is cached for all workers."
+                "a new session is cached for every worker with these credentials."
             )
         )
