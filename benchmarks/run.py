@@ -389,7 +389,7 @@ def client_overhead(calls: int, rounds: int, tls: tuple[str, str] | None) -> dic
             cache.clear()
             reset_transports()
             ours = ClickatellClient()
-            session_id = ours.sessions.get()
+            session_id = ours.sessions.get().reveal()
             bare = requests.Session()
             legacy = clickatell.http.Http("demo", "demo-password", "1234567")
             legacy.endpoint = f"127.0.0.1:{simulator.port}"

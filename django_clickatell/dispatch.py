@@ -68,7 +68,7 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     from .services.cancelling import stalled_cancellations
     from .services.send_recovery import stalled_sends
 
-    sends, cancels = stalled_sends(), stalled_cancellations()
+    sends, cancels = stalled_sends(hand_on=True), stalled_cancellations(hand_on=True)
     if sends:
         logger.warning("Handing on %d stalled sends", len(sends))
         enqueue_sending(sends, via=via)

@@ -29,4 +29,5 @@ else
   echo "Redis not reachable: Celery runs eagerly inside the web process."
 fi
 echo "Admin: http://127.0.0.1:8000/admin/  (demo / demo)"
-$MANAGE runserver 127.0.0.1:8000
+# DEBUG is off unless DJANGO_DEBUG=1: --insecure lets runserver serve the admin's static files anyway.
+$MANAGE runserver --insecure 127.0.0.1:8000

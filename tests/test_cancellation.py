@@ -133,13 +133,21 @@ def test_never_cancelled_without_006(simulator: ClickatellSimulator) -> None:
     assert refreshed(messages[2]).exchanges.get().outcome == "protocol_error"
 
 
-def test_revoked_credentials_refuse_with_code(simulator: ClickatellSimulator) -> None:
+def test_revoked_credentials_are_not_recorded_as_clickatells_answer(
+    simulator: ClickatellSimulator,
+) -> None:
+    """The login was refused, so no delmsg left: "not sent" and retried, never "refused"."""
     messages = scheduled_messages(simulator, 3)
     simulator.change_password("rotated")
     report = cancel_messages([m.pk for m in messages], via=Via.API)
-    assert len(report.refused) == 3
+    assert report.refused == []
+    assert sorted(report.retry) == [m.pk for m in messages]
     assert simulator.counts["auth"] == 1
-    assert set(GatewayExchange.objects.values_list("error_code", flat=True)) == {1}
+    assert simulator.counts["delmsg"] == 0
+    [exchange] = GatewayExchange.objects.all()
+    assert (exchange.outcome, exchange.error_code) == (GatewayExchange.Outcome.NOT_SENT, 1)
+    states = set(OutboundMessage.objects.values_list("cancel_state", flat=True))
+    assert states == {CancelState.RETRYING, CancelState.PENDING}
 
 
 def test_signals(simulator: ClickatellSimulator) -> None:

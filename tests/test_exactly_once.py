@@ -112,10 +112,10 @@ def test_database_cut_after_the_reply_never_resends(simulator: ClickatellSimulat
     [message] = composing.create_messages("27999000001", "once")
     real_write = recording.write_outcome
 
-    def database_gone(pk: int, updates: dict[str, Any], exchange: Any) -> None:
+    def database_gone(pk: int, updates: dict[str, Any], exchange: Any, token: str = "") -> int:
         if updates.get("send_state") == SendState.SENT:
             raise OperationalError("server closed the connection unexpectedly")
-        real_write(pk, updates, exchange)
+        return real_write(pk, updates, exchange, token)
 
     with (
         mock.patch.object(recording, "write_outcome", database_gone),
@@ -386,3 +386,65 @@ def test_a_nul_byte_in_an_err_reply_loses_no_outcome(simulator: ClickatellSimula
     assert "\x00" not in refused.cancel_error
     assert "bad" in refused.exchanges.get().error_description
     assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 9
+
+
+def test_err_003_twice_in_a_row_is_retried_never_a_final_refusal(
+    simulator: ClickatellSimulator,
+) -> None:
+    """Two ERR 003 in a row used to mark the message "refused", final for ever."""
+    [message] = scheduled_messages(simulator, 1)
+    cancel_messages([], via=Via.API)
+    simulator.inject("expire_session", command="delmsg", times=2)
+    report = cancel_messages([message.pk], via=Via.API)
+    message.refresh_from_db()
+    assert report.refused == []
+    assert message.cancel_state == CancelState.RETRYING
+    assert message.exchanges.get().outcome == GatewayExchange.Outcome.NOT_SENT
+    cancel_messages([message.pk], via=Via.API)
+    message.refresh_from_db()
+    assert message.cancel_state == CancelState.CANCELLED
+
+
+def test_a_run_whose_lease_lapsed_leaves_taken_over_messages_alone(
+    simulator: ClickatellSimulator,
+) -> None:
+    """A run that outlived its lease kept sending messages another run had taken over."""
+    from django_clickatell.services import claims
+
+    messages = composing.create_messages(["27999000001", "27999000002", "27999000003"], "x")
+    client = ClickatellClient()
+    real_sendmsg = client.sendmsg
+    clock = [1000.0]
+
+    def paused_after_first(fields: dict[str, str]) -> Any:
+        reply = real_sendmsg(fields)
+        if len(simulator.messages) == 1:
+            # The process stalls past its lease; meanwhile another run takes message 2.
+            OutboundMessage.objects.filter(pk=messages[1].pk).update(
+                claim_token="another-run", claim_expires_at=timezone.now() + timedelta(minutes=1)
+            )
+            clock[0] += 10_000
+        return reply
+
+    def now() -> float:
+        return clock[0]
+
+    with (
+        mock.patch.object(claims, "monotonic", now),
+        mock.patch.object(client, "sendmsg", paused_after_first),
+    ):
+        report = sending.send_messages([m.pk for m in messages], via=Via.TASK, client=client)
+    assert sorted(m.climsgid for m in simulator.messages.values()) == sorted(
+        [messages[0].climsgid, messages[2].climsgid]
+    )
+    assert sorted(report.sent) == [messages[0].pk, messages[2].pk]
+    taken = OutboundMessage.objects.get(pk=messages[1].pk)
+    assert (taken.claim_token, taken.send_state) == ("another-run", SendState.SENDING)
+
+
+def test_an_outcome_is_not_written_over_a_run_that_took_the_message_over() -> None:
+    [message] = composing.create_messages("27999000001", "x")
+    OutboundMessage.objects.update(claim_token="current-run")
+    written = recording.write_outcome(message.pk, {"send_state": SendState.SENT}, None, "old-run")
+    assert written == 0
+    assert OutboundMessage.objects.get().send_state == SendState.QUEUED

@@ -136,7 +136,7 @@ def check_invariants(simulator: ClickatellSimulator, *, lost_replies: int = 0) -
         1
         for rows in delmsgs.values()
         for row in rows
-        if not row.detail.startswith("The session cache is unreachable")
+        if row.outcome != GatewayExchange.Outcome.NOT_SENT  # never left this process
     )
     assert received - lost_replies <= reached <= logged, (received, reached, logged)
     return dict(states)
@@ -179,15 +179,18 @@ def test_session_expiry_mid_batch(faults: FaultEnv, simulator: ClickatellSimulat
 
 
 def test_credentials_revoked_mid_batch(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
+    """Once the password is refused no delmsg leaves: "not sent", retried, then given up --
+    never "refused by Clickatell", which would be final and untrue."""
     start_batch(simulator)
     run_until_settled(after(300, lambda: simulator.change_password("rotated")))
     states = check_invariants(simulator)
-    assert set(states) == {CancelState.CANCELLED, CancelState.REFUSED}
+    assert set(states) == {CancelState.CANCELLED, CancelState.GAVE_UP}
     assert states[CancelState.CANCELLED] >= 300
-    refused = OutboundMessage.objects.filter(cancel_state=CancelState.REFUSED)
-    assert {m.cancel_error[:44] for m in refused} == {
-        "Clickatell auth answered ERR 001: Authentica"
-    }
+    gave_up = OutboundMessage.objects.filter(cancel_state=CancelState.GAVE_UP)
+    assert all("not sent" in m.cancel_error or "Not attempted" in m.cancel_error for m in gave_up)
+    assert all(simulator.status_of(str(m.apimsgid)) == "011" for m in gave_up)  # still live
+    not_sent = GatewayExchange.objects.filter(outcome=GatewayExchange.Outcome.NOT_SENT)
+    assert set(not_sent.values_list("error_code", flat=True)) == {1}
     assert simulator.counts["auth"] <= 3  # the refusal is remembered, not retried per message
 
 

@@ -26,7 +26,8 @@ def scripted(outcomes: list[Any]) -> Any:
         outcome = next(calls)
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome
+        report: SendReport = outcome
+        return report
 
     return run
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 from typing import Any
 
 from django.db.models import Q
@@ -103,18 +102,19 @@ def cancel_messages(
         return report
     run = CancelRun(
         client or ClickatellClient(),
-        outcome_writer(),
+        outcome_writer(claim.token),
         report,
         via=via,
         actor_id=getattr(actor, "pk", None),
         task_id=task_id,
         give_up=give_up,
     )
-    keeper = claims.LeaseKeeper(claim.token)
+    keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claimed])
     try:
         for index, message in enumerate(claimed):
             run.writer.check()
-            keeper.keep_alive()
+            if not keeper.holds(message.pk):
+                continue  # taken over after our lease lapsed: the other run decides it
             error = run.cancel_one(message)
             if error is not None:
                 untried = [m.pk for m in claimed[index + 1 :]]
@@ -128,24 +128,28 @@ def cancel_messages(
     return report
 
 
-def stalled_cancellations() -> list[int]:
+def stalled_cancellations(*, hand_on: bool = False) -> list[int]:
     """Messages whose cancellation nobody is working on any more.
 
     Queued or retrying but untouched for longer than a claim plus the longest
-    retry delay, or claimed by a worker whose claim has expired.
+    retry delay, or claimed by a worker whose claim has expired.  With
+    ``hand_on``, see :func:`.send_recovery.stalled_sends`.
     """
     now = timezone.now()
-    overdue = now - timedelta(
-        seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max
-    )
-    return list(
+    pks = list(
         OutboundMessage.objects.filter(
-            Q(cancel_state__in=[CancelState.PENDING, CancelState.RETRYING], updated_at__lt=overdue)
+            Q(
+                cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
+                updated_at__lt=claims.overdue_cutoff(now),
+            )
             | Q(cancel_state=CancelState.IN_FLIGHT, claim_expires_at__lt=now)
         )
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+    if hand_on:
+        claims.restart_overdue_clock(pks)
+    return pks
 
 
 def cancel_message(message: OutboundMessage | int, *, via: str, actor: Any = None) -> CancelReport:

@@ -16,11 +16,12 @@ guarantee the lease outlives the longest request (see ``conf.py``).
 
 from __future__ import annotations
 
-import time
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any
 
 from django.db.models import Q
@@ -29,6 +30,8 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..models import OutboundMessage
 
+logger = logging.getLogger("django_clickatell.claims")
+
 
 def new_token() -> str:
     return uuid.uuid4().hex
@@ -36,6 +39,23 @@ def new_token() -> str:
 
 def lease_expiry(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) + timedelta(seconds=app_settings.claim_timeout)
+
+
+def overdue_cutoff(now: datetime) -> datetime:
+    """Work waiting since before this was lost: no retry waits longer than a lease plus
+    the longest backoff (``CLAIM_TIMEOUT`` + ``TASK_RETRY_BACKOFF_MAX``)."""
+    return now - timedelta(seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max)
+
+
+def restart_overdue_clock(pks: Iterable[int]) -> None:
+    """Work just handed on again: it is not overdue before another full period.
+
+    Without this, a backlog that waits in the broker longer than the period
+    would be queued once more by every run of the requeue task.
+    """
+    OutboundMessage.objects.filter(pk__in=list(pks), claim_token="").update(
+        updated_at=timezone.now()
+    )
 
 
 def free_for(token: str, now: datetime) -> Q:
@@ -101,20 +121,47 @@ def acquire(
 
 
 class LeaseKeeper:
-    """Extends a run's lease every third of ``CLAIM_TIMEOUT`` while the run goes on."""
+    """Keeps a run's lease alive, and knows which messages the run still holds.
 
-    def __init__(self, token: str) -> None:
+    Before each request the run asks :meth:`holds`.  Every third of
+    ``CLAIM_TIMEOUT`` the lease is extended -- only on rows that still carry the
+    run's token, so a message another run took over after a lapse (the process
+    paused longer than its lease) is never extended or acted on again.  The
+    settings guarantee that two thirds of a lease outlive the longest request
+    (``CLAIM_TIMEOUT`` >= 2 x ``command_deadline``), so a message checked here
+    cannot be taken over while its request is on the wire.
+    """
+
+    def __init__(self, token: str, pks: Iterable[int]) -> None:
         self.token = token
-        self._renewed = time.monotonic()
+        self.held = set(pks)
+        self._renewed = monotonic()  # acquire() has just written the lease
         self._every = app_settings.claim_timeout / 3
 
-    def keep_alive(self) -> None:
-        if time.monotonic() - self._renewed > self._every:
-            now = timezone.now()
-            OutboundMessage.objects.filter(claim_token=self.token).update(
-                claim_expires_at=lease_expiry(now)
+    def holds(self, pk: int) -> bool:
+        """Whether the run may still make a request about message *pk*."""
+        if monotonic() - self._renewed > self._every:
+            self._renew()
+        return pk in self.held
+
+    def _renew(self) -> None:
+        started = monotonic()
+        OutboundMessage.objects.filter(claim_token=self.token).update(
+            claim_expires_at=lease_expiry()
+        )
+        still = set(
+            OutboundMessage.objects.filter(claim_token=self.token).values_list("pk", flat=True)
+        )
+        lost = self.held - still
+        if lost:
+            logger.warning(
+                "Run %s lost the lease on %d messages (it lapsed and another run took "
+                "them over); leaving them to that run",
+                self.token[:8],
+                len(lost),
             )
-            self._renewed = time.monotonic()
+        self.held = still
+        self._renewed = started
 
 
 def release(pks: Iterable[int], token: str, **updates: Any) -> int:

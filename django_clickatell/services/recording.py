@@ -45,7 +45,7 @@ from ..protocol.redaction import clean
 
 logger = logging.getLogger("django_clickatell.recording")
 
-Write = tuple[int, dict[str, Any], GatewayExchange | None]
+Write = tuple[int, dict[str, Any], GatewayExchange | None, str]
 
 _TEXT_LIMIT = 255
 
@@ -117,19 +117,34 @@ def save(exchange: GatewayExchange) -> None:
     exchange.save(force_insert=True)
 
 
-def write_outcome(pk: int, updates: dict[str, Any], exchange: GatewayExchange | None) -> None:
+def write_outcome(
+    pk: int, updates: dict[str, Any], exchange: GatewayExchange | None, token: str = ""
+) -> int:
+    """Save the exchange, then update the message -- only while *token* still holds it.
+
+    A run whose lease lapsed and was taken over must not overwrite what the
+    other run records: its exchange row is kept (the log is the truth), the
+    message is left to the run that holds it, which asks Clickatell again.
+    """
     if exchange is not None:
         save(exchange)
+    held = OutboundMessage.objects.filter(pk=pk)
+    if token:
+        held = held.filter(claim_token=token)
     # Never overwrite a recorded 006 (a stale worker answering late).
-    OutboundMessage.objects.filter(pk=pk).exclude(cancel_state=CancelState.CANCELLED).update(
+    written = held.exclude(cancel_state=CancelState.CANCELLED).update(
         **updates, updated_at=timezone.now()
     )
+    if token and not written:
+        logger.warning("Message %s was taken over by another run; its outcome is logged only", pk)
+    return written
 
 
 class OutcomeWriter:
     """Writes inline; :class:`BackgroundOutcomeWriter` overlaps writes with requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str = "") -> None:
+        self.token = token
         self._after: list[Callable[[], None]] = []
 
     def write(
@@ -140,7 +155,7 @@ class OutcomeWriter:
         after: Callable[[], None] | None = None,
     ) -> None:
         self.check()
-        self._write((pk, updates, exchange))
+        self._write((pk, updates, exchange, self.token))
         if after is not None:
             self._after.append(after)
 
@@ -161,8 +176,8 @@ class OutcomeWriter:
 class BackgroundOutcomeWriter(OutcomeWriter):
     _STOP = None
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, token: str = "") -> None:
+        super().__init__(token)
         # One outcome waits at most: the pipeline overlaps a write with the next request,
         # but a killed process can lose no more than the reply being written, the one
         # waiting here and the request in flight (each asked again by the next run).
@@ -209,8 +224,11 @@ def _usable(connection: Any) -> bool:
         return False
 
 
-def outcome_writer() -> OutcomeWriter:
-    """The writer that fits the caller: background in autocommit, inline in a transaction."""
+def outcome_writer(token: str = "") -> OutcomeWriter:
+    """The writer that fits the caller: background in autocommit, inline in a transaction.
+
+    With a *token*, a message is updated only while that run still holds it.
+    """
     if transaction.get_connection().in_atomic_block:
-        return OutcomeWriter()
-    return BackgroundOutcomeWriter()
+        return OutcomeWriter(token)
+    return BackgroundOutcomeWriter(token)

@@ -10,12 +10,10 @@ the requeue task.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ..conf import app_settings
 from ..models import CancelState, OutboundMessage, SendState
 from . import claims
 from .recording import clean_text
@@ -52,24 +50,28 @@ def recheck(selection: QuerySet[OutboundMessage]) -> list[int]:
     return _move(selection, [SendState.UNKNOWN], SendState.VERIFYING)
 
 
-def stalled_sends() -> list[int]:
+def stalled_sends(*, hand_on: bool = False) -> list[int]:
     """Sends nobody is working on any more: queued or in doubt and untouched for too long
-    (a task lost to a broker outage), or claimed by a run whose lease expired."""
+    (a task lost to a broker outage), or claimed by a run whose lease expired.
+
+    With ``hand_on`` the caller is about to queue them again: their overdue
+    clock restarts, so the next requeue does not queue them a second time.
+    """
     now = timezone.now()
-    overdue = now - timedelta(
-        seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max
-    )
     waiting = Q(
         send_state__in=[SendState.QUEUED, SendState.VERIFYING],
         claim_token="",
-        updated_at__lt=overdue,
+        updated_at__lt=claims.overdue_cutoff(now),
     ) & ~Q(send_state=SendState.QUEUED, cancel_state__gt="")
     orphaned = Q(send_state__in=[SendState.SENDING, SendState.VERIFYING], claim_expires_at__lt=now)
-    return list(
+    pks = list(
         OutboundMessage.objects.filter(waiting | orphaned)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+    if hand_on:
+        claims.restart_overdue_clock(pks)
+    return pks
 
 
 def _move(selection: QuerySet[OutboundMessage], states: list[str], to: str) -> list[int]:

@@ -108,10 +108,13 @@ def send_messages(
     report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
     if not claim.messages:
         return report
-    run = _SendRun(client or ClickatellClient(), via, getattr(actor, "pk", None), task_id, report)
-    keeper = claims.LeaseKeeper(claim.token)
+    run = _SendRun(
+        client or ClickatellClient(), via, getattr(actor, "pk", None), task_id, report, claim.token
+    )
+    keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claim.messages])
     for index, message in enumerate(claim.messages):
-        keeper.keep_alive()
+        if not keeper.holds(message.pk):
+            continue  # taken over after our lease lapsed: the other run decides it
         if not run.process(message):
             _hand_back([m.pk for m in claim.messages[index + 1 :]], claim.token)
             report.retry = sorted(
@@ -150,9 +153,10 @@ class _SendRun:
         actor_id: int | None,
         task_id: str,
         report: SendReport,
+        token: str,
     ) -> None:
         self.client, self.via, self.actor_id, self.task_id = client, via, actor_id, task_id
-        self.report = report
+        self.report, self.token = report, token
 
     def _exchange(self, message: OutboundMessage, command: str) -> GatewayExchange:
         return recording.new_exchange(
@@ -233,14 +237,17 @@ class _SendRun:
             updates["text"] = ""
         if status:
             updates.update(status_updates(status, None))
-        recording.write_outcome(message.pk, updates, None)
+        recording.write_outcome(message.pk, updates, None, self.token)
         message.apimsgid, message.send_state = apimsgid, SendState.SENT
         match_unmatched_callbacks(message)
         self.report.sent.append(message.pk)
 
     def _settle(self, message: OutboundMessage, state: str, error: str) -> None:
         recording.write_outcome(
-            message.pk, {"send_state": state, "send_error": error, **claims.RELEASED}, None
+            message.pk,
+            {"send_state": state, "send_error": error, **claims.RELEASED},
+            None,
+            self.token,
         )
         message.send_state = state
 
