@@ -40,6 +40,12 @@ class SendState(models.TextChoices):
     SENT = "sent", _("Accepted by Clickatell")
     REJECTED = "rejected", _("Rejected by Clickatell")
     UNKNOWN = "unknown", _("Unknown (not resent, to avoid a duplicate)")
+    FAILED = "failed", _("Not sent: Clickatell could not be reached")
+    WITHDRAWN = "withdrawn", _("Stopped before it was sent")
+
+
+#: Sending states in which a run may still act on the message (queued, or in doubt).
+OPEN_SEND_STATES = (SendState.QUEUED, SendState.SENDING, SendState.VERIFYING)
 
 
 class Via(models.TextChoices):
@@ -153,6 +159,9 @@ class OutboundMessage(models.Model):
         on_delete=models.SET_NULL,
         related_name="messages",
     )
+    # The one lease on a message, whoever holds it (a send run or a cancel run): see
+    # services/claims.py.  ``updated_at`` is maintained by every service write, so
+    # stall detection can tell work that is waiting from work that was lost.
     claim_token = models.CharField(max_length=64, blank=True, editable=False)
     claim_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -165,6 +174,15 @@ class OutboundMessage(models.Model):
         ordering = ("-created_at", "-pk")
         permissions = [("cancel_outboundmessage", _("Can cancel scheduled delivery"))]
         indexes = [models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state")]
+        constraints = [
+            # Clickatell is asked about a send in doubt by its climsgid: two messages
+            # sharing one would make the answer ambiguous and a duplicate possible.
+            models.UniqueConstraint(
+                fields=["climsgid"],
+                condition=~models.Q(climsgid=""),
+                name="clickatell_unique_climsgid",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.recipient} ({self.apimsgid or self.climsgid or _('not sent')})"
@@ -186,6 +204,7 @@ class GatewayExchange(models.Model):
         GATEWAY_ERROR = "gateway_error", _("Clickatell error")
         TRANSPORT_ERROR = "transport_error", _("Gateway unreachable")
         PROTOCOL_ERROR = "protocol_error", _("Unreadable reply")
+        NOT_SENT = "not_sent", _("Not sent (no usable session)")
 
     message = models.ForeignKey(
         OutboundMessage,

@@ -13,7 +13,7 @@ idle minutes)::
     CELERY_BEAT_SCHEDULE = {
         "clickatell-ping": {"task": "django_clickatell.ping", "schedule": 600.0},
         "clickatell-requeue": {
-            "task": "django_clickatell.requeue_stalled_cancellations",
+            "task": "django_clickatell.requeue_stalled_work",
             "schedule": 300.0,
         },
         "clickatell-refresh": {"task": "django_clickatell.refresh_statuses", "schedule": 900.0},
@@ -79,17 +79,27 @@ def cancel_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, A
 
 @shared_task(name="django_clickatell.send_messages", **_TASK_OPTIONS)
 def send_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
-    """Send recorded messages; after a failure in transit, check before sending again."""
-    report = sending.send_messages([int(pk) for pk in message_pks], via=Via.TASK)
-    if report.retry:
-        if self.request.retries < app_settings.task_max_retries:
+    """Send recorded messages, each at most once; a send in doubt is checked before any resend.
+
+    A duplicate or redelivered task finds the messages leased by the run that
+    holds them: it waits for that lease, then finds them sent -- or, if that run
+    died, in doubt, and asks Clickatell before sending anything.
+    """
+    retries = self.request.retries
+    report = sending.send_messages(
+        [int(pk) for pk in message_pks], via=Via.TASK, task_id=self.request.id or ""
+    )
+    waiting = report.retry + report.held_elsewhere
+    if waiting:
+        if retries < app_settings.task_max_retries:
+            countdown = retry_delay(retries) if report.retry else 0.0
             raise self.retry(
-                args=(report.retry,),
-                countdown=retry_delay(self.request.retries),
+                args=(waiting,),
+                countdown=max(countdown, report.retry_after),
                 max_retries=app_settings.task_max_retries,
             )
-        # Unsent ones stay queued for a later send; unverifiable ones become unknown.
-        sending.give_up(report.retry, report.transient_error)
+        # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
+        sending.give_up(waiting, report.transient_error or "no answer after the last retry")
     return report.as_dict()
 
 
@@ -122,18 +132,32 @@ def ping(self: Task[Any, Any]) -> None:
     ClickatellClient().ping()
 
 
+@shared_task(name="django_clickatell.requeue_stalled_work", ignore_result=True)
+def requeue_stalled_work() -> dict[str, int]:
+    """Queue again the sends, checks and cancellations whose task was lost.
+
+    Lost means: a broker outage when the work was queued, a purged queue, a task
+    out of its retries while its messages still wait, or a worker that died
+    holding a lease that has since expired.  Schedule it with beat every few
+    minutes; work that is merely waiting for its retry is left alone until it
+    is overdue (``CLAIM_TIMEOUT`` + ``TASK_RETRY_BACKOFF_MAX``).
+    """
+    sends = sending.stalled_sends()
+    cancels = cancellation.stalled_cancellations()
+    if sends:
+        logger.warning("Requeueing %d stalled sends", len(sends))
+        for chunk in _chunks(sends, app_settings.task_chunk_size):
+            send_messages.delay(chunk)
+    if cancels:
+        logger.warning("Requeueing %d stalled cancellations", len(cancels))
+        cancel_messages.delay(cancels)
+    return {"sends": len(sends), "cancellations": len(cancels)}
+
+
 @shared_task(name="django_clickatell.requeue_stalled_cancellations", ignore_result=True)
 def requeue_stalled_cancellations() -> int:
-    """Queue again the cancellations whose task was lost (broker outage, purged queue).
-
-    Schedule it with beat every few minutes; a message that is merely waiting
-    for its retry is not touched until it is overdue.
-    """
-    pks = cancellation.stalled_cancellations()
-    if pks:
-        logger.warning("Requeueing %d stalled cancellations", len(pks))
-        cancel_messages.delay(pks)
-    return len(pks)
+    """Kept for existing beat schedules: use ``requeue_stalled_work``, which does this too."""
+    return sum(requeue_stalled_work().values())
 
 
 def enqueue_cancellation(message_pks: Iterable[int], *, using: str | None = None) -> bool:
@@ -159,11 +183,35 @@ def publish_cancellation(message_pks: list[int]) -> bool:
     return _publish(cancel_messages, message_pks, "cancellation")
 
 
-def enqueue_sending(message_pks: Iterable[int]) -> None:
-    """Queue :func:`send_messages` once the current transaction commits."""
+def enqueue_sending(message_pks: Iterable[int]) -> bool:
+    """Queue :func:`send_messages` (on commit inside a transaction, else now).
+
+    Returns False when the broker could not be reached right now: the messages
+    stay ``QUEUED`` and :func:`requeue_stalled_work` sends them later.
+    """
     pks = list(message_pks)
-    if pks:
-        transaction.on_commit(partial(_publish, send_messages, pks, "sending"))
+    if not pks:
+        return True
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(partial(_publish_sending, pks))
+        return True
+    return _publish_sending(pks)
+
+
+def _publish_sending(pks: list[int]) -> bool:
+    ok = True
+    for chunk in _chunks(pks, app_settings.task_chunk_size):
+        ok = _publish(send_messages, chunk, "sending") and ok
+    if not ok:
+        logger.error(
+            "Messages were recorded but not queued for sending; "
+            "requeue_stalled_work will send them once the task queue is back"
+        )
+    return ok
+
+
+def _chunks(pks: list[int], size: int) -> list[list[int]]:
+    return [pks[start : start + size] for start in range(0, len(pks), size)]
 
 
 def enqueue_refresh(message_pks: Iterable[int]) -> bool:

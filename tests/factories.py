@@ -15,11 +15,12 @@ def scheduled_messages(
     """Messages scheduled an hour ahead, known both to the simulator and the database."""
     when = timezone.now() + timedelta(hours=1)
     rows = []
+    offset = OutboundMessage.objects.count()  # climsgids are unique: c0, c1, ... then onwards
     for n in range(count):
         apimsgid = simulator.add_message() if simulator is not None else uuid.uuid4().hex
         values: dict[str, object] = {
             "apimsgid": apimsgid,
-            "climsgid": f"c{n}",
+            "climsgid": f"c{offset + n}",
             "recipient": f"2799900{n:05d}",
             "scheduled_for": when,
             "status": "011",

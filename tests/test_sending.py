@@ -1,4 +1,4 @@
-"""Sending (sendmsg) against the simulator: batches, per-recipient errors, unicode, no resends."""
+"""Sending (sendmsg) against the simulator: one request each, rejections, unicode, no resends."""
 
 from __future__ import annotations
 
@@ -47,37 +47,34 @@ def test_climsgids_are_unique_and_generated() -> None:
     assert all(len(m.climsgid) == 32 for m in messages)
 
 
-def test_many_recipients_split_into_batches(simulator: ClickatellSimulator, settings: Any) -> None:
-    settings.CLICKATELL = {**settings.CLICKATELL, "SEND_BATCH_SIZE": 2}
+def test_each_recipient_is_one_request_with_its_own_climsgid(
+    simulator: ClickatellSimulator,
+) -> None:
+    """One climsgid per request, so every send in doubt can be asked about on its own."""
     numbers = [f"2799900000{n}" for n in range(5)]
     messages = send_sms(numbers, "Hello", wait=True)
-    assert simulator.counts["sendmsg"] == 3
+    assert simulator.counts["sendmsg"] == 5
     assert {m.send_state for m in messages} == {SendState.SENT}
+    at_gateway = {simulator.messages[str(m.apimsgid)].climsgid: m for m in messages}
+    assert set(at_gateway) == {m.climsgid for m in messages}
     assert {simulator.messages[str(m.apimsgid)].to for m in messages} == set(numbers)
 
 
-def test_mixed_id_and_err_lines_land_on_the_right_records(simulator: ClickatellSimulator) -> None:
+def test_a_rejected_recipient_does_not_affect_the_others(simulator: ClickatellSimulator) -> None:
     numbers = ["27999000001", "27999000002", "27999000003"]
     simulator.inject(
-        "body",
-        command="sendmsg",
-        body=(
-            "ID: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa To: 27999000001\n"
-            "ERR: 121, Destination mobile number blocked To: 27999000002\n"
-            "ID: cccccccccccccccccccccccccccccccc To: 27999000003"
-        ),
+        "body", command="sendmsg", body="ERR: 121, Destination mobile number blocked", times=1
     )
-    messages = {m.recipient: m for m in send_sms(numbers, "Hello", wait=True)}
-    assert messages["27999000001"].apimsgid == "a" * 32
-    assert messages["27999000003"].apimsgid == "c" * 32
-    blocked = messages["27999000002"]
+    messages = send_sms(numbers, "Hello", wait=True)
+    blocked, *others = sorted(messages, key=lambda m: m.pk)
     assert (blocked.send_state, blocked.apimsgid) == (SendState.REJECTED, None)
     assert "ERR 121" in blocked.send_error
     assert blocked.exchanges.get().error_code == 121
+    assert {m.send_state for m in others} == {SendState.SENT}
 
 
 def test_whole_request_refused(simulator: ClickatellSimulator) -> None:
-    simulator.inject("body", command="sendmsg", body="ERR: 301, No credit left")
+    simulator.inject("body", command="sendmsg", body="ERR: 301, No credit left", times=2)
     messages = send_sms(["27999000001", "27999000002"], "Hello", wait=True)
     assert {m.send_state for m in messages} == {SendState.REJECTED}
     assert set(GatewayExchange.objects.values_list("error_code", flat=True)) == {301}
@@ -173,14 +170,16 @@ def test_request_that_never_arrived_is_sent_after_checking(simulator: Clickatell
     ]
 
 
-def test_multi_recipient_failure_in_transit_is_unknown_not_resent(
+def test_failure_in_transit_stops_the_run_and_checks_before_resending(
     simulator: ClickatellSimulator,
 ) -> None:
     simulator.inject("drop_reply", command="sendmsg")
     messages = send_sms(["27999000001", "27999000002"], "hello", wait=True)
-    assert {m.send_state for m in messages} == {SendState.UNKNOWN}
+    first, second = sorted(messages, key=lambda m: m.pk)
+    assert (first.send_state, second.send_state) == (SendState.VERIFYING, SendState.QUEUED)
     send_messages([m.pk for m in messages], via=Via.API)
-    assert simulator.counts["sendmsg"] == 1
+    assert simulator.counts["sendmsg"] == 2  # the lost one was found, the other sent once
+    assert set(OutboundMessage.objects.values_list("send_state", flat=True)) == {SendState.SENT}
 
 
 def test_queued_by_default(
@@ -209,3 +208,15 @@ def test_giving_up_marks_unverifiable_unknown(simulator: ClickatellSimulator) ->
     message.refresh_from_db()
     assert message.send_state == SendState.UNKNOWN
     assert message.send_error == "Gave up checking: gateway unreachable"
+
+
+def test_giving_up_on_a_never_sent_message_fails_it(simulator: ClickatellSimulator) -> None:
+    """A task out of retries used to leave its messages queued for ever."""
+    from django_clickatell.services.sending import give_up
+
+    [message] = send_sms("27999000001", "x")
+    assert give_up([message.pk], "gateway unreachable") == 1
+    message.refresh_from_db()
+    assert message.send_state == SendState.FAILED
+    assert message.send_error == "Gave up sending: gateway unreachable"
+    assert simulator.counts["sendmsg"] == 0

@@ -46,7 +46,7 @@ def basic(user: str = CALLBACK_USER, password: str = CALLBACK_PASSWORD) -> dict[
     return {"HTTP_AUTHORIZATION": f"Basic {token}"}
 
 
-def fields(message: OutboundMessage, status: str, timestamp: int = 1_800_000_000) -> dict[str, str]:
+def fields(message: OutboundMessage, status: str, timestamp: int = 1_700_000_000) -> dict[str, str]:
     return {
         "api_id": "1234567",
         "apiMsgId": str(message.apimsgid),
@@ -236,23 +236,23 @@ class TestCallbackView:
 
     def test_older_status_arriving_late_is_ignored(self, client: Client, callbacks: None) -> None:
         [message] = scheduled_messages(None, 1)
-        client.post(URL, fields(message, "003", timestamp=1_800_000_200), **basic())
-        client.post(URL, fields(message, "002", timestamp=1_800_000_100), **basic())
+        client.post(URL, fields(message, "003", timestamp=1_700_000_200), **basic())
+        client.post(URL, fields(message, "002", timestamp=1_700_000_100), **basic())
         message.refresh_from_db()
         assert message.status == "003"
 
     def test_final_status_is_never_overwritten(self, client: Client, callbacks: None) -> None:
         [message] = scheduled_messages(None, 1)
-        client.post(URL, fields(message, "004", timestamp=1_800_000_100), **basic())
-        client.post(URL, fields(message, "003", timestamp=1_800_000_200), **basic())
+        client.post(URL, fields(message, "004", timestamp=1_700_000_100), **basic())
+        client.post(URL, fields(message, "003", timestamp=1_700_000_200), **basic())
         message.refresh_from_db()
         assert message.status == "004"
 
     def test_reordered_final_and_intermediate(self, client: Client, callbacks: None) -> None:
         [message] = scheduled_messages(None, 1)
-        client.post(URL, fields(message, "004", timestamp=1_800_000_300), **basic())
-        client.post(URL, fields(message, "003", timestamp=1_800_000_200), **basic())
-        client.post(URL, fields(message, "011", timestamp=1_800_000_100), **basic())
+        client.post(URL, fields(message, "004", timestamp=1_700_000_300), **basic())
+        client.post(URL, fields(message, "003", timestamp=1_700_000_200), **basic())
+        client.post(URL, fields(message, "011", timestamp=1_700_000_100), **basic())
         message.refresh_from_db()
         assert message.status == "004"
 

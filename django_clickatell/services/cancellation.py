@@ -13,8 +13,6 @@ Two steps, so that a request is cheap however large the selection:
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,24 +23,36 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..exceptions import ClickatellError, GatewayError, ProtocolError, TransportError
+from ..exceptions import ClickatellError, ProtocolError
 from ..gateway.client import ClickatellClient
 from ..models import (
     ACTIVE_CANCEL_STATES,
+    OPEN_SEND_STATES,
     CancellationBatch,
     CancelState,
     GatewayExchange,
     OutboundMessage,
+    SendState,
 )
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES, describe_status
+from ..protocol.lifecycle import supersedes
 from ..protocol.replies import MessageStatusReply
 from ..signals import message_cancelled, message_status_changed
+from . import claims, recording
 from .recording import OutcomeWriter, outcome_writer
 from .reports import Report
+from .status import status_updates
+from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.cancellation")
 
-_HAS_GATEWAY_ID = Q(apimsgid__isnull=False) | ~Q(climsgid="")
+#: Clickatell can be asked to stop it: it was handed over (or may have been), and has an id.
+_AT_GATEWAY = Q(send_state__in=[SendState.NOT_SENT_HERE, SendState.SENT, SendState.UNKNOWN]) & (
+    Q(apimsgid__isnull=False) | ~Q(climsgid="")
+)
+#: Being handed over right now, or waiting to be: stopped locally or once it is sent.
+_SENDING_HERE = Q(send_state__in=[*OPEN_SEND_STATES, SendState.FAILED])
+_HAS_GATEWAY_ID = _AT_GATEWAY | _SENDING_HERE
 #: What a new request may (re)queue: not final, not already queued or running.
 _REQUESTABLE = (
     ~Q(status__in=FINAL_STATUSES)
@@ -51,10 +61,24 @@ _REQUESTABLE = (
 )
 #: What a worker may take without a new request.  Settled outcomes (too late,
 #: refused, gave up) need an explicit new request, so a second caller racing
-#: with the first can never send a second ``delmsg``.
-_CLAIMABLE_STATES = (CancelState.NOT_REQUESTED, CancelState.PENDING, CancelState.RETRYING)
+#: with the first can never send a second ``delmsg``.  (An in-flight one is
+#: free only once its run's lease expired: see :mod:`.claims`.)
+_CLAIMABLE_STATES = (
+    CancelState.NOT_REQUESTED,
+    CancelState.PENDING,
+    CancelState.RETRYING,
+    CancelState.IN_FLIGHT,
+)
+_CLAIMABLE = ~Q(status__in=FINAL_STATUSES) & _AT_GATEWAY & Q(cancel_state__in=_CLAIMABLE_STATES)
 
-_MESSAGE_FIELDS = ("pk", "apimsgid", "climsgid", "status", "cancel_requested_by_id")
+_MESSAGE_FIELDS = (
+    "pk",
+    "apimsgid",
+    "climsgid",
+    "status",
+    "status_changed_at",
+    "cancel_requested_by_id",
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +122,8 @@ class CancelReport(Report):
     retry_after: float = 0.0
     #: Messages that turned final before a worker reached them: no request made.
     skipped: int = 0
+    #: Never handed to Clickatell: stopped here, no request made.
+    withdrawn: list[int] = field(default_factory=list)
     transient_error: str = ""
 
 
@@ -144,15 +170,19 @@ def request_cancellation(
             cancel_requested_at=timezone.now(),
             cancel_requested_by_id=actor_id,
             cancel_error="",
+            updated_at=timezone.now(),
         )
+        # Never handed to Clickatell: stopped here and now, no request needed.
+        stopped_here = withdraw(Q(batch=batch), via=via)
         pks = list(
             OutboundMessage.objects.filter(batch=batch, cancel_state=CancelState.PENDING)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-        if len(pks) != batch.total:
+        taken = len(pks) + len(stopped_here)
+        if taken != batch.total:
             # The selection changed since the preview (another operator, a callback).
-            batch.total, batch.skipped = len(pks), preview.total - len(pks)
+            batch.total, batch.skipped = taken, preview.total - taken
             batch.save(update_fields=["total", "skipped"])
     logger.info("Cancellation batch %s queued %d messages via %s", batch.pk, len(pks), via)
     return CancellationRequest(batch=batch, message_pks=pks, preview=preview)
@@ -183,21 +213,31 @@ def cancel_messages(
     """
     pks = sorted(set(message_pks))
     report = CancelReport()
-    token = claim_token or uuid.uuid4().hex
     actor_id = getattr(actor, "pk", None)
-    claimed = _claim(pks, token, report)
-    claimed = _finish_from_log(claimed, report)
+    report.skipped = _skip_final(pks)
+    report.withdrawn = withdraw(Q(pk__in=pks), via=via)
+    report.cancelled.extend(report.withdrawn)
+    claim = claims.acquire(
+        pks,
+        claim_token or claims.new_token(),
+        eligible=_CLAIMABLE,
+        updates={"cancel_state": CancelState.IN_FLIGHT},
+        fields=_MESSAGE_FIELDS,
+    )
+    report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
+    _wait_for_sends(pks, claim, report)
+    claimed = _finish_from_log(claim.messages, report)
+    claimed_pks = {m.pk for m in claim.messages}
+    report.not_claimed = [pk for pk in pks if pk not in claimed_pks and pk not in report.withdrawn]
     if not claimed:
         return report
     client = client or ClickatellClient()
     writer = outcome_writer()
-    lease_checked = time.monotonic()
+    keeper = claims.LeaseKeeper(claim.token)
     try:
         for index, message in enumerate(claimed):
             writer.check()
-            if time.monotonic() - lease_checked > app_settings.claim_timeout / 3:
-                _extend_lease(token)
-                lease_checked = time.monotonic()
+            keeper.keep_alive()
             error = _cancel_one(
                 client,
                 message,
@@ -216,7 +256,7 @@ def cancel_messages(
     finally:
         writer.close()
     if error is not None:
-        _release(untried, token, give_up, error, report)
+        _release(untried, claim.token, give_up, error, report)
     return report
 
 
@@ -246,41 +286,30 @@ def cancel_message(message: OutboundMessage | int, *, via: str, actor: Any = Non
     return cancel_messages([pk], via=via, actor=actor)
 
 
-def _claim(pks: Sequence[int], token: str, report: CancelReport) -> list[OutboundMessage]:
-    now = timezone.now()
-    report.skipped = OutboundMessage.objects.filter(
+def _skip_final(pks: Sequence[int]) -> int:
+    """Queued cancellations of messages that turned final meanwhile: nothing to ask."""
+    return OutboundMessage.objects.filter(
         pk__in=pks,
         cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
         status__in=FINAL_STATUSES,
-    ).update(cancel_state=CancelState.SKIPPED, claim_token="", claim_expires_at=None)
-    OutboundMessage.objects.filter(
-        Q(pk__in=pks)
-        & ~Q(status__in=FINAL_STATUSES)
-        & _HAS_GATEWAY_ID
-        & (
-            Q(cancel_state__in=_CLAIMABLE_STATES)
-            | Q(cancel_state=CancelState.IN_FLIGHT, claim_token=token)
-            | Q(cancel_state=CancelState.IN_FLIGHT, claim_expires_at__lt=now)
-        )
-    ).update(
-        cancel_state=CancelState.IN_FLIGHT,
-        claim_token=token,
-        claim_expires_at=now + timedelta(seconds=app_settings.claim_timeout),
-    )
-    rows = list(
-        OutboundMessage.objects.filter(pk__in=pks, cancel_state=CancelState.IN_FLIGHT)
-        .order_by("pk")
-        .only(*_MESSAGE_FIELDS, "claim_token", "claim_expires_at")
-    )
-    claimed = [m for m in rows if m.claim_token == token]
-    claimed_pks = {m.pk for m in claimed}
-    report.not_claimed = [pk for pk in pks if pk not in claimed_pks]
-    others = [m for m in rows if m.claim_token != token and m.claim_expires_at is not None]
-    report.held_elsewhere = [m.pk for m in others]
-    if others:
-        earliest = min(m.claim_expires_at for m in others if m.claim_expires_at is not None)
-        report.retry_after = max((earliest - now).total_seconds(), 0.0) + 1.0
-    return claimed
+    ).update(cancel_state=CancelState.SKIPPED, updated_at=timezone.now(), **claims.RELEASED)
+
+
+def _wait_for_sends(pks: Sequence[int], claim: claims.Claim, report: CancelReport) -> None:
+    """Requested stops of messages still being sent here wait for the send to settle."""
+    taken = {m.pk for m in claim.messages} | set(claim.held_elsewhere)
+    waiting = [
+        pk
+        for pk in OutboundMessage.objects.filter(
+            pk__in=pks,
+            send_state__in=[*OPEN_SEND_STATES],
+            cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
+        ).values_list("pk", flat=True)
+        if pk not in taken
+    ]
+    if waiting:
+        report.held_elsewhere = sorted({*report.held_elsewhere, *waiting})
+        report.retry_after = max(report.retry_after, app_settings.task_retry_backoff)
 
 
 def _finish_from_log(claimed: list[OutboundMessage], report: CancelReport) -> list[OutboundMessage]:
@@ -305,19 +334,12 @@ def _finish_from_log(claimed: list[OutboundMessage], report: CancelReport) -> li
         cancel_state=CancelState.CANCELLED,
         cancel_completed_at=now,
         cancel_error="",
-        claim_token="",
-        claim_expires_at=None,
+        updated_at=now,
+        **claims.RELEASED,
     )
     report.cancelled.extend(sorted(recorded))
     logger.info("Finished %d cancellations from the exchange log", len(recorded))
     return [m for m in claimed if m.pk not in recorded]
-
-
-def _extend_lease(token: str) -> None:
-    """Keep our claim alive during a long run (a slow gateway), so nobody else takes it."""
-    OutboundMessage.objects.filter(claim_token=token, cancel_state=CancelState.IN_FLIGHT).update(
-        claim_expires_at=timezone.now() + timedelta(seconds=app_settings.claim_timeout)
-    )
 
 
 def _cancel_one(
@@ -332,14 +354,13 @@ def _cancel_one(
     writer: OutcomeWriter,
 ) -> ClickatellError | None:
     """Returns the transient error that should stop the run, if any."""
-    exchange = GatewayExchange(
-        message_id=message.pk,
-        command="delmsg",
+    exchange = recording.new_exchange(
+        message.pk,
+        "delmsg",
         via=via,
         actor_id=actor_id or message.cancel_requested_by_id,
         task_id=task_id,
     )
-    started = time.perf_counter()
     try:
         if message.apimsgid:
             reply = client.delmsg(apimsgid=message.apimsgid)
@@ -351,25 +372,13 @@ def _cancel_one(
         # An id that cannot be valid: refused before any request was made.
         _settle(writer, message, CancelState.REFUSED, str(exc), report.refused)
         return None
-    except GatewayError as exc:
-        exchange.duration_ms = _elapsed_ms(started)
-        exchange.outcome = GatewayExchange.Outcome.GATEWAY_ERROR
-        exchange.error_code = exc.code
-        exchange.error_description = exc.description[:255]
-        if exc.retryable:
+    except ClickatellError as exc:
+        recording.failed(exchange, exc)
+        if exc.retryable:  # includes CommandNotSent: never the gateway's answer
             return _transient(writer, message, exchange, exc, give_up, report)
         _settle(writer, message, CancelState.REFUSED, str(exc), report.refused, exchange)
         return None
-    except ClickatellError as exc:
-        exchange.duration_ms = _elapsed_ms(started)
-        if isinstance(exc, ProtocolError):
-            exchange.outcome = GatewayExchange.Outcome.PROTOCOL_ERROR
-        else:
-            exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
-        exchange.detail = _describe(exc)
-        return _transient(writer, message, exchange, exc, give_up, report)
-    exchange.duration_ms = _elapsed_ms(started)
-    _record_reply(writer, message, reply, exchange, via, report)
+    _record_reply(writer, message, reply, recording.answered(exchange, reply.status), via, report)
     return None
 
 
@@ -381,29 +390,27 @@ def _record_reply(
     via: str,
     report: CancelReport,
 ) -> None:
-    now = timezone.now()
-    exchange.outcome = GatewayExchange.Outcome.STATUS
-    exchange.status = reply.status
     cancelled = reply.status == CANCELLED_STATUS
     updates: dict[str, Any] = {
-        "status": reply.status,
+        # Through the lifecycle rule: a final status recorded by a callback while this
+        # request was in flight is not replaced by the reply's older news.
+        **status_updates(reply.status, None),
         "cancel_state": CancelState.CANCELLED if cancelled else CancelState.TOO_LATE,
-        "cancel_completed_at": now,
+        "cancel_completed_at": timezone.now(),
         "cancel_attempts": F("cancel_attempts") + 1,
         "cancel_error": "" if cancelled else _too_late_reason(reply.status),
-        "claim_token": "",
-        "claim_expires_at": None,
+        **claims.RELEASED,
     }
     old_status = message.status
-    if reply.status != old_status:
-        updates["status_changed_at"] = now
+    changed = supersedes(reply.status, timezone.now(), old_status, message.status_changed_at)
     if not message.apimsgid:
         updates["apimsgid"] = reply.apimsgid
-    message.status = reply.status
+    if changed:
+        message.status = reply.status
     message.cancel_state = updates["cancel_state"]
 
     def notify() -> None:
-        if reply.status != old_status:
+        if changed:
             message_status_changed.send(
                 sender=OutboundMessage,
                 message=message,
@@ -428,11 +435,10 @@ def _settle(
 ) -> None:
     updates: dict[str, Any] = {
         "cancel_state": state,
-        "cancel_error": reason[:255],
+        "cancel_error": recording.clean_text(reason),
         "cancel_attempts": F("cancel_attempts") + (1 if exchange else 0),
         "cancel_completed_at": timezone.now(),
-        "claim_token": "",
-        "claim_expires_at": None,
+        **claims.RELEASED,
     }
     writer.write(message.pk, updates, exchange)
     bucket.append(message.pk)
@@ -447,9 +453,10 @@ def _transient(
     report: CancelReport,
 ) -> ClickatellError:
     state = CancelState.GAVE_UP if give_up else CancelState.RETRYING
-    logger.warning("Could not cancel message %s: %s", message.pk, exc)
-    _settle(writer, message, state, str(exc), report.gave_up if give_up else report.retry, exchange)
-    report.transient_error = str(exc)
+    reason = recording.describe(exc)
+    logger.warning("Could not cancel message %s: %s", message.pk, reason)
+    _settle(writer, message, state, reason, report.gave_up if give_up else report.retry, exchange)
+    report.transient_error = reason
     return exc
 
 
@@ -460,32 +467,18 @@ def _release(
     if not pks:
         return
     if give_up:
-        OutboundMessage.objects.filter(pk__in=pks, claim_token=token).update(
+        claims.release(
+            pks,
+            token,
             cancel_state=CancelState.GAVE_UP,
-            cancel_error=f"Not attempted: {error}"[:255],
+            cancel_error=recording.clean_text(f"Not attempted: {error}"),
             cancel_completed_at=timezone.now(),
-            claim_token="",
-            claim_expires_at=None,
         )
         report.gave_up.extend(pks)
     else:
-        OutboundMessage.objects.filter(pk__in=pks, claim_token=token).update(
-            cancel_state=CancelState.PENDING, claim_token="", claim_expires_at=None
-        )
+        claims.release(pks, token, cancel_state=CancelState.PENDING)
         report.retry.extend(pks)
 
 
 def _too_late_reason(status: str) -> str:
     return f"Clickatell reported status {status} ({describe_status(status).label})"
-
-
-def _describe(exc: ClickatellError) -> str:
-    if isinstance(exc, ProtocolError):
-        return f"{exc.reason}: {exc.excerpt}"[:255]
-    if isinstance(exc, TransportError):
-        return exc.detail[:255]
-    return str(exc)[:255]
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)

@@ -1,39 +1,128 @@
-"""Recording each message's outcome: the exchange row first, then the message.
+"""Recording what happened: one exchange-log row per request, and the message's outcome.
 
-Two statements per message and no transaction: if the process dies between
-them, the reply is already in the log and the message is still claimed by the
-same token, so a redelivered task finishes it.  (A transaction would add
-``BEGIN``/``COMMIT`` round trips and a second WAL flush per message.)
+Every service logs its requests through :func:`new_exchange` and
+:func:`answered` / :func:`failed`: the outcome is chosen from the error's type
+in one place, and every text that came from the gateway is sanitised and
+redacted again before it is stored (defence in depth: the parser already did).
+
+Outcomes are two statements per message and no transaction: the exchange row
+first, then the message.  If the process dies between them, the reply is
+already in the log and the message is still leased, so the next run finishes
+it.  (A transaction would add ``BEGIN``/``COMMIT`` round trips and a second WAL
+flush per message.)
 
 In a worker (autocommit), the writes run on a background thread so that the
-next ``delmsg`` is already on the wire while the database records the last
-one: the gateway's round trip, not the database, sets the pace.  Inside a
-caller's transaction (``TestCase``, ``ATOMIC_REQUESTS``) they run inline on the
-caller's connection, so the caller sees them.  Either way, signals are sent on
-the calling thread after the writes are saved, and a failed write stops the
-run before another request is made.
+next request is already on the wire while the database records the last one:
+the gateway's round trip, not the database, sets the pace.  Inside a caller's
+transaction (``TestCase``, ``ATOMIC_REQUESTS``) they run inline on the caller's
+connection, so the caller sees them.  Either way, signals are sent on the
+calling thread after the writes are saved, and a failed write stops the run
+before another request is made -- while every outcome already received is
+still written (one failure never discards the others).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.db import connections, transaction
+from django.utils import timezone
 
+from ..exceptions import (
+    ClickatellError,
+    CommandNotSent,
+    GatewayError,
+    ProtocolError,
+    TransportError,
+)
 from ..models import CancelState, GatewayExchange, OutboundMessage
+from ..protocol.redaction import excerpt
+
+logger = logging.getLogger("django_clickatell.recording")
 
 Write = tuple[int, dict[str, Any], GatewayExchange | None]
+
+_TEXT_LIMIT = 255
+
+
+def clean_text(text: str) -> str:
+    """Printable, redacted, at most 255 characters: safe for a column, a log, a page."""
+    return excerpt(text, (), _TEXT_LIMIT)
+
+
+def new_exchange(
+    message_pk: int,
+    command: str,
+    *,
+    via: str,
+    actor_id: int | None = None,
+    task_id: str = "",
+) -> GatewayExchange:
+    """An unsaved exchange row for a request about to be made (its clock starts now)."""
+    exchange = GatewayExchange(
+        message_id=message_pk, command=command, via=via, actor_id=actor_id, task_id=task_id
+    )
+    exchange._started = time.perf_counter()  # type: ignore[attr-defined]
+    return exchange
+
+
+def _finish(exchange: GatewayExchange) -> None:
+    started = getattr(exchange, "_started", None)
+    if started is not None:
+        exchange.duration_ms = round((time.perf_counter() - started) * 1000)
+
+
+def answered(exchange: GatewayExchange, status: str = "") -> GatewayExchange:
+    """The gateway answered the request (with a status, or an id for ``sendmsg``)."""
+    _finish(exchange)
+    exchange.outcome = GatewayExchange.Outcome.STATUS
+    exchange.status = status
+    return exchange
+
+
+def failed(exchange: GatewayExchange, error: ClickatellError) -> GatewayExchange:
+    """The request failed, was refused, or was never sent: the outcome follows the type."""
+    _finish(exchange)
+    if isinstance(error, CommandNotSent):
+        exchange.outcome = GatewayExchange.Outcome.NOT_SENT
+        exchange.error_code = error.code
+        exchange.detail = clean_text(str(error.cause))
+    elif isinstance(error, GatewayError):
+        exchange.outcome = GatewayExchange.Outcome.GATEWAY_ERROR
+        exchange.error_code = error.code
+        exchange.error_description = clean_text(error.description)
+    elif isinstance(error, ProtocolError):
+        exchange.outcome = GatewayExchange.Outcome.PROTOCOL_ERROR
+        exchange.detail = clean_text(f"{error.reason}: {error.excerpt}")
+    elif isinstance(error, TransportError):
+        exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
+        exchange.detail = clean_text(error.detail)
+    else:
+        exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
+        exchange.detail = clean_text(str(error))
+    return exchange
+
+
+def describe(error: ClickatellError) -> str:
+    """The reason stored on a message (``send_error``, ``cancel_error``)."""
+    return clean_text(str(error))
+
+
+def save(exchange: GatewayExchange) -> None:
+    exchange.save(force_insert=True)
 
 
 def write_outcome(pk: int, updates: dict[str, Any], exchange: GatewayExchange | None) -> None:
     if exchange is not None:
-        exchange.save(force_insert=True)
+        save(exchange)
     # Never overwrite a recorded 006 (a stale worker answering late).
     OutboundMessage.objects.filter(pk=pk).exclude(cancel_state=CancelState.CANCELLED).update(
-        **updates
+        **updates, updated_at=timezone.now()
     )
 
 
@@ -88,11 +177,17 @@ class BackgroundOutcomeWriter(OutcomeWriter):
     def _run(self) -> None:
         try:
             while (item := self._queue.get()) is not None:
-                if self._error is None:  # after a failure, drain without writing
-                    try:
-                        write_outcome(*item)
-                    except BaseException as exc:
+                # After a failure keep writing what was already received: one row the
+                # database refuses must not take the others with it.  (The run stops
+                # making requests at its next check(), so nothing new arrives.)
+                try:
+                    write_outcome(*item)
+                except BaseException as exc:
+                    logger.error("Could not record the outcome for message %s: %r", item[0], exc)
+                    if self._error is None:
                         self._error = exc
+                    if not _usable(connections["default"]):
+                        connections["default"].close()
         finally:
             connections.close_all()  # this thread's own connections
 
@@ -105,6 +200,13 @@ class BackgroundOutcomeWriter(OutcomeWriter):
             self._queue.put(None)
             self._thread.join()
         super().close()
+
+
+def _usable(connection: Any) -> bool:
+    try:
+        return bool(connection.is_usable())
+    except Exception:
+        return False
 
 
 def outcome_writer() -> OutcomeWriter:

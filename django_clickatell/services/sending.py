@@ -1,36 +1,54 @@
-"""Sending SMS (``sendmsg``), now or scheduled, one record per recipient.
+"""Sending SMS (``sendmsg``) exactly once -- or, where that cannot be known, honestly "unknown".
 
-Records are written first (``QUEUED``), so nothing is sent that is not in the
-database, then sent in requests of up to ``SEND_BATCH_SIZE`` recipients.  A
-request that fails in transit is never simply repeated, because Clickatell may
-have accepted it: a single-recipient request carries the record's unique
-``climsgid`` and is checked with ``querymsg`` first (resent only on ERR 104,
-"unknown client message id"); a multi-recipient request cannot be checked
-that way, so its records are marked ``UNKNOWN`` for an operator to decide.
+Records are written first (``QUEUED``), each with its own ``climsgid``, unique
+in the database, so nothing is sent that is not recorded and every send can be
+asked about.  A run claims the messages it sends with the one lease mechanism
+(:mod:`.claims`) before any request leaves, then sends one message per
+request, so each request carries exactly one ``climsgid``.
+
+Whenever the outcome of a request is not known -- a timeout, a reset, a 5xx,
+an unreadable reply, a worker killed after the request left, the database cut
+before the answer was written -- the message is ``VERIFYING``: before anything
+is sent again, Clickatell is asked (``querymsg`` by ``climsgid``) whether it
+has the message.  Only ``ERR 104`` ("unknown client message id") makes a
+resend safe; what cannot be resolved ends ``UNKNOWN`` and is shown to the
+operator, never resent blindly.  A command that was never sent (no usable
+session) leaves the message ``QUEUED``.  Database errors never cause a resend:
+a message whose run died is ``SENDING`` under an expired lease, which the next
+run treats as in doubt.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import groupby
 from typing import Any
 
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..exceptions import ClickatellError, GatewayError, UnknownMessage
+from ..exceptions import (
+    ClickatellError,
+    CommandNotSent,
+    GatewayError,
+    ProtocolError,
+    UnknownMessage,
+)
 from ..gateway.client import ClickatellClient
-from ..models import GatewayExchange, OutboundMessage, SendState
+from ..models import CancelState, GatewayExchange, OutboundMessage, SendState
 from ..protocol.encoding import encode_text
 from ..protocol.replies import ErrorReply, SentMessageReply, is_client_message_id
+from . import claims, recording
+from .recording import clean_text
 from .reports import Report
-from .status import apply_status, match_unmatched_callbacks, record_failure
+from .status import match_unmatched_callbacks, status_updates
+from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.sending")
 
@@ -49,6 +67,9 @@ class SendReport(Report):
     rejected: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
+    #: Leased by another run that is alive (or not yet known dead): see ``retry_after``.
+    held_elsewhere: list[int] = field(default_factory=list)
+    retry_after: float = 0.0
     transient_error: str = ""
 
 
@@ -115,6 +136,22 @@ def create_messages(
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise InvalidMessage(f"{name} must be an integer from {low} to {high}.")
             options[name] = value
+    try:
+        with transaction.atomic():
+            return _record(normalized, text, sender, climsgid, scheduled_for, options)
+    except IntegrityError:
+        # Another caller took the same climsgid between the check and the insert.
+        raise InvalidMessage("climsgid is already used by another message.") from None
+
+
+def _record(
+    numbers: list[str],
+    text: str,
+    sender: str,
+    climsgid: str | None,
+    scheduled_for: datetime | None,
+    options: dict[str, Any],
+) -> list[OutboundMessage]:
     return OutboundMessage.objects.bulk_create(
         OutboundMessage(
             recipient=number,
@@ -125,8 +162,33 @@ def create_messages(
             send_state=SendState.QUEUED,
             send_options=options,
         )
-        for number in normalized
+        for number in numbers
     )
+
+
+_FIELDS = (
+    "pk",
+    "recipient",
+    "sender",
+    "text",
+    "climsgid",
+    "send_options",
+    "send_state",
+    "cancel_state",
+    "apimsgid",
+    "status",
+)
+#: What a send run may claim: queued and not being stopped, or in doubt.
+_SENDABLE = Q(send_state=SendState.QUEUED, cancel_state=CancelState.NOT_REQUESTED) | Q(
+    send_state__in=[SendState.SENDING, SendState.VERIFYING]
+)
+#: Claiming: a queued message is being sent; one left "sending" by a dead run is in doubt.
+_ON_CLAIM = {
+    "send_state": Case(
+        When(send_state=SendState.QUEUED, then=Value(SendState.SENDING)),
+        default=Value(SendState.VERIFYING),
+    )
+}
 
 
 def send_messages(
@@ -134,214 +196,253 @@ def send_messages(
     *,
     via: str,
     actor: Any = None,
+    task_id: str = "",
     client: ClickatellClient | None = None,
 ) -> SendReport:
-    """Send (or verify) the given ``QUEUED``/``VERIFYING`` messages; see the module docstring."""
+    """Send (or first verify) the given messages, each at most once; see the module docstring.
+
+    A transient failure stops the run: the message it concerned and the untried
+    ones are handed back and listed in ``report.retry``.  Messages another live
+    run holds are listed in ``report.held_elsewhere``.
+    """
     pks = sorted(set(message_pks))
     report = SendReport()
-    OutboundMessage.objects.filter(pk__in=pks, send_state=SendState.QUEUED).update(
-        send_state=SendState.SENDING
+    claim = claims.acquire(
+        pks, claims.new_token(), eligible=_SENDABLE, updates=_ON_CLAIM, fields=_FIELDS
     )
-    client = client or ClickatellClient()
-    actor_id = getattr(actor, "pk", None)
-    for message in OutboundMessage.objects.filter(pk__in=pks, send_state=SendState.VERIFYING):
-        if not _verify(client, message, via, actor_id, report):
-            return _stop(report, pks)
-    messages = list(
-        OutboundMessage.objects.filter(pk__in=pks, send_state=SendState.SENDING).order_by("pk")
-    )
-
-    def content(m: OutboundMessage) -> tuple[str, str, str]:
-        return (m.text, m.sender, repr(sorted(m.send_options.items())))
-
-    size = app_settings.send_batch_size
-    for _, group in groupby(sorted(messages, key=content), key=content):
-        members = list(group)
-        for start in range(0, len(members), size):
-            if not _send_batch(client, members[start : start + size], via, actor_id, report):
-                return _stop(report, pks)
+    report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
+    if not claim.messages:
+        return report
+    run = _SendRun(client or ClickatellClient(), via, getattr(actor, "pk", None), task_id, report)
+    keeper = claims.LeaseKeeper(claim.token)
+    for index, message in enumerate(claim.messages):
+        keeper.keep_alive()
+        if not run.process(message):
+            _hand_back([m.pk for m in claim.messages[index + 1 :]], claim.token)
+            report.retry = sorted(
+                OutboundMessage.objects.filter(
+                    pk__in=[m.pk for m in claim.messages[index:]],
+                    send_state__in=[SendState.QUEUED, SendState.VERIFYING],
+                ).values_list("pk", flat=True)
+            )
+            break
     return report
 
 
 def give_up(message_pks: Iterable[int], reason: str) -> int:
-    """After the last retry: what could not be verified is UNKNOWN (never resent blindly)."""
-    return OutboundMessage.objects.filter(
-        pk__in=list(message_pks), send_state=SendState.VERIFYING
-    ).update(send_state=SendState.UNKNOWN, send_error=f"Gave up checking: {reason}"[:255])
+    """After the last retry: never-sent messages fail, messages in doubt become unknown.
 
-
-def _stop(report: SendReport, pks: list[int]) -> SendReport:
-    """Hand the unsent messages back for a later retry."""
-    OutboundMessage.objects.filter(pk__in=pks, send_state=SendState.SENDING).update(
-        send_state=SendState.QUEUED
+    Neither is resent automatically; the operator resends (:func:`resend`) or
+    asks Clickatell again (:func:`recheck`).
+    """
+    now = timezone.now()
+    mine = OutboundMessage.objects.filter(Q(pk__in=list(message_pks)) & claims.free_for("", now))
+    failed = mine.filter(send_state=SendState.QUEUED, cancel_state=CancelState.NOT_REQUESTED)
+    count = failed.update(
+        send_state=SendState.FAILED, send_error=_reason("Gave up sending", reason), updated_at=now
     )
-    report.retry = sorted(
-        OutboundMessage.objects.filter(
-            pk__in=pks, send_state__in=[SendState.QUEUED, SendState.VERIFYING]
-        ).values_list("pk", flat=True)
+    return count + mine.filter(send_state=SendState.VERIFYING).update(
+        send_state=SendState.UNKNOWN, send_error=_reason("Gave up checking", reason), updated_at=now
     )
-    return report
 
 
-def _fields(batch: list[OutboundMessage]) -> dict[str, str]:
-    first = batch[0]
-    fields = {"to": ",".join(m.recipient for m in batch), **encode_text(first.text).fields()}
-    if first.sender:
-        fields["from"] = first.sender
-    if len(batch) == 1:
-        fields["climsgid"] = first.climsgid
-    for key, value in first.send_options.items():
+def resend(selection: QuerySet[OutboundMessage]) -> list[int]:
+    """Queue again the messages Clickatell rejected or never received; returns their keys.
+
+    They keep their ``climsgid``: Clickatell holds no message under it, and if
+    it somehow did, the verification before any resend would find it.
+    """
+    return _move(selection, [SendState.REJECTED, SendState.FAILED], SendState.QUEUED)
+
+
+def recheck(selection: QuerySet[OutboundMessage]) -> list[int]:
+    """Ask Clickatell again about messages whose sending is unknown; returns their keys."""
+    return _move(selection, [SendState.UNKNOWN], SendState.VERIFYING)
+
+
+def stalled_sends() -> list[int]:
+    """Sends nobody is working on any more: queued or in doubt and untouched for too long
+    (a task lost to a broker outage), or claimed by a run whose lease expired."""
+    now = timezone.now()
+    overdue = now - timedelta(
+        seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max
+    )
+    waiting = Q(
+        send_state__in=[SendState.QUEUED, SendState.VERIFYING],
+        claim_token="",
+        updated_at__lt=overdue,
+    ) & ~Q(send_state=SendState.QUEUED, cancel_state__gt="")
+    orphaned = Q(send_state__in=[SendState.SENDING, SendState.VERIFYING], claim_expires_at__lt=now)
+    return list(
+        OutboundMessage.objects.filter(waiting | orphaned)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def _move(selection: QuerySet[OutboundMessage], states: list[str], to: str) -> list[int]:
+    now = timezone.now()
+    eligible = Q(send_state__in=states) & claims.free_for("", now)
+    pks = list(
+        selection.filter(eligible)
+        .exclude(cancel_state=CancelState.CANCELLED)
+        .values_list("pk", flat=True)
+    )
+    OutboundMessage.objects.filter(Q(pk__in=pks) & eligible).update(
+        send_state=to, send_error="", updated_at=now
+    )
+    return sorted(
+        OutboundMessage.objects.filter(pk__in=pks, send_state=to).values_list("pk", flat=True)
+    )
+
+
+def _hand_back(pks: list[int], token: str) -> None:
+    """Untried messages go back to waiting: queued ones to the queue, doubtful ones in doubt."""
+    claims.release(
+        pks,
+        token,
+        send_state=Case(
+            When(send_state=SendState.SENDING, then=Value(SendState.QUEUED)),
+            default=F("send_state"),
+        ),
+    )
+
+
+def _reason(what: str, detail: str) -> str:
+    return clean_text(f"{what}: {detail}" if detail else what)
+
+
+class _SendRun:
+    """One run's requests and records; ``process`` returns False to stop the run."""
+
+    def __init__(
+        self,
+        client: ClickatellClient,
+        via: str,
+        actor_id: int | None,
+        task_id: str,
+        report: SendReport,
+    ) -> None:
+        self.client, self.via, self.actor_id, self.task_id = client, via, actor_id, task_id
+        self.report = report
+
+    def _exchange(self, message: OutboundMessage, command: str) -> GatewayExchange:
+        return recording.new_exchange(
+            message.pk, command, via=self.via, actor_id=self.actor_id, task_id=self.task_id
+        )
+
+    def process(self, message: OutboundMessage) -> bool:
+        if message.send_state == SendState.VERIFYING:
+            found = self._verify(message)
+            if found is not _ABSENT:
+                return bool(found)
+            if message.cancel_state != CancelState.NOT_REQUESTED:
+                # Never reached Clickatell and a stop was asked for: stop it here.
+                self._settle(message, SendState.QUEUED, "")
+                withdraw(Q(pk=message.pk), via=self.via)
+                return True
+        return self._send(message)
+
+    def _send(self, message: OutboundMessage) -> bool:
+        exchange = self._exchange(message, "sendmsg")
+        try:
+            replies = self.client.sendmsg(_fields(message))
+        except CommandNotSent as exc:
+            # Nothing left this process: the message is simply still queued.
+            return self._stop(message, exchange, exc, SendState.QUEUED)
+        except GatewayError as exc:
+            if exc.retryable:  # "internal error, please retry": it may have been taken
+                return self._stop(message, exchange, exc, SendState.VERIFYING)
+            recording.save(recording.failed(exchange, exc))
+            self._settle(message, SendState.REJECTED, recording.describe(exc))
+            self.report.rejected.append(message.pk)
+            return True
+        except ClickatellError as exc:
+            return self._stop(message, exchange, exc, SendState.VERIFYING)
+        reply = replies[0] if len(replies) == 1 else None
+        if isinstance(reply, SentMessageReply):
+            recording.save(recording.answered(exchange))
+            self._accepted(message, reply.apimsgid, status=None)
+        elif isinstance(reply, ErrorReply):
+            error = reply.as_exception("sendmsg")
+            recording.save(recording.failed(exchange, error))
+            self._settle(message, SendState.REJECTED, recording.describe(error))
+            self.report.rejected.append(message.pk)
+        else:  # several lines for one recipient: cannot tell what happened
+            unreadable = ProtocolError("sendmsg", "several replies for one recipient", "")
+            return self._stop(message, exchange, unreadable, SendState.VERIFYING)
+        return True
+
+    def _verify(self, message: OutboundMessage) -> object:
+        """True/False (go on / stop the run) once resolved; ``_ABSENT`` if never received."""
+        exchange = self._exchange(message, "querymsg")
+        try:
+            reply = self.client.querymsg(climsgid=message.climsgid)
+        except UnknownMessage as exc:
+            recording.save(recording.failed(exchange, exc))
+            return _ABSENT
+        except ClickatellError as exc:
+            if exc.retryable:
+                return self._stop(message, exchange, exc, SendState.VERIFYING)
+            # Clickatell will not say (e.g. a refused account): an operator decides.
+            recording.save(recording.failed(exchange, exc))
+            reason = _reason("Could not check whether Clickatell has it", str(exc))
+            self._settle(message, SendState.UNKNOWN, reason)
+            self.report.unknown.append(message.pk)
+            return True
+        recording.save(recording.answered(exchange, reply.status))
+        self._accepted(message, reply.apimsgid, status=reply.status)
+        return True
+
+    def _accepted(self, message: OutboundMessage, apimsgid: str, *, status: str | None) -> None:
+        updates: dict[str, Any] = {
+            "apimsgid": apimsgid,
+            "send_state": SendState.SENT,
+            "send_error": "",
+            **claims.RELEASED,
+        }
+        if not app_settings.keep_text:
+            updates["text"] = ""
+        if status:
+            updates.update(status_updates(status, None))
+        recording.write_outcome(message.pk, updates, None)
+        message.apimsgid, message.send_state = apimsgid, SendState.SENT
+        match_unmatched_callbacks(message)
+        self.report.sent.append(message.pk)
+
+    def _settle(self, message: OutboundMessage, state: str, error: str) -> None:
+        recording.write_outcome(
+            message.pk, {"send_state": state, "send_error": error, **claims.RELEASED}, None
+        )
+        message.send_state = state
+
+    def _stop(
+        self,
+        message: OutboundMessage,
+        exchange: GatewayExchange,
+        error: ClickatellError,
+        state: str,
+    ) -> bool:
+        """A transient failure: record it, leave the message waiting in *state*, stop the run."""
+        recording.save(recording.failed(exchange, error))
+        reason = recording.describe(error)
+        prefix = "Not sent yet" if state == SendState.QUEUED else "Checking after"
+        self._settle(message, state, _reason(prefix, reason))
+        self.report.transient_error = reason
+        return False
+
+
+_ABSENT = object()
+
+
+def _fields(message: OutboundMessage) -> dict[str, str]:
+    fields = {
+        "to": message.recipient,
+        "climsgid": message.climsgid,
+        **encode_text(message.text).fields(),
+    }
+    if message.sender:
+        fields["from"] = message.sender
+    for key, value in message.send_options.items():
         fields[key] = str(value)
     return fields
-
-
-def _send_batch(
-    client: ClickatellClient,
-    batch: list[OutboundMessage],
-    via: str,
-    actor_id: int | None,
-    report: SendReport,
-) -> bool:
-    """Returns False when the gateway could not be reached (stop and retry later)."""
-    started = time.perf_counter()
-    try:
-        replies = client.sendmsg(_fields(batch))
-    except GatewayError as exc:
-        if exc.retryable:
-            return _in_doubt(batch, exc, via, actor_id, started, report)
-        for message in batch:
-            _log(message, via, actor_id, started, error=exc)
-            _set(message, SendState.REJECTED, str(exc))
-            report.rejected.append(message.pk)
-        return True
-    except ClickatellError as exc:
-        return _in_doubt(batch, exc, via, actor_id, started, report)
-    by_recipient = {m.recipient: m for m in batch}
-    answered: set[int] = set()
-    for reply in replies:
-        match = batch[0] if len(batch) == 1 else by_recipient.get((reply.to or "").lstrip("+"))
-        if match is None or match.pk in answered:
-            continue
-        message = match
-        answered.add(message.pk)
-        if isinstance(reply, SentMessageReply):
-            _accepted(message, reply.apimsgid, via, actor_id, started, report)
-        else:
-            _rejected(message, reply, via, actor_id, started, report)
-    for message in batch:
-        if message.pk not in answered:
-            _set(message, SendState.UNKNOWN, "Clickatell's reply did not mention this recipient")
-            report.unknown.append(message.pk)
-    return True
-
-
-def _in_doubt(
-    batch: list[OutboundMessage],
-    exc: ClickatellError,
-    via: str,
-    actor_id: int | None,
-    started: float,
-    report: SendReport,
-) -> bool:
-    """The request may or may not have reached Clickatell: never just send it again."""
-    for message in batch:
-        exchange = GatewayExchange(message=message, command="sendmsg", via=via, actor_id=actor_id)
-        record_failure(exchange, exc, started)
-    report.transient_error = str(exc)
-    if len(batch) == 1:
-        _set(batch[0], SendState.VERIFYING, f"Checking after: {exc}")
-        return False
-    for message in batch:
-        _set(message, SendState.UNKNOWN, f"Not resent (may have been accepted): {exc}")
-        report.unknown.append(message.pk)
-    return False
-
-
-def _verify(
-    client: ClickatellClient,
-    message: OutboundMessage,
-    via: str,
-    actor_id: int | None,
-    report: SendReport,
-) -> bool:
-    """Ask by ``climsgid`` whether an earlier attempt got through; resend only if not."""
-    started = time.perf_counter()
-    exchange = GatewayExchange(message=message, command="querymsg", via=via, actor_id=actor_id)
-    try:
-        reply = client.querymsg(climsgid=message.climsgid)
-    except UnknownMessage as exc:
-        record_failure(exchange, exc, started)
-        _set(message, SendState.SENDING, "")
-        return True
-    except ClickatellError as exc:
-        record_failure(exchange, exc, started)
-        report.transient_error = str(exc)
-        return not exc.retryable
-    exchange.outcome, exchange.status = GatewayExchange.Outcome.STATUS, reply.status
-    exchange.duration_ms = round((time.perf_counter() - started) * 1000)
-    exchange.save(force_insert=True)
-    _accepted(message, reply.apimsgid, via, actor_id, None, report, status=reply.status)
-    return True
-
-
-def _accepted(
-    message: OutboundMessage,
-    apimsgid: str,
-    via: str,
-    actor_id: int | None,
-    started: float | None,
-    report: SendReport,
-    status: str | None = None,
-) -> None:
-    if started is not None:
-        _log(message, via, actor_id, started)
-    updates: dict[str, Any] = {"apimsgid": apimsgid, "send_state": SendState.SENT, "send_error": ""}
-    if not app_settings.keep_text:
-        updates["text"] = ""
-    OutboundMessage.objects.filter(pk=message.pk).update(**updates)
-    message.apimsgid, message.send_state = apimsgid, SendState.SENT
-    if status:
-        apply_status(message, status, reported_at=None, via=via)
-    match_unmatched_callbacks(message)
-    report.sent.append(message.pk)
-
-
-def _rejected(
-    message: OutboundMessage,
-    reply: ErrorReply,
-    via: str,
-    actor_id: int | None,
-    started: float,
-    report: SendReport,
-) -> None:
-    error = reply.as_exception("sendmsg")
-    _log(message, via, actor_id, started, error=error)
-    _set(message, SendState.REJECTED, str(error))
-    report.rejected.append(message.pk)
-
-
-def _log(
-    message: OutboundMessage,
-    via: str,
-    actor_id: int | None,
-    started: float,
-    error: GatewayError | None = None,
-) -> None:
-    exchange = GatewayExchange(
-        message=message,
-        command="sendmsg",
-        via=via,
-        actor_id=actor_id,
-        outcome=GatewayExchange.Outcome.STATUS,
-        duration_ms=round((time.perf_counter() - started) * 1000),
-    )
-    if error is not None:
-        exchange.outcome = GatewayExchange.Outcome.GATEWAY_ERROR
-        exchange.error_code = error.code
-        exchange.error_description = error.description[:255]
-    exchange.save(force_insert=True)
-
-
-def _set(message: OutboundMessage, state: str, error: str) -> None:
-    OutboundMessage.objects.filter(pk=message.pk).update(send_state=state, send_error=error[:255])
-    message.send_state = state

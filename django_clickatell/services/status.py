@@ -1,32 +1,82 @@
 """Keeping each message's status current: ``querymsg`` refreshes and status callbacks.
 
-Every report goes through :func:`apply_status`, which enforces the ordering
-rules: a final status is never replaced, an older report arriving late never
-overwrites a newer one, and a repeated report changes nothing.  Callbacks are
-retried by Clickatell for days, so duplicates and reordering are normal.
+Every status, whatever its source -- a ``delmsg`` or ``querymsg`` reply, a
+callback -- is written through :func:`supersedes_q` / :func:`status_updates`,
+the database form of the one ordering rule in
+:mod:`django_clickatell.protocol.lifecycle`: a final status is never replaced,
+a later stage of the lifecycle wins whatever the clocks say, and a report from
+the future cannot freeze a message.  Callbacks are retried by Clickatell for
+days, so duplicates and reordering are normal.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from ..exceptions import ClickatellError, GatewayError, ProtocolError, TransportError
+from ..exceptions import ClickatellError
 from ..gateway.client import ClickatellClient
-from ..models import CancelState, GatewayExchange, OutboundMessage, UnmatchedCallback, Via
+from ..models import (
+    CancelState,
+    OutboundMessage,
+    SendState,
+    UnmatchedCallback,
+    Via,
+)
 from ..protocol.callbacks import StatusCallback
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
+from ..protocol.lifecycle import (
+    FINAL_RANK,
+    clamp,
+    known_codes,
+    lifecycle_rank,
+    ranks_below,
+    ranks_equal,
+)
 from ..signals import message_cancelled, message_status_changed
+from . import recording
 from .reports import Report
 
 logger = logging.getLogger("django_clickatell.status")
+
+
+def supersedes_q(new: str, when: datetime) -> Q:
+    """Messages whose recorded status a report of *new* at *when* replaces.
+
+    The same ranks as :func:`~django_clickatell.protocol.lifecycle.supersedes`,
+    as a filter, so the decision and the write are one atomic ``UPDATE``.
+    *when* must be clamped already.
+    """
+    rank = lifecycle_rank(new)
+    unknown = ~Q(status__in=known_codes())
+    below_known, below_unknown = ranks_below(rank)
+    earlier = Q(status__in=below_known)
+    if below_unknown:
+        earlier |= unknown
+    if rank == FINAL_RANK:
+        return earlier  # a final status replaces anything not final, and nothing final
+    equal_known, equal_unknown = ranks_equal(rank)
+    same_stage = Q(status__in=equal_known - {new})
+    if equal_unknown:
+        same_stage |= unknown & ~Q(status=new)
+    newer = Q(status_changed_at__isnull=True) | Q(status_changed_at__lte=when)
+    return earlier | (same_stage & newer)
+
+
+def status_updates(new: str, reported_at: datetime | None) -> dict[str, Any]:
+    """``UPDATE`` values that record *new* only where the rule lets it replace the old."""
+    when = clamp(reported_at, timezone.now())
+    applies = supersedes_q(new, when)
+    return {
+        "status": Case(When(applies, then=Value(new)), default=F("status")),
+        "status_changed_at": Case(When(applies, then=Value(when)), default=F("status_changed_at")),
+    }
 
 
 def apply_status(
@@ -37,27 +87,31 @@ def apply_status(
     via: str,
     extra: dict[str, Any] | None = None,
 ) -> bool:
-    """Record *status* unless the recorded one is final or newer; True if it changed.
+    """Record *status* if the lifecycle rule lets it replace the recorded one; True if it did.
 
-    One conditional ``UPDATE``, so two callbacks racing cannot both win.
+    One conditional ``UPDATE``, so two reports racing cannot both win.
     """
-    when = reported_at or timezone.now()
+    now = timezone.now()
+    when = clamp(reported_at, now)
     old_status = message.status
-    updates: dict[str, Any] = {"status": status, "status_changed_at": when, **(extra or {})}
+    updates: dict[str, Any] = {
+        "status": status,
+        "status_changed_at": when,
+        "updated_at": now,
+        **(extra or {}),
+    }
     cancelled = status == CANCELLED_STATUS
     if cancelled:
         updates["cancel_state"] = CancelState.CANCELLED
-        updates["cancel_completed_at"] = timezone.now()
+        updates["cancel_completed_at"] = now
     changed = (
         OutboundMessage.objects.filter(pk=message.pk)
-        .exclude(status__in=FINAL_STATUSES)
-        .exclude(status=status)
-        .filter(Q(status_changed_at__isnull=True) | Q(status_changed_at__lte=when))
+        .filter(supersedes_q(status, when))
         .update(**updates)
     )
     if not changed:
         if extra:
-            OutboundMessage.objects.filter(pk=message.pk).update(**extra)
+            OutboundMessage.objects.filter(pk=message.pk).update(**extra, updated_at=now)
         return False
     message.status, message.status_changed_at = status, when
     message_status_changed.send(
@@ -89,7 +143,7 @@ def refreshable_messages() -> list[int]:
     return list(
         OutboundMessage.objects.filter(_HAS_ID)
         .exclude(status__in=FINAL_STATUSES)
-        .exclude(send_state__in=["queued", "sending", "verifying", "rejected", "unknown"])
+        .filter(send_state__in=[SendState.NOT_SENT_HERE, SendState.SENT])
         .order_by("pk")
         .values_list("pk", flat=True)
     )
@@ -107,14 +161,14 @@ def refresh_statuses(
     messages = list(
         OutboundMessage.objects.filter(pk__in=list(message_pks))
         .filter(_HAS_ID)
+        .filter(send_state__in=[SendState.NOT_SENT_HERE, SendState.SENT])
         .exclude(status__in=FINAL_STATUSES)
         .order_by("pk")
     )
     client = client or ClickatellClient()
     actor_id = getattr(actor, "pk", None)
     for index, message in enumerate(messages):
-        exchange = GatewayExchange(message=message, command="querymsg", via=via, actor_id=actor_id)
-        started = time.perf_counter()
+        exchange = recording.new_exchange(message.pk, "querymsg", via=via, actor_id=actor_id)
         try:
             if message.apimsgid:
                 reply = client.querymsg(apimsgid=message.apimsgid)
@@ -125,39 +179,20 @@ def refresh_statuses(
             report.failed.append(message.pk)
             continue
         except ClickatellError as exc:
-            record_failure(exchange, exc, started)
+            recording.save(recording.failed(exchange, exc))
             if exc.retryable:
                 report.retry.extend(m.pk for m in messages[index:])
-                report.transient_error = str(exc)
+                report.transient_error = recording.describe(exc)
                 break
             report.failed.append(message.pk)
             continue
-        exchange.duration_ms = round((time.perf_counter() - started) * 1000)
-        exchange.outcome = GatewayExchange.Outcome.STATUS
-        exchange.status = reply.status
-        exchange.save(force_insert=True)
+        recording.save(recording.answered(exchange, reply.status))
         extra = {} if message.apimsgid else {"apimsgid": reply.apimsgid}
         if apply_status(message, reply.status, reported_at=None, via=via, extra=extra):
             report.changed.append(message.pk)
         else:
             report.unchanged.append(message.pk)
     return report
-
-
-def record_failure(exchange: GatewayExchange, exc: ClickatellError, started: float) -> None:
-    """Log a failed request in the exchange log, with the code or the reason."""
-    exchange.duration_ms = round((time.perf_counter() - started) * 1000)
-    if isinstance(exc, GatewayError):
-        exchange.outcome = GatewayExchange.Outcome.GATEWAY_ERROR
-        exchange.error_code = exc.code
-        exchange.error_description = exc.description[:255]
-    elif isinstance(exc, ProtocolError):
-        exchange.outcome = GatewayExchange.Outcome.PROTOCOL_ERROR
-        exchange.detail = f"{exc.reason}: {exc.excerpt}"[:255]
-    else:
-        exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
-        exchange.detail = (exc.detail if isinstance(exc, TransportError) else str(exc))[:255]
-    exchange.save(force_insert=True)
 
 
 # -- callbacks ---------------------------------------------------------------------------
@@ -206,16 +241,17 @@ def _apply_callback(
 ) -> bool:
     """Apply a callback's status and log it in the exchange log, applied or not."""
     applied = apply_status(message, status, reported_at=reported_at, via=Via.CALLBACK, extra=extra)
-    GatewayExchange.objects.create(
-        message=message,
-        command="callback",
-        via=Via.CALLBACK,
-        outcome=GatewayExchange.Outcome.STATUS,
-        status=status,
-        detail=note
-        if applied
-        else "not applied: duplicate, older than the recorded status, or after a final one",
+    exchange = recording.answered(
+        recording.new_exchange(message.pk, "callback", via=Via.CALLBACK), status
     )
+    exchange.duration_ms = None
+    exchange.detail = (
+        note
+        if applied
+        else "not applied: duplicate, earlier in the lifecycle than the recorded status, "
+        "or after a final one"
+    )
+    recording.save(exchange)
     return applied
 
 

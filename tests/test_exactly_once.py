@@ -1,0 +1,344 @@
+"""Issue 11's defects, each reproduced: duplicate SMS, stranded work, records that lie.
+
+These run against the simulator over real HTTP on PostgreSQL; the fault matrix
+(``test_send_faults.py``) repeats the worst of them with real worker processes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db import OperationalError, connections
+from django.utils import timezone
+
+from django_clickatell import tasks
+from django_clickatell.exceptions import AuthenticationError, CommandNotSent
+from django_clickatell.gateway.client import ClickatellClient
+from django_clickatell.models import (
+    CancelState,
+    GatewayExchange,
+    OutboundMessage,
+    SendState,
+    Via,
+)
+from django_clickatell.protocol.callbacks import parse_callback
+from django_clickatell.services import recording, sending
+from django_clickatell.services.cancellation import (
+    cancel_messages,
+    request_cancellation,
+    stalled_cancellations,
+)
+from django_clickatell.services.status import record_callback, refresh_statuses
+from django_clickatell.simulator import ClickatellSimulator
+from tests.factories import scheduled_messages
+
+pytestmark = pytest.mark.django_db
+
+
+class ProcessDied(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, no ``except Exception`` catches it."""
+
+
+def sent_at_gateway(simulator: ClickatellSimulator) -> Counter[str]:
+    return Counter(m.climsgid for m in simulator.messages.values())
+
+
+def expire_leases() -> None:
+    OutboundMessage.objects.exclude(claim_token="").update(
+        claim_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+# -- sending exactly once ---------------------------------------------------------------
+
+
+def test_run_killed_after_sendmsg_left_is_verified_not_resent(
+    simulator: ClickatellSimulator,
+) -> None:
+    [message] = sending.create_messages("27999000001", "once")
+    client = ClickatellClient()
+    real_sendmsg = client.sendmsg
+
+    def send_then_die(fields: dict[str, str]) -> Any:
+        real_sendmsg(fields)
+        raise ProcessDied
+
+    with mock.patch.object(client, "sendmsg", send_then_die), pytest.raises(ProcessDied):
+        sending.send_messages([message.pk], via=Via.TASK, client=client)
+    # A redelivery while the dead run's lease lives sends nothing and waits.
+    report = sending.send_messages([message.pk], via=Via.TASK)
+    assert simulator.counts["sendmsg"] == 1
+    assert report.held_elsewhere == [message.pk]
+    expire_leases()
+    report = sending.send_messages([message.pk], via=Via.TASK)
+    message.refresh_from_db()
+    assert report.sent == [message.pk]
+    assert message.send_state == SendState.SENT
+    assert simulator.counts["sendmsg"] == 1  # found by querymsg, never sent twice
+    assert simulator.messages[str(message.apimsgid)].climsgid == message.climsgid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_of_the_same_messages_at_once_send_each_once(
+    simulator: ClickatellSimulator,
+) -> None:
+    messages = sending.create_messages([f"279990{n:05d}" for n in range(60)], "hello")
+    pks = [m.pk for m in messages]
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            sending.send_messages(pks, via=Via.TASK)
+        finally:
+            connections.close_all()
+
+    with simulator.latency_of(0.002):
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert simulator.counts["sendmsg"] == 60
+    assert set(sent_at_gateway(simulator).values()) == {1}
+    assert OutboundMessage.objects.filter(send_state=SendState.SENT).count() == 60
+
+
+def test_database_cut_after_the_reply_never_resends(simulator: ClickatellSimulator) -> None:
+    """The autoretry of a database error used to send the same SMS again."""
+    [message] = sending.create_messages("27999000001", "once")
+    real_write = recording.write_outcome
+
+    def database_gone(pk: int, updates: dict[str, Any], exchange: Any) -> None:
+        if updates.get("send_state") == SendState.SENT:
+            raise OperationalError("server closed the connection unexpectedly")
+        real_write(pk, updates, exchange)
+
+    with (
+        mock.patch.object(recording, "write_outcome", database_gone),
+        pytest.raises(OperationalError),
+    ):
+        sending.send_messages([message.pk], via=Via.TASK)
+    assert simulator.counts["sendmsg"] == 1
+    sending.send_messages([message.pk], via=Via.TASK)  # the autoretry, lease still alive
+    expire_leases()
+    sending.send_messages([message.pk], via=Via.TASK)  # after the lease: verify, don't resend
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert simulator.counts["sendmsg"] == 1
+    assert simulator.counts["querymsg"] == 1
+
+
+def test_every_send_carries_a_climsgid_the_database_keeps_unique() -> None:
+    from django.db import IntegrityError, transaction
+
+    [message] = sending.create_messages("27999000001", "x")
+    assert message.climsgid
+    with pytest.raises(IntegrityError), transaction.atomic():
+        OutboundMessage.objects.create(recipient="27999000002", climsgid=message.climsgid)
+
+
+def test_verification_refused_for_good_is_unknown_not_stuck(
+    simulator: ClickatellSimulator,
+) -> None:
+    """A non-retryable answer to querymsg used to leave the message "verifying" for ever."""
+    [message] = sending.create_messages("27999000001", "x")
+    simulator.inject("drop_reply", command="sendmsg")
+    sending.send_messages([message.pk], via=Via.TASK)
+    simulator.inject("body", command="querymsg", body="ERR: 101, Invalid or missing parameters")
+    sending.send_messages([message.pk], via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.UNKNOWN
+    assert "ERR 101" in message.send_error
+    assert simulator.counts["sendmsg"] == 1
+    # The operator asks again once the cause is fixed: resolved, still no second SMS.
+    assert sending.recheck(OutboundMessage.objects.all()) == [message.pk]
+    sending.send_messages([message.pk], via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert simulator.counts["sendmsg"] == 1
+
+
+def test_command_never_sent_leaves_the_message_queued(simulator: ClickatellSimulator) -> None:
+    [message] = sending.create_messages("27999000001", "x")
+    client = ClickatellClient()
+    refusal = CommandNotSent("sendmsg", AuthenticationError(1, "Authentication failed"))
+    with mock.patch.object(client, "sendmsg", side_effect=refusal):
+        report = sending.send_messages([message.pk], via=Via.TASK, client=client)
+    message.refresh_from_db()
+    assert report.retry == [message.pk]
+    assert message.send_state == SendState.QUEUED
+    exchange = message.exchanges.get()
+    assert (exchange.outcome, exchange.error_code) == ("not_sent", 1)
+    sending.send_messages([message.pk], via=Via.TASK)  # no verification needed: never left
+    assert (simulator.counts["querymsg"], simulator.counts["sendmsg"]) == (0, 1)
+
+
+def test_rejected_and_failed_messages_can_be_resent_once_the_cause_is_fixed(
+    simulator: ClickatellSimulator,
+) -> None:
+    simulator.inject("body", command="sendmsg", body="ERR: 301, No credit left")
+    [message] = sending.create_messages("27999000001", "x")
+    sending.send_messages([message.pk], via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.REJECTED
+    assert sending.resend(OutboundMessage.objects.all()) == [message.pk]
+    sending.send_messages([message.pk], via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert sending.resend(OutboundMessage.objects.all()) == []  # sent: nothing to resend
+
+
+# -- nothing stranded --------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_down_at_send_sms_is_reported_and_requeued(
+    simulator: ClickatellSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    [message] = sending.create_messages("27999000001", "x")
+    with mock.patch.object(
+        tasks.send_messages, "apply_async", side_effect=OSError("broker unreachable")
+    ):
+        assert tasks.enqueue_sending([message.pk]) is False
+    assert "requeue_stalled_work" in caplog.text
+    assert sending.stalled_sends() == []  # not overdue yet: a retry may still be on its way
+    OutboundMessage.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+    with mock.patch.object(tasks.send_messages, "delay") as delay:
+        assert tasks.requeue_stalled_work() == {"sends": 1, "cancellations": 0}
+    delay.assert_called_once_with([message.pk])
+
+
+def test_orphaned_sends_are_requeued_once_their_lease_expires(
+    simulator: ClickatellSimulator,
+) -> None:
+    [message] = sending.create_messages("27999000001", "x")
+    OutboundMessage.objects.update(
+        send_state=SendState.SENDING,
+        claim_token="dead-run",
+        claim_expires_at=timezone.now() + timedelta(seconds=60),
+    )
+    assert sending.stalled_sends() == []
+    expire_leases()
+    assert sending.stalled_sends() == [message.pk]
+
+
+def test_stall_detection_reads_the_last_change_not_the_creation(
+    simulator: ClickatellSimulator,
+) -> None:
+    """updated_at was never maintained, so live cancellations looked stalled."""
+    messages = scheduled_messages(simulator, 3)
+    long_ago = timezone.now() - timedelta(hours=2)
+    OutboundMessage.objects.update(created_at=long_ago, updated_at=long_ago)
+    request_cancellation(OutboundMessage.objects.all(), via=Via.API)
+    assert stalled_cancellations() == []
+    assert all(m.updated_at > long_ago for m in OutboundMessage.objects.all())
+    assert len(messages) == 3
+
+
+# -- cancelling what never left, and commands never sent ----------------------------------
+
+
+def test_cancelling_a_queued_message_stops_it_here_without_a_request(
+    simulator: ClickatellSimulator,
+) -> None:
+    [message] = sending.create_messages("27999000001", "x")
+    result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
+    message.refresh_from_db()
+    assert result.message_pks == []
+    assert (message.cancel_state, message.send_state) == (
+        CancelState.CANCELLED,
+        SendState.WITHDRAWN,
+    )
+    assert message.status == ""  # Clickatell never heard of it
+    report = sending.send_messages([message.pk], via=Via.TASK)
+    assert report.sent == []
+    assert simulator.counts["total"] == 0
+
+
+def test_login_failure_is_not_recorded_as_clickatells_answer_to_delmsg(
+    simulator: ClickatellSimulator,
+) -> None:
+    """A delmsg never sent was recorded "Refused by Clickatell -- ERR 001", final for ever."""
+    [message] = scheduled_messages(simulator, 1)
+    client = ClickatellClient()
+    refusal = CommandNotSent("delmsg", AuthenticationError(1, "Authentication failed"))
+    with mock.patch.object(client, "delmsg", side_effect=refusal):
+        report = cancel_messages([message.pk], via=Via.API, client=client)
+    message.refresh_from_db()
+    assert report.retry == [message.pk]
+    assert message.cancel_state == CancelState.RETRYING
+    exchange = message.exchanges.get()
+    assert exchange.outcome == GatewayExchange.Outcome.NOT_SENT
+    assert exchange.status == ""
+    assert simulator.counts["delmsg"] == 0
+    cancel_messages([message.pk], via=Via.API)  # credentials fixed: the retry stops it
+    message.refresh_from_db()
+    assert message.cancel_state == CancelState.CANCELLED
+
+
+# -- status only moves forward -----------------------------------------------------------
+
+
+def callback(message: OutboundMessage, status: str, at: float) -> None:
+    record_callback(
+        parse_callback(
+            {
+                "api_id": "1234567",
+                "apiMsgId": str(message.apimsgid),
+                "cliMsgId": "",
+                "status": status,
+                "timestamp": str(int(at)),
+            }
+        )
+    )
+
+
+def test_final_callback_during_a_delmsg_survives_its_older_reply(
+    simulator: ClickatellSimulator,
+) -> None:
+    [message] = scheduled_messages(simulator, 1)
+    client = ClickatellClient()
+    real_delmsg = client.delmsg
+
+    def delivered_meanwhile(**kwargs: str) -> Any:
+        reply = real_delmsg(**kwargs)
+        callback(message, "004", timezone.now().timestamp())
+        return type(reply)(reply.apimsgid, "003")
+
+    simulator.messages[str(message.apimsgid)].status = "003"
+    with mock.patch.object(client, "delmsg", delivered_meanwhile):
+        cancel_messages([message.pk], via=Via.API, client=client)
+    message.refresh_from_db()
+    assert message.status == "004"
+    assert message.cancel_state == CancelState.TOO_LATE
+
+
+def test_final_callback_beats_an_earlier_querymsg_whatever_the_clocks(
+    simulator: ClickatellSimulator,
+) -> None:
+    [message] = scheduled_messages(simulator, 1, status="")
+    simulator.messages[str(message.apimsgid)].status = "003"
+    refresh_statuses([message.pk], via=Via.TASK)  # stamped with our clock: now
+    callback(message, "004", timezone.now().timestamp() - 3600)  # stamped an hour ago
+    message.refresh_from_db()
+    assert message.status == "004"
+
+
+def test_a_callback_from_the_future_cannot_freeze_a_message(
+    simulator: ClickatellSimulator,
+) -> None:
+    [message] = scheduled_messages(simulator, 1)
+    callback(message, "003", timezone.now().timestamp() + 3600)
+    message.refresh_from_db()
+    assert message.status_changed_at is not None
+    assert message.status_changed_at <= timezone.now()
+    callback(message, "002", timezone.now().timestamp() - 1)  # same stage, older: ignored
+    callback(message, "007", timezone.now().timestamp() - 1)
+    message.refresh_from_db()
+    assert message.status == "007"
