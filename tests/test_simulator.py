@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from django_clickatell.simulator import ClickatellSimulator, Fault
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -309,3 +310,29 @@ def test_new_faults_through_the_control_endpoint(sim: ClickatellSimulator) -> No
     assert refused.value.code == 400
     with pytest.raises(ValueError, match="delay"):
         Fault("delay", delay=-1)
+
+
+def test_execute_late_carries_out_after_the_client_gave_up(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.inject(Fault("execute_late", command="sendmsg", delay=0.5))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(
+            sim.base_url + "sendmsg",
+            data={"session_id": sid, "to": "27999000001", "text": "x", "climsgid": "held1"},
+            timeout=(1, 0.1),
+        )
+    # Not yet carried out: a check now says "unknown"...
+    assert post(sim, "querymsg", session_id=sid, climsgid="held1").startswith("ERR: 104")
+    # ...and yet the gateway sends it once the held request gets through.
+    assert wait_until(lambda: sim.accepted_by_climsgid() == {"held1": 1}, timeout=3)
+
+
+def test_in_flight_counts_requests_still_being_handled(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.inject(Fault("execute_late", command="ping", delay=0.4))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(sim.base_url + "ping", data={"session_id": sid}, timeout=(1, 0.1))
+    assert sim.in_flight == 1  # the client gave up; the gateway has not finished with it
+    assert sim.stats()["in_flight"] == 1
+    assert wait_until(lambda: sim.in_flight == 0, timeout=3)
+    assert sim.executed["ping"] == 1

@@ -48,6 +48,7 @@ FAULT_KINDS = frozenset(
         "drop_reply",  # carry the command out, then reset instead of answering
         "delay",  # wait ``delay`` seconds, then hang up: nothing carried out, no answer
         "delay_after",  # carry the command out, answer only after ``delay`` seconds
+        "execute_late",  # hold the request ``delay`` seconds, then carry it out and answer
         "trickle",  # carry it out, send the whole reply a byte at a time, ``delay`` apart
         "expire_session",  # answer ERR 003 as if the session had just expired
         "body",  # answer the literal ``body`` (documented reply variants)
@@ -161,6 +162,8 @@ class ClickatellSimulator:
         self.connections = 0
         self.control_connections = 0
         self.secrets_in_url = 0
+        #: Gateway requests being handled right now (a held or trickling one included).
+        self.in_flight = 0
         #: ``sendmsg`` requests received per recipient, answered or not (faults included).
         self.sendmsg_requests: Counter[str] = Counter()
         self._sessions: dict[str, float] = {}
@@ -315,6 +318,7 @@ class ClickatellSimulator:
                 "connections": self.connections,
                 "gateway_connections": self.connections - self.control_connections,
                 "secrets_in_url": self.secrets_in_url,
+                "in_flight": self.in_flight,
                 "messages": len(self.messages),
                 "sessions": len(self._sessions),
                 "callbacks_sent": self.callbacks_sent,
@@ -664,8 +668,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not url.path.startswith("/http/"):
             self._send(404, "Not found", content_type="text/plain")
             return
-        command = url.path.removeprefix("/http/").strip("/")
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        with simulator._lock:
+            simulator.in_flight += 1
+        try:
+            self._gateway(url.path.removeprefix("/http/").strip("/"), url.query, body)
+        finally:
+            with simulator._lock:
+                simulator.in_flight -= 1
+
+    def _gateway(self, command: str, query_string: str, body: bytes) -> None:
+        simulator = self.server.simulator
+        query = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
         form = {
             k: v[-1]
             for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
@@ -714,6 +727,13 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.simulator.handle(self._command, self._fields, count=False)
             time.sleep(fault.delay)
             self.close_connection = True  # the client has most likely given up by now
+            self._send(200, reply)
+        elif fault.kind == "execute_late":
+            # A request held up on its way (a proxy's queue, retransmissions): the client
+            # has usually given up before the gateway acts on it, and acts on it anyway.
+            time.sleep(fault.delay)
+            reply = self.server.simulator.handle(self._command, self._fields, count=False)
+            self.close_connection = True
             self._send(200, reply)
         elif fault.kind == "trickle":
             reply = self.server.simulator.handle(self._command, self._fields, count=False)
