@@ -20,17 +20,19 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .dispatch import enqueue_cancellation, enqueue_refresh, enqueue_sending
 from .models import (
     CancellationBatch,
     CancelState,
     GatewayExchange,
     OutboundMessage,
+    SendState,
     UnmatchedCallback,
     Via,
 )
-from .services.balance import balance_or_none
-from .services.cancellation import preview_cancellation, request_cancellation
-from .tasks import enqueue_cancellation, enqueue_refresh
+from .services import send_recovery
+from .services.balance import balance_for_display
+from .services.cancel_requests import preview_cancellation, request_cancellation
 
 PREVIEW_ROWS = 20
 
@@ -88,12 +90,16 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     date_hierarchy = "scheduled_for"
     list_select_related = False
     show_full_result_count = False
-    actions = ("cancel_delivery", "refresh_status")
+    actions = ("cancel_delivery", "refresh_status", "send_again", "ask_again")
     change_list_template = "admin/django_clickatell/outboundmessage/change_list.html"
     inlines = (GatewayExchangeInline,)
-    # Everything Clickatell or the services write is shown read-only; only what a person
-    # enters is editable. Both lists come from these groups, so they cannot drift apart.
+    # A message row records what was handed to Clickatell and what Clickatell did with
+    # it, so every field is read-only: the message as sent (an edit would make the record
+    # claim a text, recipient or schedule the gateway never got -- and for a queued row,
+    # race a worker that is sending it), and everything the gateway and the services
+    # write. The fields and fieldsets come from these groups, so they cannot drift apart.
     _gateway_groups = (
+        (None, ("recipient", "sender", "text", "scheduled_for", "send_options")),
         (
             _("Clickatell"),
             (
@@ -122,10 +128,21 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     readonly_fields = tuple(name for _title, names in _gateway_groups for name in names)
     # (django-stubs types fieldset options with a stub-only TypedDict; Django checks them.)
-    fieldsets: ClassVar[Any] = (
-        (None, {"fields": ("recipient", "sender", "text", "scheduled_for")}),
-        *((title, {"fields": names}) for title, names in _gateway_groups),
-    )
+    fieldsets: ClassVar[Any] = tuple((title, {"fields": names}) for title, names in _gateway_groups)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Messages are recorded when they are sent; a row made by hand was never sent."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The change permission still grants the actions; no message page saves a row.
+
+        A save writes the whole row back as loaded, so even with nothing editable it
+        could undo what a worker or callback recorded meanwhile.
+        """
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
 
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: OutboundMessage) -> str:
@@ -136,13 +153,15 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ) -> HttpResponse:
         context = dict(extra_context or {})
         if request.method == "GET":  # shown, not needed to act: an action never waits for it
-            context["clickatell_balance"] = balance_or_none()
+            reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
+            context["clickatell_balance"] = reading.credit
+            context["clickatell_balance_reason"] = reading.reason
         return super().changelist_view(request, extra_context=context)
 
     @admin.action(permissions=["change"], description=_("Refresh status from Clickatell"))
     def refresh_status(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
         pks = list(queryset.order_by().values_list("pk", flat=True))
-        if not enqueue_refresh(pks):
+        if not enqueue_refresh(pks, via=Via.ADMIN, actor=request.user):
             self.message_user(request, _("The task queue could not be reached."), messages.ERROR)
             return
         count = len(pks)
@@ -157,6 +176,114 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             messages.SUCCESS,
         )
 
+    def has_send_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.send_{opts.model_name}")
+
+    @admin.action(
+        permissions=["send"],
+        description=_("Send again (rejected by Clickatell or never reached it)"),
+    )
+    def send_again(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> HttpResponse | None:
+        return self._send_action(
+            request,
+            queryset,
+            action="send_again",
+            states=(SendState.REJECTED, SendState.FAILED),
+            move=send_recovery.resend,
+            title=_("Send these messages again?"),
+            explanation=_(
+                "Clickatell rejected these messages or never received them: each is sent "
+                "once more, with the same client message id."
+            ),
+        )
+
+    @admin.action(
+        permissions=["send"],
+        description=_("Ask Clickatell again whether it has the message (unknown sends)"),
+    )
+    def ask_again(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> HttpResponse | None:
+        return self._send_action(
+            request,
+            queryset,
+            action="ask_again",
+            states=(SendState.UNKNOWN,),
+            move=send_recovery.recheck,
+            title=_("Ask Clickatell about these messages?"),
+            explanation=_(
+                "Nobody knows whether Clickatell got these messages. Clickatell is asked by "
+                "client message id: what it has is recorded as sent, and only what it does "
+                "not know is sent, once."
+            ),
+        )
+
+    def _send_action(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[OutboundMessage],
+        *,
+        action: str,
+        states: tuple[str, ...],
+        move: Any,
+        title: Any,
+        explanation: Any,
+    ) -> HttpResponse | None:
+        eligible = queryset.filter(send_state__in=states).exclude(
+            cancel_state=CancelState.CANCELLED
+        )
+        if request.POST.get("post") != "yes":
+            count = eligible.count()
+            context = {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "subtitle": None,
+                "opts": self.opts,
+                "explanation": explanation,
+                "count": count,
+                "skipped": queryset.count() - count,
+                "sample": list(eligible.order_by("pk")[:PREVIEW_ROWS]),
+                "action": action,
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "media": self.media,
+            }
+            request.current_app = self.admin_site.name
+            return TemplateResponse(
+                request, "admin/django_clickatell/outboundmessage/send_confirmation.html", context
+            )
+        pks = move(queryset)
+        if not pks:
+            self.message_user(request, _("Nothing to do for this selection."), messages.INFO)
+            return None
+        if enqueue_sending(pks, via=Via.ADMIN):
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message queued for sending (checked with Clickatell first "
+                    "where needed).",
+                    "%(count)d messages queued for sending (checked with Clickatell first "
+                    "where needed).",
+                    len(pks),
+                )
+                % {"count": len(pks)},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                _(
+                    "The task queue could not be reached. The messages wait and will be "
+                    "picked up when it is back."
+                ),
+                messages.ERROR,
+            )
+        return None
+
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.cancel_{opts.model_name}")
@@ -169,7 +296,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return self._confirm_cancellation(request, queryset)
         result = request_cancellation(queryset, via=Via.ADMIN, actor=request.user)
         queued = len(result.message_pks)
-        if not enqueue_cancellation(result.message_pks):
+        if not enqueue_cancellation(result.message_pks, via=Via.ADMIN, actor=request.user):
             self.message_user(
                 request,
                 _(

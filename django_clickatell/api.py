@@ -13,10 +13,10 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from . import tasks
+from . import dispatch
 from .models import OutboundMessage, Via
-from .services import cancellation, sending
-from .services.sending import InvalidMessage
+from .services import cancel_requests, cancelling, composing, sending
+from .services.composing import InvalidMessage
 
 __all__ = ["InvalidMessage", "cancel_sms", "send_sms"]
 
@@ -40,7 +40,7 @@ def send_sms(
     empty text, a schedule outside Clickatell's 10 minutes to 7 days, …
     Text outside the GSM alphabet is sent as Unicode automatically.
     """
-    messages = sending.create_messages(
+    messages = composing.create_messages(
         to,
         text,
         sender=sender,
@@ -55,17 +55,17 @@ def send_sms(
     if wait:
         sending.send_messages(pks, via=Via.API)
     else:
-        tasks.enqueue_sending(pks)
+        dispatch.enqueue_sending(pks, via=Via.API)
     return list(OutboundMessage.objects.filter(pk__in=pks).order_by("pk"))
 
 
 def cancel_sms(
     messages: QuerySet[OutboundMessage], *, wait: bool = False, actor: Any = None
-) -> cancellation.CancellationRequest:
+) -> cancel_requests.CancellationRequest:
     """Stop the scheduled delivery of *messages*; see :mod:`.services.cancellation`."""
-    result = cancellation.request_cancellation(messages, via=Via.API, actor=actor)
+    result = cancel_requests.request_cancellation(messages, via=Via.API, actor=actor)
     if wait:
-        cancellation.cancel_messages(result.message_pks, via=Via.API, actor=actor)
+        cancelling.cancel_messages(result.message_pks, via=Via.API, actor=actor)
     else:
-        tasks.enqueue_cancellation(result.message_pks)
+        dispatch.enqueue_cancellation(result.message_pks, via=Via.API, actor=actor)
     return result

@@ -223,6 +223,11 @@ class ClickatellSettings:
         _non_negative_int, 60, doc="How long the admin shows a fetched balance."
     )
     keep_text = Option(_boolean, True, doc="Keep message text after sending (False blanks it).")
+    use_celery = Option(
+        _boolean,
+        True,
+        doc="Hand work to Celery workers when Celery is installed (False: do it in-process).",
+    )
 
     @classmethod
     def options(cls) -> dict[str, Option[Any]]:

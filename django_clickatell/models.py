@@ -14,46 +14,26 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .protocol.codes import describe_status, status_choices
+from .selections import MessageQuerySet
+from .states import (
+    ACTIVE_CANCEL_STATES,
+    OPEN_SEND_STATES,
+    CancelState,
+    SendState,
+    Via,
+)
 
-
-class CancelState(models.TextChoices):
-    NOT_REQUESTED = "", _("Not requested")
-    PENDING = "pending", _("Cancellation queued")
-    IN_FLIGHT = "in_flight", _("Cancelling")
-    CANCELLED = "cancelled", _("Cancelled")
-    TOO_LATE = "too_late", _("Too late")
-    REFUSED = "refused", _("Refused by Clickatell")
-    RETRYING = "retrying", _("Failed, will retry")
-    GAVE_UP = "gave_up", _("Failed, gave up")
-    SKIPPED = "skipped", _("Skipped (already final)")
-
-
-#: States in which work is queued or running; a new request leaves them alone.
-ACTIVE_CANCEL_STATES = (CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING)
-
-
-class SendState(models.TextChoices):
-    NOT_SENT_HERE = "", _("Not sent by this app")
-    QUEUED = "queued", _("Queued for sending")
-    SENDING = "sending", _("Sending")
-    VERIFYING = "verifying", _("Checking whether Clickatell got it")
-    SENT = "sent", _("Accepted by Clickatell")
-    REJECTED = "rejected", _("Rejected by Clickatell")
-    UNKNOWN = "unknown", _("Unknown (not resent, to avoid a duplicate)")
-    FAILED = "failed", _("Not sent: Clickatell could not be reached")
-    WITHDRAWN = "withdrawn", _("Stopped before it was sent")
-
-
-#: Sending states in which a run may still act on the message (queued, or in doubt).
-OPEN_SEND_STATES = (SendState.QUEUED, SendState.SENDING, SendState.VERIFYING)
-
-
-class Via(models.TextChoices):
-    ADMIN = "admin", _("Admin")
-    TASK = "task", _("Celery task")
-    COMMAND = "command", _("Management command")
-    API = "api", _("Python API")
-    CALLBACK = "callback", _("Status callback")
+__all__ = [
+    "ACTIVE_CANCEL_STATES",
+    "OPEN_SEND_STATES",
+    "CancelState",
+    "CancellationBatch",
+    "GatewayExchange",
+    "OutboundMessage",
+    "SendState",
+    "UnmatchedCallback",
+    "Via",
+]
 
 
 class OutboundMessage(models.Model):
@@ -168,11 +148,16 @@ class OutboundMessage(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
+    objects = MessageQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("outbound message")
         verbose_name_plural = _("outbound messages")
         ordering = ("-created_at", "-pk")
-        permissions = [("cancel_outboundmessage", _("Can cancel scheduled delivery"))]
+        permissions = [
+            ("cancel_outboundmessage", _("Can cancel scheduled delivery")),
+            ("send_outboundmessage", _("Can send messages again or ask Clickatell about them")),
+        ]
         indexes = [models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state")]
         constraints = [
             # Clickatell is asked about a send in doubt by its climsgid: two messages

@@ -24,23 +24,21 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
 from celery import Task, shared_task
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError
 
+from . import dispatch
 from .conf import app_settings
 from .gateway.client import ClickatellClient
 from .models import Via
-from .services import cancellation, sending, status
+from .services import cancelling, refreshing, send_recovery, sending
+from .services.cleanup import delete_old_history
 
 logger = logging.getLogger("django_clickatell.tasks")
 
 _DATABASE_ERRORS = (OperationalError, InterfaceError)
-#: Publishing happens inside a web request: give up on the broker quickly.
-_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 _TASK_OPTIONS: dict[str, Any] = {
     "bind": True,
     "acks_late": True,
@@ -99,14 +97,14 @@ def send_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any
                 max_retries=app_settings.task_max_retries,
             )
         # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
-        sending.give_up(waiting, report.transient_error or "no answer after the last retry")
+        send_recovery.give_up(waiting, report.transient_error or "no answer after the last retry")
     return report.as_dict()
 
 
 @shared_task(name="django_clickatell.refresh_messages", **_TASK_OPTIONS)
 def refresh_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, Any]:
     """Ask Clickatell for the status of these messages (``querymsg``) and record it."""
-    report = status.refresh_statuses([int(pk) for pk in message_pks], via=Via.TASK)
+    report = refreshing.refresh_statuses([int(pk) for pk in message_pks], via=Via.TASK)
     if report.retry and self.request.retries < app_settings.task_max_retries:
         raise self.retry(
             args=(report.retry,),
@@ -119,7 +117,7 @@ def refresh_messages(self: Task[Any, Any], message_pks: list[int]) -> dict[str, 
 @shared_task(name="django_clickatell.refresh_statuses", ignore_result=True)
 def refresh_statuses() -> int:
     """Refresh every message whose status may still change, in chunks (schedule with beat)."""
-    pks = status.refreshable_messages()
+    pks = refreshing.refreshable_messages()
     size = app_settings.refresh_chunk_size
     for start in range(0, len(pks), size):
         refresh_messages.apply_async((pks[start : start + size],))
@@ -136,104 +134,21 @@ def ping(self: Task[Any, Any]) -> None:
 def requeue_stalled_work() -> dict[str, int]:
     """Queue again the sends, checks and cancellations whose task was lost.
 
-    Lost means: a broker outage when the work was queued, a purged queue, a task
-    out of its retries while its messages still wait, or a worker that died
-    holding a lease that has since expired.  Schedule it with beat every few
-    minutes; work that is merely waiting for its retry is left alone until it
-    is overdue (``CLAIM_TIMEOUT`` + ``TASK_RETRY_BACKOFF_MAX``).
+    Schedule it with beat every few minutes; see :func:`.dispatch.requeue_stalled`.
     """
-    sends = sending.stalled_sends()
-    cancels = cancellation.stalled_cancellations()
-    if sends:
-        logger.warning("Requeueing %d stalled sends", len(sends))
-        for chunk in _chunks(sends, app_settings.task_chunk_size):
-            send_messages.delay(chunk)
-    if cancels:
-        logger.warning("Requeueing %d stalled cancellations", len(cancels))
-        cancel_messages.delay(cancels)
-    return {"sends": len(sends), "cancellations": len(cancels)}
+    return dispatch.requeue_stalled(via=Via.TASK)
+
+
+@shared_task(name="django_clickatell.cleanup", ignore_result=True)
+def cleanup(days: int = 90) -> dict[str, int]:
+    """Delete exchanges and unmatched callbacks older than *days* (schedule daily with beat)."""
+    return delete_old_history(int(days))
 
 
 @shared_task(name="django_clickatell.requeue_stalled_cancellations", ignore_result=True)
 def requeue_stalled_cancellations() -> int:
     """Kept for existing beat schedules: use ``requeue_stalled_work``, which does this too."""
     return sum(requeue_stalled_work().values())
-
-
-def enqueue_cancellation(message_pks: Iterable[int], *, using: str | None = None) -> bool:
-    """Queue :func:`cancel_messages` once the current transaction commits.
-
-    A worker never sees primary keys of rows it cannot read yet, and a rolled
-    back request queues nothing.  Returns False when called outside a
-    transaction and the broker could not be reached: the messages stay
-    ``PENDING`` and :func:`requeue_stalled_cancellations` picks them up later.
-    """
-    pks = list(message_pks)
-    if not pks:
-        return True
-    connection = transaction.get_connection(using)
-    if connection.in_atomic_block:
-        transaction.on_commit(partial(publish_cancellation, pks), using=using)
-        return True
-    return publish_cancellation(pks)
-
-
-def publish_cancellation(message_pks: list[int]) -> bool:
-    """Send the task; a broker outage is logged, never raised into a request."""
-    return _publish(cancel_messages, message_pks, "cancellation")
-
-
-def enqueue_sending(message_pks: Iterable[int]) -> bool:
-    """Queue :func:`send_messages` (on commit inside a transaction, else now).
-
-    Returns False when the broker could not be reached right now: the messages
-    stay ``QUEUED`` and :func:`requeue_stalled_work` sends them later.
-    """
-    pks = list(message_pks)
-    if not pks:
-        return True
-    if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(partial(_publish_sending, pks))
-        return True
-    return _publish_sending(pks)
-
-
-def _publish_sending(pks: list[int]) -> bool:
-    ok = True
-    for chunk in _chunks(pks, app_settings.task_chunk_size):
-        ok = _publish(send_messages, chunk, "sending") and ok
-    if not ok:
-        logger.error(
-            "Messages were recorded but not queued for sending; "
-            "requeue_stalled_work will send them once the task queue is back"
-        )
-    return ok
-
-
-def _chunks(pks: list[int], size: int) -> list[list[int]]:
-    return [pks[start : start + size] for start in range(0, len(pks), size)]
-
-
-def enqueue_refresh(message_pks: Iterable[int]) -> bool:
-    """Queue :func:`refresh_messages` (now, or on commit inside a transaction)."""
-    pks = list(message_pks)
-    if not pks:
-        return True
-    if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(partial(_publish, refresh_messages, pks, "status refresh"))
-        return True
-    return _publish(refresh_messages, pks, "status refresh")
-
-
-def _publish(task: Task[Any, Any], message_pks: list[int], what: str) -> bool:
-    try:
-        task.apply_async((message_pks,), retry=True, retry_policy=_PUBLISH_RETRY)
-    except Exception:
-        logger.exception(
-            "Could not queue the %s of %d messages (task queue unreachable)", what, len(message_pks)
-        )
-        return False
-    return True
 
 
 def retry_delay(retries: int) -> float:
@@ -245,7 +160,7 @@ def retry_delay(retries: int) -> float:
 def _cancel(task: Task[Any, Any], pks: list[int]) -> dict[str, Any]:
     retries = task.request.retries
     give_up = retries >= app_settings.task_max_retries
-    report = cancellation.cancel_messages(
+    report = cancelling.cancel_messages(
         pks, via=Via.TASK, task_id=task.request.id or "", give_up=give_up
     )
     if report.held_elsewhere and not report.retry and retries < app_settings.task_max_retries:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from .conf import app_settings
 from .protocol.callbacks import InvalidCallback, parse_callback
-from .services.status import record_callback
+from .services.callbacks import record_callback
 
 logger = logging.getLogger("django_clickatell.callbacks")
 

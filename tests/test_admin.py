@@ -211,3 +211,126 @@ def test_broker_outage_is_reported_not_a_500(
     assert "The task queue could not be reached." in response.content.decode()
     # Nothing is lost: the messages wait, pending, for requeue_stalled_cancellations.
     assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 2
+
+
+# -- the admin cannot diverge from the gateway ---------------------------------------------
+
+ADD = reverse("admin:django_clickatell_outboundmessage_add")
+GATEWAY_INPUT = ("recipient", "sender", "text", "scheduled_for")
+
+
+def change_url(message: OutboundMessage) -> str:
+    return reverse("admin:django_clickatell_outboundmessage_change", args=[message.pk])
+
+
+def edited_form(message: OutboundMessage) -> dict[str, Any]:
+    """Everything a change form could carry, with the message's fields changed."""
+    return {
+        "recipient": "27111111111",
+        "sender": "Forged",
+        "text": "changed behind Clickatell's back",
+        "scheduled_for_0": "2031-01-01",
+        "scheduled_for_1": "09:00:00",
+        "send_options": '{"deliv_time": "1"}',
+        "exchanges-TOTAL_FORMS": "0",
+        "exchanges-INITIAL_FORMS": "0",
+        "exchanges-MIN_NUM_FORMS": "0",
+        "exchanges-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+    }
+
+
+def test_no_add_for_outbound_messages(admin_client: Client) -> None:
+    """A row added by hand would claim a message Clickatell never got."""
+    assert admin_client.get(ADD).status_code == 403
+    response = admin_client.post(ADD, {"recipient": "27999000001", "text": "hand-made"})
+    assert response.status_code == 403
+    assert not OutboundMessage.objects.exists()
+    assert ADD not in admin_client.get(CHANGELIST).content.decode()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"send_state": "sent"},  # handed to Clickatell
+        {"send_state": "queued", "apimsgid": None},  # not yet sent: a worker may claim it now
+        {"send_state": ""},  # recorded from elsewhere (not sent by this app)
+    ],
+    ids=["sent", "queued", "not-sent-here"],
+)
+def test_message_fields_cannot_be_changed(admin_client: Client, state: dict[str, Any]) -> None:
+    [message] = scheduled_messages(None, 1, send_options={"deliv_time": "60"}, **state)
+    before = OutboundMessage.objects.values(*GATEWAY_INPUT, "send_options", "updated_at").get()
+    page = admin_client.get(change_url(message)).content.decode()
+    for name in GATEWAY_INPUT:
+        assert f'name="{name}' not in page, name  # shown, not editable
+    assert message.recipient in page
+    assert "deliv_time" in page  # the send options are shown
+    response = admin_client.post(change_url(message), edited_form(message))
+    assert response.status_code == 403
+    after = OutboundMessage.objects.values(*GATEWAY_INPUT, "send_options", "updated_at").get()
+    assert after == before
+
+
+def test_operator_with_change_permission_keeps_the_actions(client: Client) -> None:
+    client.force_login(staff("view_outboundmessage", "change_outboundmessage"))
+    [message] = scheduled_messages(None, 1)
+    assert "refresh_status" in client.get(CHANGELIST).content.decode()
+    assert client.get(change_url(message)).status_code == 200
+    assert client.post(change_url(message), edited_form(message)).status_code == 403
+    assert OutboundMessage.objects.get().recipient == message.recipient
+
+
+class TestWaysOutOfAFailedSend:
+    """Rejected, failed and unknown sends are offered to the operator (issue 11)."""
+
+    def post(self, client: Client, action: str, pks: list[int], *, confirm: bool) -> Any:
+        data = {**action_post(pks, confirm=confirm), "action": action}
+        return client.post(CHANGELIST, data)
+
+    def test_send_again_needs_its_permission_and_a_confirmation(
+        self, client: Client, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        from django_clickatell.models import SendState
+        from django_clickatell.services.composing import create_messages
+
+        rejected, sent = create_messages(["27999000001", "27999000002"], "hi")
+        OutboundMessage.objects.filter(pk=rejected.pk).update(
+            send_state=SendState.REJECTED, send_error="ERR 301: No credit left"
+        )
+        OutboundMessage.objects.filter(pk=sent.pk).update(send_state=SendState.SENT)
+        client.force_login(staff("view_outboundmessage"))
+        assert "Send again" not in client.get(CHANGELIST).content.decode()
+        refused = self.post(client, "send_again", [rejected.pk], confirm=True)
+        assert refused.status_code == 200  # "no action selected": nothing happens
+        assert OutboundMessage.objects.get(pk=rejected.pk).send_state == SendState.REJECTED
+
+        client.force_login(User.objects.create_user("sender", is_staff=True))
+        user = User.objects.get(username="sender")
+        for codename in ("view_outboundmessage", "send_outboundmessage"):
+            user.user_permissions.add(Permission.objects.get(codename=codename))
+        page = self.post(client, "send_again", [rejected.pk, sent.pk], confirm=False)
+        content = page.content.decode()
+        assert "1 message is concerned" in content
+        assert "ERR 301: No credit left" in content
+        assert "1 selected message is left alone" in content
+        assert OutboundMessage.objects.get(pk=rejected.pk).send_state == SendState.REJECTED
+        with django_capture_on_commit_callbacks() as callbacks:
+            self.post(client, "send_again", [rejected.pk, sent.pk], confirm=True)
+        assert len(callbacks) == 1
+        states = dict(OutboundMessage.objects.values_list("pk", "send_state"))
+        assert states == {rejected.pk: SendState.QUEUED, sent.pk: SendState.SENT}
+
+    def test_ask_again_moves_unknown_sends_to_verification(
+        self, admin_client: Client, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        from django_clickatell.models import SendState
+        from django_clickatell.services.composing import create_messages
+
+        [unknown] = create_messages("27999000001", "hi")
+        OutboundMessage.objects.update(send_state=SendState.UNKNOWN, send_error="Gave up")
+        with django_capture_on_commit_callbacks() as callbacks:
+            self.post(admin_client, "ask_again", [unknown.pk], confirm=True)
+        assert len(callbacks) == 1
+        unknown.refresh_from_db()
+        assert unknown.send_state == SendState.VERIFYING

@@ -11,12 +11,8 @@ from django.db import connection
 from django.utils import timezone
 
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
-from django_clickatell.services.cancellation import (
-    cancel_message,
-    cancel_messages,
-    preview_cancellation,
-    request_cancellation,
-)
+from django_clickatell.services.cancel_requests import preview_cancellation, request_cancellation
+from django_clickatell.services.cancelling import cancel_message, cancel_messages
 from django_clickatell.signals import message_cancelled, message_status_changed
 from django_clickatell.simulator import ClickatellSimulator
 from tests.factories import scheduled_messages

@@ -16,7 +16,7 @@ import pytest
 from django.db import OperationalError, connections
 from django.utils import timezone
 
-from django_clickatell import tasks
+from django_clickatell import dispatch, tasks
 from django_clickatell.exceptions import AuthenticationError, CommandNotSent
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.models import (
@@ -27,13 +27,11 @@ from django_clickatell.models import (
     Via,
 )
 from django_clickatell.protocol.callbacks import parse_callback
-from django_clickatell.services import recording, sending
-from django_clickatell.services.cancellation import (
-    cancel_messages,
-    request_cancellation,
-    stalled_cancellations,
-)
-from django_clickatell.services.status import record_callback, refresh_statuses
+from django_clickatell.services import composing, recording, send_recovery, sending
+from django_clickatell.services.callbacks import record_callback
+from django_clickatell.services.cancel_requests import request_cancellation
+from django_clickatell.services.cancelling import cancel_messages, stalled_cancellations
+from django_clickatell.services.refreshing import refresh_statuses
 from django_clickatell.simulator import ClickatellSimulator
 from tests.factories import scheduled_messages
 
@@ -60,7 +58,7 @@ def expire_leases() -> None:
 def test_run_killed_after_sendmsg_left_is_verified_not_resent(
     simulator: ClickatellSimulator,
 ) -> None:
-    [message] = sending.create_messages("27999000001", "once")
+    [message] = composing.create_messages("27999000001", "once")
     client = ClickatellClient()
     real_sendmsg = client.sendmsg
 
@@ -87,7 +85,7 @@ def test_run_killed_after_sendmsg_left_is_verified_not_resent(
 def test_two_runs_of_the_same_messages_at_once_send_each_once(
     simulator: ClickatellSimulator,
 ) -> None:
-    messages = sending.create_messages([f"279990{n:05d}" for n in range(60)], "hello")
+    messages = composing.create_messages([f"279990{n:05d}" for n in range(60)], "hello")
     pks = [m.pk for m in messages]
     barrier = threading.Barrier(2)
 
@@ -111,7 +109,7 @@ def test_two_runs_of_the_same_messages_at_once_send_each_once(
 
 def test_database_cut_after_the_reply_never_resends(simulator: ClickatellSimulator) -> None:
     """The autoretry of a database error used to send the same SMS again."""
-    [message] = sending.create_messages("27999000001", "once")
+    [message] = composing.create_messages("27999000001", "once")
     real_write = recording.write_outcome
 
     def database_gone(pk: int, updates: dict[str, Any], exchange: Any) -> None:
@@ -137,7 +135,7 @@ def test_database_cut_after_the_reply_never_resends(simulator: ClickatellSimulat
 def test_every_send_carries_a_climsgid_the_database_keeps_unique() -> None:
     from django.db import IntegrityError, transaction
 
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     assert message.climsgid
     with pytest.raises(IntegrityError), transaction.atomic():
         OutboundMessage.objects.create(recipient="27999000002", climsgid=message.climsgid)
@@ -147,7 +145,7 @@ def test_verification_refused_for_good_is_unknown_not_stuck(
     simulator: ClickatellSimulator,
 ) -> None:
     """A non-retryable answer to querymsg used to leave the message "verifying" for ever."""
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     simulator.inject("drop_reply", command="sendmsg")
     sending.send_messages([message.pk], via=Via.TASK)
     simulator.inject("body", command="querymsg", body="ERR: 101, Invalid or missing parameters")
@@ -157,7 +155,7 @@ def test_verification_refused_for_good_is_unknown_not_stuck(
     assert "ERR 101" in message.send_error
     assert simulator.counts["sendmsg"] == 1
     # The operator asks again once the cause is fixed: resolved, still no second SMS.
-    assert sending.recheck(OutboundMessage.objects.all()) == [message.pk]
+    assert send_recovery.recheck(OutboundMessage.objects.all()) == [message.pk]
     sending.send_messages([message.pk], via=Via.TASK)
     message.refresh_from_db()
     assert message.send_state == SendState.SENT
@@ -165,7 +163,7 @@ def test_verification_refused_for_good_is_unknown_not_stuck(
 
 
 def test_command_never_sent_leaves_the_message_queued(simulator: ClickatellSimulator) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     client = ClickatellClient()
     refusal = CommandNotSent("sendmsg", AuthenticationError(1, "Authentication failed"))
     with mock.patch.object(client, "sendmsg", side_effect=refusal):
@@ -183,15 +181,15 @@ def test_rejected_and_failed_messages_can_be_resent_once_the_cause_is_fixed(
     simulator: ClickatellSimulator,
 ) -> None:
     simulator.inject("body", command="sendmsg", body="ERR: 301, No credit left")
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     sending.send_messages([message.pk], via=Via.TASK)
     message.refresh_from_db()
     assert message.send_state == SendState.REJECTED
-    assert sending.resend(OutboundMessage.objects.all()) == [message.pk]
+    assert send_recovery.resend(OutboundMessage.objects.all()) == [message.pk]
     sending.send_messages([message.pk], via=Via.TASK)
     message.refresh_from_db()
     assert message.send_state == SendState.SENT
-    assert sending.resend(OutboundMessage.objects.all()) == []  # sent: nothing to resend
+    assert send_recovery.resend(OutboundMessage.objects.all()) == []  # sent: nothing to resend
 
 
 # -- nothing stranded --------------------------------------------------------------------
@@ -201,31 +199,50 @@ def test_rejected_and_failed_messages_can_be_resent_once_the_cause_is_fixed(
 def test_broker_down_at_send_sms_is_reported_and_requeued(
     simulator: ClickatellSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     with mock.patch.object(
         tasks.send_messages, "apply_async", side_effect=OSError("broker unreachable")
     ):
-        assert tasks.enqueue_sending([message.pk]) is False
+        assert dispatch.enqueue_sending([message.pk]) is False
     assert "requeue_stalled_work" in caplog.text
-    assert sending.stalled_sends() == []  # not overdue yet: a retry may still be on its way
+    assert send_recovery.stalled_sends() == []  # not overdue yet: a retry may still be on its way
     OutboundMessage.objects.update(updated_at=timezone.now() - timedelta(hours=1))
-    with mock.patch.object(tasks.send_messages, "delay") as delay:
+    with mock.patch.object(tasks.send_messages, "apply_async") as publish:
         assert tasks.requeue_stalled_work() == {"sends": 1, "cancellations": 0}
-    delay.assert_called_once_with([message.pk])
+    assert publish.call_args.args == (([message.pk],),)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requeue_command_does_the_lost_work_here_without_celery(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False}
+    [message] = composing.create_messages("27999000001", "x")
+    OutboundMessage.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+    out = StringIO()
+    call_command("clickatell_requeue", stdout=out)
+    assert out.getvalue().strip() == "Stalled work done: 1 sends, 0 cancellations."
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert simulator.counts["sendmsg"] == 1
 
 
 def test_orphaned_sends_are_requeued_once_their_lease_expires(
     simulator: ClickatellSimulator,
 ) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     OutboundMessage.objects.update(
         send_state=SendState.SENDING,
         claim_token="dead-run",
         claim_expires_at=timezone.now() + timedelta(seconds=60),
     )
-    assert sending.stalled_sends() == []
+    assert send_recovery.stalled_sends() == []
     expire_leases()
-    assert sending.stalled_sends() == [message.pk]
+    assert send_recovery.stalled_sends() == [message.pk]
 
 
 def test_stall_detection_reads_the_last_change_not_the_creation(
@@ -247,7 +264,7 @@ def test_stall_detection_reads_the_last_change_not_the_creation(
 def test_cancelling_a_queued_message_stops_it_here_without_a_request(
     simulator: ClickatellSimulator,
 ) -> None:
-    [message] = sending.create_messages("27999000001", "x")
+    [message] = composing.create_messages("27999000001", "x")
     result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
     message.refresh_from_db()
     assert result.message_pks == []
@@ -342,3 +359,30 @@ def test_a_callback_from_the_future_cannot_freeze_a_message(
     callback(message, "007", timezone.now().timestamp() - 1)
     message.refresh_from_db()
     assert message.status == "007"
+
+
+# -- hostile replies cannot make the record lose what it received --------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_nul_byte_in_an_err_reply_loses_no_outcome(simulator: ClickatellSimulator) -> None:
+    """PostgreSQL refuses NUL in text: the writer failed and threw away every later reply."""
+    messages = scheduled_messages(simulator, 10)
+    client = ClickatellClient()
+    real_delmsg = client.delmsg
+    calls = 0
+
+    def hostile_fourth(**kwargs: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            simulator.inject("body", command="delmsg", body="ERR: 101, bad\x00byte\x01here")
+        return real_delmsg(**kwargs)
+
+    with mock.patch.object(client, "delmsg", hostile_fourth):
+        cancel_messages([m.pk for m in messages], via=Via.API, client=client)
+    assert GatewayExchange.objects.filter(command="delmsg").count() == 10
+    refused = OutboundMessage.objects.get(cancel_state=CancelState.REFUSED)
+    assert "\x00" not in refused.cancel_error
+    assert "bad" in refused.exchanges.get().error_description
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 9

@@ -21,9 +21,9 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from django_clickatell import tasks
+from django_clickatell import dispatch, tasks
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
-from django_clickatell.services.cancellation import request_cancellation
+from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.simulator import ClickatellSimulator, Fault
 from tests.conftest import WorkerProcess, flush_broker, wait_until
 from tests.factories import scheduled_messages
@@ -81,7 +81,7 @@ def _fresh_worker_cache(faults: FaultEnv) -> None:
 def start_batch(simulator: ClickatellSimulator) -> list[OutboundMessage]:
     messages = scheduled_messages(simulator, N)
     result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
-    assert tasks.enqueue_cancellation(result.message_pks)
+    assert dispatch.enqueue_cancellation(result.message_pks)
     return messages
 
 

@@ -34,6 +34,10 @@ IMPORT_ALL = textwrap.dedent(
     # django_clickatell.testing is a pytest plugin: it needs pytest, which this venv lacks.
     names = [m.name for m in pkgutil.walk_packages(django_clickatell.__path__, "django_clickatell.")
              if ".migrations." not in m.name and not m.name.endswith(("__main__", ".testing"))]
+    try:
+        import celery  # noqa: F401
+    except ImportError:  # without the [celery] extra, only the task definitions need it
+        names.remove("django_clickatell.tasks")
     for name in names:
         importlib.import_module(name)
     print(django_clickatell.__file__)
@@ -107,7 +111,18 @@ def test_wheel_installs_and_works_in_a_clean_virtualenv(dist: Path, tmp_path: Pa
     run(python, "manage.py", "check", "--fail-level", "WARNING", cwd=project, env=env)
     out = run(python, "manage.py", "migrate", cwd=project, env=env)
     assert "Applying django_clickatell.0001_initial... OK" in out
+    assert "Applying django_clickatell.0002_exactly_once_sending... OK" in out
     out = run(python, "-c", IMPORT_ALL, cwd=project, env={**env, "PYTHONPATH": str(project)})
     location, count = out.split()
     assert location.startswith(str(venv))  # the installed copy, not the source tree
     assert int(count) >= 25
+    # Celery is an extra: everything above ran without it; with it, the tasks load too.
+    run(python, "-m", "pip", "install", "--quiet", f"{wheel}[redis,celery]", cwd=tmp_path)
+    run(python, "-c", IMPORT_ALL, cwd=project, env={**env, "PYTHONPATH": str(project)})
+    run(
+        python,
+        "-c",
+        "import django, sys; django.setup(); import django_clickatell.tasks",
+        cwd=project,
+        env={**env, "PYTHONPATH": str(project)},
+    )

@@ -169,14 +169,69 @@ class TestSendmsg:
             replies.parse_send(f"ID: {SID}\nID: {SID}")
 
 
+class TestErrLine:
+    """The ``ERR`` grammar, read by splitting (the old regex backtracked quadratically)."""
+
+    @pytest.mark.parametrize(
+        ("line", "expected"),
+        [
+            ("ERR: 001, Authentication failed", (1, "Authentication failed", None)),
+            ("ERR: 1, Auth fail", (1, "Auth fail", None)),
+            ("ERR:001,Authentication failed", (1, "Authentication failed", None)),
+            ("ERR: 001 , x", (1, "x", None)),
+            ("ERR: 103", (103, "", None)),
+            ("ERR: Authentication failed", (None, "Authentication failed", None)),
+            ("ERR: , x", (None, "x", None)),
+            ("ERR: 1234567, x", (None, "1234567, x", None)),  # seven digits: not a code
+            ("ERR: 1.5 x", (None, "1.5 x", None)),
+            ("ERR: 12abc", (12, "abc", None)),
+            ("ERR: ٣, x", (None, "٣, x", None)),  # only ASCII digits make a code
+            ("ERR: 105, Invalid To: 27999000002", (105, "Invalid", "27999000002")),
+            ("ERR: 105, Invalid To:27999000002", (105, "Invalid", "27999000002")),
+            ("ERR: 105, Invalid\t To: \t+27999000002", (105, "Invalid", "+27999000002")),
+            ("ERR: 105, To: 27999000002", (105, "", "27999000002")),
+            ("ERR: 105 To: 27999000002", (105, "", "27999000002")),
+            ("ERR: 105,To: 27999000002", (105, "To: 27999000002", None)),
+            ("ERR:To:27999000002", (None, "To:27999000002", None)),
+            ("ERR: a To: 111 To: 27999000002", (None, "a To: 111", "27999000002")),
+            ("ERR: 105, Invalid To:", (105, "Invalid To:", None)),
+            ("ERR: 105, Invalid  \t  spacing", (105, "Invalid spacing", None)),
+        ],
+    )
+    def test_grammar(self, line: str, expected: tuple[int | None, str, str | None]) -> None:
+        reply = replies._parse_error(line, ())
+        assert (reply.code, reply.description, reply.to) == expected
+
+    @pytest.mark.parametrize("line", ["ERR: 105, x To: 2799x", "ERR: 105, x To: 12"])
+    def test_unreadable_recipient(self, line: str) -> None:
+        with pytest.raises(ProtocolError, match="unreadable recipient"):
+            replies.parse_send(f"ID: {SID} To: 27999000001\n{line}")
+
+
 class TestBalanceAndCharge:
     def test_balance(self) -> None:
         assert replies.parse_balance("Credit: 1234.5") == replies.BalanceReply(Decimal("1234.5"))
 
-    @pytest.mark.parametrize("body", ["Credit: lots", "Credit: NaN", "Credit:", "Balance: 3"])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            "Credit: lots",
+            "Credit: NaN",
+            "Credit:",
+            "Balance: 3",
+            "Credit: 1E+999999999",
+            "Credit: 1_000",
+            "Credit: ١٢",
+            "Credit: " + "9" * 10_000,
+        ],
+    )
     def test_balance_malformed(self, body: str) -> None:
         with pytest.raises(ProtocolError):
             replies.parse_balance(body)
+
+    @pytest.mark.parametrize("credit", ["0", "-12.5", "+3", ".5", "12.", "123456789012345678.25"])
+    def test_balance_plain_decimals(self, credit: str) -> None:
+        assert replies.parse_balance(f"Credit: {credit}").credit == Decimal(credit)
 
     def test_charge_lower_case_keys(self) -> None:
         reply = replies.parse_charge(f"apiMsgId: {SID} charge: 0.300000 status: 004")

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django_clickatell.exceptions import ClickatellError
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.models import OutboundMessage, Via
-from django_clickatell.services.cancellation import cancel_messages
+from django_clickatell.services.cancelling import cancel_messages
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import PASSWORD
 from tests.factories import scheduled_messages
@@ -117,9 +117,9 @@ def test_broker_traffic_and_worker_logs_carry_no_secret(
     reaches the worker's log."""
     import subprocess
 
-    from django_clickatell import tasks
+    from django_clickatell import dispatch, tasks
     from django_clickatell.api import send_sms
-    from django_clickatell.services.cancellation import request_cancellation
+    from django_clickatell.services.cancel_requests import request_cancellation
     from tests.conftest import ARTIFACTS, WorkerProcess, wait_until
 
     broker_db = int(settings.CELERY_BROKER_URL.rsplit("/", 1)[1])
@@ -142,7 +142,7 @@ def test_broker_traffic_and_worker_logs_carry_no_secret(
         simulator.expire_sessions()  # force a re-auth inside the worker, too
         tasks.refresh_statuses()
         request = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
-        tasks.enqueue_cancellation(request.message_pks)
+        dispatch.enqueue_cancellation(request.message_pks)
         assert wait_until(lambda: OutboundMessage.objects.filter(status="006").count() == 2)
     finally:
         worker.stop()

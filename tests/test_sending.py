@@ -40,7 +40,7 @@ def test_scheduled_single_recipient(simulator: ClickatellSimulator) -> None:
 
 
 def test_climsgids_are_unique_and_generated() -> None:
-    from django_clickatell.services.sending import create_messages
+    from django_clickatell.services.composing import create_messages
 
     messages = create_messages(["27999000001", "27999000002"], "hi")
     assert len({m.climsgid for m in messages}) == 2
@@ -200,7 +200,7 @@ def test_given_climsgid_must_be_unique(simulator: ClickatellSimulator) -> None:
 
 
 def test_giving_up_marks_unverifiable_unknown(simulator: ClickatellSimulator) -> None:
-    from django_clickatell.services.sending import give_up
+    from django_clickatell.services.send_recovery import give_up
 
     simulator.inject("reset", command="sendmsg")
     [message] = send_sms("27999000001", "x", wait=True)
@@ -212,7 +212,7 @@ def test_giving_up_marks_unverifiable_unknown(simulator: ClickatellSimulator) ->
 
 def test_giving_up_on_a_never_sent_message_fails_it(simulator: ClickatellSimulator) -> None:
     """A task out of retries used to leave its messages queued for ever."""
-    from django_clickatell.services.sending import give_up
+    from django_clickatell.services.send_recovery import give_up
 
     [message] = send_sms("27999000001", "x")
     assert give_up([message.pk], "gateway unreachable") == 1

@@ -21,7 +21,8 @@ from django_clickatell.models import (
     UnmatchedCallback,
     Via,
 )
-from django_clickatell.services.status import match_unmatched_callbacks, refresh_statuses
+from django_clickatell.services.callbacks import match_unmatched_callbacks
+from django_clickatell.services.refreshing import refresh_statuses
 from django_clickatell.signals import message_cancelled, message_status_changed
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import wait_until

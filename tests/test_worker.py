@@ -9,9 +9,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from django_clickatell import tasks
+from django_clickatell import dispatch, tasks
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
-from django_clickatell.services.cancellation import request_cancellation
+from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import WorkerProcess, wait_until
 from tests.factories import scheduled_messages
@@ -37,7 +37,7 @@ def test_worker_cancels_a_selection(
     messages = scheduled_messages(simulator, 120)
     simulator.messages[str(messages[0].apimsgid)].status = "004"  # delivered meanwhile
     result = request_cancellation(OutboundMessage.objects.all(), via=Via.API)
-    tasks.enqueue_cancellation(result.message_pks)  # fans out into chunks of 50
+    dispatch.enqueue_cancellation(result.message_pks)  # fans out into chunks of 50
     assert wait_until(lambda: settled(120), timeout=60)
     assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 119
     assert OutboundMessage.objects.get(pk=messages[0].pk).cancel_state == CancelState.TOO_LATE

@@ -2,8 +2,10 @@
 
 Fields: ``api_id``, ``apiMsgId``, ``cliMsgId`` (may be empty), ``to``, ``from``,
 ``timestamp`` (unix seconds), ``status`` (``003``), ``charge`` (``0.300000``).
-Anything malformed raises :class:`InvalidCallback` with a short reason that is
-safe to return to the caller.
+Anything malformed or out of range raises :class:`InvalidCallback` with a short
+reason that is safe to return to the caller.  Whatever is accepted fits the
+columns it is stored in (``OutboundMessage`` and ``UnmatchedCallback``), so a
+callback is answered 200 or 400, never 500.
 """
 
 from __future__ import annotations
@@ -12,13 +14,30 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 from .codes import normalize_status
 from .replies import is_client_message_id, is_message_id
 
+#: The columns the fields land in (``models.py``; a test keeps the two in step).
+APIMSGID_MAX_LENGTH = 64
+CLIMSGID_MAX_LENGTH = 32
+RECIPIENT_MAX_LENGTH = 32
+SENDER_MAX_LENGTH = 32
+STATUS_MAX_LENGTH = 8
+CHARGE_MAX_DIGITS = 12
+CHARGE_DECIMAL_PLACES = 6
+
+_API_ID = re.compile(r"[0-9]{1,32}")
 _MSISDN = re.compile(r"\+?[0-9]{3,20}")
 _SENDER = re.compile(r"[\w +.-]{0,32}")
+# Plain ASCII decimal notation, as Clickatell writes charges (``0.300000``): no sign,
+# exponent, underscores or non-ASCII digits, all of which ``Decimal()`` would accept.
+_CHARGE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_CHARGE_QUANTUM = Decimal(1).scaleb(-CHARGE_DECIMAL_PLACES)
+_CHARGE_LIMIT = Decimal(10) ** (CHARGE_MAX_DIGITS - CHARGE_DECIMAL_PLACES)
+# Room for every storable charge, whatever the thread's decimal context says.
+_CHARGE_CONTEXT = Context(prec=CHARGE_MAX_DIGITS + 2, rounding=ROUND_HALF_EVEN)
 # Clickatell's HTTP API predates 2001 timestamps by little; refuse nonsense.
 _EARLIEST = 946684800  # 2000-01-01
 _LATEST = 4102444800  # 2100-01-01
@@ -46,7 +65,7 @@ def parse_callback(params: Mapping[str, str]) -> StatusCallback:
         if len(key) > 32 or len(value) > MAX_FIELD:
             raise InvalidCallback("field too long")
     api_id = params.get("api_id", "")
-    if not api_id.isascii() or not api_id.isdigit():
+    if not _API_ID.fullmatch(api_id):
         raise InvalidCallback("missing or malformed api_id")
     apimsgid = params.get("apiMsgId", "")
     if not is_message_id(apimsgid):
@@ -54,28 +73,34 @@ def parse_callback(params: Mapping[str, str]) -> StatusCallback:
     climsgid = params.get("cliMsgId", "")
     if climsgid and not is_client_message_id(climsgid):
         raise InvalidCallback("malformed cliMsgId")
-    try:
-        status = normalize_status(params.get("status", ""))
-    except ValueError:
-        raise InvalidCallback("missing or malformed status") from None
-    if len(status) > 3:
-        raise InvalidCallback("malformed status")
     to = params.get("to", "")
     if to and not _MSISDN.fullmatch(to):
         raise InvalidCallback("malformed to")
     sender = params.get("from", "")
     if not _SENDER.fullmatch(sender):
         raise InvalidCallback("malformed from")
-    return StatusCallback(
+    callback = StatusCallback(
         api_id=api_id,
         apimsgid=apimsgid,
         climsgid=climsgid,
         to=to,
         sender=sender,
-        status=status,
+        status=_status(params.get("status", "")),
         reported_at=_timestamp(params.get("timestamp", "")),
         charge=_charge(params.get("charge", "")),
     )
+    _check_columns(callback)
+    return callback
+
+
+def _status(value: str) -> str:
+    try:
+        status = normalize_status(value)
+    except ValueError:
+        raise InvalidCallback("missing or malformed status") from None
+    if len(status) > 3:
+        raise InvalidCallback("malformed status")
+    return status
 
 
 def _timestamp(value: str) -> datetime | None:
@@ -90,12 +115,35 @@ def _timestamp(value: str) -> datetime | None:
 
 
 def _charge(value: str) -> Decimal | None:
+    """The charge as stored: six decimal places, below 10**6 *after* rounding.
+
+    Checking before rounding let ``999999.9999999`` through; it rounds to
+    ``1000000.000000``, which the column cannot hold (a 500 at save time).
+    """
     if not value:
         return None
-    try:
-        charge = Decimal(value)
-    except InvalidOperation:
-        raise InvalidCallback("malformed charge") from None
-    if not charge.is_finite() or charge < 0 or charge >= 10**6:
+    if not _CHARGE.fullmatch(value):
         raise InvalidCallback("malformed charge")
-    return charge.quantize(Decimal("0.000001"))
+    charge = Decimal(value)
+    if charge >= _CHARGE_LIMIT:
+        raise InvalidCallback("charge out of range")
+    try:
+        charge = charge.quantize(_CHARGE_QUANTUM, context=_CHARGE_CONTEXT)
+    except InvalidOperation:  # pragma: no cover - below the limit it always fits
+        raise InvalidCallback("charge out of range") from None
+    if charge >= _CHARGE_LIMIT:
+        raise InvalidCallback("charge out of range")
+    return charge
+
+
+def _check_columns(callback: StatusCallback) -> None:
+    """The last word on "can be stored": every text field fits its column."""
+    for value, limit, name in (
+        (callback.apimsgid, APIMSGID_MAX_LENGTH, "apiMsgId"),
+        (callback.climsgid, CLIMSGID_MAX_LENGTH, "cliMsgId"),
+        (callback.to, RECIPIENT_MAX_LENGTH, "to"),
+        (callback.sender, SENDER_MAX_LENGTH, "from"),
+        (callback.status, STATUS_MAX_LENGTH, "status"),
+    ):
+        if len(value) > limit or "\x00" in value:
+            raise InvalidCallback(f"{name} out of range")

@@ -107,10 +107,12 @@ def normalize_status(code: str | int) -> str:
     text = str(code).strip()
     if not text.isascii() or not text.isdigit():
         raise ValueError(f"status code must be digits, got {text[:16]!r}")
-    normalized = f"{int(text):03d}"
-    if len(normalized) > MAX_STATUS_LENGTH:
+    significant = text.lstrip("0")
+    # Checked before int(): converting thousands of digits is quadratic (and refused
+    # by the interpreter past 4300), and no such code can be stored anyway.
+    if len(significant) > MAX_STATUS_LENGTH:
         raise ValueError(f"status code too long: {text[:16]!r}…")
-    return normalized
+    return f"{int(significant or '0'):03d}"
 
 
 def describe_status(code: str | int) -> StatusInfo:

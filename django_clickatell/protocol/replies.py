@@ -14,26 +14,23 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import NoReturn
 
 from ..exceptions import GatewayError, ProtocolError, error_for_code
 from .codes import describe_status, normalize_status
-from .redaction import Secret, excerpt
+from .redaction import Secret, clean, excerpt, redact
 
 Secrets = Iterable[str | Secret | None]
 
+# Every pattern is anchored (``fullmatch``) and bounded, so matching costs at most
+# a few dozen steps whatever the reply; ``ERR`` lines are split, not matched.
 _KEY = re.compile(r"[A-Za-z][A-Za-z_]{0,31}")
-_ERR = re.compile(
-    r"""^ERR:[ \t]*
-        (?:(?P<code>\d{1,6})(?![\d.])[ \t]*,?)?      # code, maybe unpadded, maybe absent
-        [ \t]*(?P<description>.*?)
-        (?:[ \t]+To:[ \t]*(?P<to>\S+))?            # multi-recipient sendmsg
-        [ \t]*$""",
-    re.VERBOSE,
-)
+_ERROR_CODE_DIGITS = 6
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SESSION_ID = re.compile(r"[A-Za-z0-9]{8,64}")
 _MSISDN = re.compile(r"\+?[0-9]{3,20}")
+# Plain decimal notation, as Clickatell writes credit and charges; bounded so a reply
+# cannot hand the caller a number with thousands of digits or an absurd exponent.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})")
 
 
 @dataclass(frozen=True)
@@ -134,16 +131,58 @@ def _fields(line: str) -> dict[str, str]:
     return fields
 
 
-def _parse_error(line: str) -> ErrorReply:
-    match = _ERR.match(line)
-    if match is None:
-        raise _Malformed("unreadable ERR line")
-    code = match.group("code")
-    description = match.group("description").strip().lstrip(",").strip()
-    to = match.group("to")
-    if to is not None and not _MSISDN.fullmatch(to):
+def _parse_error(line: str, secrets: Secrets) -> ErrorReply:
+    """``ERR: <code>, <description>[ To: <msisdn>]``, read by splitting, never backtracking.
+
+    The description is gateway text: it is cleaned and redacted here, before it
+    can reach an exception, a log or the database.  A recipient that carries a
+    secret is refused rather than redacted: a redacted number matches nobody.
+    """
+    code, rest = _split_error_code(line.removeprefix("ERR:"))
+    description, to = _split_recipient(rest)
+    if to is not None and (not _MSISDN.fullmatch(to) or _carries_secret(to, secrets)):
         raise _Malformed("unreadable recipient")
-    return ErrorReply(int(code) if code is not None else None, description, to)
+    description = description.strip().lstrip(",").strip()
+    return ErrorReply(code, clean(description, secrets), to)
+
+
+def _split_error_code(text: str) -> tuple[int | None, str]:
+    """``" 001, Authentication failed"`` -> ``(1, " Authentication failed")``.
+
+    The code is optional and may be unpadded; a run of more than six digits or
+    a number with a decimal point is part of the description, not a code.  The
+    whitespace before the description is kept: it tells :func:`_split_recipient`
+    whether a leading ``To:`` is a word of its own.
+    """
+    stripped = text.lstrip()
+    digits = len(stripped) - len(stripped.lstrip("0123456789"))
+    if not 1 <= digits <= _ERROR_CODE_DIGITS or stripped[digits : digits + 1] == ".":
+        return None, text
+    rest = stripped[digits:]
+    if rest.lstrip().startswith(","):
+        rest = rest.lstrip()[1:]
+    return int(stripped[:digits]), rest
+
+
+def _split_recipient(text: str) -> tuple[str, str | None]:
+    """Split off a trailing ``To: <msisdn>`` (or ``To:<msisdn>``) of a multi-recipient error.
+
+    ``To:`` counts only as a word after whitespace, as in ``ERR: 105, To: 2799…``;
+    ``ERR: 105,To: 2799…`` is a description.
+    """
+    words = text.rsplit(None, 2)
+    first_word_counts = text[:1].isspace()
+    last = words[-1] if words else ""
+    if last.startswith("To:") and len(last) > len("To:") and (len(words) > 1 or first_word_counts):
+        return (text.rsplit(None, 1)[0] if len(words) > 1 else ""), last[len("To:") :]
+    if len(words) >= 2 and words[-2] == "To:" and (len(words) > 2 or first_word_counts):
+        return (words[0] if len(words) == 3 else ""), last
+    return text, None
+
+
+def _carries_secret(value: str, secrets: Secrets) -> bool:
+    """Whether *value* contains a secret (a session id echoed as a message id, say)."""
+    return redact(value, secrets) != value
 
 
 def _require(fields: dict[str, str], *keys: str, optional: tuple[str, ...] = ()) -> None:
@@ -155,8 +194,14 @@ def _require(fields: dict[str, str], *keys: str, optional: tuple[str, ...] = ())
         raise _Malformed(f"unexpected field {sorted(unexpected)[0]!r}")
 
 
-def _message_id(value: str) -> str:
-    if not _MESSAGE_ID.fullmatch(value):
+def _message_id(value: str, secrets: Secrets) -> str:
+    """A message id as Clickatell writes it; one that carries a secret is refused.
+
+    Message ids look like session ids (32 hex digits), so they are never
+    redacted by shape -- but storing the session id as an ``apimsgid`` would
+    put it in the database.
+    """
+    if not _MESSAGE_ID.fullmatch(value) or _carries_secret(value, secrets):
         raise _Malformed("unreadable message id")
     return value
 
@@ -169,64 +214,68 @@ def _status(value: str) -> str:
 
 
 def _decimal(value: str) -> Decimal:
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise _Malformed("unreadable number") from None
-    if not number.is_finite():
+    if not _DECIMAL.fullmatch(value):
         raise _Malformed("unreadable number")
-    return number
+    try:
+        return Decimal(value)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
+        raise _Malformed("unreadable number") from None
 
 
-def _single_line(command: str, body: str | bytes, secrets: Secrets) -> tuple[str, str]:
-    text = _text(body)
+def _protocol_error(command: str, reason: str, text: str, secrets: Secrets) -> ProtocolError:
+    """A :class:`ProtocolError` whose reason and excerpt are both cleaned.
+
+    Reasons quote the reply (``unexpected field 'x'``), so they are gateway text too.
+    """
+    return ProtocolError(command, clean(reason, secrets, limit=80), excerpt(text, secrets))
+
+
+def _single_line(command: str, text: str, secrets: Secrets) -> str:
     lines = _lines(text)
     if len(lines) != 1:
         reason = "empty reply" if not lines else f"expected one line, got {len(lines)}"
-        raise ProtocolError(command, reason, excerpt(text, secrets))
+        raise _protocol_error(command, reason, text, secrets)
     line = lines[0]
     if line.startswith("ERR:"):
         try:
-            error = _parse_error(line)
+            error = _parse_error(line, secrets)
         except _Malformed as exc:
-            raise ProtocolError(command, str(exc), excerpt(text, secrets)) from None
+            raise _protocol_error(command, str(exc), text, secrets) from None
         if error.to is not None:
-            raise ProtocolError(command, "unexpected recipient", excerpt(text, secrets))
+            raise _protocol_error(command, "unexpected recipient", text, secrets)
         raise error.as_exception(command)
-    return text, line
+    return line
 
 
-def _parse_single(command: str, body: str | bytes, secrets: Secrets) -> dict[str, str]:
-    text, line = _single_line(command, body, secrets)
+def _parse_single(command: str, text: str, secrets: Secrets) -> dict[str, str]:
+    line = _single_line(command, text, secrets)
     try:
         return _fields(line)
     except _Malformed as exc:
-        raise ProtocolError(command, str(exc), excerpt(text, secrets)) from None
-
-
-def _protocol_error(command: str, body: str | bytes, exc: Exception, secrets: Secrets) -> NoReturn:
-    raise ProtocolError(command, str(exc), excerpt(_text(body), secrets)) from None
+        raise _protocol_error(command, str(exc), text, secrets) from None
 
 
 def parse_auth(body: str | bytes, secrets: Secrets = ()) -> SessionReply:
-    fields = _parse_single("auth", body, secrets)
+    text, secrets = _text(body), tuple(secrets)
+    fields = _parse_single("auth", text, secrets)
     try:
         _require(fields, "ok")
         if not _SESSION_ID.fullmatch(fields["ok"]):
             raise _Malformed("unreadable session id")
     except _Malformed as exc:
-        _protocol_error("auth", body, exc, secrets)
+        raise _protocol_error("auth", str(exc), text, secrets) from None
     return SessionReply(fields["ok"])
 
 
 def parse_ping(body: str | bytes, secrets: Secrets = ()) -> PingReply:
-    fields = _parse_single("ping", body, secrets)
+    text, secrets = _text(body), tuple(secrets)
+    fields = _parse_single("ping", text, secrets)
     try:
         _require(fields, optional=("ok",))
         if "ok" not in fields:
             raise _Malformed("missing ok")
     except _Malformed as exc:
-        _protocol_error("ping", body, exc, secrets)
+        raise _protocol_error("ping", str(exc), text, secrets) from None
     return PingReply()
 
 
@@ -234,32 +283,37 @@ def parse_message_status(
     body: str | bytes, command: str = "delmsg", secrets: Secrets = ()
 ) -> MessageStatusReply:
     """``delmsg`` and ``querymsg`` share the reply ``ID: <apimsgid> Status: <NNN>``."""
-    fields = _parse_single(command, body, secrets)
+    text, secrets = _text(body), tuple(secrets)
+    fields = _parse_single(command, text, secrets)
     try:
         _require(fields, "id", "status")
-        return MessageStatusReply(_message_id(fields["id"]), _status(fields["status"]))
+        return MessageStatusReply(_message_id(fields["id"], secrets), _status(fields["status"]))
     except _Malformed as exc:
-        _protocol_error(command, body, exc, secrets)
+        raise _protocol_error(command, str(exc), text, secrets) from None
 
 
 def parse_balance(body: str | bytes, secrets: Secrets = ()) -> BalanceReply:
-    fields = _parse_single("getbalance", body, secrets)
+    text, secrets = _text(body), tuple(secrets)
+    fields = _parse_single("getbalance", text, secrets)
     try:
         _require(fields, "credit")
         return BalanceReply(_decimal(fields["credit"]))
     except _Malformed as exc:
-        _protocol_error("getbalance", body, exc, secrets)
+        raise _protocol_error("getbalance", str(exc), text, secrets) from None
 
 
 def parse_charge(body: str | bytes, secrets: Secrets = ()) -> ChargeReply:
-    fields = _parse_single("getmsgcharge", body, secrets)
+    text, secrets = _text(body), tuple(secrets)
+    fields = _parse_single("getmsgcharge", text, secrets)
     try:
         _require(fields, "apimsgid", "charge", "status")
         return ChargeReply(
-            _message_id(fields["apimsgid"]), _decimal(fields["charge"]), _status(fields["status"])
+            _message_id(fields["apimsgid"], secrets),
+            _decimal(fields["charge"]),
+            _status(fields["status"]),
         )
     except _Malformed as exc:
-        _protocol_error("getmsgcharge", body, exc, secrets)
+        raise _protocol_error("getmsgcharge", str(exc), text, secrets) from None
 
 
 def parse_send(body: str | bytes, secrets: Secrets = ()) -> list[SentMessageReply | ErrorReply]:
@@ -269,29 +323,30 @@ def parse_send(body: str | bytes, secrets: Secrets = ()) -> list[SentMessageRepl
     raised; per-recipient ``ERR … To:`` lines are returned for the caller to
     record against the matching recipient.
     """
-    text = _text(body)
+    text, secrets = _text(body), tuple(secrets)
     lines = _lines(text)
     if not lines:
-        raise ProtocolError("sendmsg", "empty reply", excerpt(text, secrets))
-    results: list[SentMessageReply | ErrorReply] = []
+        raise _protocol_error("sendmsg", "empty reply", text, secrets)
     try:
-        for line in lines:
-            if line.startswith("ERR:"):
-                results.append(_parse_error(line))
-                continue
-            fields = _fields(line)
-            _require(fields, "id", optional=("to",))
-            to = fields.get("to") or None
-            if to is not None and not _MSISDN.fullmatch(to):
-                raise _Malformed("unreadable recipient")
-            results.append(SentMessageReply(_message_id(fields["id"]), to))
+        results = [_parse_send_line(line, secrets) for line in lines]
     except _Malformed as exc:
-        raise ProtocolError("sendmsg", str(exc), excerpt(text, secrets)) from None
+        raise _protocol_error("sendmsg", str(exc), text, secrets) from None
     if len(results) == 1 and isinstance(results[0], ErrorReply) and results[0].to is None:
         raise results[0].as_exception("sendmsg")
     if len(results) > 1 and any(reply.to is None for reply in results):
-        raise ProtocolError("sendmsg", "several lines without recipients", excerpt(text, secrets))
+        raise _protocol_error("sendmsg", "several lines without recipients", text, secrets)
     return results
+
+
+def _parse_send_line(line: str, secrets: Secrets) -> SentMessageReply | ErrorReply:
+    if line.startswith("ERR:"):
+        return _parse_error(line, secrets)
+    fields = _fields(line)
+    _require(fields, "id", optional=("to",))
+    to = fields.get("to") or None
+    if to is not None and (not _MSISDN.fullmatch(to) or _carries_secret(to, secrets)):
+        raise _Malformed("unreadable recipient")
+    return SentMessageReply(_message_id(fields["id"], secrets), to)
 
 
 _CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9]{1,32}")

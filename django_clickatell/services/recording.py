@@ -41,7 +41,7 @@ from ..exceptions import (
     TransportError,
 )
 from ..models import CancelState, GatewayExchange, OutboundMessage
-from ..protocol.redaction import excerpt
+from ..protocol.redaction import clean
 
 logger = logging.getLogger("django_clickatell.recording")
 
@@ -52,7 +52,7 @@ _TEXT_LIMIT = 255
 
 def clean_text(text: str) -> str:
     """Printable, redacted, at most 255 characters: safe for a column, a log, a page."""
-    return excerpt(text, (), _TEXT_LIMIT)
+    return clean(text, (), _TEXT_LIMIT)
 
 
 def new_exchange(

@@ -21,16 +21,11 @@ run treats as in doubt.
 from __future__ import annotations
 
 import logging
-import re
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When
-from django.utils import timezone
+from django.db.models import Case, F, Q, Value, When
 
 from ..conf import app_settings
 from ..exceptions import (
@@ -43,22 +38,15 @@ from ..exceptions import (
 from ..gateway.client import ClickatellClient
 from ..models import CancelState, GatewayExchange, OutboundMessage, SendState
 from ..protocol.encoding import encode_text
-from ..protocol.replies import ErrorReply, SentMessageReply, is_client_message_id
+from ..protocol.replies import ErrorReply, SentMessageReply
 from . import claims, recording
+from .callbacks import match_unmatched_callbacks
 from .recording import clean_text
 from .reports import Report
-from .status import match_unmatched_callbacks, status_updates
+from .status import status_updates
 from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.sending")
-
-_MSISDN = re.compile(r"[0-9]{6,20}")
-MIN_DELAY_MINUTES = 10
-MAX_AHEAD = timedelta(days=7)
-
-
-class InvalidMessage(ValueError):
-    """The message cannot be sent as asked; nothing was recorded or sent."""
 
 
 @dataclass
@@ -71,99 +59,6 @@ class SendReport(Report):
     held_elsewhere: list[int] = field(default_factory=list)
     retry_after: float = 0.0
     transient_error: str = ""
-
-
-def normalize_recipient(number: str) -> str:
-    digits = number.strip().removeprefix("+").replace(" ", "")
-    if not _MSISDN.fullmatch(digits):
-        raise InvalidMessage(f"Not an international phone number: {number[:32]!r}")
-    return digits
-
-
-def create_messages(
-    recipients: str | Sequence[str],
-    text: str,
-    *,
-    sender: str = "",
-    climsgid: str | None = None,
-    deliver_in_minutes: int | None = None,
-    scheduled_at: datetime | None = None,
-    callback: int | None = None,
-    concat: int | None = None,
-    validity_minutes: int | None = None,
-) -> list[OutboundMessage]:
-    """Validate and record one ``QUEUED`` message per recipient; send nothing yet."""
-    numbers = [recipients] if isinstance(recipients, str) else list(recipients)
-    normalized = [normalize_recipient(n) for n in numbers]
-    if not normalized:
-        raise InvalidMessage("No recipients.")
-    if len(set(normalized)) != len(normalized):
-        raise InvalidMessage("A recipient is listed twice.")
-    if not text:
-        raise InvalidMessage("Empty message.")
-    if climsgid is not None:
-        if len(normalized) > 1:
-            raise InvalidMessage("A climsgid names one message: give it for one recipient only.")
-        if not is_client_message_id(climsgid):
-            raise InvalidMessage("climsgid must be 1 to 32 letters and digits.")
-        if OutboundMessage.objects.filter(climsgid=climsgid).exists():
-            raise InvalidMessage("climsgid is already used by another message.")
-    if sender and not re.fullmatch(r"[0-9]{1,16}|[A-Za-z0-9 ]{1,11}", sender):
-        raise InvalidMessage("Sender must be up to 16 digits or 11 letters and digits.")
-    options: dict[str, Any] = {}
-    now = timezone.now()
-    scheduled_for = None
-    if deliver_in_minutes is not None and scheduled_at is not None:
-        raise InvalidMessage("Give deliver_in_minutes or scheduled_at, not both.")
-    if deliver_in_minutes is not None:
-        if not MIN_DELAY_MINUTES <= deliver_in_minutes <= MAX_AHEAD.total_seconds() // 60:
-            raise InvalidMessage("deliver_in_minutes must be between 10 and 10080 (7 days).")
-        options["deliv_time"] = deliver_in_minutes
-        scheduled_for = now + timedelta(minutes=deliver_in_minutes)
-    if scheduled_at is not None:
-        if timezone.is_naive(scheduled_at):
-            raise InvalidMessage("scheduled_at must be timezone-aware.")
-        if not now < scheduled_at <= now + MAX_AHEAD:
-            raise InvalidMessage("scheduled_at must be in the future and at most 7 days ahead.")
-        options["scheduled_time"] = int(scheduled_at.timestamp())
-        scheduled_for = scheduled_at
-    for name, value, low, high in (
-        ("callback", callback, 0, 7),
-        ("concat", concat, 1, 35),
-        ("validity", validity_minutes, 1, 10080),
-    ):
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise InvalidMessage(f"{name} must be an integer from {low} to {high}.")
-            options[name] = value
-    try:
-        with transaction.atomic():
-            return _record(normalized, text, sender, climsgid, scheduled_for, options)
-    except IntegrityError:
-        # Another caller took the same climsgid between the check and the insert.
-        raise InvalidMessage("climsgid is already used by another message.") from None
-
-
-def _record(
-    numbers: list[str],
-    text: str,
-    sender: str,
-    climsgid: str | None,
-    scheduled_for: datetime | None,
-    options: dict[str, Any],
-) -> list[OutboundMessage]:
-    return OutboundMessage.objects.bulk_create(
-        OutboundMessage(
-            recipient=number,
-            sender=sender,
-            text=text,
-            climsgid=climsgid or uuid.uuid4().hex,
-            scheduled_for=scheduled_for,
-            send_state=SendState.QUEUED,
-            send_options=options,
-        )
-        for number in numbers
-    )
 
 
 _FIELDS = (
@@ -227,73 +122,6 @@ def send_messages(
             )
             break
     return report
-
-
-def give_up(message_pks: Iterable[int], reason: str) -> int:
-    """After the last retry: never-sent messages fail, messages in doubt become unknown.
-
-    Neither is resent automatically; the operator resends (:func:`resend`) or
-    asks Clickatell again (:func:`recheck`).
-    """
-    now = timezone.now()
-    mine = OutboundMessage.objects.filter(Q(pk__in=list(message_pks)) & claims.free_for("", now))
-    failed = mine.filter(send_state=SendState.QUEUED, cancel_state=CancelState.NOT_REQUESTED)
-    count = failed.update(
-        send_state=SendState.FAILED, send_error=_reason("Gave up sending", reason), updated_at=now
-    )
-    return count + mine.filter(send_state=SendState.VERIFYING).update(
-        send_state=SendState.UNKNOWN, send_error=_reason("Gave up checking", reason), updated_at=now
-    )
-
-
-def resend(selection: QuerySet[OutboundMessage]) -> list[int]:
-    """Queue again the messages Clickatell rejected or never received; returns their keys.
-
-    They keep their ``climsgid``: Clickatell holds no message under it, and if
-    it somehow did, the verification before any resend would find it.
-    """
-    return _move(selection, [SendState.REJECTED, SendState.FAILED], SendState.QUEUED)
-
-
-def recheck(selection: QuerySet[OutboundMessage]) -> list[int]:
-    """Ask Clickatell again about messages whose sending is unknown; returns their keys."""
-    return _move(selection, [SendState.UNKNOWN], SendState.VERIFYING)
-
-
-def stalled_sends() -> list[int]:
-    """Sends nobody is working on any more: queued or in doubt and untouched for too long
-    (a task lost to a broker outage), or claimed by a run whose lease expired."""
-    now = timezone.now()
-    overdue = now - timedelta(
-        seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max
-    )
-    waiting = Q(
-        send_state__in=[SendState.QUEUED, SendState.VERIFYING],
-        claim_token="",
-        updated_at__lt=overdue,
-    ) & ~Q(send_state=SendState.QUEUED, cancel_state__gt="")
-    orphaned = Q(send_state__in=[SendState.SENDING, SendState.VERIFYING], claim_expires_at__lt=now)
-    return list(
-        OutboundMessage.objects.filter(waiting | orphaned)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-
-
-def _move(selection: QuerySet[OutboundMessage], states: list[str], to: str) -> list[int]:
-    now = timezone.now()
-    eligible = Q(send_state__in=states) & claims.free_for("", now)
-    pks = list(
-        selection.filter(eligible)
-        .exclude(cancel_state=CancelState.CANCELLED)
-        .values_list("pk", flat=True)
-    )
-    OutboundMessage.objects.filter(Q(pk__in=pks) & eligible).update(
-        send_state=to, send_error="", updated_at=now
-    )
-    return sorted(
-        OutboundMessage.objects.filter(pk__in=pks, send_state=to).values_list("pk", flat=True)
-    )
 
 
 def _hand_back(pks: list[int], token: str) -> None:

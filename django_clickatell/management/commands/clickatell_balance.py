@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from django_clickatell.exceptions import ClickatellError
-from django_clickatell.services.balance import get_balance
+from django_clickatell.services.balance import BalanceReading, failure_code, get_balance
 
 
 class Command(BaseCommand):
@@ -17,5 +17,6 @@ class Command(BaseCommand):
         try:
             credit = get_balance(cached=False)
         except ClickatellError as exc:
-            raise CommandError(f"Balance unavailable: {exc}") from exc
+            reason = BalanceReading(None, failure_code(exc)).reason
+            raise CommandError(f"Balance unavailable ({reason}): {exc}") from exc
         self.stdout.write(f"Credit: {credit}")

@@ -1,101 +1,216 @@
-"""Stop scheduled messages from the command line, through the same service as the admin."""
+"""Stop scheduled messages from the command line, through the same service as the admin.
+
+Exit codes (a script can act on them; the last stderr line says why, in one line):
+
+* ``0`` -- every selected message that could be stopped was stopped (``--sync``)
+  or queued for a worker; "too late" answers and messages that were already
+  final are reported, not failures.  Also when there was nothing to do.
+* ``1`` -- the command was refused before doing anything: a malformed filter or
+  option combination, or an id that names no message.  Nothing was changed.
+* ``2`` -- argparse's own usage error (an unknown option, a missing value).
+* ``3`` -- at least one message was not stopped and will not be retried:
+  Clickatell refused the request, or the retries were exhausted.
+* ``4`` -- at least one message is left waiting (Clickatell or the task queue
+  could not be reached); the error line prints the ``--resume`` command that
+  carries exactly those messages out.
+
+Precedence: ``4`` over ``3`` -- what is still waiting is what an operator can act on.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from django_clickatell.conf import app_settings
-from django_clickatell.models import OutboundMessage, Via
-from django_clickatell.protocol.codes import normalize_status
+from django_clickatell.dispatch import enqueue_cancellation
+from django_clickatell.models import CancellationBatch, CancelState, OutboundMessage, Via
+from django_clickatell.protocol.codes import STATUSES, normalize_status
 from django_clickatell.protocol.replies import is_client_message_id, is_message_id
-from django_clickatell.services.cancellation import (
-    CancelReport,
-    cancel_messages,
-    request_cancellation,
-)
-from django_clickatell.tasks import enqueue_cancellation
+from django_clickatell.services.cancel_requests import request_cancellation
+from django_clickatell.services.cancel_run import CancelReport
+from django_clickatell.services.cancelling import cancel_messages
+
+EXIT_BAD_INPUT = 1
+EXIT_NOT_STOPPED = 3
+EXIT_LEFT_WAITING = 4
+
+#: Largest primary key a ``BigAutoField`` can hold; larger ones cannot name a message.
+_MAX_PK = 2**63 - 1
+#: Unknown ids named in an error line, at most (the line stays one readable line).
+_NAMED_AT_MOST = 5
+_REPORT_LISTS = ("cancelled", "too_late", "refused", "retry", "gave_up", "not_claimed")
 
 
-def _when(value: str) -> datetime:
-    parsed = parse_datetime(value)
+def _names(values: Iterable[object]) -> str:
+    shown = [str(value) for value in values]
+    more = len(shown) - _NAMED_AT_MOST
+    text = ", ".join(shown[:_NAMED_AT_MOST])
+    return f"{text} and {more} more" if more > 0 else text
+
+
+def _when(option: str, value: str | None) -> datetime | None:
+    """An ISO 8601 date and time (naive ones in the current time zone), or a CommandError."""
+    if value is None:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well formed but impossible: month 13, offset +99:00
+        parsed = None
     if parsed is None:
-        raise CommandError(f"Not a date and time (use ISO 8601, e.g. 2026-11-25T10:00): {value!r}")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+        raise CommandError(
+            f"--{option}: not a date and time (use ISO 8601, e.g. 2026-11-25T10:00): {value[:40]!r}"
+        )
+    try:
+        aware = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+        # The database is given UTC: a bound that lands in year 0 or 10000 is no date.
+        return aware.astimezone(dt_timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise CommandError(f"--{option}: {value[:40]!r} is out of range: {exc}") from exc
+
+
+def _primary_keys(values: Sequence[str], what: str) -> list[int]:
+    """Positive integers a message or batch can have; anything else is a CommandError."""
+    pks = []
+    for value in values:
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= _MAX_PK:
+            raise CommandError(f"Not a {what} primary key: {value[:40]!r}")
+        pks.append(int(text))
+    return pks
+
+
+def _status(value: str) -> str:
+    """A documented status code, zero-padded (``6`` -> ``006``), or a CommandError."""
+    try:
+        code = normalize_status(value)
+    except ValueError as exc:
+        raise CommandError(f"--status takes a numeric status code: {exc}") from exc
+    if code not in STATUSES:
+        raise CommandError(
+            f"--status {value[:16]!r}: not a Clickatell status code "
+            f"(known: {', '.join(sorted(STATUSES))})"
+        )
+    return code
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the operator asked for, validated: ids (any of) narrowed by filters (all of)."""
+
+    ids: Q
+    filters: Q
+    batches: list[int]
+
+    @property
+    def empty(self) -> bool:
+        return not self.ids and not self.filters and not self.batches
+
+    def query(self) -> Q:
+        return self.ids & self.filters & (Q(batch_id__in=self.batches) if self.batches else Q())
 
 
 class Command(BaseCommand):
     help = (
-        "Cancel scheduled delivery of messages chosen by id or by filter. "
-        "Queues Celery tasks unless --sync is given."
+        "Cancel scheduled delivery of messages chosen by id or by filter. Queues Celery "
+        "tasks unless --sync is given. Exit codes: 0 done or queued, 1 bad input, "
+        "3 some refused or given up, 4 some left waiting (rerun with --resume)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("pks", nargs="*", type=int, metavar="PK", help="Message primary keys.")
+        # Values are validated in handle(), not by argparse types: manage.py prints a
+        # CommandError as one line, while an exception raised during parsing is a traceback.
+        parser.add_argument("pks", nargs="*", metavar="PK", help="Message primary keys.")
         parser.add_argument("--apimsgid", action="append", default=[], help="Repeatable.")
         parser.add_argument("--climsgid", action="append", default=[], help="Repeatable.")
         parser.add_argument(
-            "--status", action="append", default=[], help="Only messages with this status code."
+            "--status",
+            action="append",
+            default=[],
+            help="Only messages with this status code (6 and 006 are the same). Repeatable.",
         )
-        parser.add_argument("--scheduled-after", type=_when, help="ISO 8601 date and time.")
-        parser.add_argument("--scheduled-before", type=_when, help="ISO 8601 date and time.")
+        parser.add_argument("--scheduled-after", help="ISO 8601 date and time (inclusive).")
+        parser.add_argument("--scheduled-before", help="ISO 8601 date and time (exclusive).")
+        parser.add_argument(
+            "--batch",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="Only messages of this cancellation batch. Repeatable.",
+        )
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help=(
+                "Carry out cancellations already requested but left waiting (queued, "
+                "retrying, or held by a run that died) instead of requesting new ones. "
+                "Without a selection: every waiting one."
+            ),
+        )
         parser.add_argument(
             "--sync", action="store_true", help="Cancel now in this process instead of queueing."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        queryset = OutboundMessage.objects.filter(self._selection(options))
-        result = request_cancellation(queryset, via=Via.COMMAND)
-        pks = result.message_pks
-        self.stdout.write(
-            f"Selected {result.preview.total}: {len(pks)} to cancel, "
-            f"{result.preview.total - len(pks)} skipped (final, in progress or never sent)."
-        )
+        selection = self._selection(options)
+        if options["resume"]:
+            pks = self._waiting(selection)
+            what = f"{len(pks)} waiting messages"
+        else:
+            if selection.empty:
+                raise CommandError(
+                    "Choose messages: give primary keys, --apimsgid, --climsgid, --status, "
+                    "--batch or a --scheduled-after/--scheduled-before window."
+                )
+            pks, batch = self._request(selection)
+            what = f"batch {batch} ({len(pks)} messages)"
         if not pks:
             return
-        if not options["sync"]:
-            enqueue_cancellation(pks)
-            self.stdout.write(self.style.SUCCESS(f"Queued batch {result.batch.pk}."))
-            return
-        totals = CancelReport()
-        size = app_settings.task_chunk_size
-        for start in range(0, len(pks), size):
-            report = cancel_messages(pks[start : start + size], via=Via.COMMAND)
-            for name in ("cancelled", "too_late", "refused", "retry", "gave_up", "not_claimed"):
-                getattr(totals, name).extend(getattr(report, name))
-            totals.skipped += report.skipped
-            self._progress(min(start + size, len(pks)), len(pks))
-            if report.retry:
-                totals.transient_error = report.transient_error
-                remaining = pks[start + size :]
-                totals.retry.extend(remaining)
-                break
-        self._summary(totals)
-        if totals.retry:
-            raise CommandError(
-                f"Clickatell could not be reached ({totals.transient_error}); "
-                f"{len(totals.retry)} messages are left queued: run the command again or a worker."
-            )
+        if options["sync"]:
+            self.stdout.write(f"Cancelling {what} now.")
+            self._cancel_now(pks)
+        else:
+            self._queue(pks, what)
 
-    def _selection(self, options: dict[str, Any]) -> Q:
+    # -- choosing ---------------------------------------------------------------------------
+
+    def _selection(self, options: dict[str, Any]) -> Selection:
+        """Validate every filter before touching anything; unknown ids are named."""
+        pks = _primary_keys(options["pks"], "message")
+        batches = _primary_keys(options["batch"], "batch")
         for value in options["apimsgid"]:
             if not is_message_id(value):
                 raise CommandError(f"Not a Clickatell message id: {value[:40]!r}")
         for value in options["climsgid"]:
             if not is_client_message_id(value):
                 raise CommandError(f"Not a client message id: {value[:40]!r}")
-        try:
-            statuses = [normalize_status(value) for value in options["status"]]
-        except ValueError as exc:
-            raise CommandError(f"--status takes a numeric status code: {exc}") from exc
+        statuses = [_status(value) for value in options["status"]]
+        after = _when("scheduled-after", options["scheduled_after"])
+        before = _when("scheduled-before", options["scheduled_before"])
+        if after is not None and before is not None and after >= before:
+            raise CommandError(
+                "--scheduled-after must be before --scheduled-before: the window is empty."
+            )
+        self._reject_unknown(OutboundMessage.objects.all(), "pk", pks, "message primary key")
+        self._reject_unknown(
+            OutboundMessage.objects.all(), "apimsgid", options["apimsgid"], "apimsgid"
+        )
+        self._reject_unknown(
+            OutboundMessage.objects.all(), "climsgid", options["climsgid"], "climsgid"
+        )
+        self._reject_unknown(CancellationBatch.objects.all(), "pk", batches, "batch")
         ids = Q()
-        if options["pks"]:
-            ids |= Q(pk__in=options["pks"])
+        if pks:
+            ids |= Q(pk__in=pks)
         if options["apimsgid"]:
             ids |= Q(apimsgid__in=options["apimsgid"])
         if options["climsgid"]:
@@ -103,16 +218,114 @@ class Command(BaseCommand):
         filters = Q()
         if statuses:
             filters &= Q(status__in=statuses)
-        if options["scheduled_after"]:
-            filters &= Q(scheduled_for__gte=options["scheduled_after"])
-        if options["scheduled_before"]:
-            filters &= Q(scheduled_for__lt=options["scheduled_before"])
-        if not ids and not filters:
-            raise CommandError(
-                "Choose messages: give primary keys, --apimsgid, --climsgid, --status or "
-                "a --scheduled-after/--scheduled-before window."
+        if after is not None:
+            filters &= Q(scheduled_for__gte=after)
+        if before is not None:
+            filters &= Q(scheduled_for__lt=before)
+        return Selection(ids=ids, filters=filters, batches=batches)
+
+    @staticmethod
+    def _reject_unknown(
+        queryset: QuerySet[Any], field: str, values: Sequence[object], what: str
+    ) -> None:
+        """An id that names nothing is a typo, never an empty selection to report as done."""
+        if not values:
+            return
+        known = set(queryset.filter(**{f"{field}__in": values}).values_list(field, flat=True))
+        unknown = [value for value in dict.fromkeys(values) if value not in known]
+        if unknown:
+            raise CommandError(f"Unknown {what}: {_names(unknown)} (nothing was done).")
+
+    def _waiting(self, selection: Selection) -> list[int]:
+        """--resume: what earlier requests left queued, retrying, or claimed by a dead run."""
+        waiting = Q(cancel_state__in=[CancelState.PENDING, CancelState.RETRYING]) | Q(
+            cancel_state=CancelState.IN_FLIGHT, claim_expires_at__lt=timezone.now()
+        )
+        pks = list(
+            OutboundMessage.objects.filter(waiting & selection.query())
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        self.stdout.write(
+            f"{len(pks)} waiting to be cancelled." if pks else "Nothing is waiting to be cancelled."
+        )
+        return pks
+
+    def _request(self, selection: Selection) -> tuple[list[int], int | None]:
+        """A new request; no batch is kept when nothing in the selection can be cancelled."""
+        queryset = OutboundMessage.objects.filter(selection.query())
+        with transaction.atomic():
+            result = request_cancellation(queryset, via=Via.COMMAND)
+            pks = result.message_pks
+            if not pks:  # the batch request_cancellation made would record nothing
+                transaction.set_rollback(True)
+        preview = result.preview
+        skipped = preview.total - len(pks)
+        self.stdout.write(
+            f"Selected {preview.total}: {len(pks)} to cancel, {skipped} skipped "
+            f"(final, in progress or never sent)."
+        )
+        if preview.in_progress:
+            self.stdout.write(
+                f"{preview.in_progress} already being cancelled: a worker carries them out, "
+                f"or add --resume to do it now."
             )
-        return ids & filters
+        if not pks:
+            self.stdout.write("Nothing to cancel: no batch created.")
+            return pks, None
+        return pks, result.batch.pk
+
+    # -- doing ------------------------------------------------------------------------------
+
+    def _queue(self, pks: list[int], what: str) -> None:
+        if not enqueue_cancellation(pks, via=Via.COMMAND):
+            raise CommandError(
+                f"The task queue could not be reached; {len(pks)} messages wait, queued for "
+                f"cancellation. To carry them out now, run: {self._resume_advice(pks)}; "
+                f"otherwise the requeue_stalled_cancellations task picks them up.",
+                returncode=EXIT_LEFT_WAITING,
+            )
+        self.stdout.write(self.style.SUCCESS(f"Queued {what} for a worker."))
+
+    def _cancel_now(self, pks: list[int]) -> None:
+        totals = CancelReport()
+        size = app_settings.task_chunk_size
+        for start in range(0, len(pks), size):
+            report = cancel_messages(pks[start : start + size], via=Via.COMMAND)
+            _add(totals, report)
+            self._progress(min(start + size, len(pks)), len(pks))
+            if report.retry:  # the gateway just failed: leave the rest for a rerun
+                totals.transient_error = report.transient_error
+                totals.retry.extend(pks[start + size :])
+                break
+        self._summary(totals)
+        if totals.retry:
+            raise CommandError(
+                f"Clickatell could not be reached ({totals.transient_error}); "
+                f"{len(totals.retry)} messages are waiting to retry. To carry them out now, "
+                f"run: {self._resume_advice(totals.retry)}; otherwise a worker's "
+                f"requeue_stalled_cancellations task picks them up.",
+                returncode=EXIT_LEFT_WAITING,
+            )
+        failed = len(totals.refused) + len(totals.gave_up)
+        if failed:
+            raise CommandError(
+                f"{failed} message{' was' if failed == 1 else 's were'} not stopped "
+                f"(refused {len(totals.refused)}, gave up {len(totals.gave_up)}); "
+                f"the reason is in each message's cancellation error.",
+                returncode=EXIT_NOT_STOPPED,
+            )
+
+    @staticmethod
+    def _resume_advice(pks: list[int]) -> str:
+        """A command that selects exactly these messages again: by batch, else by key."""
+        rows = OutboundMessage.objects.filter(pk__in=pks).values_list("pk", "batch_id")
+        batches = sorted({batch for _pk, batch in rows if batch is not None})
+        loose = sorted(pk for pk, batch in rows if batch is None)
+        words = ["python", "manage.py", "clickatell_cancel", "--resume", "--sync"]
+        words += [f"--batch {batch}" for batch in batches]
+        words += [str(pk) for pk in loose]
+        return " ".join(words)
 
     def _progress(self, done: int, total: int) -> None:
         if not self.stdout.isatty():
@@ -124,8 +337,20 @@ class Command(BaseCommand):
             self.stdout.write("")
 
     def _summary(self, report: CancelReport) -> None:
+        # not_claimed holds every message this run did not take: those that turned
+        # final before it reached them and those another live run holds.
+        skipped = len(report.not_claimed) - len(report.held_elsewhere)
+        elsewhere = f", held by another run {len(report.held_elsewhere)}"
         self.stdout.write(
             f"Cancelled {len(report.cancelled)}, too late {len(report.too_late)}, "
-            f"refused {len(report.refused)}, skipped {report.skipped + len(report.not_claimed)}, "
-            f"left to retry {len(report.retry)}, gave up {len(report.gave_up)}."
+            f"refused {len(report.refused)}, skipped {skipped}, "
+            f"left to retry {len(report.retry)}, gave up {len(report.gave_up)}"
+            f"{elsewhere if report.held_elsewhere else ''}."
         )
+
+
+def _add(totals: CancelReport, report: CancelReport) -> None:
+    for name in _REPORT_LISTS:
+        getattr(totals, name).extend(getattr(report, name))
+    totals.held_elsewhere.extend(report.held_elsewhere)
+    totals.skipped += report.skipped

@@ -27,7 +27,7 @@ from django_clickatell.api import cancel_sms, send_sms
 from django_clickatell.exceptions import ClickatellError
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.models import OutboundMessage, Via
-from django_clickatell.services.status import refresh_statuses
+from django_clickatell.services.refreshing import refresh_statuses
 from django_clickatell.simulator import ClickatellSimulator
 
 SCHEDULED = ["27999000101", "27999000102", "27999000103", "27999000104", "27999000105"]

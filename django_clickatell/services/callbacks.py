@@ -1,0 +1,98 @@
+"""Status callbacks pushed by Clickatell: applied to their message, or kept until it appears.
+
+Clickatell retries callbacks for days, so duplicates and reordering are
+normal: each goes through the one lifecycle rule (:func:`.status.apply_status`)
+and is logged whether it changed anything or not.  A callback for a message
+this database does not know yet is kept (``UnmatchedCallback``) and applied
+when the message learns its ``apimsgid``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from ..models import OutboundMessage, UnmatchedCallback, Via
+from ..protocol.callbacks import StatusCallback
+from . import recording
+from .status import apply_status
+
+logger = logging.getLogger("django_clickatell.status")
+
+
+class CallbackOutcome:
+    APPLIED = "applied"
+    IGNORED = "ignored"  # duplicate, stale, or after a final status
+    UNMATCHED = "unmatched"
+
+
+def record_callback(callback: StatusCallback) -> str:
+    """Apply a status callback to its message, or keep it for later matching."""
+    message = OutboundMessage.objects.filter(apimsgid=callback.apimsgid).first()
+    extra: dict[str, Any] = {}
+    if message is None and callback.climsgid:
+        message = OutboundMessage.objects.filter(
+            climsgid=callback.climsgid, apimsgid__isnull=True
+        ).first()
+        extra["apimsgid"] = callback.apimsgid
+    if message is None:
+        UnmatchedCallback.objects.create(
+            apimsgid=callback.apimsgid,
+            climsgid=callback.climsgid,
+            recipient=callback.to,
+            sender=callback.sender,
+            status=callback.status,
+            reported_at=callback.reported_at,
+            charge=callback.charge,
+        )
+        logger.info("Status callback for unknown message %s kept for matching", callback.apimsgid)
+        return CallbackOutcome.UNMATCHED
+    if callback.charge is not None:
+        extra["charge"] = callback.charge
+    applied = _apply_callback(message, callback.status, callback.reported_at, extra=extra)
+    return CallbackOutcome.APPLIED if applied else CallbackOutcome.IGNORED
+
+
+def _apply_callback(
+    message: OutboundMessage,
+    status: str,
+    reported_at: datetime | None,
+    *,
+    extra: dict[str, Any] | None = None,
+    note: str = "",
+) -> bool:
+    """Apply a callback's status and log it in the exchange log, applied or not."""
+    applied = apply_status(message, status, reported_at=reported_at, via=Via.CALLBACK, extra=extra)
+    exchange = recording.answered(
+        recording.new_exchange(message.pk, "callback", via=Via.CALLBACK), status
+    )
+    exchange.duration_ms = None
+    exchange.detail = (
+        note
+        if applied
+        else "not applied: duplicate, earlier in the lifecycle than the recorded status, "
+        "or after a final one"
+    )
+    recording.save(exchange)
+    return applied
+
+
+def match_unmatched_callbacks(message: OutboundMessage) -> int:
+    """Apply callbacks that arrived before *message* knew its ``apimsgid``."""
+    if not message.apimsgid:
+        return 0
+    pending = list(
+        UnmatchedCallback.objects.filter(
+            apimsgid=message.apimsgid, matched_message__isnull=True
+        ).order_by("reported_at", "pk")
+    )
+    for callback in pending:
+        _apply_callback(
+            message, callback.status, callback.reported_at, note="matched after arrival"
+        )
+    if pending:
+        UnmatchedCallback.objects.filter(pk__in=[c.pk for c in pending]).update(
+            matched_message=message
+        )
+    return len(pending)

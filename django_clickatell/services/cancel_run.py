@@ -1,0 +1,170 @@
+"""One cancellation run's requests and records: a ``delmsg`` per message, every answer kept.
+
+:class:`CancelRun` holds what every request of a run shares (the client, the
+outcome writer, who asked and how), so each step takes just the message.
+Outcomes: ``006`` is cancelled; any other status is "too late" with that status
+(written through the lifecycle rule, so it never replaces a newer or final
+one); an ``ERR`` is "refused" with its code; a transient failure -- including a
+command that was never sent -- is "retrying" (or "gave up" on the last try) and
+stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+
+from ..exceptions import ClickatellError, ProtocolError
+from ..gateway.client import ClickatellClient
+from ..models import CancelState, GatewayExchange, OutboundMessage
+from ..protocol.codes import CANCELLED_STATUS, describe_status
+from ..protocol.lifecycle import supersedes
+from ..protocol.replies import MessageStatusReply
+from ..signals import message_cancelled, message_status_changed
+from . import claims, recording
+from .recording import OutcomeWriter
+from .reports import Report
+from .status import status_updates
+
+logger = logging.getLogger("django_clickatell.cancellation")
+
+
+@dataclass
+class CancelReport(Report):
+    """What one cancellation run did, by message primary key."""
+
+    cancelled: list[int] = field(default_factory=list)
+    too_late: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    gave_up: list[int] = field(default_factory=list)
+    not_claimed: list[int] = field(default_factory=list)
+    #: Claimed by another run whose lease is still alive: it is working on them, or it died
+    #: and they can be taken once the lease expires in ``retry_after`` seconds.
+    held_elsewhere: list[int] = field(default_factory=list)
+    retry_after: float = 0.0
+    #: Messages that turned final before a worker reached them: no request made.
+    skipped: int = 0
+    #: Never handed to Clickatell: stopped here, no request made.
+    withdrawn: list[int] = field(default_factory=list)
+    transient_error: str = ""
+
+
+class CancelRun:
+    def __init__(
+        self,
+        client: ClickatellClient,
+        writer: OutcomeWriter,
+        report: CancelReport,
+        *,
+        via: str,
+        actor_id: int | None,
+        task_id: str,
+        give_up: bool,
+    ) -> None:
+        self.client, self.writer, self.report = client, writer, report
+        self.via, self.actor_id, self.task_id, self.give_up = via, actor_id, task_id, give_up
+
+    def cancel_one(self, message: OutboundMessage) -> ClickatellError | None:
+        """Ask Clickatell to stop *message*; returns the transient error that stops the run."""
+        exchange = recording.new_exchange(
+            message.pk,
+            "delmsg",
+            via=self.via,
+            actor_id=self.actor_id or message.cancel_requested_by_id,
+            task_id=self.task_id,
+        )
+        try:
+            if message.apimsgid:
+                reply = self.client.delmsg(apimsgid=message.apimsgid)
+            else:
+                reply = self.client.delmsg(climsgid=message.climsgid)
+            if message.apimsgid and reply.apimsgid != message.apimsgid:
+                raise ProtocolError("delmsg", "reply names another message", reply.apimsgid)
+        except ValueError as exc:
+            # An id that cannot be valid: refused before any request was made.
+            self._settle(message, CancelState.REFUSED, str(exc), self.report.refused)
+            return None
+        except ClickatellError as exc:
+            recording.failed(exchange, exc)
+            if exc.retryable:  # includes CommandNotSent: never the gateway's answer
+                return self._transient(message, exchange, exc)
+            self._settle(message, CancelState.REFUSED, str(exc), self.report.refused, exchange)
+            return None
+        self._record_reply(message, reply, recording.answered(exchange, reply.status))
+        return None
+
+    def _record_reply(
+        self, message: OutboundMessage, reply: MessageStatusReply, exchange: GatewayExchange
+    ) -> None:
+        cancelled = reply.status == CANCELLED_STATUS
+        updates: dict[str, Any] = {
+            # Through the lifecycle rule: a final status recorded by a callback while this
+            # request was in flight is not replaced by the reply's older news.
+            **status_updates(reply.status, None),
+            "cancel_state": CancelState.CANCELLED if cancelled else CancelState.TOO_LATE,
+            "cancel_completed_at": timezone.now(),
+            "cancel_attempts": F("cancel_attempts") + 1,
+            "cancel_error": "" if cancelled else _too_late_reason(reply.status),
+            **claims.RELEASED,
+        }
+        old_status = message.status
+        changed = supersedes(reply.status, timezone.now(), old_status, message.status_changed_at)
+        if not message.apimsgid:
+            updates["apimsgid"] = reply.apimsgid
+        if changed:
+            message.status = reply.status
+        message.cancel_state = updates["cancel_state"]
+        via = self.via
+
+        def notify() -> None:
+            if changed:
+                message_status_changed.send(
+                    sender=OutboundMessage,
+                    message=message,
+                    old_status=old_status,
+                    new_status=reply.status,
+                    via=via,
+                )
+            if cancelled:
+                message_cancelled.send(sender=OutboundMessage, message=message, via=via)
+
+        self.writer.write(message.pk, updates, exchange, after=notify)
+        (self.report.cancelled if cancelled else self.report.too_late).append(message.pk)
+
+    def _settle(
+        self,
+        message: OutboundMessage,
+        state: str,
+        reason: str,
+        bucket: list[int],
+        exchange: GatewayExchange | None = None,
+    ) -> None:
+        updates: dict[str, Any] = {
+            "cancel_state": state,
+            "cancel_error": recording.clean_text(reason),
+            "cancel_attempts": F("cancel_attempts") + (1 if exchange else 0),
+            "cancel_completed_at": timezone.now(),
+            **claims.RELEASED,
+        }
+        self.writer.write(message.pk, updates, exchange)
+        bucket.append(message.pk)
+
+    def _transient(
+        self, message: OutboundMessage, exchange: GatewayExchange, exc: ClickatellError
+    ) -> ClickatellError:
+        state = CancelState.GAVE_UP if self.give_up else CancelState.RETRYING
+        reason = recording.describe(exc)
+        logger.warning("Could not cancel message %s: %s", message.pk, reason)
+        bucket = self.report.gave_up if self.give_up else self.report.retry
+        self._settle(message, state, reason, bucket, exchange)
+        self.report.transient_error = reason
+        return exc
+
+
+def _too_late_reason(status: str) -> str:
+    return f"Clickatell reported status {status} ({describe_status(status).label})"

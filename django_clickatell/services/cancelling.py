@@ -1,0 +1,230 @@
+"""Stopping scheduled messages at Clickatell, exactly once each, with every answer kept.
+
+A run claims its messages with the one lease mechanism (:mod:`.claims`), sends
+one ``delmsg`` per claimed message, and records each reply with an exchange-log
+row (:mod:`.recording`).  Two runs racing for the same message cannot both
+claim it; a run that died leaves its messages leased until the lease expires,
+and the next run finishes from the exchange log what the dead one had already
+been told.  A message is recorded as cancelled only when Clickatell answered
+``006``; never-sent ones are stopped here without a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..exceptions import ClickatellError
+from ..gateway.client import ClickatellClient
+from ..models import (
+    OPEN_SEND_STATES,
+    CancelState,
+    GatewayExchange,
+    OutboundMessage,
+)
+from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
+from ..selections import AT_GATEWAY, FINAL
+from . import claims, recording
+from .cancel_run import CancelReport, CancelRun
+from .recording import outcome_writer
+from .withdrawal import withdraw
+
+logger = logging.getLogger("django_clickatell.cancellation")
+
+#: What a worker may take without a new request.  Settled outcomes (too late,
+#: refused, gave up) need an explicit new request, so a second caller racing
+#: with the first can never send a second ``delmsg``.  (An in-flight one is
+#: free only once its run's lease expired: see :mod:`.claims`.)
+_CLAIMABLE_STATES = (
+    CancelState.NOT_REQUESTED,
+    CancelState.PENDING,
+    CancelState.RETRYING,
+    CancelState.IN_FLIGHT,
+)
+_CLAIMABLE = ~FINAL & AT_GATEWAY & Q(cancel_state__in=_CLAIMABLE_STATES)
+
+_MESSAGE_FIELDS = (
+    "pk",
+    "apimsgid",
+    "climsgid",
+    "status",
+    "status_changed_at",
+    "cancel_requested_by_id",
+)
+
+
+def cancel_messages(
+    message_pks: Iterable[int],
+    *,
+    via: str,
+    actor: Any = None,
+    task_id: str = "",
+    claim_token: str | None = None,
+    give_up: bool = False,
+    client: ClickatellClient | None = None,
+) -> CancelReport:
+    """Send ``delmsg`` for each claimable message and record every answer.
+
+    Final messages are skipped without a request.  A transient failure (gateway
+    unreachable, timeout, 5xx, unreadable reply) stops the run: the failed and
+    the untried messages are released and listed in ``report.retry`` so the
+    caller can try again later -- or, with ``give_up=True``, marked
+    ``GAVE_UP`` with the reason.
+
+    Each run claims with a token of its own (pass ``claim_token`` only to resume
+    a run known to be dead), so a duplicate delivery of a task still running
+    cannot take its messages; the lease is extended as the run goes and expires
+    ``CLAIM_TIMEOUT`` seconds after a run dies.
+    """
+    pks = sorted(set(message_pks))
+    report = CancelReport()
+    report.skipped = _skip_final(pks)
+    report.withdrawn = withdraw(Q(pk__in=pks), via=via)
+    report.cancelled.extend(report.withdrawn)
+    claim = claims.acquire(
+        pks,
+        claim_token or claims.new_token(),
+        eligible=_CLAIMABLE,
+        updates={"cancel_state": CancelState.IN_FLIGHT},
+        fields=_MESSAGE_FIELDS,
+    )
+    report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
+    _wait_for_sends(pks, claim, report)
+    claimed = _finish_from_log(claim.messages, report)
+    claimed_pks = {m.pk for m in claim.messages}
+    report.not_claimed = [pk for pk in pks if pk not in claimed_pks and pk not in report.withdrawn]
+    if not claimed:
+        return report
+    run = CancelRun(
+        client or ClickatellClient(),
+        outcome_writer(),
+        report,
+        via=via,
+        actor_id=getattr(actor, "pk", None),
+        task_id=task_id,
+        give_up=give_up,
+    )
+    keeper = claims.LeaseKeeper(claim.token)
+    try:
+        for index, message in enumerate(claimed):
+            run.writer.check()
+            keeper.keep_alive()
+            error = run.cancel_one(message)
+            if error is not None:
+                untried = [m.pk for m in claimed[index + 1 :]]
+                break
+        else:
+            untried, error = [], None
+    finally:
+        run.writer.close()
+    if error is not None:
+        _release(untried, claim.token, give_up, error, report)
+    return report
+
+
+def stalled_cancellations() -> list[int]:
+    """Messages whose cancellation nobody is working on any more.
+
+    Queued or retrying but untouched for longer than a claim plus the longest
+    retry delay, or claimed by a worker whose claim has expired.
+    """
+    now = timezone.now()
+    overdue = now - timedelta(
+        seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max
+    )
+    return list(
+        OutboundMessage.objects.filter(
+            Q(cancel_state__in=[CancelState.PENDING, CancelState.RETRYING], updated_at__lt=overdue)
+            | Q(cancel_state=CancelState.IN_FLIGHT, claim_expires_at__lt=now)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def cancel_message(message: OutboundMessage | int, *, via: str, actor: Any = None) -> CancelReport:
+    """Cancel one message now (synchronously); see :func:`cancel_messages`."""
+    pk = message.pk if isinstance(message, OutboundMessage) else message
+    return cancel_messages([pk], via=via, actor=actor)
+
+
+def _skip_final(pks: Sequence[int]) -> int:
+    """Queued cancellations of messages that turned final meanwhile: nothing to ask."""
+    return OutboundMessage.objects.filter(
+        pk__in=pks,
+        cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
+        status__in=FINAL_STATUSES,
+    ).update(cancel_state=CancelState.SKIPPED, updated_at=timezone.now(), **claims.RELEASED)
+
+
+def _wait_for_sends(pks: Sequence[int], claim: claims.Claim, report: CancelReport) -> None:
+    """Requested stops of messages still being sent here wait for the send to settle."""
+    taken = {m.pk for m in claim.messages} | set(claim.held_elsewhere)
+    waiting = [
+        pk
+        for pk in OutboundMessage.objects.filter(
+            pk__in=pks,
+            send_state__in=[*OPEN_SEND_STATES],
+            cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
+        ).values_list("pk", flat=True)
+        if pk not in taken
+    ]
+    if waiting:
+        report.held_elsewhere = sorted({*report.held_elsewhere, *waiting})
+        report.retry_after = max(report.retry_after, app_settings.task_retry_backoff)
+
+
+def _finish_from_log(claimed: list[OutboundMessage], report: CancelReport) -> list[OutboundMessage]:
+    """Messages whose 006 is already in the exchange log are finished without a request.
+
+    That happens when a run died between logging a reply and updating the message:
+    asking Clickatell again would be a second ``delmsg`` after a recorded 006.
+    """
+    if not claimed:
+        return claimed
+    recorded = set(
+        GatewayExchange.objects.filter(
+            message_id__in=[m.pk for m in claimed], command="delmsg", status=CANCELLED_STATUS
+        ).values_list("message_id", flat=True)
+    )
+    if not recorded:
+        return claimed
+    now = timezone.now()
+    OutboundMessage.objects.filter(pk__in=recorded).update(
+        status=CANCELLED_STATUS,
+        status_changed_at=now,
+        cancel_state=CancelState.CANCELLED,
+        cancel_completed_at=now,
+        cancel_error="",
+        updated_at=now,
+        **claims.RELEASED,
+    )
+    report.cancelled.extend(sorted(recorded))
+    logger.info("Finished %d cancellations from the exchange log", len(recorded))
+    return [m for m in claimed if m.pk not in recorded]
+
+
+def _release(
+    pks: list[int], token: str, give_up: bool, error: ClickatellError, report: CancelReport
+) -> None:
+    """Hand back messages not tried because the gateway just failed."""
+    if not pks:
+        return
+    if give_up:
+        claims.release(
+            pks,
+            token,
+            cancel_state=CancelState.GAVE_UP,
+            cancel_error=recording.clean_text(f"Not attempted: {error}"),
+            cancel_completed_at=timezone.now(),
+        )
+        report.gave_up.extend(pks)
+    else:
+        claims.release(pks, token, cancel_state=CancelState.PENDING)
+        report.retry.extend(pks)

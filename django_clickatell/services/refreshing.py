@@ -1,0 +1,77 @@
+"""Asking Clickatell for the status of messages (``querymsg``) and recording the answers.
+
+Every answer goes through the one lifecycle rule (:func:`.status.apply_status`),
+so a refresh never moves a status backwards, and every request is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exceptions import ClickatellError
+from ..gateway.client import ClickatellClient
+from ..models import OutboundMessage
+from . import recording
+from .reports import Report
+from .status import apply_status
+
+logger = logging.getLogger("django_clickatell.status")
+
+
+@dataclass
+class RefreshReport(Report):
+    changed: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    transient_error: str = ""
+
+
+def refreshable_messages() -> list[int]:
+    """Messages whose status may still change and that Clickatell can be asked about."""
+    return list(OutboundMessage.objects.refreshable().order_by("pk").values_list("pk", flat=True))
+
+
+def refresh_statuses(
+    message_pks: Iterable[int],
+    *,
+    via: str,
+    actor: Any = None,
+    client: ClickatellClient | None = None,
+) -> RefreshReport:
+    """Ask Clickatell (``querymsg``) for the status of each message and record it."""
+    report = RefreshReport()
+    messages = list(
+        OutboundMessage.objects.filter(pk__in=list(message_pks)).refreshable().order_by("pk")
+    )
+    client = client or ClickatellClient()
+    actor_id = getattr(actor, "pk", None)
+    for index, message in enumerate(messages):
+        exchange = recording.new_exchange(message.pk, "querymsg", via=via, actor_id=actor_id)
+        try:
+            if message.apimsgid:
+                reply = client.querymsg(apimsgid=message.apimsgid)
+            else:
+                reply = client.querymsg(climsgid=message.climsgid)
+        except ValueError as exc:
+            logger.warning("Message %s has an invalid id: %s", message.pk, exc)
+            report.failed.append(message.pk)
+            continue
+        except ClickatellError as exc:
+            recording.save(recording.failed(exchange, exc))
+            if exc.retryable:
+                report.retry.extend(m.pk for m in messages[index:])
+                report.transient_error = recording.describe(exc)
+                break
+            report.failed.append(message.pk)
+            continue
+        recording.save(recording.answered(exchange, reply.status))
+        extra = {} if message.apimsgid else {"apimsgid": reply.apimsgid}
+        if apply_status(message, reply.status, reported_at=None, via=via, extra=extra):
+            report.changed.append(message.pk)
+        else:
+            report.unchanged.append(message.pk)
+    return report

@@ -1,0 +1,92 @@
+"""Ways out for sends that did not end "sent": give up, send again, ask again, requeue.
+
+None of these sends anything blindly.  Giving up (after the last retry) fails
+what never left and marks "unknown" what is in doubt; an operator then sends
+again what Clickatell rejected or never received, or has Clickatell asked again
+about what is unknown (verified before any send); stalled sends are found for
+the requeue task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..models import CancelState, OutboundMessage, SendState
+from . import claims
+from .recording import clean_text
+
+
+def give_up(message_pks: Iterable[int], reason: str) -> int:
+    """After the last retry: never-sent messages fail, messages in doubt become unknown.
+
+    Neither is resent automatically; the operator resends (:func:`resend`) or
+    asks Clickatell again (:func:`recheck`).
+    """
+    now = timezone.now()
+    mine = OutboundMessage.objects.filter(Q(pk__in=list(message_pks)) & claims.free_for("", now))
+    failed = mine.filter(send_state=SendState.QUEUED, cancel_state=CancelState.NOT_REQUESTED)
+    count = failed.update(
+        send_state=SendState.FAILED, send_error=_reason("Gave up sending", reason), updated_at=now
+    )
+    return count + mine.filter(send_state=SendState.VERIFYING).update(
+        send_state=SendState.UNKNOWN, send_error=_reason("Gave up checking", reason), updated_at=now
+    )
+
+
+def resend(selection: QuerySet[OutboundMessage]) -> list[int]:
+    """Queue again the messages Clickatell rejected or never received; returns their keys.
+
+    They keep their ``climsgid``: Clickatell holds no message under it, and if
+    it somehow did, the verification before any resend would find it.
+    """
+    return _move(selection, [SendState.REJECTED, SendState.FAILED], SendState.QUEUED)
+
+
+def recheck(selection: QuerySet[OutboundMessage]) -> list[int]:
+    """Ask Clickatell again about messages whose sending is unknown; returns their keys."""
+    return _move(selection, [SendState.UNKNOWN], SendState.VERIFYING)
+
+
+def stalled_sends() -> list[int]:
+    """Sends nobody is working on any more: queued or in doubt and untouched for too long
+    (a task lost to a broker outage), or claimed by a run whose lease expired."""
+    now = timezone.now()
+    overdue = now - timedelta(
+        seconds=app_settings.claim_timeout + app_settings.task_retry_backoff_max
+    )
+    waiting = Q(
+        send_state__in=[SendState.QUEUED, SendState.VERIFYING],
+        claim_token="",
+        updated_at__lt=overdue,
+    ) & ~Q(send_state=SendState.QUEUED, cancel_state__gt="")
+    orphaned = Q(send_state__in=[SendState.SENDING, SendState.VERIFYING], claim_expires_at__lt=now)
+    return list(
+        OutboundMessage.objects.filter(waiting | orphaned)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def _move(selection: QuerySet[OutboundMessage], states: list[str], to: str) -> list[int]:
+    now = timezone.now()
+    eligible = Q(send_state__in=states) & claims.free_for("", now)
+    pks = list(
+        selection.filter(eligible)
+        .exclude(cancel_state=CancelState.CANCELLED)
+        .values_list("pk", flat=True)
+    )
+    OutboundMessage.objects.filter(Q(pk__in=pks) & eligible).update(
+        send_state=to, send_error="", updated_at=now
+    )
+    return sorted(
+        OutboundMessage.objects.filter(pk__in=pks, send_state=to).values_list("pk", flat=True)
+    )
+
+
+def _reason(what: str, detail: str) -> str:
+    return clean_text(f"{what}: {detail}" if detail else what)

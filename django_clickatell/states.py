@@ -1,0 +1,50 @@
+"""The states a message moves through, for sending and for cancelling, and who acted.
+
+Plain choices with no behaviour: the models store them, the selections
+(:mod:`.selections`) and the services decide with them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class CancelState(models.TextChoices):
+    NOT_REQUESTED = "", _("Not requested")
+    PENDING = "pending", _("Cancellation queued")
+    IN_FLIGHT = "in_flight", _("Cancelling")
+    CANCELLED = "cancelled", _("Cancelled")
+    TOO_LATE = "too_late", _("Too late")
+    REFUSED = "refused", _("Refused by Clickatell")
+    RETRYING = "retrying", _("Failed, will retry")
+    GAVE_UP = "gave_up", _("Failed, gave up")
+    SKIPPED = "skipped", _("Skipped (already final)")
+
+
+#: States in which work is queued or running; a new request leaves them alone.
+ACTIVE_CANCEL_STATES = (CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING)
+
+
+class SendState(models.TextChoices):
+    NOT_SENT_HERE = "", _("Not sent by this app")
+    QUEUED = "queued", _("Queued for sending")
+    SENDING = "sending", _("Sending")
+    VERIFYING = "verifying", _("Checking whether Clickatell got it")
+    SENT = "sent", _("Accepted by Clickatell")
+    REJECTED = "rejected", _("Rejected by Clickatell")
+    UNKNOWN = "unknown", _("Unknown (not resent, to avoid a duplicate)")
+    FAILED = "failed", _("Not sent: Clickatell could not be reached")
+    WITHDRAWN = "withdrawn", _("Stopped before it was sent")
+
+
+#: Sending states in which a run may still act on the message (queued, or in doubt).
+OPEN_SEND_STATES = (SendState.QUEUED, SendState.SENDING, SendState.VERIFYING)
+
+
+class Via(models.TextChoices):
+    ADMIN = "admin", _("Admin")
+    TASK = "task", _("Celery task")
+    COMMAND = "command", _("Management command")
+    API = "api", _("Python API")
+    CALLBACK = "callback", _("Status callback")
