@@ -31,7 +31,7 @@ from django.conf import settings as django_settings
 
 from django_clickatell import tasks
 from django_clickatell.models import OutboundMessage
-from django_clickatell.services.sending import create_messages
+from django_clickatell.services.composing import create_messages
 from django_clickatell.simulator import ClickatellSimulator, Fault
 from tests.conftest import WorkerProcess, flush_broker, wait_until
 from tests.faults import RedisServer, TcpProxy, pid_of_client
