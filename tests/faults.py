@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -116,3 +117,25 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+def pid_of_client(client_port: int, server_port: int, candidates: list[int]) -> int | None:
+    """The process (among *candidates*) holding the local end 127.0.0.1:*client_port* of a
+    TCP connection to *server_port*, e.g. the worker child whose request the simulator holds.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if (local_port, remote_port) == (client_port, server_port):
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in candidates:
+        with suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return pid
+    return None

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 from django_clickatell.simulator import ClickatellSimulator, Fault
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -162,3 +164,175 @@ def test_command_line() -> None:
         assert process.wait(timeout=10) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+def control(sim: ClickatellSimulator, action: str, payload: object = None) -> object:
+    request = urllib.request.Request(
+        sim.root_url + "_simulator/" + action,
+        data=json.dumps(payload).encode() if payload is not None else None,
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_accepted_sends_and_duplicates(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.add_message(climsgid="added")  # put there by a test: not an SMS anyone sent
+    first = post(sim, "sendmsg", session_id=sid, to="27999000001", text="hi", climsgid="c1")
+    post(sim, "sendmsg", session_id=sid, to="27999000002", text="hi", climsgid="c2")
+    assert post(sim, "sendmsg", session_id=sid, to="bad", text="hi", climsgid="c3").startswith(
+        "ERR: 105"
+    )
+    assert sim.accepted_by_climsgid() == {"c1": 1, "c2": 1}
+    assert sim.duplicate_sends() == []
+    again = post(sim, "sendmsg", session_id=sid, to="27999000001", text="hi", climsgid="c1")
+    post(sim, "sendmsg", session_id=sid, to="27999000002", text="hi", climsgid="c9")  # new id
+    assert sim.accepted_by_climsgid() == {"c1": 2, "c2": 1, "c9": 1}
+    assert sim.accepted_by_recipient_text()[("27999000001", "hi")] == 2
+    duplicates = sim.duplicate_sends()
+    assert [(d["key"], d["to"], d["count"]) for d in duplicates] == [
+        ("climsgid", "27999000001", 2),
+        ("recipient_text", "27999000001", 2),
+        ("recipient_text", "27999000002", 2),
+    ]
+    assert duplicates[0]["apimsgids"] == [first[4:], again[4:]]
+    assert duplicates[2]["climsgids"] == ["c2", "c9"]
+    assert sim.sendmsg_requests_by_recipient() == {"27999000001": 2, "27999000002": 2, "bad": 1}
+    assert sim.stats()["accepted_sends"] == 4
+    assert sim.stats()["duplicate_sends"] == 3
+    sends = control(sim, "sends")
+    assert isinstance(sends, dict)
+    assert sends["accepted"] == 4
+    assert sends["by_climsgid"] == {"c1": 2, "c2": 1, "c9": 1}
+    assert len(sends["duplicates"]) == 3
+    assert sends["requests_by_recipient"]["27999000001"] == 2
+
+
+def test_multi_recipient_sends_are_counted_per_recipient(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    post(sim, "sendmsg", session_id=sid, to="27999000001,27999000002", text="hi")
+    post(sim, "sendmsg", session_id=sid, to="27999000002,27999000003", text="hi")
+    assert sim.accepted_by_climsgid() == {}  # a multi-recipient request names no climsgid
+    assert [(d["key"], d["to"]) for d in sim.duplicate_sends()] == [
+        ("recipient_text", "27999000002")
+    ]
+
+
+def test_query_and_delete_by_climsgid(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    body = post(sim, "sendmsg", session_id=sid, to="27999000001", text="x", climsgid="abc123")
+    apimsgid = body.removeprefix("ID: ")
+    assert post(sim, "querymsg", session_id=sid, climsgid="abc123").startswith(f"ID: {apimsgid} ")
+    unknown = "ERR: 104, Unknown client message ID"
+    assert post(sim, "querymsg", session_id=sid, climsgid="nope") == unknown
+    assert post(sim, "delmsg", session_id=sid, climsgid="nope") == unknown
+    assert post(sim, "querymsg", session_id=sid, apimsgid="nope").startswith("ERR: 103")
+
+
+def test_delay_hangs_up_without_carrying_out(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.inject(Fault("delay", command="sendmsg", delay=0.5))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(
+            sim.base_url + "sendmsg",
+            data={"session_id": sid, "to": "27999000001", "text": "x"},
+            timeout=(1, 0.2),
+        )
+    time.sleep(0.5)
+    assert sim.accepted_sends() == []
+    assert sim.executed["sendmsg"] == 0
+    assert sim.sendmsg_requests_by_recipient() == {"27999000001": 1}
+
+
+def test_drop_reply_carries_out_then_resets(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    fault = Fault("drop_reply", command="sendmsg")
+    sim.inject(fault)
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            sim.base_url + "sendmsg",
+            data={"session_id": sid, "to": "27999000001", "text": "x", "climsgid": "lost1"},
+            timeout=5,
+        )
+    assert sim.accepted_by_climsgid() == {"lost1": 1}
+    assert len(fault.hits) == 1
+    assert fault.hits[0][0] == "127.0.0.1"
+    assert post(sim, "querymsg", session_id=sid, climsgid="lost1").startswith("ID: ")
+
+
+def test_delay_after_carries_out_then_answers_late(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.inject(Fault("delay_after", command="sendmsg", delay=0.6))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(
+            sim.base_url + "sendmsg",
+            data={"session_id": sid, "to": "27999000001", "text": "x", "climsgid": "late1"},
+            timeout=(1, 0.2),
+        )
+    # Carried out before the delay, so it is known at once, while the answer is still held.
+    assert sim.accepted_by_climsgid() == {"late1": 1}
+    assert sim.executed["sendmsg"] == 1
+    # A patient client gets the real answer after the delay.
+    sim.inject(Fault("delay_after", command="ping", delay=0.3))
+    started = time.monotonic()
+    reply = requests.post(sim.base_url + "ping", data={"session_id": sid}, timeout=5)
+    assert time.monotonic() - started >= 0.3
+    assert (reply.status_code, reply.text) == (200, "OK:")
+    assert reply.headers["Connection"] == "close"
+
+
+def test_trickle_sends_a_valid_reply_byte_by_byte(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.inject(Fault("trickle", command="sendmsg", delay=0.01))
+    started = time.monotonic()
+    # Every single read is far quicker than the read timeout; the whole reply is not.
+    reply = requests.post(
+        sim.base_url + "sendmsg",
+        data={"session_id": sid, "to": "27999000001", "text": "x", "climsgid": "slow1"},
+        timeout=(1, 0.2),
+    )
+    elapsed = time.monotonic() - started
+    assert reply.status_code == 200
+    assert reply.text == f"ID: {sim.accepted_sends()[0].apimsgid}"
+    wire_bytes = len(reply.text) + 100  # status line and headers come byte by byte too
+    assert elapsed >= wire_bytes * 0.01 * 0.8
+    assert sim.accepted_by_climsgid() == {"slow1": 1}
+
+
+def test_new_faults_through_the_control_endpoint(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    control(sim, "faults", {"kind": "delay_after", "command": "ping", "delay": 0.3})
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(sim.base_url + "ping", data={"session_id": sid}, timeout=(1, 0.1))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        control(sim, "faults", {"kind": "trickle", "hits": []})
+    refused.value.close()
+    assert refused.value.code == 400
+    with pytest.raises(ValueError, match="delay"):
+        Fault("delay", delay=-1)
+
+
+def test_execute_late_carries_out_after_the_client_gave_up(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.inject(Fault("execute_late", command="sendmsg", delay=0.5))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(
+            sim.base_url + "sendmsg",
+            data={"session_id": sid, "to": "27999000001", "text": "x", "climsgid": "held1"},
+            timeout=(1, 0.1),
+        )
+    # Not yet carried out: a check now says "unknown"...
+    assert post(sim, "querymsg", session_id=sid, climsgid="held1").startswith("ERR: 104")
+    # ...and yet the gateway sends it once the held request gets through.
+    assert wait_until(lambda: sim.accepted_by_climsgid() == {"held1": 1}, timeout=3)
+
+
+def test_in_flight_counts_requests_still_being_handled(sim: ClickatellSimulator) -> None:
+    sid = session(sim)
+    sim.inject(Fault("execute_late", command="ping", delay=0.4))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(sim.base_url + "ping", data={"session_id": sid}, timeout=(1, 0.1))
+    assert sim.in_flight == 1  # the client gave up; the gateway has not finished with it
+    assert sim.stats()["in_flight"] == 1
+    assert wait_until(lambda: sim.in_flight == 0, timeout=3)
+    assert sim.executed["ping"] == 1

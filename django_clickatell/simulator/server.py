@@ -5,6 +5,11 @@ It authenticates, expires idle sessions, keeps scheduled messages, answers
 ``getmsgcharge`` with the documented reply shapes, counts requests per command
 and TCP connections, and injects faults on demand.  Tests drive it in-process;
 other processes use the JSON control endpoints under ``/_simulator/``.
+
+It is also the gateway-side truth about duplicates: every message an accepted
+``sendmsg`` created is kept, so :meth:`ClickatellSimulator.duplicate_sends`
+can tell whether one SMS went out twice (same ``climsgid``, or same recipient
+and text), whatever the client recorded.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ FAULT_KINDS = frozenset(
         "malformed",  # HTTP 200 with a body that is not the protocol
         "reset",  # close the connection without answering (RST)
         "drop_reply",  # carry the command out, then reset instead of answering
-        "delay",  # answer only after ``delay`` seconds (provokes read timeouts)
+        "delay",  # wait ``delay`` seconds, then hang up: nothing carried out, no answer
+        "delay_after",  # carry the command out, answer only after ``delay`` seconds
+        "execute_late",  # hold the request ``delay`` seconds, then carry it out and answer
+        "trickle",  # carry it out, send the whole reply a byte at a time, ``delay`` apart
         "expire_session",  # answer ERR 003 as if the session had just expired
         "body",  # answer the literal ``body`` (documented reply variants)
     }
@@ -57,10 +65,15 @@ class Fault:
     times: int = 1
     body: str = ""
     delay: float = 0.0
+    #: The (host, port) of each client the fault hit, so a test can find the process that
+    #: sent the request (e.g. to kill the worker whose ``sendmsg`` was just carried out).
+    hits: list[tuple[str, int]] = field(default_factory=list, init=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {self.kind!r}; choose from {sorted(FAULT_KINDS)}")
+        if not 0 <= self.delay <= 3600:
+            raise ValueError("delay must be between 0 and 3600 seconds")
 
 
 @dataclass
@@ -76,6 +89,8 @@ class SimulatedMessage:
     charge: str = "1.000000"
     callback: int = 0  # sendmsg's callback level: 1 intermediate, 2 final, 3 both
     history: list[str] = field(default_factory=list)
+    #: Created by an accepted ``sendmsg`` (an SMS that goes out), not put there by a test.
+    sent: bool = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -147,6 +162,10 @@ class ClickatellSimulator:
         self.connections = 0
         self.control_connections = 0
         self.secrets_in_url = 0
+        #: Gateway requests being handled right now (a held or trickling one included).
+        self.in_flight = 0
+        #: ``sendmsg`` requests received per recipient, answered or not (faults included).
+        self.sendmsg_requests: Counter[str] = Counter()
         self._sessions: dict[str, float] = {}
         #: Every session id ever handed out, so tests can look for leaks.
         self.issued_session_ids: list[str] = []
@@ -276,6 +295,7 @@ class ClickatellSimulator:
         with self._lock:
             self.counts.clear()
             self.executed.clear()
+            self.sendmsg_requests.clear()
             self.connections = 0
             self.control_connections = 0
             self.secrets_in_url = 0
@@ -298,11 +318,58 @@ class ClickatellSimulator:
                 "connections": self.connections,
                 "gateway_connections": self.connections - self.control_connections,
                 "secrets_in_url": self.secrets_in_url,
+                "in_flight": self.in_flight,
                 "messages": len(self.messages),
                 "sessions": len(self._sessions),
                 "callbacks_sent": self.callbacks_sent,
                 "callbacks_failed": self.callbacks_failed,
+                "accepted_sends": sum(1 for m in self.messages.values() if m.sent),
+                "duplicate_sends": len(self.duplicate_sends()),
             }
+
+    # -- the gateway's truth about what was sent --------------------------------------------
+
+    def accepted_sends(self) -> list[SimulatedMessage]:
+        """Every message an accepted ``sendmsg`` created, oldest first (one per SMS sent)."""
+        with self._lock:
+            return [m for m in self.messages.values() if m.sent]
+
+    def accepted_by_climsgid(self) -> dict[str, int]:
+        """How many SMS were accepted under each ``climsgid`` (more than 1: a duplicate)."""
+        return dict(Counter(m.climsgid for m in self.accepted_sends() if m.climsgid))
+
+    def accepted_by_recipient_text(self) -> dict[tuple[str, str], int]:
+        """How many SMS with this text went to this recipient (catches a resend under a new id)."""
+        return dict(Counter((m.to, m.text) for m in self.accepted_sends()))
+
+    def sendmsg_requests_by_recipient(self) -> dict[str, int]:
+        """``sendmsg`` requests received naming each recipient, whatever became of them."""
+        with self._lock:
+            return dict(self.sendmsg_requests)
+
+    def duplicate_sends(self) -> list[dict[str, Any]]:
+        """One entry per SMS that went out more than once, by ``climsgid`` or recipient and text.
+
+        Empty means the gateway never sent anything twice.  Each entry names the
+        ``key`` it was found by, the ``count`` and the ``apimsgids`` handed out.
+        """
+        by_climsgid: dict[str, list[SimulatedMessage]] = {}
+        by_content: dict[tuple[str, str], list[SimulatedMessage]] = {}
+        for message in self.accepted_sends():
+            if message.climsgid:
+                by_climsgid.setdefault(message.climsgid, []).append(message)
+            by_content.setdefault((message.to, message.text), []).append(message)
+        duplicates = [
+            {"key": "climsgid", "climsgid": climsgid, **_group(group)}
+            for climsgid, group in by_climsgid.items()
+            if len(group) > 1
+        ]
+        duplicates += [
+            {"key": "recipient_text", **_group(group)}
+            for group in by_content.values()
+            if len(group) > 1
+        ]
+        return duplicates
 
     def _count_connection(self) -> None:
         with self._lock:
@@ -530,6 +597,7 @@ class ClickatellSimulator:
                 deliver_at=deliver_at,
                 callback=callback,
             )
+            message.sent = True
             self.messages[apimsgid] = message
             if scheduled:
                 message.history.append("011")
@@ -538,6 +606,17 @@ class ClickatellSimulator:
                 self._advance(message)
             lines.append(f"ID: {apimsgid} To: {to}" if len(recipients) > 1 else f"ID: {apimsgid}")
         return "\n".join(lines)
+
+
+def _group(messages: list[SimulatedMessage]) -> dict[str, Any]:
+    first = messages[0]
+    return {
+        "to": first.to,
+        "text": first.text,
+        "count": len(messages),
+        "apimsgids": [m.apimsgid for m in messages],
+        "climsgids": [m.climsgid for m in messages],
+    }
 
 
 _ERROR_PAGE = (
@@ -589,8 +668,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not url.path.startswith("/http/"):
             self._send(404, "Not found", content_type="text/plain")
             return
-        command = url.path.removeprefix("/http/").strip("/")
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        with simulator._lock:
+            simulator.in_flight += 1
+        try:
+            self._gateway(url.path.removeprefix("/http/").strip("/"), url.query, body)
+        finally:
+            with simulator._lock:
+                simulator.in_flight -= 1
+
+    def _gateway(self, command: str, query_string: str, body: bytes) -> None:
+        simulator = self.server.simulator
+        query = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
         form = {
             k: v[-1]
             for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
@@ -601,10 +689,16 @@ class _Handler(BaseHTTPRequestHandler):
         fields = {**query, **form}
         if simulator.latency:
             time.sleep(simulator.latency)
+        if command == "sendmsg":
+            with simulator._lock:
+                simulator.sendmsg_requests.update(
+                    to.strip() for to in fields.get("to", "").split(",") if to.strip()
+                )
         fault = simulator._next_fault(command)
         self._command, self._fields = command, fields
         if fault is not None:
             with simulator._lock:
+                fault.hits.append(self.client_address[:2])
                 simulator.counts[command] += 1
                 simulator.counts["total"] += 1
                 simulator.counts["faults"] += 1
@@ -629,6 +723,22 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "delay":
             time.sleep(fault.delay)
             self.close_connection = True
+        elif fault.kind == "delay_after":
+            reply = self.server.simulator.handle(self._command, self._fields, count=False)
+            time.sleep(fault.delay)
+            self.close_connection = True  # the client has most likely given up by now
+            self._send(200, reply)
+        elif fault.kind == "execute_late":
+            # A request held up on its way (a proxy's queue, retransmissions): the client
+            # has usually given up before the gateway acts on it, and acts on it anyway.
+            time.sleep(fault.delay)
+            reply = self.server.simulator.handle(self._command, self._fields, count=False)
+            self.close_connection = True
+            self._send(200, reply)
+        elif fault.kind == "trickle":
+            reply = self.server.simulator.handle(self._command, self._fields, count=False)
+            self.close_connection = True
+            self._trickle(reply, pause=fault.delay)
         elif fault.kind == "expire_session":
             self._send(200, "ERR: 003, Session ID expired")
         else:
@@ -657,6 +767,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif action == "messages":
                 with simulator._lock:
                     result = [asdict(m) for m in simulator.messages.values()]
+            elif action == "sends":
+                result = {
+                    "accepted": len(simulator.accepted_sends()),
+                    "by_climsgid": simulator.accepted_by_climsgid(),
+                    "duplicates": simulator.duplicate_sends(),
+                    "requests_by_recipient": simulator.sendmsg_requests_by_recipient(),
+                }
             elif action == "faults":
                 simulator.inject(Fault(**payload))
                 result = {"queued": True}
@@ -678,10 +795,33 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, json.dumps(result), "application/json")
 
+    def _trickle(self, text: str, pause: float) -> None:
+        """A valid 200 reply, status line to last byte, one byte per write, ``pause`` apart.
+
+        Each read the client makes returns quickly, so only a deadline on the whole
+        request (not a per-read timeout) stops a client from waiting for all of it.
+        """
+        payload = text.encode()
+        head = (
+            f"{self.protocol_version} 200 OK\r\n"
+            f"Server: {self.version_string()}\r\n"
+            f"Date: {self.date_time_string()}\r\n"
+            "Content-Type: text/html\r\n"
+            f"Content-Length: {len(payload)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        data = head + payload
+        for index in range(len(data)):
+            if index:
+                time.sleep(pause)
+            self.wfile.write(data[index : index + 1])
+
     def _send(self, status: int, text: str, content_type: str = "text/html") -> None:
         payload = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:  # so a client still listening does not reuse the socket
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
