@@ -1,24 +1,46 @@
-"""The documented entry points for code: send SMS, stop them, refresh their status.
+"""The documented entry points for code: send SMS, stop them, refresh their status,
+read the balance and check the credentials.
 
 These are thin faces over :mod:`django_clickatell.services`: with
-``wait=False`` (the default) the work is queued for a Celery worker once the
-current transaction commits; with ``wait=True`` it happens in this process.
+``wait=False`` (the default) the work is handed on through
+:mod:`django_clickatell.dispatch` -- to a Celery worker once the current
+transaction commits, or done here when Celery is not in use; with
+``wait=True`` it happens in this process now.  Every error they raise is a
+:class:`~django_clickatell.exceptions.ClickatellError`; bad input is also a
+``ValueError`` (:class:`~django_clickatell.exceptions.InvalidMessage`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet
 
 from . import dispatch
+from .exceptions import ClickatellError, InvalidMessage
 from .models import OutboundMessage, Via
-from .services import cancel_requests, cancelling, composing, sending
-from .services.composing import InvalidMessage
+from .selections import REFRESHABLE
+from .services import balance, cancel_requests, cancelling, composing, refreshing, sending
+from .services.account import Account
+from .services.account import check_credentials as _check_credentials
+from .services.cancel_requests import CancellationRequest
+from .services.refreshing import RefreshReport
 
-__all__ = ["InvalidMessage", "cancel_sms", "send_sms"]
+__all__ = [
+    "Account",
+    "CancellationRequest",
+    "ClickatellError",
+    "InvalidMessage",
+    "RefreshReport",
+    "cancel_sms",
+    "check_credentials",
+    "get_balance",
+    "refresh_sms",
+    "send_sms",
+]
 
 
 def send_sms(
@@ -61,11 +83,41 @@ def send_sms(
 
 def cancel_sms(
     messages: QuerySet[OutboundMessage], *, wait: bool = False, actor: Any = None
-) -> cancel_requests.CancellationRequest:
-    """Stop the scheduled delivery of *messages*; see :mod:`.services.cancellation`."""
+) -> CancellationRequest:
+    """Stop the delivery of *messages*: at Clickatell (``delmsg``), or here if never sent.
+
+    Returns what was requested (``message_pks`` for the worker, the batch, and
+    the preview of what is skipped and why); see :mod:`.services.cancel_requests`.
+    """
     result = cancel_requests.request_cancellation(messages, via=Via.API, actor=actor)
     if wait:
         cancelling.cancel_messages(result.message_pks, via=Via.API, actor=actor)
     else:
         dispatch.enqueue_cancellation(result.message_pks, via=Via.API, actor=actor)
     return result
+
+
+def refresh_sms(
+    messages: QuerySet[OutboundMessage], *, wait: bool = False, actor: Any = None
+) -> RefreshReport | None:
+    """Ask Clickatell (``querymsg``) for the status of *messages* whose status may change.
+
+    With ``wait=True`` returns what changed; otherwise the work is handed on
+    and ``None`` returned.  Final messages and messages not (yet) at Clickatell
+    are left alone.
+    """
+    pks = list(messages.filter(REFRESHABLE).order_by("pk").values_list("pk", flat=True))
+    if wait:
+        return refreshing.refresh_statuses(pks, via=Via.API, actor=actor)
+    dispatch.enqueue_refresh(pks, via=Via.API, actor=actor)
+    return None
+
+
+def get_balance(*, cached: bool = True) -> Decimal:
+    """The account's remaining credit (shared by every process for ``BALANCE_CACHE_SECONDS``)."""
+    return balance.get_balance(cached=cached)
+
+
+def check_credentials() -> Account:
+    """Open a session with the configured credentials, or raise why Clickatell refused."""
+    return _check_credentials()

@@ -33,9 +33,9 @@ from django.db import InterfaceError, OperationalError
 
 from . import dispatch
 from .conf import app_settings
-from .gateway.client import ClickatellClient
 from .models import Via
 from .services import cancelling, refreshing, send_recovery, sending
+from .services.account import keep_session_alive
 from .services.cleanup import delete_old_history
 
 logger = logging.getLogger("django_clickatell.tasks")
@@ -221,7 +221,7 @@ def refresh_statuses() -> int:
 @shared_task(name="django_clickatell.ping", bind=True, ignore_result=True)
 def ping(self: Task[Any, Any]) -> None:
     """Keep the shared Clickatell session alive; schedule every ~10 minutes with beat."""
-    ClickatellClient().ping()
+    keep_session_alive()
 
 
 @shared_task(name="django_clickatell.requeue_stalled_work", ignore_result=True)

@@ -20,8 +20,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from .conf import app_settings
-from .protocol.callbacks import InvalidCallback, parse_callback
-from .services.callbacks import record_callback
+from .exceptions import InvalidCallback
+from .services.callbacks import ForeignCallback, receive_callback
 
 logger = logging.getLogger("django_clickatell.callbacks")
 
@@ -63,10 +63,11 @@ def status_callback(request: HttpRequest) -> HttpResponse:
         return _unauthorized()
     params = request.POST if request.method == "POST" else request.GET
     try:
-        callback = parse_callback({key: params.get(key, "") for key in params})
+        outcome = receive_callback(
+            {key: params.get(key, "") for key in params}, api_id=app_settings.api_id
+        )
+    except ForeignCallback as exc:
+        return _text(403, str(exc))
     except InvalidCallback as exc:
         return _text(400, str(exc))
-    if callback.api_id != app_settings.api_id:
-        return _text(403, "Unknown api_id")
-    outcome = record_callback(callback)
     return _text(200, f"OK {outcome}")

@@ -13,8 +13,9 @@ from django.test import Client
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from django_clickatell.exceptions import InvalidCallback
 from django_clickatell.models import GatewayExchange, OutboundMessage, UnmatchedCallback
-from django_clickatell.protocol.callbacks import InvalidCallback, parse_callback
+from django_clickatell.protocol.callbacks import parse_callback
 from django_clickatell.simulator import ClickatellSimulator
 
 URL = "/clickatell/callback/"

@@ -220,3 +220,31 @@ def test_giving_up_on_a_never_sent_message_fails_it(simulator: ClickatellSimulat
     assert message.send_state == SendState.FAILED
     assert message.send_error == "Gave up sending: gateway unreachable"
     assert simulator.counts["sendmsg"] == 0
+
+
+def test_public_api_refresh_balance_and_credentials(simulator: ClickatellSimulator) -> None:
+    from django_clickatell import api
+    from django_clickatell.exceptions import ClickatellError, InvalidMessage
+
+    [message] = api.send_sms("27999000001", "hi", deliver_in_minutes=60, wait=True)
+    simulator.messages[str(message.apimsgid)].status = "003"
+    report = api.refresh_sms(OutboundMessage.objects.all(), wait=True)
+    assert report is not None
+    assert report.changed == [message.pk]
+    assert api.get_balance(cached=False) >= 0
+    assert api.check_credentials().username == "demo"
+    assert issubclass(InvalidMessage, ClickatellError)
+    assert issubclass(InvalidMessage, ValueError)
+    simulator.change_password("rotated")
+    with pytest.raises(ClickatellError):
+        api.check_credentials()
+
+
+def test_every_error_kind_is_an_exchange_outcome() -> None:
+    from django_clickatell import exceptions
+
+    outcomes = set(GatewayExchange.Outcome.values)
+    for name in exceptions.__all__:
+        error = getattr(exceptions, name)
+        if isinstance(error, type) and not issubclass(error, exceptions.InvalidInput):
+            assert error.kind in outcomes, name

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 from .codes import normalize_status
+from .errors import InvalidCallback
 from .replies import is_client_message_id, is_message_id
 
 #: The columns the fields land in (``models.py``; a test keeps the two in step).
@@ -42,10 +43,6 @@ _CHARGE_CONTEXT = Context(prec=CHARGE_MAX_DIGITS + 2, rounding=ROUND_HALF_EVEN)
 _EARLIEST = 946684800  # 2000-01-01
 _LATEST = 4102444800  # 2100-01-01
 MAX_FIELD = 256
-
-
-class InvalidCallback(ValueError):
-    """The callback cannot be accepted; ``str(exc)`` is a short, safe reason."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from ..exceptions import GatewayError, ProtocolError, error_for_code
 from .codes import describe_status, normalize_status
+from .errors import GatewayError, ProtocolError, error_for_code
 from .redaction import Secret, clean, excerpt, redact
 
 Secrets = Iterable[str | Secret | None]

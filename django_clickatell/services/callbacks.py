@@ -10,11 +10,13 @@ when the message learns its ``apimsgid``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from ..exceptions import InvalidCallback
 from ..models import OutboundMessage, UnmatchedCallback, Via
-from ..protocol.callbacks import StatusCallback
+from ..protocol.callbacks import StatusCallback, parse_callback
 from . import recording
 from .status import apply_status
 
@@ -25,6 +27,22 @@ class CallbackOutcome:
     APPLIED = "applied"
     IGNORED = "ignored"  # duplicate, stale, or after a final status
     UNMATCHED = "unmatched"
+
+
+def receive_callback(params: Mapping[str, str], *, api_id: str) -> str:
+    """Validate a pushed callback's fields and record it; raises ``InvalidCallback``.
+
+    A callback for another API product (``api_id``) is refused as invalid too:
+    it cannot concern this account's messages.
+    """
+    callback = parse_callback(params)
+    if callback.api_id != api_id:
+        raise ForeignCallback("Unknown api_id")
+    return record_callback(callback)
+
+
+class ForeignCallback(InvalidCallback):
+    """The callback names another API product than the configured one."""
 
 
 def record_callback(callback: StatusCallback) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ..exceptions import InvalidMessage
 from ..models import OutboundMessage, SendState
 from ..protocol.replies import is_client_message_id
 
@@ -25,10 +26,6 @@ _MSISDN = re.compile(r"[0-9]{6,20}")
 _SENDER = re.compile(r"[0-9]{1,16}|[A-Za-z0-9 ]{1,11}")
 MIN_DELAY_MINUTES = 10
 MAX_AHEAD = timedelta(days=7)
-
-
-class InvalidMessage(ValueError):
-    """The message cannot be sent as asked; nothing was recorded or sent."""
 
 
 @dataclass(frozen=True)

@@ -86,24 +86,20 @@ def answered(exchange: GatewayExchange, status: str = "") -> GatewayExchange:
 
 
 def failed(exchange: GatewayExchange, error: ClickatellError) -> GatewayExchange:
-    """The request failed, was refused, or was never sent: the outcome follows the type."""
+    """The request failed, was refused, or was never sent: the outcome is the error's kind."""
     _finish(exchange)
+    exchange.outcome = error.kind
     if isinstance(error, CommandNotSent):
-        exchange.outcome = GatewayExchange.Outcome.NOT_SENT
         exchange.error_code = error.code
         exchange.detail = clean_text(str(error.cause))
     elif isinstance(error, GatewayError):
-        exchange.outcome = GatewayExchange.Outcome.GATEWAY_ERROR
         exchange.error_code = error.code
         exchange.error_description = clean_text(error.description)
     elif isinstance(error, ProtocolError):
-        exchange.outcome = GatewayExchange.Outcome.PROTOCOL_ERROR
         exchange.detail = clean_text(f"{error.reason}: {error.excerpt}")
     elif isinstance(error, TransportError):
-        exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
         exchange.detail = clean_text(error.detail)
     else:
-        exchange.outcome = GatewayExchange.Outcome.TRANSPORT_ERROR
         exchange.detail = clean_text(str(error))
     return exchange
 

@@ -12,21 +12,20 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from django_clickatell.exceptions import ClickatellError
-from django_clickatell.gateway.client import ClickatellClient
+from django_clickatell.services.account import check_credentials
 
 
 class Command(BaseCommand):
     help = "Authenticate with Clickatell using settings.CLICKATELL; exits non-zero on failure."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        client = ClickatellClient()
         try:
-            client.auth()
+            account = check_credentials()
         except ClickatellError as exc:
             raise CommandError(f"Authentication failed: {exc}") from exc
         self.stdout.write(
             self.style.SUCCESS(
-                f"Clickatell accepted user {client.username!r} (API id {client.api_id}); "
+                f"Clickatell accepted user {account.username!r} (API id {account.api_id}); "
                 "a new session is cached for every worker with these credentials."
             )
         )

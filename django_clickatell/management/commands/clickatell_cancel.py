@@ -34,11 +34,15 @@ from django.utils.dateparse import parse_datetime
 from django_clickatell.conf import app_settings
 from django_clickatell.dispatch import enqueue_cancellation
 from django_clickatell.models import CancellationBatch, CancelState, OutboundMessage, Via
-from django_clickatell.protocol.codes import STATUSES, normalize_status
-from django_clickatell.protocol.replies import is_client_message_id, is_message_id
 from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.services.cancel_run import CancelReport
 from django_clickatell.services.cancelling import cancel_messages
+from django_clickatell.services.lookups import (
+    KNOWN_STATUSES,
+    is_client_message_id,
+    is_message_id,
+    normalize_status,
+)
 
 EXIT_BAD_INPUT = 1
 EXIT_NOT_STOPPED = 3
@@ -95,10 +99,10 @@ def _status(value: str) -> str:
         code = normalize_status(value)
     except ValueError as exc:
         raise CommandError(f"--status takes a numeric status code: {exc}") from exc
-    if code not in STATUSES:
+    if code not in KNOWN_STATUSES:
         raise CommandError(
             f"--status {value[:16]!r}: not a Clickatell status code "
-            f"(known: {', '.join(sorted(STATUSES))})"
+            f"(known: {', '.join(sorted(KNOWN_STATUSES))})"
         )
     return code
 

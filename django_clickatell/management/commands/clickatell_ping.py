@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from django_clickatell.exceptions import ClickatellError
-from django_clickatell.gateway.client import ClickatellClient
+from django_clickatell.services.account import keep_session_alive
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            ClickatellClient().ping()
+            keep_session_alive()
         except ClickatellError as exc:
             raise CommandError(f"Ping failed: {exc}") from exc
         self.stdout.write(self.style.SUCCESS("Clickatell answered: the session is alive."))

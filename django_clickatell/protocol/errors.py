@@ -1,0 +1,196 @@
+r"""What can go wrong talking to Clickatell, as types a caller can act on.
+
+Every exception describes itself without secrets.  ``retryable`` tells a task
+whether trying again later can help; ``kind`` names the outcome an exchange
+log records for it.  Mistakes in the caller's input (:class:`InvalidInput`)
+are also ``ValueError``\ s, as in django-anymail.  Configuration mistakes are
+Django's ``ImproperlyConfigured`` and deliberately outside this hierarchy.
+
+The hierarchy lives in the protocol layer (pure, no I/O) so that the parsers
+can raise it without importing anything above them; import it from
+:mod:`django_clickatell.exceptions`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .codes import (
+    AUTHENTICATION_ERRORS,
+    RETRYABLE_ERRORS,
+    SESSION_ERRORS,
+    UNKNOWN_MESSAGE_ERRORS,
+    describe_error,
+)
+
+
+class ClickatellError(Exception):
+    """Base class of everything the package raises about Clickatell or its input."""
+
+    retryable: ClassVar[bool] = False
+
+    #: The outcome an exchange log records for this error (``GatewayExchange.outcome``).
+    kind: ClassVar[str] = "transport_error"
+
+
+class InvalidInput(ClickatellError, ValueError):
+    """The caller's input cannot be used; nothing was recorded or sent.
+
+    ``str(exc)`` is a short reason that is safe to show to whoever gave the input.
+    """
+
+
+class InvalidMessage(InvalidInput):
+    """The message cannot be sent as asked; nothing was recorded or sent."""
+
+
+class InvalidCallback(InvalidInput):
+    """A status callback cannot be accepted; ``str(exc)`` is a short, safe reason."""
+
+
+class GatewayError(ClickatellError):
+    """Clickatell answered ``ERR: <code>, <description>``."""
+
+    kind = "gateway_error"
+
+    def __init__(
+        self,
+        code: int | None,
+        description: str = "",
+        *,
+        command: str | None = None,
+        to: str | None = None,
+    ) -> None:
+        self.code = code
+        self.description = description or (str(describe_error(code).label) if code else "")
+        self.command = command
+        self.to = to
+        super().__init__(str(self))
+
+    @property
+    def code_str(self) -> str:
+        return f"{self.code:03d}" if self.code is not None else "---"
+
+    def __str__(self) -> str:
+        where = f"Clickatell {self.command}" if self.command else "Clickatell"
+        recipient = f" (to {self.to})" if self.to else ""
+        return f"{where} answered ERR {self.code_str}: {self.description}{recipient}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, description={self.description!r})"
+
+
+class AuthenticationError(GatewayError):
+    """The account was refused (001, 002, 004, 007, 108): retrying cannot help."""
+
+
+class SessionExpired(GatewayError):
+    """The session id expired or was missing (003, 005)."""
+
+
+class UnknownMessage(GatewayError):
+    """``apimsgid``/``climsgid`` unknown to Clickatell (103, 104)."""
+
+
+class GatewayBusy(GatewayError):
+    """Clickatell reported an internal error and asks to be retried (901)."""
+
+    retryable = True
+
+
+class TransientError(ClickatellError):
+    """The gateway could not be reached or did not answer usefully; try again later."""
+
+    retryable = True
+    kind = "transport_error"
+
+
+class TransportError(TransientError):
+    """The HTTP exchange itself failed."""
+
+    kind = "transport_error"
+
+    def __init__(self, command: str, detail: str) -> None:
+        self.command = command
+        self.detail = detail
+        super().__init__(f"Clickatell {command}: {detail}")
+
+
+class GatewayTimeout(TransportError):
+    """Connecting, or the whole reply after it, took longer than ``TIMEOUT`` allows.
+
+    ``TIMEOUT = (connect, read)`` is two total deadlines, not per socket read:
+    see :mod:`django_clickatell.gateway.transport`.
+    """
+
+
+class GatewayUnreachable(TransportError):
+    """The connection was refused, reset or could not be made."""
+
+
+class GatewayHTTPError(TransportError):
+    """An HTTP status other than 200 (the protocol answers 200 even for errors)."""
+
+    def __init__(self, command: str, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(command, f"HTTP {status_code}")
+
+
+class SessionUnavailable(TransientError):
+    """No session id could be obtained in time (another process holds the auth lock)."""
+
+
+class CommandNotSent(TransientError):
+    """The command was never carried out at Clickatell: no usable session could be had.
+
+    Raised before the request left (login refused now or remembered as refused,
+    the login failing in transit or unreadable, the session cache unreachable,
+    another process's login not finished in time), when the account was refused
+    on the command itself (ERR 001/002/004/007/108: answered, nothing carried
+    out), or when Clickatell refused the session again right after the one
+    renewal a call makes (ERR 003/005 twice), which also executes nothing.
+    Nothing happened to the message, so the caller records "not sent" -- never
+    the gateway's answer -- and may try again later.  ``cause`` is the
+    underlying error; ``code`` its gateway code, if it has one.
+    """
+
+    kind = "not_sent"
+
+    def __init__(self, command: str, cause: ClickatellError) -> None:
+        self.command = command
+        self.cause = cause
+        self.code: int | None = getattr(cause, "code", None)
+        super().__init__(f"Clickatell {command} was not sent: {cause}")
+
+
+class ProtocolError(ClickatellError):
+    """A reply that does not follow the protocol; carries a short redacted excerpt.
+
+    Retryable: a proxy's error page or a truncated body says nothing about the
+    message, so asking again is the only way to learn its state.
+    """
+
+    retryable = True
+    kind = "protocol_error"
+
+    def __init__(self, command: str, reason: str, excerpt: str) -> None:
+        self.command = command
+        self.reason = reason
+        self.excerpt = excerpt
+        super().__init__(f"Clickatell {command}: {reason}: {excerpt!r}")
+
+
+def error_for_code(
+    code: int | None, description: str, *, command: str | None = None, to: str | None = None
+) -> GatewayError:
+    """The most specific :class:`GatewayError` for an ``ERR`` reply."""
+    cls: type[GatewayError] = GatewayError
+    if code in AUTHENTICATION_ERRORS:
+        cls = AuthenticationError
+    elif code in SESSION_ERRORS:
+        cls = SessionExpired
+    elif code in UNKNOWN_MESSAGE_ERRORS:
+        cls = UnknownMessage
+    elif code in RETRYABLE_ERRORS:
+        cls = GatewayBusy
+    return cls(code, description, command=command, to=to)
