@@ -23,13 +23,41 @@ from django.utils.translation import ngettext
 from ..dispatch import enqueue_cancellation, enqueue_refresh, enqueue_sending
 from ..models import CancellationBatch, CancelState, OutboundMessage, SendState, Via
 from ..services import send_recovery
-from ..services.cancel_requests import preview_cancellation, request_cancellation
+from ..services.cancel_requests import (
+    CancellationRequest,
+    preview_cancellation,
+    request_cancellation,
+)
 from .common import PREVIEW_ROWS
 
 if TYPE_CHECKING:
     _MessageAdmin = admin.ModelAdmin[OutboundMessage]
 else:
     _MessageAdmin = object  # the actions are mixed into OutboundMessageAdmin
+
+
+class ConfirmationPage(_MessageAdmin):
+    """Every action's "are you sure?" page: the same form that posts the selection back."""
+
+    def confirmation_page(
+        self, request: HttpRequest, template: str, title: Any, **context: Any
+    ) -> HttpResponse:
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            f"admin/django_clickatell/outboundmessage/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "subtitle": None,
+                "opts": self.opts,
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "media": self.media,
+                **context,
+            },
+        )
 
 
 class RefreshAction(_MessageAdmin):
@@ -52,7 +80,7 @@ class RefreshAction(_MessageAdmin):
         )
 
 
-class SendActions(_MessageAdmin):
+class SendActions(ConfirmationPage):
     def has_send_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.send_{opts.model_name}")
@@ -114,24 +142,15 @@ class SendActions(_MessageAdmin):
         )
         if request.POST.get("post") != "yes":
             count = eligible.count()
-            context = {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "subtitle": None,
-                "opts": self.opts,
-                "explanation": explanation,
-                "count": count,
-                "skipped": queryset.count() - count,
-                "sample": list(eligible.order_by("pk")[:PREVIEW_ROWS]),
-                "action": action,
-                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
-                "select_across": request.POST.get("select_across", "0"),
-                "action_checkbox_name": ACTION_CHECKBOX_NAME,
-                "media": self.media,
-            }
-            request.current_app = self.admin_site.name
-            return TemplateResponse(
-                request, "admin/django_clickatell/outboundmessage/send_confirmation.html", context
+            return self.confirmation_page(
+                request,
+                "send_confirmation.html",
+                title,
+                explanation=explanation,
+                count=count,
+                skipped=queryset.count() - count,
+                sample=list(eligible.order_by("pk")[:PREVIEW_ROWS]),
+                action=action,
             )
         pks = move(queryset)
         if not pks:
@@ -162,7 +181,7 @@ class SendActions(_MessageAdmin):
         return None
 
 
-class CancelAction(_MessageAdmin):
+class CancelAction(ConfirmationPage):
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.cancel_{opts.model_name}")
@@ -184,6 +203,12 @@ class CancelAction(_MessageAdmin):
                 ),
                 messages.ERROR,
             )
+        self._report_cancellation(request, result, queued)
+        return None
+
+    def _report_cancellation(
+        self, request: HttpRequest, result: CancellationRequest, queued: int
+    ) -> None:
         skipped = result.preview.total - queued
         if queued:
             self.log_addition(
@@ -229,7 +254,6 @@ class CancelAction(_MessageAdmin):
             )
         if not queued and not skipped:
             self.message_user(request, _("Nothing to cancel."), messages.INFO)
-        return None
 
     def _confirm_cancellation(
         self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
@@ -240,22 +264,11 @@ class CancelAction(_MessageAdmin):
             .exclude(cancel_state=CancelState.CANCELLED)
             .order_by("scheduled_for", "pk")[:PREVIEW_ROWS]
         )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Cancel scheduled delivery?"),
-            "subtitle": None,
-            "opts": self.opts,
-            "preview": preview,
-            "sample": sample,
-            "more": max(preview.total - len(sample), 0),
-            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across", "0"),
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(
+        return self.confirmation_page(
             request,
-            "admin/django_clickatell/outboundmessage/cancel_delivery_confirmation.html",
-            context,
+            "cancel_delivery_confirmation.html",
+            _("Cancel scheduled delivery?"),
+            preview=preview,
+            sample=sample,
+            more=max(preview.total - len(sample), 0),
         )

@@ -83,21 +83,7 @@ def cancel_messages(
     """
     pks = sorted(set(message_pks))
     report = CancelReport()
-    report.skipped = _skip_final(pks)
-    report.withdrawn = withdraw(Q(pk__in=pks), via=via)
-    report.cancelled.extend(report.withdrawn)
-    claim = claims.acquire(
-        pks,
-        claim_token or claims.new_token(),
-        eligible=_CLAIMABLE,
-        updates={"cancel_state": CancelState.IN_FLIGHT},
-        fields=_MESSAGE_FIELDS,
-    )
-    report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
-    _wait_for_sends(pks, claim, report)
-    claimed = _finish_from_log(claim.messages, report)
-    claimed_pks = {m.pk for m in claim.messages}
-    report.not_claimed = [pk for pk in pks if pk not in claimed_pks and pk not in report.withdrawn]
+    claim, claimed = _prepare(pks, claim_token or claims.new_token(), via, report)
     if not claimed:
         return report
     run = CancelRun(
@@ -109,7 +95,40 @@ def cancel_messages(
         task_id=task_id,
         give_up=give_up,
     )
-    keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claimed])
+    untried, error = _work_through(
+        run, claims.LeaseKeeper(claim.token, [m.pk for m in claimed]), claimed
+    )
+    if error is not None:
+        _release(untried, claim.token, give_up, error, report)
+    return report
+
+
+def _prepare(
+    pks: list[int], token: str, via: str, report: CancelReport
+) -> tuple[claims.Claim, list[OutboundMessage]]:
+    """Settle what needs no request, claim the rest; returns the messages to ask about."""
+    report.skipped = _skip_final(pks)
+    report.withdrawn = withdraw(Q(pk__in=pks), via=via)
+    report.cancelled.extend(report.withdrawn)
+    claim = claims.acquire(
+        pks,
+        token,
+        eligible=_CLAIMABLE,
+        updates={"cancel_state": CancelState.IN_FLIGHT},
+        fields=_MESSAGE_FIELDS,
+    )
+    report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
+    _wait_for_sends(pks, claim, report)
+    claimed = _finish_from_log(claim.messages, report)
+    claimed_pks = {m.pk for m in claim.messages}
+    report.not_claimed = [pk for pk in pks if pk not in claimed_pks and pk not in report.withdrawn]
+    return claim, claimed
+
+
+def _work_through(
+    run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage]
+) -> tuple[list[int], ClickatellError | None]:
+    """One ``delmsg`` per message until done or a transient error; returns what is untried."""
     try:
         for index, message in enumerate(claimed):
             run.writer.check()
@@ -117,15 +136,10 @@ def cancel_messages(
                 continue  # taken over after our lease lapsed: the other run decides it
             error = run.cancel_one(message)
             if error is not None:
-                untried = [m.pk for m in claimed[index + 1 :]]
-                break
-        else:
-            untried, error = [], None
+                return [m.pk for m in claimed[index + 1 :]], error
+        return [], None
     finally:
         run.writer.close()
-    if error is not None:
-        _release(untried, claim.token, give_up, error, report)
-    return report
 
 
 def stalled_cancellations(*, hand_on: bool = False) -> list[int]:
