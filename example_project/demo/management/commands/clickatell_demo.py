@@ -23,11 +23,9 @@ from django.core.servers.basehttp import (
 )
 from django.test import override_settings
 
-from django_clickatell.api import cancel_sms, send_sms
+from django_clickatell.api import cancel_sms, check_credentials, refresh_sms, send_sms
 from django_clickatell.exceptions import ClickatellError
-from django_clickatell.gateway.client import ClickatellClient
-from django_clickatell.models import OutboundMessage, Via
-from django_clickatell.services.refreshing import refresh_statuses
+from django_clickatell.models import OutboundMessage
 from django_clickatell.simulator import ClickatellSimulator
 
 SCHEDULED = ["27999000101", "27999000102", "27999000103", "27999000104", "27999000105"]
@@ -77,13 +75,11 @@ class Command(BaseCommand):
         return stack
 
     def run(self) -> None:
-        client = ClickatellClient()
-        client.auth()
+        check_credentials()
         self.stdout.write(
             self.style.SUCCESS("auth: credentials accepted (session id kept in the cache)")
         )
-        client.ping()
-        self.stdout.write(self.style.SUCCESS("ping: session alive"))
+        call_command("clickatell_ping", stdout=self.stdout)
         OutboundMessage.objects.all().delete()
 
         send_sms(
@@ -98,7 +94,7 @@ class Command(BaseCommand):
             IMMEDIATE, "Grüße! Your code is 4711", sender="DemoClinic", callback=3, wait=True
         )
         self.stdout.write(f"sendmsg: {len(SCHEDULED)} scheduled 2 hours ahead, 1 sent now")
-        refresh_statuses(OutboundMessage.objects.values_list("pk", flat=True), via=Via.COMMAND)
+        refresh_sms(OutboundMessage.objects.all(), wait=True)
         before = dict(OutboundMessage.objects.values_list("pk", "status"))
 
         deadline = time.monotonic() + 10
