@@ -18,5 +18,9 @@ for minor in 3.10 3.11 3.12 3.13; do
   fi
 done
 [ ${#found[@]} -gt 0 ] || { echo "matrix: no interpreter found" >&2; exit 1; }
+# The corners check compatibility; the slow fault matrices and the packaging build
+# (behaviour, not compatibility) run once, in `make test`.  Arguments replace that
+# filter: `./scripts/matrix.sh -m ""` runs everything in every corner.
+if [ $# -eq 0 ]; then set -- -m "not slow"; fi
 exec .venv/bin/tox run-parallel --parallel "${MATRIX_PARALLEL:-1}" --parallel-no-spinner \
-  --discover "${found[@]}" "$@"
+  --discover "${found[@]}" -- "$@"
