@@ -34,7 +34,8 @@ from ..conf import ClickatellSettings, app_settings
 from ..exceptions import AuthenticationError, ClickatellError, CommandNotSent, SessionExpired
 from ..protocol import replies
 from ..protocol.redaction import Secret
-from .session import SessionKeys, SessionPolicy, SessionStore
+from .sealing import SessionKeys
+from .session import SessionPolicy, SessionStore
 from .transport import FormValue, Transport, get_transport
 
 R = TypeVar("R")

@@ -8,22 +8,18 @@ under that lock, which is what makes "replace the id only if it is still the
 one that failed" safe without a compare-and-delete primitive.
 
 Everything cached is keyed by a *fingerprint* of the credentials used (see
-:class:`SessionKeys`): a host with a stale password has cache entries of its
-own, so its refused login can neither evict nor block the session that hosts
-with the right password share.  The cache never holds a usable secret: the
-session id is sealed (encrypted, then authenticated) with keys that need both
+:mod:`.sealing`): a host with a stale password has cache entries of its own,
+so its refused login can neither evict nor block the session that hosts with
+the right password share.  The cache never holds a usable secret: the session
+id is sealed (encrypted, then authenticated) with keys that need both
 ``SECRET_KEY`` and the password, and a remembered login failure keeps only the
-code and a redacted description.
+code and a redacted description (:mod:`.failure_memory`).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import hmac
 import logging
 import os
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,108 +31,13 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..conf import AUTH_POLL_MAX
 from ..exceptions import AuthenticationError, SessionUnavailable
-from ..protocol.redaction import Secret, excerpt
+from ..protocol.redaction import Secret
+from .failure_memory import failure_entry, remembered_failure
+from .sealing import SessionKeys
 
 logger = logging.getLogger("django_clickatell.session")
 
 _FIRST_POLL = 0.01
-
-#: Stretching of the credential key: a leaked SECRET_KEY plus the cache still cost an
-#: attacker this many HMAC rounds per password guess.  Paid once per process.
-_KEY_ITERATIONS = 100_000
-_SEAL_VERSION = b"\x01"
-_NONCE_BYTES = 16
-_TAG_BYTES = 32
-#: Longest description of a refused login kept in the cache (redacted, printable).
-_FAILURE_DESCRIPTION_LIMIT = 200
-
-
-def _hmac(key: bytes, *parts: bytes) -> bytes:
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for part in parts:
-        mac.update(len(part).to_bytes(4, "big"))  # length-prefixed: no two inputs collide
-        mac.update(part)
-    return mac.digest()
-
-
-@functools.lru_cache(maxsize=16)
-@sensitive_variables()
-def _credential_key(
-    secret_key: str, base_url: str, api_id: str, username: str, password: Secret
-) -> bytes:
-    """A key only someone holding both ``SECRET_KEY`` and the password can compute."""
-    salt = _hmac(
-        secret_key.encode(),
-        b"django_clickatell.credentials.v1",
-        base_url.encode(),
-        api_id.encode(),
-        username.encode(),
-    )
-    return hashlib.pbkdf2_hmac("sha256", password.reveal().encode(), salt, _KEY_ITERATIONS)
-
-
-class SessionKeys:
-    """Cache-key fingerprint and session-id sealing for one set of credentials.
-
-    * ``fingerprint``: HMAC-SHA256 (keyed with ``SECRET_KEY``, stretched with
-      PBKDF2) over the base URL, API id, user and password.  It names the cache
-      entries; it reveals nothing and differs whenever the password differs.
-    * :meth:`seal` / :meth:`open`: encrypt-then-MAC with the standard library
-      only.  The keystream is HMAC-SHA256 in counter mode over a random nonce,
-      the tag an HMAC-SHA256 over version, nonce and ciphertext, both keys
-      derived from the credential key.  An entry that was tampered with, written
-      under other credentials or another ``SECRET_KEY``, or is not ours at all
-      opens to ``None`` and counts as absent.
-    """
-
-    __slots__ = ("_encrypt_key", "_mac_key", "fingerprint")
-
-    def __init__(
-        self, *, secret_key: str, base_url: str, api_id: str, username: str, password: Secret
-    ) -> None:
-        root = _credential_key(secret_key, base_url, api_id, username, password)
-        self.fingerprint = _hmac(root, b"fingerprint").hex()[:40]
-        self._encrypt_key = _hmac(root, b"session-id encryption")
-        self._mac_key = _hmac(root, b"session-id authentication")
-
-    def __repr__(self) -> str:
-        return f"<SessionKeys {self.fingerprint[:8]}…>"
-
-    def _keystream(self, nonce: bytes, length: int) -> bytes:
-        blocks = (length + 31) // 32
-        return b"".join(
-            _hmac(self._encrypt_key, nonce, counter.to_bytes(8, "big")) for counter in range(blocks)
-        )[:length]
-
-    def _xor(self, nonce: bytes, data: bytes) -> bytes:
-        keystream = self._keystream(nonce, len(data))
-        return bytes(a ^ b for a, b in zip(data, keystream, strict=True))
-
-    def _tag(self, nonce: bytes, ciphertext: bytes) -> bytes:
-        return _hmac(self._mac_key, _SEAL_VERSION, nonce, ciphertext)
-
-    @sensitive_variables()
-    def seal(self, session_id: Secret) -> bytes:
-        plain = session_id.reveal().encode()
-        nonce = secrets.token_bytes(_NONCE_BYTES)
-        ciphertext = self._xor(nonce, plain)
-        return _SEAL_VERSION + nonce + ciphertext + self._tag(nonce, ciphertext)
-
-    @sensitive_variables()
-    def open(self, sealed: object) -> Secret | None:
-        if not isinstance(sealed, bytes) or len(sealed) <= 1 + _NONCE_BYTES + _TAG_BYTES:
-            return None
-        if sealed[:1] != _SEAL_VERSION:
-            return None
-        nonce = sealed[1 : 1 + _NONCE_BYTES]
-        ciphertext, tag = sealed[1 + _NONCE_BYTES : -_TAG_BYTES], sealed[-_TAG_BYTES:]
-        if not hmac.compare_digest(tag, self._tag(nonce, ciphertext)):
-            return None
-        plain = self._xor(nonce, ciphertext)
-        try:
-            return Secret(plain.decode("ascii"))
-        except UnicodeDecodeError:
-            return None
 
 
 class _GuardedCache:
@@ -168,6 +69,8 @@ class _GuardedCache:
 
 @dataclass(frozen=True)
 class SessionPolicy:
+    """The session settings a store needs (``SESSION_*`` and ``AUTH_*``), in seconds."""
+
     ttl: int
     touch_interval: int
     memo_seconds: float
@@ -288,38 +191,41 @@ class SessionStore:
 
     @sensitive_variables("stale", "current")
     def _obtain(self, stale: Secret | None) -> Secret:
-        deadline = self._clock() + self.policy.wait_timeout
-        poll = _FIRST_POLL
+        deadline, poll = self._clock() + self.policy.wait_timeout, _FIRST_POLL
         while True:
             current = self._usable(stale)
             if current:
                 self._remember(current, self._clock())
                 return current
-            token = uuid.uuid4().hex
-            if self.cache.add(self.lock_key, token, timeout=self.policy.lock_timeout):
+            token = self._try_lock()
+            if token is not None:
                 try:
                     return self._authenticate_locked(stale)
                 finally:
                     self._release(token)
-            if self._clock() >= deadline:
-                raise SessionUnavailable(
-                    "Timed out waiting for another process to authenticate with Clickatell"
-                )
-            self._sleep(poll)
-            poll = min(poll * 1.6, AUTH_POLL_MAX)
+            poll = self._wait_for_lock(deadline, poll)
 
     def _acquire_lock(self) -> str:
-        deadline = self._clock() + self.policy.wait_timeout
-        poll = _FIRST_POLL
-        token = uuid.uuid4().hex
-        while not self.cache.add(self.lock_key, token, timeout=self.policy.lock_timeout):
-            if self._clock() >= deadline:
-                raise SessionUnavailable(
-                    "Timed out waiting for another process to authenticate with Clickatell"
-                )
-            self._sleep(poll)
-            poll = min(poll * 1.6, AUTH_POLL_MAX)
+        deadline, poll = self._clock() + self.policy.wait_timeout, _FIRST_POLL
+        while (token := self._try_lock()) is None:
+            poll = self._wait_for_lock(deadline, poll)
         return token
+
+    def _try_lock(self) -> str | None:
+        """The single-flight lock's token if this call took it, else ``None``."""
+        token = uuid.uuid4().hex
+        if self.cache.add(self.lock_key, token, timeout=self.policy.lock_timeout):
+            return token
+        return None
+
+    def _wait_for_lock(self, deadline: float, poll: float) -> float:
+        """Sleep *poll* seconds before the next try, or give up past *deadline*; the next poll."""
+        if self._clock() >= deadline:
+            raise SessionUnavailable(
+                "Timed out waiting for another process to authenticate with Clickatell"
+            )
+        self._sleep(poll)
+        return min(poll * 1.6, AUTH_POLL_MAX)
 
     @sensitive_variables("stale", "values", "current")
     def _usable(self, stale: Secret | None) -> Secret | None:
@@ -328,7 +234,7 @@ class SessionStore:
         current = self.keys.open(values.get(self.session_key))
         if current and current != stale:
             return current
-        failure = _remembered_failure(values.get(self.failure_key))
+        failure = remembered_failure(values.get(self.failure_key))
         if failure is not None:
             raise failure
         return None
@@ -359,8 +265,8 @@ class SessionStore:
         """Keep the refusal for ``AUTH_FAILURE_TTL``: its code and a redacted description."""
         if not self.policy.failure_ttl:
             return
-        description = excerpt(exc.description, self._secrets, limit=_FAILURE_DESCRIPTION_LIMIT)
-        self.cache.set(self.failure_key, (exc.code, description), timeout=self.policy.failure_ttl)
+        entry = failure_entry(exc, self._secrets)
+        self.cache.set(self.failure_key, entry, timeout=self.policy.failure_ttl)
 
     def _release(self, token: str) -> None:
         try:
@@ -368,20 +274,6 @@ class SessionStore:
                 self.cache.delete(self.lock_key)
         except SessionUnavailable as exc:
             logger.warning("Could not release the auth lock (it expires by itself): %s", exc)
-
-
-def _remembered_failure(value: object) -> AuthenticationError | None:
-    """The cached refusal as an error to raise; anything malformed counts as absent."""
-    if not isinstance(value, tuple) or len(value) != 2:
-        return None
-    code, description = value
-    if not (code is None or (isinstance(code, int) and 0 <= code < 1_000_000)):
-        return None
-    if not isinstance(description, str):
-        return None
-    return AuthenticationError(
-        code, excerpt(description, limit=_FAILURE_DESCRIPTION_LIMIT), command="auth"
-    )
 
 
 # key -> (hash of the session id, monotonic time of its last touch), per process.

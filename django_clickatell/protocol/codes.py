@@ -22,7 +22,6 @@ class StatusInfo:
     code: str
     label: str | Promise
     final: bool
-    known: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def describe_status(code: str | int) -> StatusInfo:
     info = STATUSES.get(normalized)
     if info is not None:
         return info
-    return StatusInfo(normalized, _("Unknown status %(code)s") % {"code": normalized}, False, False)
+    return StatusInfo(normalized, _("Unknown status %(code)s") % {"code": normalized}, final=False)
 
 
 def describe_error(code: int) -> ErrorInfo:
@@ -129,10 +128,6 @@ def describe_error(code: int) -> ErrorInfo:
     if info is not None:
         return info
     return ErrorInfo(code, _("Unknown error %(code)03d") % {"code": code}, known=False)
-
-
-def is_final_status(code: str) -> bool:
-    return code in FINAL_STATUSES
 
 
 def status_choices() -> list[tuple[str, str]]:
