@@ -399,7 +399,9 @@ def test_err_003_twice_in_a_row_is_retried_never_a_final_refusal(
     message.refresh_from_db()
     assert report.refused == []
     assert message.cancel_state == CancelState.RETRYING
-    assert message.exchanges.get().outcome == GatewayExchange.Outcome.NOT_SENT
+    first, last = message.exchanges.order_by("pk")
+    assert (first.outcome, first.error_code) == (GatewayExchange.Outcome.GATEWAY_ERROR, 3)
+    assert last.outcome == GatewayExchange.Outcome.NOT_SENT
     cancel_messages([message.pk], via=Via.API)
     message.refresh_from_db()
     assert message.cancel_state == CancelState.CANCELLED
@@ -448,3 +450,34 @@ def test_an_outcome_is_not_written_over_a_run_that_took_the_message_over() -> No
     written = recording.write_outcome(message.pk, {"send_state": SendState.SENT}, None, "old-run")
     assert written == 0
     assert OutboundMessage.objects.get().send_state == SendState.QUEUED
+
+
+def test_the_request_that_met_err_003_is_in_the_log_with_what_happened_next(
+    simulator: ClickatellSimulator,
+) -> None:
+    """The README says every exchange is kept: the refused request was missing."""
+    [message] = scheduled_messages(simulator, 1)
+    cancel_messages([], via=Via.API)
+    simulator.inject("expire_session", command="delmsg", times=1)
+    cancel_messages([message.pk], via=Via.API)
+    rows = list(message.exchanges.order_by("pk").values_list("error_code", "status", "detail"))
+    assert len(rows) == 2
+    assert rows[0][0] == 3
+    assert "renewed it and repeated the command" in rows[0][2]
+    assert rows[1][:2] == (None, "006")
+    assert simulator.counts["delmsg"] == 2
+
+
+def test_a_session_refused_with_no_new_login_is_not_used_again(
+    simulator: ClickatellSimulator,
+) -> None:
+    """Each retry used to send its delmsg with the dead id, meet ERR 003, and give up."""
+    first, second = scheduled_messages(simulator, 2)
+    ClickatellClient().ping()  # a session is cached
+    simulator.change_password("rotated")
+    simulator.expire_sessions()
+    cancel_messages([first.pk], via=Via.API)
+    assert simulator.counts["delmsg"] == 1  # met ERR 003; the new login was refused
+    cancel_messages([second.pk], via=Via.API)
+    assert simulator.counts["delmsg"] == 1  # nothing sent with an id known to be dead
+    assert second.exchanges.get().outcome == GatewayExchange.Outcome.NOT_SENT

@@ -23,6 +23,7 @@ password and the session id off that page.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -58,6 +59,7 @@ class ClickatellClient:
         self._password: Secret = self.config.password
         self.transport = transport or get_transport(self.config.base_url, self.config.timeout)
         self.sessions = sessions or self._session_store()
+        self._attempts = threading.local()
 
     def _session_store(self) -> SessionStore:
         config = self.config
@@ -152,13 +154,24 @@ class ClickatellClient:
 
     # -- plumbing --------------------------------------------------------------------------
 
+    @property
+    def refused_attempts(self) -> list[SessionExpired]:
+        """The requests of this thread's last call that met ERR 003/005 before its last one.
+
+        Each was a real request that Clickatell answered (and carried nothing
+        out); the services log it, so the exchange log shows every request made.
+        """
+        return list(getattr(self._attempts, "refused", ()))
+
     @sensitive_variables("session_id", "stale")
     def _call(self, command: str, fields: dict[str, str], parse: Parse[R]) -> R:
+        self._attempts.refused = []
         session_id = self._session_for(command, self.sessions.get)
         try:
             return self._exchange(command, fields, session_id, parse)
-        except SessionExpired:
-            pass  # renewed below, outside the handler: a renewal failure is about the login
+        except SessionExpired as exc:
+            # Renewed below, outside the handler: a renewal failure is about the login.
+            self._attempts.refused.append(exc)
         stale = session_id
         session_id = self._session_for(command, lambda: self.sessions.renew(stale=stale))
         try:

@@ -191,6 +191,33 @@ class SessionStore:
 
     @sensitive_variables("stale", "current")
     def _obtain(self, stale: Secret | None) -> Secret:
+        try:
+            return self._obtain_once(stale)
+        except AuthenticationError:
+            if stale is not None:
+                self._forget_dead(stale)
+            raise
+
+    @sensitive_variables("stale", "current")
+    def _forget_dead(self, stale: Secret) -> None:
+        """Clickatell refused *stale* and no new login succeeded: drop it, if still cached.
+
+        Otherwise every later call would send its command with an id known to be
+        dead, meet ERR 003 and find the refusal remembered -- a wasted request
+        each time.  Done under the single-flight lock, which guards every write.
+        """
+        token = self._try_lock()
+        if token is None:
+            return  # someone is logging in; their result replaces it anyway
+        try:
+            current = self.keys.open(self.cache.get(self.session_key))
+            if current is not None and current == stale:
+                self.cache.delete(self.session_key)
+                _memo.pop(self.session_key, None)
+        finally:
+            self._release(token)
+
+    def _obtain_once(self, stale: Secret | None) -> Secret:
         deadline, poll = self._clock() + self.policy.wait_timeout, _FIRST_POLL
         while True:
             current = self._usable(stale)

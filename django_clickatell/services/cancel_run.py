@@ -90,11 +90,13 @@ class CancelRun:
             self._settle(message, CancelState.REFUSED, str(exc), self.report.refused)
             return None
         except ClickatellError as exc:
+            recording.log_refused_attempts(self.client, exchange)
             recording.failed(exchange, exc)
             if exc.retryable:  # includes CommandNotSent: never the gateway's answer
                 return self._transient(message, exchange, exc)
             self._settle(message, CancelState.REFUSED, str(exc), self.report.refused, exchange)
             return None
+        recording.log_refused_attempts(self.client, exchange)
         self._record_reply(message, reply, recording.answered(exchange, reply.status))
         return None
 

@@ -104,6 +104,32 @@ def failed(exchange: GatewayExchange, error: ClickatellError) -> GatewayExchange
     return exchange
 
 
+def log_refused_attempts(client: object, exchange: GatewayExchange) -> None:
+    """Log the requests of the client's last call that met ERR 003/005 before it.
+
+    They were real requests, answered and not carried out; the session was
+    renewed and the command repeated -- the repeat is *exchange* itself.
+    """
+    refusals = getattr(client, "refused_attempts", ())
+    if not refusals:
+        return
+    GatewayExchange.objects.bulk_create(
+        GatewayExchange(
+            message_id=exchange.message_id,
+            command=exchange.command,
+            via=exchange.via,
+            actor_id=exchange.actor_id,
+            task_id=exchange.task_id,
+            occurred_at=exchange.occurred_at,
+            outcome=GatewayExchange.Outcome.GATEWAY_ERROR,
+            error_code=refusal.code,
+            error_description=clean_text(refusal.description),
+            detail="Session refused: renewed it and repeated the command (next entry)",
+        )
+        for refusal in refusals
+    )
+
+
 def describe(error: ClickatellError) -> str:
     """The reason stored on a message (``send_error``, ``cancel_error``)."""
     return clean_text(str(error))

@@ -61,6 +61,7 @@ def refresh_statuses(
             report.failed.append(message.pk)
             continue
         except ClickatellError as exc:
+            recording.log_refused_attempts(client, exchange)
             recording.save(recording.failed(exchange, exc))
             if exc.retryable:
                 report.retry.extend(m.pk for m in messages[index:])
@@ -68,6 +69,7 @@ def refresh_statuses(
                 break
             report.failed.append(message.pk)
             continue
+        recording.log_refused_attempts(client, exchange)
         recording.save(recording.answered(exchange, reply.status))
         extra = {} if message.apimsgid else {"apimsgid": reply.apimsgid}
         if apply_status(message, reply.status, reported_at=None, via=via, extra=extra):

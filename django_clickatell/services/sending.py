@@ -185,7 +185,7 @@ class _SendRun:
         except GatewayError as exc:
             if exc.retryable:  # "internal error, please retry": it may have been taken
                 return self._stop(message, exchange, exc, SendState.VERIFYING)
-            recording.save(recording.failed(exchange, exc))
+            self._log(exchange, error=exc)
             self._settle(message, SendState.REJECTED, recording.describe(exc))
             self.report.rejected.append(message.pk)
             return True
@@ -193,11 +193,11 @@ class _SendRun:
             return self._stop(message, exchange, exc, SendState.VERIFYING)
         reply = replies[0] if len(replies) == 1 else None
         if isinstance(reply, SentMessageReply):
-            recording.save(recording.answered(exchange))
+            self._log(exchange)
             self._accepted(message, reply.apimsgid, status=None)
         elif isinstance(reply, ErrorReply):
             error = reply.as_exception("sendmsg")
-            recording.save(recording.failed(exchange, error))
+            self._log(exchange, error=error)
             self._settle(message, SendState.REJECTED, recording.describe(error))
             self.report.rejected.append(message.pk)
         else:  # several lines for one recipient: cannot tell what happened
@@ -205,24 +205,34 @@ class _SendRun:
             return self._stop(message, exchange, unreadable, SendState.VERIFYING)
         return True
 
+    def _log(
+        self, exchange: GatewayExchange, *, status: str = "", error: ClickatellError | None = None
+    ) -> None:
+        """Log the request (after any that met ERR 003 on the way), answered or failed."""
+        recording.log_refused_attempts(self.client, exchange)
+        if error is None:
+            recording.save(recording.answered(exchange, status))
+        else:
+            recording.save(recording.failed(exchange, error))
+
     def _verify(self, message: OutboundMessage) -> object:
         """True/False (go on / stop the run) once resolved; ``_ABSENT`` if never received."""
         exchange = self._exchange(message, "querymsg")
         try:
             reply = self.client.querymsg(climsgid=message.climsgid)
         except UnknownMessage as exc:
-            recording.save(recording.failed(exchange, exc))
+            self._log(exchange, error=exc)
             return _ABSENT
         except ClickatellError as exc:
             if exc.retryable:
                 return self._stop(message, exchange, exc, SendState.VERIFYING)
             # Clickatell will not say (e.g. a refused account): an operator decides.
-            recording.save(recording.failed(exchange, exc))
+            self._log(exchange, error=exc)
             reason = _reason("Could not check whether Clickatell has it", str(exc))
             self._settle(message, SendState.UNKNOWN, reason)
             self.report.unknown.append(message.pk)
             return True
-        recording.save(recording.answered(exchange, reply.status))
+        self._log(exchange, status=reply.status)
         self._accepted(message, reply.apimsgid, status=reply.status)
         return True
 
@@ -259,7 +269,7 @@ class _SendRun:
         state: str,
     ) -> bool:
         """A transient failure: record it, leave the message waiting in *state*, stop the run."""
-        recording.save(recording.failed(exchange, error))
+        self._log(exchange, error=error)
         reason = recording.describe(error)
         prefix = "Not sent yet" if state == SendState.QUEUED else "Checking after"
         self._settle(message, state, _reason(prefix, reason))
