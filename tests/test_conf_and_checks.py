@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.checks import Tags, run_checks
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
 from django.test import override_settings
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -37,9 +39,12 @@ REDIS = {
 urlpatterns: list[Any] = []
 
 
-def ids(config: Any, caches: Any = None, urlconf: str = __name__) -> list[str]:
+def ids(
+    config: Any, caches: Any = None, urlconf: str = __name__, deploy: bool = False
+) -> list[str]:
     with override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf):
-        return sorted(m.id for m in run_checks(tags=["django_clickatell"]) if m.id)
+        found = run_checks(tags=["django_clickatell"], include_deployment_checks=deploy)
+        return sorted(m.id for m in found if m.id)
 
 
 class TestSettings:
@@ -313,8 +318,9 @@ PROBLEM_CASES: dict[str, tuple[dict[str, Any], Any, str]] = {
 
 
 def messages(config: Any, caches: Any, urlconf: str, tags: list[str]) -> list[Any]:
+    """What ``check --deploy --tag ...`` reports."""
     with override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf):
-        return list(run_checks(tags=tags))
+        return list(run_checks(tags=tags, include_deployment_checks=True))
 
 
 class TestCheckIds:
@@ -333,7 +339,8 @@ class TestCheckIds:
     @pytest.mark.parametrize("check_id", sorted(PROBLEM_CASES))
     def test_security_problems_carry_the_security_tag(self, check_id: str) -> None:
         config, caches, urlconf = PROBLEM_CASES[check_id]
-        tagged = {m.id for m in messages(config, caches, urlconf, [Tags.security])}
+        found = messages(config, caches, urlconf, [Tags.security])
+        tagged = {m.id for m in found if m.id.startswith("django_clickatell.")}
         assert tagged == ({check_id} if checks.BY_ID[check_id].security else set())
 
     def test_the_security_problems(self) -> None:
@@ -377,11 +384,21 @@ class TestCheckIds:
 
     def test_w003_only_where_the_view_is_routed_without_credentials(self) -> None:
         routed = "tests.urls"
-        assert ids(BASE, urlconf=routed) == ["django_clickatell.W003"]
+        assert ids(BASE, urlconf=routed, deploy=True) == ["django_clickatell.W003"]
         pair = {"CALLBACK_USERNAME": "cb", "CALLBACK_PASSWORD": "x"}
-        assert ids({**BASE, **pair}, urlconf=routed) == []
-        assert ids({**BASE, "CALLBACK_BASIC_AUTH": [("cb", "x")]}, urlconf=routed) == []
-        assert ids(BASE) == []  # not routed: callbacks are not in use
+        assert ids({**BASE, **pair}, urlconf=routed, deploy=True) == []
+        listed = {**BASE, "CALLBACK_BASIC_AUTH": [("cb", "x")]}
+        assert ids(listed, urlconf=routed, deploy=True) == []
+        assert ids(BASE, deploy=True) == []  # not routed: callbacks are not in use
+
+    def test_w003_is_a_deploy_check(self) -> None:
+        """Not before every management command (routing the view before configuring it is
+        normal while developing), but with ``check --deploy``."""
+        assert ids(BASE, urlconf="tests.urls") == []
+        out = StringIO()
+        with override_settings(CLICKATELL=BASE, CACHES=REDIS, ROOT_URLCONF="tests.urls"):
+            call_command("check", "--deploy", "--tag", "security", stdout=out, stderr=out)
+        assert "django_clickatell.W003" in out.getvalue()
 
     def test_the_routed_view_is_found_by_its_dotted_name(self) -> None:
         from django_clickatell.views import status_callback
