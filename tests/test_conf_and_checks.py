@@ -1,14 +1,28 @@
 from __future__ import annotations
 
 import math
+from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.checks import run_checks
+from django.core.checks import Tags, run_checks
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
 from django.test import override_settings
+from django.views.debug import SafeExceptionReporterFilter
 
-from django_clickatell.conf import ClickatellSettings, LeaseTooShort, app_settings
+from django_clickatell import checks
+from django_clickatell.conf import (
+    ClickatellSettings,
+    CredentialsInUrl,
+    LeaseTooShort,
+    Malformed,
+    MalformedUrl,
+    Missing,
+    OutOfRange,
+    WrongType,
+    app_settings,
+)
 from django_clickatell.protocol.redaction import Secret
 
 BASE = {"USERNAME": "u", "PASSWORD": "p4ssword", "API_ID": "1234567"}
@@ -20,9 +34,17 @@ REDIS = {
 }
 
 
-def ids(config: Any, caches: Any = None) -> list[str]:
-    with override_settings(CLICKATELL=config, CACHES=caches or REDIS):
-        return sorted(m.id for m in run_checks(tags=["django_clickatell"]) if m.id)
+#: A URLconf without the status callback, so W003 (routed without credentials) stays out
+#: of the checks below; ``tests.urls`` routes it.
+urlpatterns: list[Any] = []
+
+
+def ids(
+    config: Any, caches: Any = None, urlconf: str = __name__, deploy: bool = False
+) -> list[str]:
+    with override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf):
+        found = run_checks(tags=["django_clickatell"], include_deployment_checks=deploy)
+        return sorted(m.id for m in found if m.id)
 
 
 class TestSettings:
@@ -109,14 +131,15 @@ class TestSettings:
     )
     def test_numbers_are_finite_and_bounded(self, key: str, value: object) -> None:
         """inf, nan and absurd sizes used to pass and crash at run time (timedelta overflow,
-        a socket timeout of inf, a lease that never expires)."""
+        a socket timeout of inf, a lease that never expires).  Reported as E007 (out of
+        bounds); E002 is a wrong type only."""
         with (
             override_settings(CLICKATELL={**BASE, key: value}),
             pytest.raises(ImproperlyConfigured) as info,
         ):
             getattr(app_settings, key.lower())
         assert f"[{key!r}]" in str(info.value)
-        assert ids({**BASE, key: value}) == ["django_clickatell.E002"]
+        assert ids({**BASE, key: value}) == ["django_clickatell.E007"]
 
     def test_not_a_dict(self) -> None:
         with override_settings(CLICKATELL=["nope"]), pytest.raises(ImproperlyConfigured):
@@ -255,3 +278,202 @@ class TestChecks:
         with override_settings(CLICKATELL={**BASE, "TIMEOUT": "x", "PASSWROD": "p4ssword"}):
             text = " ".join(str(m) for m in run_checks(tags=["django_clickatell"]))
         assert "p4ssword" not in text
+
+
+#: One configuration per problem, producing exactly that problem's id (and nothing else).
+NO_CALLBACK = __name__
+PROBLEM_CASES: dict[str, tuple[dict[str, Any], Any, str]] = {
+    "django_clickatell.E001": ({"USERNAME": "u", "PASSWORD": "p4ssword"}, None, NO_CALLBACK),
+    "django_clickatell.E002": ({**BASE, "KEEP_TEXT": "yes"}, None, NO_CALLBACK),
+    "django_clickatell.E003": ({**BASE, "BASE_URL": "http://gw.example/http/"}, None, NO_CALLBACK),
+    "django_clickatell.E004": ({**BASE, "CACHE_ALIAS": "sessions"}, None, NO_CALLBACK),
+    "django_clickatell.E005": (
+        {**BASE, "TIMEOUT": (1, 2), "AUTH_WAIT_TIMEOUT": 4, "CLAIM_TIMEOUT": 40},
+        None,
+        NO_CALLBACK,
+    ),
+    "django_clickatell.E006": ({**BASE, "AUTH_LOCK_TIMEOUT": 20}, None, NO_CALLBACK),
+    "django_clickatell.E007": ({**BASE, "SESSION_TTL": 900}, None, NO_CALLBACK),
+    "django_clickatell.E008": ({**BASE, "API_ID": "abc"}, None, NO_CALLBACK),
+    "django_clickatell.E009": ({**BASE, "BASE_URL": "https://gw.example/?a=1"}, None, NO_CALLBACK),
+    "django_clickatell.E010": (
+        {**BASE, "BASE_URL": "https://u:hunter2@gw.example/"},
+        None,
+        NO_CALLBACK,
+    ),
+    "django_clickatell.W001": (
+        BASE,
+        {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        NO_CALLBACK,
+    ),
+    "django_clickatell.W002": ({**BASE, "CALLBACK_CREDENTIALS": []}, None, NO_CALLBACK),
+    "django_clickatell.W003": (BASE, None, "tests.urls"),
+    "django_clickatell.W004": ({**BASE, "CALLBACK_PASSWORD": "cb-secret"}, None, NO_CALLBACK),
+    "django_clickatell.W005": (
+        {**BASE, "CALLBACK_BASIC_AUTH": [("cb", "other"), ("cb", BASE["PASSWORD"])]},
+        None,
+        NO_CALLBACK,
+    ),
+}
+
+
+def messages(config: Any, caches: Any, urlconf: str, tags: list[str]) -> list[Any]:
+    """What ``check --deploy --tag ...`` reports."""
+    with override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf):
+        return list(run_checks(tags=tags, include_deployment_checks=True))
+
+
+class TestCheckIds:
+    """One stable id per problem; each tested by id; security problems carry the tag."""
+
+    def test_every_documented_problem_has_a_case(self) -> None:
+        assert set(PROBLEM_CASES) == set(checks.BY_ID)
+        assert len(checks.BY_ID) == len(checks.PROBLEMS)  # no id used twice
+
+    @pytest.mark.parametrize("check_id", sorted(PROBLEM_CASES))
+    def test_each_problem_reports_its_own_id(self, check_id: str) -> None:
+        config, caches, urlconf = PROBLEM_CASES[check_id]
+        found = [m.id for m in messages(config, caches, urlconf, ["django_clickatell"])]
+        assert set(found) == {check_id}
+
+    @pytest.mark.parametrize("check_id", sorted(PROBLEM_CASES))
+    def test_security_problems_carry_the_security_tag(self, check_id: str) -> None:
+        config, caches, urlconf = PROBLEM_CASES[check_id]
+        found = messages(config, caches, urlconf, [Tags.security])
+        tagged = {m.id for m in found if m.id.startswith("django_clickatell.")}
+        assert tagged == ({check_id} if checks.BY_ID[check_id].security else set())
+
+    def test_the_security_problems(self) -> None:
+        security = {p.id for p in checks.PROBLEMS if p.security}
+        assert security == {
+            "django_clickatell.E003",
+            "django_clickatell.E010",
+            "django_clickatell.W003",
+            "django_clickatell.W005",
+        }
+
+    def test_every_setting_error_maps_to_a_documented_id(self) -> None:
+        classes = [WrongType, OutOfRange, Malformed, MalformedUrl, CredentialsInUrl, Missing]
+        assert {cls.check_id for cls in classes} <= set(checks.BY_ID)
+        assert len({cls.check_id for cls in classes}) == len(classes)
+
+    @pytest.mark.parametrize(
+        ("key", "value", "check_id"),
+        [
+            ("TIMEOUT", "slow", "E002"),
+            ("TIMEOUT", (1, 2, 3), "E002"),
+            ("TASK_CHUNK_SIZE", True, "E002"),
+            ("TASK_CHUNK_SIZE", 0, "E007"),
+            ("TIMEOUT", math.inf, "E007"),
+            ("CACHE_ALIAS", "  ", "E008"),
+            ("CALLBACK_USERNAME", "a:b", "E008"),
+            ("BASE_URL", "ftp://gw.example/", "E009"),
+            ("BASE_URL", "https://gw.example/#x", "E009"),
+            ("CALLBACK_BASIC_AUTH", {"cb": "pw"}, "E002"),
+            ("CALLBACK_BASIC_AUTH", [("cb", "pw", "x")], "E002"),
+            ("CALLBACK_BASIC_AUTH", [("cb", 5)], "E002"),
+            ("CALLBACK_BASIC_AUTH", [("cb", f"pw{n}") for n in range(6)], "E007"),
+            ("CALLBACK_BASIC_AUTH", [("cb", "")], "E008"),
+            ("CALLBACK_BASIC_AUTH", [("c:b", "pw")], "E008"),
+        ],
+    )
+    def test_type_bounds_and_form_are_told_apart(
+        self, key: str, value: object, check_id: str
+    ) -> None:
+        assert ids({**BASE, key: value}) == [f"django_clickatell.{check_id}"]
+
+    def test_w003_only_where_the_view_is_routed_without_credentials(self) -> None:
+        routed = "tests.urls"
+        assert ids(BASE, urlconf=routed, deploy=True) == ["django_clickatell.W003"]
+        pair = {"CALLBACK_USERNAME": "cb", "CALLBACK_PASSWORD": "x"}
+        assert ids({**BASE, **pair}, urlconf=routed, deploy=True) == []
+        listed = {**BASE, "CALLBACK_BASIC_AUTH": [("cb", "x")]}
+        assert ids(listed, urlconf=routed, deploy=True) == []
+        assert ids(BASE, deploy=True) == []  # not routed: callbacks are not in use
+
+    def test_w003_is_a_deploy_check(self) -> None:
+        """Not before every management command (routing the view before configuring it is
+        normal while developing), but with ``check --deploy``."""
+        assert ids(BASE, urlconf="tests.urls") == []
+        out = StringIO()
+        with override_settings(CLICKATELL=BASE, CACHES=REDIS, ROOT_URLCONF="tests.urls"):
+            call_command("check", "--deploy", "--tag", "security", stdout=out, stderr=out)
+        assert "django_clickatell.W003" in out.getvalue()
+
+    def test_the_routed_view_is_found_by_its_dotted_name(self) -> None:
+        from django_clickatell.views import status_callback
+
+        name = f"{status_callback.__module__}.{status_callback.__qualname__}"
+        assert name == checks.CALLBACK_VIEW
+
+    def test_secret_values_never_echoed(self) -> None:
+        config = {
+            **BASE,
+            "BASE_URL": "ftp://u:hunter2@gw.example/?password=hunter3",
+            "CALLBACK_BASIC_AUTH": [("cb", "hunter4"), ("cb", "hunter5", "x")],
+            "CALLBACK_PASSWORD": "p4ssword",
+        }
+        with override_settings(CLICKATELL=config, ROOT_URLCONF="tests.urls"):
+            text = " ".join(f"{m} {m.hint}" for m in run_checks(tags=["django_clickatell"]))
+        for secret in ("hunter2", "hunter3", "hunter4", "hunter5", "p4ssword"):
+            assert secret not in text
+
+
+class TestCallbackCredentials:
+    def test_pairs_are_parsed_and_wrapped(self) -> None:
+        pairs = [["cb", "old-pw"], ("cb", "new-pw")]
+        with override_settings(CLICKATELL={**BASE, "CALLBACK_BASIC_AUTH": pairs}):
+            accepted = app_settings.callback_credentials
+        assert [user for user, _ in accepted] == ["cb", "cb"]
+        assert [p.reveal() for _, p in accepted] == ["old-pw", "new-pw"]
+        assert all(isinstance(p, Secret) for _, p in accepted)
+        assert "old-pw" not in repr(accepted)
+
+    def test_single_pair_first_then_the_list_and_half_a_pair_ignored(self) -> None:
+        config = {
+            **BASE,
+            "CALLBACK_USERNAME": "legacy",
+            "CALLBACK_PASSWORD": "legacy-pw",
+            "CALLBACK_BASIC_AUTH": [("cb", "new-pw")],
+        }
+        with override_settings(CLICKATELL=config):
+            assert [u for u, _ in app_settings.callback_credentials] == ["legacy", "cb"]
+        with override_settings(CLICKATELL={**config, "CALLBACK_PASSWORD": ""}):
+            assert [u for u, _ in app_settings.callback_credentials] == ["cb"]
+
+    def test_every_secret_key_is_hidden_by_djangos_error_reports(self) -> None:
+        """Django's error pages and reports show settings whose names lack API, AUTH, KEY,
+        PASS, SECRET, TOKEN... in full: a key holding passwords must be named so it is
+        hidden (``CALLBACK_CREDENTIALS`` would not be)."""
+        hidden = SafeExceptionReporterFilter.hidden_settings
+        for key, option in ClickatellSettings.options().items():
+            if "secret" in option.kind.type:
+                assert hidden.search(key), key
+        assert not hidden.search("CALLBACK_CREDENTIALS")
+
+
+def test_names_importable_from_conf_before_the_split_still_are() -> None:
+    import django_clickatell.conf as conf
+
+    for name in (
+        "AUTH_POLL_MAX",
+        "CLAIM_HEADROOM",
+        "DEFAULT_AUTH_LOCK_TIMEOUT",
+        "DEFAULT_CLAIM_TIMEOUT",
+        "LOCK_HEADROOM",
+        "MAX_CONNECT_TIMEOUT",
+        "MAX_READ_TIMEOUT",
+        "MAX_SESSION_TTL",
+        "ClickatellSettings",
+        "Derived",
+        "LeaseTooShort",
+        "Option",
+        "app_settings",
+        "count",
+        "insecure_base_url_reason",
+        "is_loopback",
+        "require_secure_base_url",
+        "seconds",
+        "user_settings",
+    ):
+        assert hasattr(conf, name), name

@@ -1,0 +1,280 @@
+"""Every key of ``settings.CLICKATELL``: the single source of the settings reference.
+
+Each :class:`~.descriptor.Option` below says how its key is parsed and bounded,
+its default, one paragraph and an example.  ``docs/reference.py`` writes the
+reference in README.rst and docs/configuration.rst from them, and a test fails
+when either file says something else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..protocol.redaction import Secret
+from . import leases
+from .base_url import BASE_URL
+from .descriptor import Derived, Option, user_settings
+from .values import (
+    API_ID,
+    BASIC_USER,
+    BOOLEAN,
+    CREDENTIAL_PAIRS,
+    MAX_SESSION_TTL,
+    SECRET,
+    SECRET_OR_EMPTY,
+    SESSION_TTL,
+    TEXT,
+    TIMEOUT,
+    count,
+    seconds,
+)
+
+SECONDS = "seconds"
+
+
+class ClickatellSettings:
+    """Typed, lazy access to ``settings.CLICKATELL``; each attribute is one key, lower-cased.
+
+    ``ClickatellSettings(values)`` reads *values* instead of the Django setting
+    (a client for other credentials).
+    """
+
+    username = Option(TEXT, doc="API user name of the HTTP API product.", example='"acme-sms"')
+    password = Option(
+        SECRET,
+        doc="API password. Only ever sent in POST bodies; held in a ``Secret`` that never "
+        "shows itself in a repr, log or error page. Read it from the environment.",
+        example='os.environ["CLICKATELL_PASSWORD"]',
+    )
+    api_id = Option(API_ID, doc="Id of the HTTP API product.", example='"3456789"')
+    base_url = Option(
+        BASE_URL,
+        "https://api.clickatell.com/http/",
+        doc="Root of the HTTP API commands. Plain http is accepted only for a loopback host "
+        "(the simulator); any other http URL is refused before a request is made, not only "
+        "reported by check ``E003``.",
+        example='"http://127.0.0.1:8911/http/"',
+    )
+    timeout = Option(
+        TIMEOUT,
+        (5.0, 15.0),
+        doc="``connect`` bounds connecting (every address of the host and the TLS handshake "
+        "together); ``read`` bounds everything after it -- sending the form and receiving the "
+        "whole reply -- as one total deadline, not per socket read, so a reply trickled byte "
+        "by byte is cut off. One request thus takes at most ``connect + read`` (name "
+        "resolution excepted). A single number is used for both.",
+        example="(3.0, 20.0)",
+    )
+    cache_alias = Option(
+        TEXT,
+        "default",
+        doc="Cache holding the shared session id. It must be shared by all processes (Redis, "
+        "Memcached): a per-process cache raises warning ``W001``.",
+        example='"sessions"',
+    )
+    cache_key_prefix = Option(
+        TEXT,
+        "django_clickatell",
+        doc="Namespace of the cache keys. Each key also carries a fingerprint of the "
+        "credentials (HMAC-SHA256 keyed with ``SECRET_KEY`` over URL, API id, user and "
+        "password; it reveals none of them), so processes with different passwords -- a stale "
+        "host, a rotation in progress -- never share, evict or block each other's session. "
+        "The cached session id is sealed (encrypted and authenticated with keys derived from "
+        "``SECRET_KEY`` and the password); all processes sharing a session need the same "
+        "``SECRET_KEY``.",
+        example='"sms"',
+    )
+    session_ttl = Option(
+        SESSION_TTL,
+        600,
+        doc="How long a cached session id is trusted: inside Clickatell's 15-minute idle "
+        "window. Slides forward on every use.",
+        example="600",
+    )
+    session_memo_seconds = Option(
+        seconds(60, zero=True),
+        5.0,
+        doc="How long a process reuses the session id it last read from the cache, saving a "
+        "cache round trip per command. If another process renewed the session meanwhile, this "
+        "one gets ERR 003 once and re-reads the cache (never an extra ``auth``). 0 reads the "
+        "cache every time.",
+        example="2",
+    )
+    session_touch_interval = Option(
+        count(MAX_SESSION_TTL, of=SECONDS),
+        60,
+        doc="How often one process extends the cached session id's lifetime.",
+        example="60",
+    )
+    auth_lock_timeout = Option(
+        seconds(3600),
+        Derived(leases.default_lock, "``30.0``, or 1.5 x ``connect + read`` if longer"),
+        doc="Lifetime of the single-flight ``auth`` lock: the longest a crashed holder can "
+        "block the others. Must be at least 1.5 x ``connect + read`` (check ``E006``), or the "
+        "lock could expire under a login still running.",
+        example="30",
+        relation=leases.lock_outlives_login,
+    )
+    auth_wait_timeout = Option(
+        seconds(3600),
+        Derived(leases.default_wait, "``AUTH_LOCK_TIMEOUT + 1``"),
+        doc="How long a process waits for another process's ``auth``; then the command is "
+        "not sent and is retried later.",
+        example="31",
+    )
+    auth_failure_ttl = Option(
+        count(3600, zero=True, of=SECONDS),
+        30,
+        doc="How long a refused login (ERR 001/002/004/007/108) is remembered so workers do "
+        "not hammer ``auth``; 0 disables. Remembered for the refused credentials only, with "
+        "the code and a redacted description.",
+        example="30",
+    )
+    claim_timeout = Option(
+        count(86400, of=SECONDS),
+        Derived(leases.default_claim, "``300``, or 2 x ``command_deadline`` if longer"),
+        doc="Lease of a run's claim on its messages: after it, a message claimed by a worker "
+        "that died can be claimed again. Must be at least 2 x the longest one claimed message "
+        "can take (check ``E005``; see Deadlines and leases).",
+        example="300",
+        relation=leases.claim_outlives_message,
+    )
+    task_chunk_size = Option(
+        count(10_000),
+        50,
+        doc="Messages per cancellation task; larger selections fan out in parallel.",
+        example="50",
+    )
+    task_max_retries = Option(
+        count(100, zero=True),
+        8,
+        doc='Retries after transient failures before "failed, gave up".',
+        example="8",
+    )
+    task_retry_backoff = Option(
+        seconds(3600),
+        2.0,
+        doc="First retry delay; doubles each time, with jitter.",
+        example="2",
+    )
+    task_retry_backoff_max = Option(
+        seconds(86400), 600.0, doc="Longest retry delay.", example="600"
+    )
+    send_batch_size = Option(
+        count(300, unit="(Clickatell's limit)"),
+        100,
+        doc="Accepted for compatibility and no longer read: every message is its own "
+        "``sendmsg`` request, carrying its own ``climsgid``.",
+        example="100",
+    )
+    refresh_chunk_size = Option(
+        count(10_000), 200, doc="Messages per status-refresh task.", example="200"
+    )
+    callback_username = Option(
+        BASIC_USER,
+        "",
+        doc="HTTP Basic user Clickatell sends status callbacks with (set in the Clickatell "
+        "account), paired with ``CALLBACK_PASSWORD``. Until a complete pair is set here or in "
+        "``CALLBACK_BASIC_AUTH``, every callback is refused (403).",
+        example='"clickatell"',
+    )
+    callback_password = Option(
+        SECRET_OR_EMPTY,
+        "",
+        doc="HTTP Basic password of status callbacks, paired with ``CALLBACK_USERNAME``. Not "
+        "your API password (warning ``W005``).",
+        example='os.environ["CLICKATELL_CALLBACK_PASSWORD"]',
+    )
+    callback_basic_auth = Option(
+        CREDENTIAL_PAIRS,
+        (),
+        doc="More (user, password) pairs accepted on status callbacks, to rotate them without "
+        "refusing one: the view accepts these and the ``CALLBACK_USERNAME`` / "
+        "``CALLBACK_PASSWORD`` pair, comparing every candidate in constant time (see "
+        "Rotating the credentials in the callbacks docs).",
+        example='[("clickatell", os.environ["CB_OLD"]), ("clickatell", os.environ["CB_NEW"])]',
+    )
+    balance_cache_seconds = Option(
+        count(86400, zero=True, of=SECONDS),
+        60,
+        doc="How long the admin shows a fetched balance.",
+        example="300",
+    )
+    keep_text = Option(
+        BOOLEAN,
+        True,
+        doc="Keep message text after it was accepted; ``False`` blanks it.",
+        example="False",
+    )
+    use_celery = Option(
+        BOOLEAN,
+        True,
+        doc="Hand work to Celery workers when Celery is installed; ``False`` (or no Celery) "
+        "does it in the calling process after the transaction commits.",
+        example="False",
+    )
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values = values
+
+    def values(self) -> Mapping[str, Any]:
+        return self._values if self._values is not None else user_settings()
+
+    @classmethod
+    def options(cls) -> dict[str, Option[Any]]:
+        return {value.key: value for value in vars(cls).values() if isinstance(value, Option)}
+
+    @property
+    def account_namespace(self) -> str:
+        """Identifies the account (never by its password) for cache keys."""
+        return f"{self.base_url}|{self.api_id}|{self.username}"
+
+    @property
+    def callback_credentials(self) -> tuple[tuple[str, Secret], ...]:
+        """Every (user, password) pair the callback view accepts.
+
+        The ``CALLBACK_USERNAME`` / ``CALLBACK_PASSWORD`` pair when both are set,
+        then ``CALLBACK_BASIC_AUTH``; at most ``MAX_CALLBACK_CREDENTIALS + 1``.
+        """
+        user, password = self.callback_username, self.callback_password
+        single = ((user, password),) if user and password else ()
+        return single + self.callback_basic_auth
+
+    # -- deadlines (see leases.py) ---------------------------------------------------------
+
+    @property
+    def request_deadline(self) -> float:
+        """Seconds one HTTP request can take at most: connect + read of ``TIMEOUT``.
+
+        The transport bounds connecting (every address and the TLS handshake
+        together) by the first and everything after it by the second, each as a
+        total; name resolution is the system resolver's and not included.
+        """
+        connect, read = self.timeout
+        return connect + read
+
+    @property
+    def command_deadline(self) -> float:
+        """Seconds one client call (``delmsg``, ``sendmsg``, ...) can take at most.
+
+        Getting a session: waiting up to ``AUTH_WAIT_TIMEOUT`` (plus one poll)
+        for another process's login, then our own login request; the command;
+        and after an ``ERR 003``/``005`` one renewal (the same wait and login)
+        and the repeated command.  The client never renews twice in one call.
+        """
+        request = self.request_deadline
+        wait = ClickatellSettings.auth_wait_timeout.value(self)
+        session = wait + leases.AUTH_POLL_MAX + request
+        return 2 * (session + request)
+
+    @property
+    def minimum_auth_lock_timeout(self) -> float:
+        return leases.LOCK_HEADROOM * self.request_deadline
+
+    @property
+    def minimum_claim_timeout(self) -> float:
+        return leases.CLAIM_HEADROOM * self.command_deadline
+
+
+app_settings = ClickatellSettings()
