@@ -344,8 +344,8 @@ class CancelAction(ConfirmationPage):
             action=action,
             preview=preview,
             reasons=_skip_counts(preview),
-            to_stop=[(m, story.render_state(m), _how(m)) for m in rows.to_stop],
-            skipped=[(m, story.render_state(m), _why_skipped(m)) for m in rows.skipped],
+            to_stop=[(m, story.render_state(m, hint=False), _how(m)) for m in rows.to_stop],
+            skipped=[(m, story.render_state(m, hint=False), _why_skipped(m)) for m in rows.skipped],
             more_to_stop=max(preview.cancellable - len(rows.to_stop), 0),
             more_skipped=max(preview.skipped - len(rows.skipped), 0),
             left_alone=left_alone,
@@ -495,6 +495,6 @@ def _why_skipped(message: OutboundMessage) -> str:
     if message.send_state == SendState.REJECTED:
         return str(
             _("Clickatell rejected it when it was sent (%(error)s): there is nothing to stop.")
-            % {"error": message.send_error or "?"}
+            % {"error": story.short_error_with_code(message.send_error) or "?"}
         )
     return str(_("It never reached Clickatell: no id to name it by."))

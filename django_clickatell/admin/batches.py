@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..models import CancellationBatch, OutboundMessage
@@ -60,11 +61,14 @@ class BatchProgress:
     def settled(self) -> int:
         return self.total - self.left
 
-    def per_minute(self, now: datetime) -> float | None:
-        """Messages settled per minute since the request (until the last one, once done)."""
+    def elapsed_seconds(self, now: datetime) -> float:
+        """Since the request: until now while work is left, until the last settled once done."""
         end = now if self.left or self.last_settled is None else self.last_settled
-        minutes = max((end - self.created_at).total_seconds(), 1.0) / 60
-        return self.settled / minutes if self.settled else None
+        return max((end - self.created_at).total_seconds(), 1.0)
+
+    def per_minute(self, now: datetime) -> float | None:
+        """Messages settled per minute since the request."""
+        return self.settled * 60 / self.elapsed_seconds(now) if self.settled else None
 
     def minutes_left(self, now: datetime) -> float | None:
         rate = self.per_minute(now)
@@ -132,7 +136,8 @@ class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[t
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        return super().changelist_view(request, {**WIDE_PAGE, **(extra_context or {})})
+        context = {**WIDE_PAGE, "title": capfirst(self.opts.verbose_name_plural)}
+        return super().changelist_view(request, {**context, **(extra_context or {})})
 
     def change_view(
         self,
@@ -157,12 +162,12 @@ class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[t
 
     @admin.display(description=_("taken on"))
     def taken_on(self, batch: CancellationBatch) -> str:
-        if batch.skipped:
-            return str(
-                _("%(total)d (%(skipped)d skipped)")
-                % {"total": batch.total, "skipped": batch.skipped}
-            )
-        return str(batch.total)
+        if not batch.skipped:
+            return str(batch.total)
+        return format_html(
+            '<span class="ct-nowrap">{}</span>',
+            _("%(total)d, %(skipped)d skipped") % {"total": batch.total, "skipped": batch.skipped},
+        )
 
     @admin.display(description=_("progress"))
     def progress_bar(self, batch: CancellationBatch) -> str:
@@ -261,18 +266,32 @@ def _outcome_links(batch: CancellationBatch, progress: BatchProgress) -> SafeStr
 
 
 def _rate_text(progress: BatchProgress, now: datetime, *, long: bool = False) -> str:
+    """The pace since the request: "12/min" -- or "6 in 4 s" before a minute has gone by.
+
+    With *long*, for the batch page: the same in words, and what is left.
+    """
     rate = progress.per_minute(now)
     if rate is None:
         return str(_("nothing settled yet")) if long else "–"
-    text = str(_("%(rate)s/min") % {"rate": f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"})
+    seconds = round(progress.elapsed_seconds(now))
+    values = {
+        "settled": progress.settled,
+        "seconds": seconds,
+        "rate": f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}",
+    }
     if not long:
-        return text
+        short = _("%(settled)d in %(seconds)d s") if seconds < 60 else _("%(rate)s/min")
+        return str(short % values)
+    pace = (
+        _("%(settled)d settled within %(seconds)d s of the request")
+        if seconds < 60
+        else _("%(rate)s/min since the request")
+    ) % values
     if not progress.left:
-        return str(_("%(rate)s since the request; nothing left.") % {"rate": text})
-    minutes = progress.minutes_left(now) or 0
+        return str(_("%(pace)s; nothing left.") % {"pace": pace})
     return str(
-        _("%(rate)s since the request; %(left)d left, about %(eta)s at this rate.")
-        % {"rate": text, "left": progress.left, "eta": _duration(minutes)}
+        _("%(pace)s; %(left)d left, about %(eta)s at this rate.")
+        % {"pace": pace, "left": progress.left, "eta": _duration(progress.minutes_left(now) or 0)}
     )
 
 

@@ -17,7 +17,7 @@ from .story import STATES
 class StoppableFilter(admin.SimpleListFilter):
     """ "Can still be stopped": the one rule the cancel action and ``cancel_sms`` take on."""
 
-    title = _("can still be stopped")
+    title = _("what can still be stopped")
     parameter_name = "stoppable"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:

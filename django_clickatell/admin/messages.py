@@ -14,9 +14,11 @@ from typing import Any, ClassVar
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.defaultfilters import date as format_date
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..models import GatewayExchange, OutboundMessage
@@ -35,13 +37,23 @@ class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore
     extra = 0
     can_delete = False
     ordering = ("-occurred_at", "-pk")
-    fields = ("occurred_at", "command", "via", "actor", "recorded", "duration_ms")
+    fields = ("at", "command", "via", "actor", "recorded", "duration_ms")
     readonly_fields = fields
     verbose_name_plural = _("exchanges with Clickatell")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GatewayExchange]:
         queryset: QuerySet[GatewayExchange] = super().get_queryset(request)
         return queryset.select_related("message", "actor")
+
+    @admin.display(description=_("at"), ordering="occurred_at")
+    def at(self, exchange: GatewayExchange) -> str:
+        """To the second: exchanges about one message are often seconds apart."""
+        local = timezone.localtime(exchange.occurred_at)
+        return format_html(
+            '<span class="ct-nowrap" title="{}">{}</span>',
+            exchange.occurred_at.isoformat(),
+            format_date(local, "j M Y H:i:s"),
+        )
 
     @admin.display(description=_("what was recorded"))
     def recorded(self, exchange: GatewayExchange) -> str:
@@ -179,7 +191,8 @@ class OutboundMessageAdmin(
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        context = {**WIDE_PAGE, **(extra_context or {})}
+        title = capfirst(self.opts.verbose_name_plural)
+        context = {**WIDE_PAGE, "title": title, **(extra_context or {})}
         if request.method == "GET":  # shown, not needed to act: an action never waits for it
             reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
             context["clickatell_balance"] = reading.credit

@@ -156,8 +156,8 @@ def describe(message: OutboundMessage) -> StateView:
     return StateView(state.key, _label(state, message), state.tone, reason, str(hint))
 
 
-def render_state(message: OutboundMessage) -> SafeString:
-    """The state as a badge, the reason and the next step under it (list, pages)."""
+def render_state(message: OutboundMessage, *, hint: bool = True) -> SafeString:
+    """The state as a badge, the reason and (unless *hint* is off) the next step under it."""
     view = describe(message)
     return format_html(
         '<span class="ct-badge ct-{} ct-state" data-state="{}">{}</span>{}{}',
@@ -165,7 +165,7 @@ def render_state(message: OutboundMessage) -> SafeString:
         view.key,
         view.label,
         _optional('<span class="ct-reason">{}</span>', view.reason),
-        _optional('<span class="ct-hint">{}</span>', view.hint),
+        _optional('<span class="ct-hint">{}</span>', view.hint if hint else ""),
     )
 
 
@@ -204,6 +204,12 @@ def short_error(text: str) -> str:
     """ "Clickatell sendmsg answered ERR 301: No credit left" -> "No credit left"."""
     match = _ANSWERED.match(text)
     return match.group("text") if match else text
+
+
+def short_error_with_code(text: str) -> str:
+    """ "Clickatell sendmsg answered ERR 301: No credit left" -> "ERR 301: No credit left"."""
+    match = _ANSWERED.match(text)
+    return f"ERR {match.group('code')}: {match.group('text')}" if match else text
 
 
 def error_code(text: str) -> str:
