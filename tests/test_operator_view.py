@@ -264,7 +264,7 @@ def test_list_leaves_ids_to_the_message_page_and_previews_the_text(admin_client:
     assert "column-climsgid" not in content
     row = row_of(content, message.pk)
     assert 'title="Your appointment is tomorrow at 10:00, see you then">' in row
-    assert ">Your appointment is tomorrow at 10:00, …</span>" in row
+    assert ">Your appointment is tomorrow at…</span>" in row
     page = admin_client.get(
         reverse("admin:django_clickatell_outboundmessage_change", args=[message.pk])
     )

@@ -18,7 +18,7 @@ from django.template.defaultfilters import date as format_date
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.text import Truncator, capfirst
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..models import GatewayExchange, OutboundMessage
@@ -29,7 +29,7 @@ from .common import WIDE_PAGE, ReadOnlyMixin
 from .filters import StateFilter, StoppableFilter
 
 #: Characters of the text shown in the list; the whole text is on hover and on the page.
-TEXT_PREVIEW = 40
+TEXT_PREVIEW = 36
 
 
 class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
@@ -167,7 +167,7 @@ class OutboundMessageAdmin(
     def text_preview(self, obj: OutboundMessage) -> str:
         if not obj.text:
             return "–"
-        short = Truncator(obj.text).chars(TEXT_PREVIEW)
+        short = _preview(obj.text)
         return format_html('<span class="ct-text" title="{}">{}</span>', obj.text, short)
 
     @admin.display(description=_("status"), ordering="status")
@@ -245,6 +245,15 @@ def state_counts(request: HttpRequest, changelist: Any) -> list[dict[str, Any]]:
                 }
             )
     return shown
+
+
+def _preview(text: str) -> str:
+    """The first words of *text*, cut at a word boundary where there is one."""
+    if len(text) <= TEXT_PREVIEW:
+        return text
+    head = text[: TEXT_PREVIEW - 1]
+    words = head.rsplit(" ", 1)[0] if " " in head else head
+    return f"{words.rstrip(' ,.;:')}…"
 
 
 def _when_cell(value: Any) -> str:
