@@ -520,3 +520,32 @@ def test_send_exchange_shows_what_it_recorded(admin_client: Client) -> None:
     assert f"Accepted, id: {message.apimsgid}" in text
     assert "Clickatell error – ERR 301 – No credit left" in text
     assert "Status: 006 – User cancelled message delivery" in text
+
+
+def test_facet_counts_and_sorting_by_state_work(admin_client: Client) -> None:
+    """The state is an annotation: Django's "Show counts" and column sorting must cope."""
+    troubled_messages()
+    with_facets = admin_client.get(CHANGELIST, {"_facets": "True"})
+    assert with_facets.status_code == 200
+    assert "Gave up (1)" in with_facets.content.decode()
+    assert admin_client.get(CHANGELIST, {"o": "4"}).status_code == 200  # the state column
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_again_during_a_broker_outage_is_one_clear_message(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    from django_clickatell import tasks
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(tasks.send_messages, "apply_async", refuse)
+    rejected = one(status="", apimsgid=None, send_state=SendState.REJECTED, send_error="ERR 301")
+    response = post_action(admin_client, "send_again", [rejected.pk], confirm=True)
+    [(level, text)] = user_messages(response)
+    assert level == "warning"
+    assert "the task queue could not be reached" in text
+    assert OutboundMessage.objects.get(pk=rejected.pk).send_state == SendState.QUEUED
