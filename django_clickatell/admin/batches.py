@@ -185,7 +185,9 @@ class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[t
 
     @admin.display(description=_("rate"))
     def rate(self, batch: CancellationBatch) -> str:
-        return _rate_text(_progress(batch), timezone.now())
+        return format_html(
+            '<span class="ct-nowrap">{}</span>', _rate_text(_progress(batch), timezone.now())
+        )
 
     @admin.display(description=_("messages"))
     def messages_link(self, batch: CancellationBatch) -> str:
