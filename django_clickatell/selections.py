@@ -20,6 +20,9 @@ from .states import ACTIVE_CANCEL_STATES, OPEN_SEND_STATES, CancelState, SendSta
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+#: "Delivered to gateway": Clickatell has passed the message on to the network.
+HANDED_ON_STATUS = "003"
+
 #: Clickatell can be asked about it: an id, and handed over (or possibly handed over).
 AT_GATEWAY = Q(send_state__in=[SendState.NOT_SENT_HERE, SendState.SENT, SendState.UNKNOWN]) & (
     Q(apimsgid__isnull=False) | ~Q(climsgid="")
@@ -30,12 +33,24 @@ SENDING_HERE = Q(send_state__in=[*OPEN_SEND_STATES, SendState.FAILED])
 FINAL = Q(status__in=FINAL_STATUSES)
 #: A cancellation is queued or running: a new request leaves it alone.
 CANCELLING = Q(cancel_state__in=ACTIVE_CANCEL_STATES)
-#: What a new cancellation request may take on: stoppable here or at Clickatell.
-REQUESTABLE = (
-    ~FINAL
-    & ~Q(cancel_state__in=[*ACTIVE_CANCEL_STATES, CancelState.CANCELLED])
-    & (AT_GATEWAY | SENDING_HERE)
-)
+#: Clickatell has handed it on to the network (``003``): too late for ``delmsg``, which
+#: stops only what is still scheduled or queued.  A status never moves backwards, so
+#: this is known for good.
+HANDED_ON = Q(status=HANDED_ON_STATUS)
+#: Already stopped: Clickatell answered ``006``, or it was stopped here before sending.
+STOPPED = Q(cancel_state=CancelState.CANCELLED)
+#: "Cancellable now", from what this app knows -- not from a status it has not fetched:
+#: Clickatell accepted it (or it was recorded from elsewhere with an id) or it was never
+#: handed over (stopped here, no request); not final, not handed on (``003``); no stop
+#: queued, running or done.  Right after ``send_sms`` the status is empty and the
+#: message is selected; so are ``011``, ``001``/``002``/``008`` and codes this app does
+#: not know that are not final.  A message being sent right now is included: its stop
+#: waits for the send to settle.  The admin's "Can still be stopped" filter, the
+#: confirmation counts, ``cancel_sms`` examples, ``clickatell_cancel --stoppable`` and
+#: the request itself all use this one rule.
+STOPPABLE = ~FINAL & ~HANDED_ON & ~CANCELLING & ~STOPPED & (AT_GATEWAY | SENDING_HERE)
+#: What a new cancellation request takes on (the name the services use): :data:`STOPPABLE`.
+REQUESTABLE = STOPPABLE
 #: Whose status Clickatell can still be asked for (``querymsg``).
 REFRESHABLE = (
     ~FINAL
@@ -53,8 +68,16 @@ class MessageQuerySet(models.QuerySet[Any]):
     def final(self) -> Self:
         return self.filter(FINAL)
 
+    def stoppable(self) -> Self:
+        """Messages that can still be stopped ("cancellable now"): see :data:`STOPPABLE`.
+
+        ``cancel_sms(OutboundMessage.objects.stoppable().filter(...))`` selects
+        messages right after ``send_sms``, before any status is known.
+        """
+        return self.filter(STOPPABLE)
+
     def requestable(self) -> Self:
-        """Messages a new cancellation request would queue (or stop here)."""
+        """Messages a new cancellation request would queue (or stop here): :meth:`stoppable`."""
         return self.filter(REQUESTABLE)
 
     def refreshable(self) -> Self:

@@ -6,8 +6,13 @@ from typing import Any
 
 from django.http import HttpRequest
 
-#: Messages listed on a confirmation page before "and N more".
-PREVIEW_ROWS = 20
+#: Rows a confirmation page lists on each side (to do, skipped) before it says how many
+#: more there are; the counts per reason above it always cover the whole selection.
+PREVIEW_ROWS = 100
+
+#: The message pages need the width: Django's navigation sidebar is left out there
+#: (the breadcrumbs lead back), so a 1280-pixel screen shows every column.
+WIDE_PAGE: dict[str, Any] = {"is_nav_sidebar_enabled": False}
 
 
 class ReadOnlyMixin:

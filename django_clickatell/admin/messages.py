@@ -1,17 +1,35 @@
-"""The message list and message page: what was sent, what Clickatell said, every exchange."""
+"""The message list and message page: what was sent, what Clickatell said, every exchange.
+
+The list tells the story row by row: Clickatell's status as a badge, the
+operator's *state* (:mod:`.story`) with its reason and next step, counts per
+state above the list (one query, whatever the size), and nothing cut off at
+1280 pixels -- ids and full dates are on the message page, the list keeps
+what an operator scans.
+"""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from django.contrib import admin
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.defaultfilters import date as format_date
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..models import GatewayExchange, OutboundMessage
 from ..services.balance import balance_for_display
+from . import story
 from .actions import CancelAction, RefreshAction, SendActions
-from .common import ReadOnlyMixin
+from .common import WIDE_PAGE, ReadOnlyMixin
+from .filters import StateFilter, StoppableFilter
+
+#: Characters of the text shown in the list; the whole text is on hover and on the page.
+TEXT_PREVIEW = 36
 
 
 class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
@@ -19,20 +37,43 @@ class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore
     extra = 0
     can_delete = False
     ordering = ("-occurred_at", "-pk")
-    fields = (
-        "occurred_at",
-        "command",
-        "via",
-        "actor",
-        "outcome",
-        "status",
-        "error_code",
-        "error_description",
-        "detail",
-        "duration_ms",
-    )
+    fields = ("at", "command", "via", "actor", "recorded", "duration_ms")
     readonly_fields = fields
     verbose_name_plural = _("exchanges with Clickatell")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GatewayExchange]:
+        queryset: QuerySet[GatewayExchange] = super().get_queryset(request)
+        return queryset.select_related("message", "actor")
+
+    @admin.display(description=_("at"), ordering="occurred_at")
+    def at(self, exchange: GatewayExchange) -> str:
+        """To the second: exchanges about one message are often seconds apart."""
+        local = timezone.localtime(exchange.occurred_at)
+        return format_html(
+            '<span class="ct-nowrap" title="{}">{}</span>',
+            exchange.occurred_at.isoformat(),
+            format_date(local, "j M Y H:i:s"),
+        )
+
+    @admin.display(description=_("what was recorded"))
+    def recorded(self, exchange: GatewayExchange) -> str:
+        """The outcome with what came with it: the status, the accepted id, the error."""
+        outcome = exchange.get_outcome_display()
+        if exchange.outcome == GatewayExchange.Outcome.STATUS:
+            if exchange.status:
+                label = exchange.get_status_display()
+                return format_html("{}: {}", _("Status"), label)
+            if exchange.command == "sendmsg":
+                # The accepted id is written to the message in the same outcome.
+                return format_html("{}: {}", _("Accepted, id"), exchange.message.apimsgid or "?")
+            return str(outcome)
+        parts = [str(outcome)]
+        if exchange.error_code is not None:
+            parts.append(f"ERR {exchange.error_code:03d}")
+        for text in (exchange.error_description, exchange.detail):
+            if text:
+                parts.append(text)
+        return " – ".join(parts)
 
 
 @admin.register(OutboundMessage)
@@ -44,17 +85,16 @@ class OutboundMessageAdmin(
 ):
     list_display = (
         "recipient",
-        "apimsgid",
-        "climsgid",
-        "status_display",
-        "cancel_state",
-        "scheduled_for",
-        "status_changed_at",
+        "text_preview",
+        "status_badge",
+        "state_display",
+        "scheduled",
+        "updated",
     )
     list_filter = (
+        StoppableFilter,
+        StateFilter,
         "status",
-        "cancel_state",
-        "send_state",
         ("scheduled_for", admin.DateFieldListFilter),
         ("batch", admin.RelatedOnlyFieldListFilter),
     )
@@ -62,7 +102,7 @@ class OutboundMessageAdmin(
     date_hierarchy = "scheduled_for"
     list_select_related = False
     show_full_result_count = False
-    actions = ("cancel_delivery", "refresh_status", "send_again", "ask_again")
+    actions = ("cancel_delivery", "retry_stops", "refresh_status", "send_again", "ask_again")
     change_list_template = "admin/django_clickatell/outboundmessage/change_list.html"
     inlines = (GatewayExchangeInline,)
     # A message row records what was handed to Clickatell and what Clickatell did with
@@ -71,7 +111,7 @@ class OutboundMessageAdmin(
     # race a worker that is sending it), and everything the gateway and the services
     # write. The fields and fieldsets come from these groups, so they cannot drift apart.
     _gateway_groups = (
-        (None, ("recipient", "sender", "text", "scheduled_for", "send_options")),
+        (None, ("state_display", "recipient", "sender", "text", "scheduled_for", "send_options")),
         (
             _("Clickatell"),
             (
@@ -102,6 +142,11 @@ class OutboundMessageAdmin(
     # (django-stubs types fieldset options with a stub-only TypedDict; Django checks them.)
     fieldsets: ClassVar[Any] = tuple((title, {"fields": names}) for title, names in _gateway_groups)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundMessage]:
+        """Every row carries its operator state: the list, the filter and the counts read it."""
+        queryset: QuerySet[OutboundMessage] = super().get_queryset(request)
+        return queryset.annotate(operator_state=story.state_case())
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Messages are recorded when they are sent; a row made by hand was never sent."""
         return False
@@ -116,16 +161,104 @@ class OutboundMessageAdmin(
             return False
         return super().has_change_permission(request)
 
+    # -- columns -----------------------------------------------------------------------------
+
+    @admin.display(description=_("text"))
+    def text_preview(self, obj: OutboundMessage) -> str:
+        if not obj.text:
+            return "–"
+        short = _preview(obj.text)
+        return format_html('<span class="ct-text" title="{}">{}</span>', obj.text, short)
+
     @admin.display(description=_("status"), ordering="status")
-    def status_display(self, obj: OutboundMessage) -> str:
-        return f"{obj.status} – {obj.status_label}" if obj.status else "–"
+    def status_badge(self, obj: OutboundMessage) -> str:
+        return story.render_status(obj)
+
+    @admin.display(description=_("state"), ordering="operator_state")
+    def state_display(self, obj: OutboundMessage) -> str:
+        return story.render_state(obj)
+
+    @admin.display(description=_("scheduled"), ordering="scheduled_for")
+    def scheduled(self, obj: OutboundMessage) -> str:
+        return _when_cell(obj.scheduled_for)
+
+    @admin.display(description=_("updated"), ordering="updated_at")
+    def updated(self, obj: OutboundMessage) -> str:
+        return _when_cell(obj.updated_at)
+
+    # -- pages -------------------------------------------------------------------------------
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        context = dict(extra_context or {})
+        title = capfirst(self.opts.verbose_name_plural)
+        context = {**WIDE_PAGE, "title": title, **(extra_context or {})}
         if request.method == "GET":  # shown, not needed to act: an action never waits for it
             reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
             context["clickatell_balance"] = reading.credit
             context["clickatell_balance_reason"] = reading.reason
-        return super().changelist_view(request, extra_context=context)
+        response = super().changelist_view(request, extra_context=context)
+        if isinstance(response, TemplateResponse) and response.context_data is not None:
+            changelist = response.context_data.get("cl")
+            if changelist is not None:
+                response.context_data["state_counts"] = state_counts(request, changelist)
+        return response
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().change_view(
+            request, object_id, form_url, extra_context={**WIDE_PAGE, **(extra_context or {})}
+        )
+
+
+def state_counts(request: HttpRequest, changelist: Any) -> list[dict[str, Any]]:
+    """How many messages of the filtered list are in each state: one ``GROUP BY`` query.
+
+    Each count links to the list filtered to that state (other filters kept).
+    """
+    rows = (
+        changelist.queryset.order_by()
+        .values("operator_state")
+        .annotate(n=Count("pk"))
+        .values_list("operator_state", "n")
+    )
+    counts = dict(rows)
+    current = request.GET.get(StateFilter.parameter_name, "")
+    shown = []
+    for state in (*story.STATES, story.OTHER):
+        if counts.get(state.key):
+            shown.append(
+                {
+                    "key": state.key,
+                    "label": state.label,
+                    "tone": state.tone,
+                    "count": counts[state.key],
+                    "active": state.key == current,
+                    "url": changelist.get_query_string(
+                        {StateFilter.parameter_name: state.key}, ["p"]
+                    ),
+                }
+            )
+    return shown
+
+
+def _preview(text: str) -> str:
+    """The first words of *text*, cut at a word boundary where there is one."""
+    if len(text) <= TEXT_PREVIEW:
+        return text
+    head = text[: TEXT_PREVIEW - 1]
+    words = head.rsplit(" ", 1)[0] if " " in head else head
+    return f"{words.rstrip(' ,.;:')}…"
+
+
+def _when_cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return format_html(
+        '<span class="ct-nowrap" title="{}">{}</span>', value.isoformat(), story.compact_when(value)
+    )

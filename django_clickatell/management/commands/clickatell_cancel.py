@@ -61,6 +61,15 @@ class Command(BaseCommand):
             default=[],
             help="Only messages with this status code (6 and 006 are the same). Repeatable.",
         )
+        parser.add_argument(
+            "--stoppable",
+            action="store_true",
+            help=(
+                "Only messages that can still be stopped, from what this app knows: accepted "
+                "by Clickatell (even before any status arrived) or never handed over, not "
+                "final, not handed on (003), not already being cancelled."
+            ),
+        )
         parser.add_argument("--scheduled-after", help="ISO 8601 date and time (inclusive).")
         parser.add_argument("--scheduled-before", help="ISO 8601 date and time (exclusive).")
         parser.add_argument(
@@ -91,8 +100,8 @@ class Command(BaseCommand):
         else:
             if selection.empty:
                 raise CommandError(
-                    "Choose messages: give primary keys, --apimsgid, --climsgid, --status, "
-                    "--batch or a --scheduled-after/--scheduled-before window."
+                    "Choose messages: give primary keys, --apimsgid, --climsgid, --stoppable, "
+                    "--status, --batch or a --scheduled-after/--scheduled-before window."
                 )
             pks, batch = self._request(selection)
             what = f"batch {batch} ({len(pks)} messages)"

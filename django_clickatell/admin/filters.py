@@ -1,0 +1,52 @@
+"""The message list's own filters: what can still be stopped, and the operator's states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from ..models import OutboundMessage
+from ..selections import STOPPABLE
+from .story import STATES
+
+
+class StoppableFilter(admin.SimpleListFilter):
+    """ "Can still be stopped": the one rule the cancel action and ``cancel_sms`` take on."""
+
+    title = _("what can still be stopped")
+    parameter_name = "stoppable"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Can still be stopped")), ("no", _("Cannot be stopped"))]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> QuerySet[OutboundMessage]:
+        if self.value() == "yes":
+            return queryset.filter(STOPPABLE)
+        if self.value() == "no":
+            return queryset.filter(~STOPPABLE)
+        return queryset
+
+
+class StateFilter(admin.SimpleListFilter):
+    """The states of :mod:`.story`, as the counts above the list link to them."""
+
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(state.key, state.label) for state in STATES]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> QuerySet[OutboundMessage]:
+        value = self.value()
+        if value:
+            # ``operator_state`` is annotated by the admin's queryset.
+            return queryset.filter(Q(operator_state=value))
+        return queryset
