@@ -292,3 +292,66 @@ def test_an_id_rejected_before_any_request_is_not_recorded_as_refused_by_clickat
     assert message.exchanges.count() == 0
     assert report.refused != [message.pk]
     assert message.cancel_state != CancelState.REFUSED, message.cancel_error
+
+
+# -- 6. a reply naming an id the record already holds: no outcome, a querymsg loop --------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="an apimsgid already on another row raises IntegrityError, unrecorded"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_sendmsg_reply_naming_another_messages_id_ends_as_a_recorded_result(
+    simulator: ClickatellSimulator,
+) -> None:
+    """A proxy replaying a cached reply (or a hostile gateway) answers ``ID: <an id we
+    already hold>``.  ``_accepted`` writes it into the unique ``apimsgid`` column: the
+    ``IntegrityError`` escapes ``send_messages`` (not a retryable database error, so
+    the task fails), the message stays ``SENDING`` under the lease, and once the lease
+    expires every requeue asks ``querymsg``, gets the same id and fails the same way --
+    for ever.  The issue's rule: every reply ends as a recorded result or a typed error.
+    """
+    [earlier] = scheduled_messages(simulator, 1)
+    [message] = composing.create_messages("27999000001", "x")
+    simulator.inject("body", command="sendmsg", body=f"ID: {earlier.apimsgid}")
+    try:
+        sending.send_messages([message.pk], via=Via.TASK)
+    finally:
+        message.refresh_from_db()
+    assert message.send_state not in (SendState.SENDING, SendState.QUEUED)
+    assert message.claim_token == ""
+
+
+# -- 7. a stop asked for while the send in doubt is being checked: sent anyway -------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="process() reads cancel_state from claim time, not after the querymsg"
+)
+def test_a_stop_requested_during_the_verification_is_honoured_before_sending(
+    simulator: ClickatellSimulator,
+) -> None:
+    """``_SendRun.process`` means to withdraw a message found absent when a stop was
+    asked for -- but it reads ``cancel_state`` as loaded by the claim.  An operator
+    who stops the message while ``querymsg`` is on the wire (accepted: ``VERIFYING``
+    is requestable, and left ``PENDING`` because the run holds it) is ignored: the
+    run sends the SMS it had every reason not to send, and the cancellation then
+    sends a ``delmsg`` -- too late for a message due now.
+    """
+    [message] = composing.create_messages("27999000001", "x")
+    simulator.inject("reset", command="sendmsg")  # never arrived: in doubt
+    sending.send_messages([message.pk], via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.VERIFYING
+    client = ClickatellClient()
+    real_querymsg = client.querymsg
+
+    def operator_stops_meanwhile(**kwargs: str) -> Any:
+        request_cancellation(OutboundMessage.objects.filter(pk=message.pk), via=Via.API)
+        return real_querymsg(**kwargs)
+
+    with mock.patch.object(client, "querymsg", operator_stops_meanwhile):
+        sending.send_messages([message.pk], via=Via.TASK, client=client)
+    message.refresh_from_db()
+    assert simulator.accepted_sends() == []
+    assert message.send_state == SendState.WITHDRAWN
