@@ -15,14 +15,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from ..exceptions import ClickatellError, ProtocolError
+from ..exceptions import ClickatellError, CommandNotSent, InvalidInput, ProtocolError
 from ..gateway.client import ClickatellClient
-from ..models import CancelState, GatewayExchange, OutboundMessage
+from ..models import CancelState, GatewayExchange, OutboundMessage, SendState
 from ..protocol.codes import CANCELLED_STATUS, describe_status
-from ..protocol.lifecycle import supersedes
 from ..protocol.replies import MessageStatusReply
 from ..signals import message_cancelled, message_status_changed
 from . import claims, recording
@@ -68,6 +67,7 @@ class CancelRun:
     ) -> None:
         self.client, self.writer, self.report = client, writer, report
         self.via, self.actor_id, self.task_id, self.give_up = via, actor_id, task_id, give_up
+        self._news: list[tuple[OutboundMessage, str, str]] = []
 
     def cancel_one(self, message: OutboundMessage) -> ClickatellError | None:
         """Ask Clickatell to stop *message*; returns the transient error that stops the run."""
@@ -86,8 +86,11 @@ class CancelRun:
             if message.apimsgid and reply.apimsgid != message.apimsgid:
                 raise ProtocolError("delmsg", "reply names another message", reply.apimsgid)
         except ValueError as exc:
-            # An id that cannot be valid: refused before any request was made.
-            self._settle(message, CancelState.REFUSED, str(exc), self.report.refused)
+            # An id Clickatell could not know: no request was made, so this is not a
+            # refusal by Clickatell -- it is given up on, with the reason, and logged.
+            recording.failed(exchange, CommandNotSent("delmsg", InvalidInput(str(exc))))
+            reason = f"Not sent: {exc}"
+            self._settle(message, CancelState.GAVE_UP, reason, self.report.gave_up, exchange)
             return None
         except ClickatellError as exc:
             recording.log_refused_attempts(self.client, exchange)
@@ -114,29 +117,47 @@ class CancelRun:
             "cancel_error": "" if cancelled else _too_late_reason(reply.status),
             **claims.RELEASED,
         }
-        old_status = message.status
-        changed = supersedes(reply.status, timezone.now(), old_status, message.status_changed_at)
         if not message.apimsgid:
+            # Found by climsgid: Clickatell has it, whatever the sending record doubted.
             updates["apimsgid"] = reply.apimsgid
-        if changed:
-            message.status = reply.status
-        message.cancel_state = updates["cancel_state"]
-        via = self.via
+            updates["send_state"] = Case(
+                When(send_state=SendState.UNKNOWN, then=Value(SendState.SENT)),
+                default=F("send_state"),
+            )
+        self.writer.write(message.pk, updates, exchange)
+        self._news.append((message, message.status, reply.status))
+        (self.report.cancelled if cancelled else self.report.too_late).append(message.pk)
 
-        def notify() -> None:
-            if changed:
+    def announce(self) -> None:
+        """Send the signals for what the record now says -- read back, not assumed.
+
+        A final status that a callback recorded while a ``delmsg`` was in flight
+        stays, and no listener hears of the reply's older status.  One query for
+        the whole run.
+        """
+        news, self._news = self._news, []
+        if not news:
+            return
+        recorded = {
+            pk: (status, state)
+            for pk, status, state in OutboundMessage.objects.filter(
+                pk__in=[message.pk for message, _, _ in news]
+            ).values_list("pk", "status", "cancel_state")
+        }
+        for message, old, new in news:
+            status, state = recorded.get(message.pk, ("", ""))
+            if status == new and old != new:
+                message.status = new
                 message_status_changed.send(
                     sender=OutboundMessage,
                     message=message,
-                    old_status=old_status,
-                    new_status=reply.status,
-                    via=via,
+                    old_status=old,
+                    new_status=new,
+                    via=self.via,
                 )
-            if cancelled:
-                message_cancelled.send(sender=OutboundMessage, message=message, via=via)
-
-        self.writer.write(message.pk, updates, exchange, after=notify)
-        (self.report.cancelled if cancelled else self.report.too_late).append(message.pk)
+            if new == CANCELLED_STATUS and state == CancelState.CANCELLED:
+                message.cancel_state = CancelState.CANCELLED
+                message_cancelled.send(sender=OutboundMessage, message=message, via=self.via)
 
     def _settle(
         self,

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -139,7 +140,18 @@ def _work_through(
                 return [m.pk for m in claimed[index + 1 :]], error
         return [], None
     finally:
-        run.writer.close()
+        try:
+            run.writer.close()
+        finally:
+            _announce(run)
+
+
+def _announce(run: CancelRun) -> None:
+    """Signals for what was written, even when a later write failed (the run stops anyway)."""
+    try:
+        run.announce()
+    except DatabaseError:
+        logger.exception("Could not read back the outcomes to announce them")
 
 
 def stalled_cancellations(*, hand_on: bool = False) -> list[int]:

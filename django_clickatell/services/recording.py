@@ -140,7 +140,12 @@ def save(exchange: GatewayExchange) -> None:
 
 
 def write_outcome(
-    pk: int, updates: dict[str, Any], exchange: GatewayExchange | None, token: str = ""
+    pk: int,
+    updates: dict[str, Any],
+    exchange: GatewayExchange | None,
+    token: str = "",
+    *,
+    protect_cancelled: bool = True,
 ) -> int:
     """Save the exchange, then update the message -- only while *token* still holds it.
 
@@ -153,10 +158,11 @@ def write_outcome(
     held = OutboundMessage.objects.filter(pk=pk)
     if token:
         held = held.filter(claim_token=token)
-    # Never overwrite a recorded 006 (a stale worker answering late).
-    written = held.exclude(cancel_state=CancelState.CANCELLED).update(
-        **updates, updated_at=timezone.now()
-    )
+    if protect_cancelled:
+        # A stop's outcome never overwrites a recorded 006 (a stale worker answering late).
+        # A send's outcome is recorded whatever the stop said: it is about the sending.
+        held = held.exclude(cancel_state=CancelState.CANCELLED)
+    written = held.update(**updates, updated_at=timezone.now())
     if token and not written:
         logger.warning("Message %s was taken over by another run; its outcome is logged only", pk)
     return written

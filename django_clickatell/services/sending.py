@@ -108,13 +108,11 @@ def send_messages(
     report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
     if not claim.messages:
         return report
-    run = _SendRun(
-        client or ClickatellClient(), via, getattr(actor, "pk", None), task_id, report, claim.token
-    )
     keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claim.messages])
+    run = _SendRun(
+        client or ClickatellClient(), via, getattr(actor, "pk", None), task_id, report, keeper
+    )
     for index, message in enumerate(claim.messages):
-        if not keeper.holds(message.pk):
-            continue  # taken over after our lease lapsed: the other run decides it
         if not run.process(message):
             _hand_back([m.pk for m in claim.messages[index + 1 :]], claim.token)
             report.retry = sorted(
@@ -153,10 +151,10 @@ class _SendRun:
         actor_id: int | None,
         task_id: str,
         report: SendReport,
-        token: str,
+        keeper: claims.LeaseKeeper,
     ) -> None:
         self.client, self.via, self.actor_id, self.task_id = client, via, actor_id, task_id
-        self.report, self.token = report, token
+        self.report, self.keeper, self.token = report, keeper, keeper.token
 
     def _exchange(self, message: OutboundMessage, command: str) -> GatewayExchange:
         return recording.new_exchange(
@@ -164,16 +162,37 @@ class _SendRun:
         )
 
     def process(self, message: OutboundMessage) -> bool:
+        """Verify (if in doubt) and send one message; False stops the run.
+
+        The lease is checked before *each* request, not once per message: a
+        verification and the send after it are two requests, and the lease is
+        only guaranteed to outlive one.
+        """
+        if not self.keeper.holds(message.pk):
+            return True  # taken over after our lease lapsed: the other run decides it
         if message.send_state == SendState.VERIFYING:
             found = self._verify(message)
             if found is not _ABSENT:
                 return bool(found)
-            if message.cancel_state != CancelState.NOT_REQUESTED:
-                # Never reached Clickatell and a stop was asked for: stop it here.
-                self._settle(message, SendState.QUEUED, "")
-                withdraw(Q(pk=message.pk), via=self.via)
+            if not self.keeper.holds(message.pk):
                 return True
+        if self._stop_requested(message):
+            # Never reached Clickatell, and a stop was asked for (now or earlier, however
+            # that stop ended): stop it here rather than send it.
+            self._settle(message, SendState.QUEUED, "")
+            withdraw(Q(pk=message.pk), via=self.via, any_request=True)
+            return True
         return self._send(message)
+
+    @staticmethod
+    def _stop_requested(message: OutboundMessage) -> bool:
+        """Read now, not at the claim: an operator may have asked while we verified."""
+        state = (
+            OutboundMessage.objects.filter(pk=message.pk)
+            .values_list("cancel_state", flat=True)
+            .first()
+        )
+        return bool(state)
 
     def _send(self, message: OutboundMessage) -> bool:
         exchange = self._exchange(message, "sendmsg")
@@ -247,7 +266,19 @@ class _SendRun:
             updates["text"] = ""
         if status:
             updates.update(status_updates(status, None))
-        recording.write_outcome(message.pk, updates, None, self.token)
+        holder = (
+            OutboundMessage.objects.filter(apimsgid=apimsgid)
+            .exclude(pk=message.pk)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if holder is not None:
+            # A replayed or hostile reply: an id we already hold for another message.
+            reason = f"Clickatell answered id {apimsgid}, already recorded for message {holder}"
+            self._settle(message, SendState.UNKNOWN, clean_text(reason))
+            self.report.unknown.append(message.pk)
+            return
+        recording.write_outcome(message.pk, updates, None, self.token, protect_cancelled=False)
         message.apimsgid, message.send_state = apimsgid, SendState.SENT
         match_unmatched_callbacks(message)
         self.report.sent.append(message.pk)
@@ -258,6 +289,7 @@ class _SendRun:
             {"send_state": state, "send_error": error, **claims.RELEASED},
             None,
             self.token,
+            protect_cancelled=False,
         )
         message.send_state = state
 

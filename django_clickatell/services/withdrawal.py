@@ -17,24 +17,30 @@ from ..signals import message_cancelled
 from .claims import RELEASED, free_for
 
 #: Never handed to Clickatell, and nobody is handing it over right now.
-NEVER_SENT_STATES = (SendState.QUEUED, SendState.FAILED)
+NEVER_SENT_STATES = (SendState.QUEUED, SendState.FAILED, SendState.REJECTED)
 #: Cancellation states from which a message may be stopped (not one being worked on remotely).
 STOPPABLE_CANCEL_STATES = (CancelState.NOT_REQUESTED, CancelState.PENDING, CancelState.RETRYING)
 
 
-def withdraw(scope: Q, *, via: str) -> list[int]:
+def withdraw(scope: Q, *, via: str, any_request: bool = False) -> list[int]:
     """Stop every never-sent message in *scope* not already stopped; returns their keys.
+
+    Never sent: queued, given up on before reaching Clickatell, or rejected by it.
 
     One conditional ``UPDATE`` (and one read for the signals): a message a send
     run has claimed meanwhile is left alone -- it may be on the wire -- and is
     stopped remotely once its send is settled.
     """
     now = timezone.now()
+    # With any_request, a stop that was asked for and settled some other way (refused,
+    # given up: Clickatell did not know the message) is carried out here too.
+    asked = (
+        ~Q(cancel_state=CancelState.CANCELLED)
+        if any_request
+        else Q(cancel_state__in=STOPPABLE_CANCEL_STATES)
+    )
     stopped = OutboundMessage.objects.filter(
-        scope
-        & Q(send_state__in=NEVER_SENT_STATES)
-        & Q(cancel_state__in=STOPPABLE_CANCEL_STATES)
-        & free_for("", now)
+        scope & Q(send_state__in=NEVER_SENT_STATES) & asked & free_for("", now)
     ).update(
         send_state=SendState.WITHDRAWN,
         cancel_state=CancelState.CANCELLED,
