@@ -4,6 +4,7 @@ Standard library only.  See :class:`ClickatellSimulator` and
 ``python -m django_clickatell.simulator --help``.
 """
 
-from .server import ClickatellSimulator, Fault, SimulatedMessage
+from .server import ClickatellSimulator, Fault
+from .state import SimulatedMessage
 
 __all__ = ["ClickatellSimulator", "Fault", "SimulatedMessage"]
