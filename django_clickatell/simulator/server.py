@@ -14,7 +14,6 @@ and text), whatever the client recorded.
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import ssl
@@ -28,70 +27,12 @@ from dataclasses import asdict
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.error import URLError
-from urllib.parse import parse_qs, urlencode, urlsplit
-from urllib.request import Request, urlopen
+from urllib.parse import parse_qs, urlsplit
 
+from .callbacks import push_callbacks
 from .commands import handle, recipients
 from .faults import BEHAVIOURS, Fault, FaultQueue
 from .state import GatewayState, SimulatedMessage
-
-
-def push_callbacks(state: GatewayState) -> None:
-    """Send queued callbacks until the simulator stops (a ``None`` in the queue wakes it)."""
-    while True:
-        item = state._pending_callbacks.get()
-        if item is None or state._stopping.is_set():
-            return
-        fields, attempt = item
-        if deliver(state, fields):
-            with state.lock:
-                state.callbacks_sent += 1
-        else:
-            _retry_later(state, fields, attempt)
-
-
-def _retry_later(state: GatewayState, fields: dict[str, str], attempt: int) -> None:
-    """Queue a refused callback again after its pause, or give up once the pauses run out."""
-    with state.lock:
-        state.callback_refusals += 1
-    if attempt >= len(state.callback_retry_delays):
-        with state.lock:
-            state.callbacks_failed += 1
-        return
-    delay = state.callback_retry_delays[attempt]
-    timer = threading.Timer(delay, state._pending_callbacks.put, args=((fields, attempt + 1),))
-    timer.daemon = True
-    timer.start()
-
-
-def deliver(state: GatewayState, fields: dict[str, str]) -> bool:
-    """One attempt; True when the receiver took it (or callbacks were switched off)."""
-    url = state.callback_url
-    if url is None:  # switched off meanwhile: drop it
-        return True
-    with state.lock:
-        state.callback_attempts += 1
-    request = _request(state, url, fields)
-    try:
-        with urlopen(request, timeout=5) as response:  # noqa: S310 (http(s) checked)
-            return bool(200 <= response.status < 300)
-    except (URLError, OSError):
-        return False
-
-
-def _request(state: GatewayState, url: str, fields: dict[str, str]) -> Request:
-    body = urlencode(fields)
-    if state.callback_method == "GET":
-        request = Request(f"{url}?{body}", method="GET")  # noqa: S310
-    else:
-        request = Request(url, data=body.encode(), method="POST")  # noqa: S310
-        request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    if state.callback_auth:
-        token = base64.b64encode(":".join(state.callback_auth).encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    return request
-
 
 Control = Callable[["ClickatellSimulator", Any], Any]
 
