@@ -4,6 +4,8 @@ Standard library only.  See :class:`ClickatellSimulator` and
 ``python -m django_clickatell.simulator --help``.
 """
 
-from .server import ClickatellSimulator, Fault, SimulatedMessage
+from .faults import Fault
+from .server import ClickatellSimulator
+from .state import SimulatedMessage
 
 __all__ = ["ClickatellSimulator", "Fault", "SimulatedMessage"]

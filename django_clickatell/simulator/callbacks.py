@@ -1,0 +1,72 @@
+"""Pushing status callbacks to the account's callback URL, as Clickatell does.
+
+The gateway's state queues the form of each status change a message asked to
+hear of; :func:`push_callbacks`, a background thread, sends them, and
+retries one the receiver refused after each of ``callback_retry_delays`` in turn.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from urllib.error import URLError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
+
+from .state import GatewayState
+
+
+def push_callbacks(state: GatewayState) -> None:
+    """Send queued callbacks until the simulator stops (a ``None`` in the queue wakes it)."""
+    while True:
+        item = state._pending_callbacks.get()
+        if item is None or state._stopping.is_set():
+            return
+        fields, attempt = item
+        if deliver(state, fields):
+            with state.lock:
+                state.callbacks_sent += 1
+        else:
+            _retry_later(state, fields, attempt)
+
+
+def _retry_later(state: GatewayState, fields: dict[str, str], attempt: int) -> None:
+    """Queue a refused callback again after its pause, or give up once the pauses run out."""
+    with state.lock:
+        state.callback_refusals += 1
+    if attempt >= len(state.callback_retry_delays):
+        with state.lock:
+            state.callbacks_failed += 1
+        return
+    delay = state.callback_retry_delays[attempt]
+    timer = threading.Timer(delay, state._pending_callbacks.put, args=((fields, attempt + 1),))
+    timer.daemon = True
+    timer.start()
+
+
+def deliver(state: GatewayState, fields: dict[str, str]) -> bool:
+    """One attempt; True when the receiver took it (or callbacks were switched off)."""
+    url = state.callback_url
+    if url is None:  # switched off meanwhile: drop it
+        return True
+    with state.lock:
+        state.callback_attempts += 1
+    request = _request(state, url, fields)
+    try:
+        with urlopen(request, timeout=5) as response:  # noqa: S310 (http(s) checked)
+            return bool(200 <= response.status < 300)
+    except (URLError, OSError):
+        return False
+
+
+def _request(state: GatewayState, url: str, fields: dict[str, str]) -> Request:
+    body = urlencode(fields)
+    if state.callback_method == "GET":
+        request = Request(f"{url}?{body}", method="GET")  # noqa: S310
+    else:
+        request = Request(url, data=body.encode(), method="POST")  # noqa: S310
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    if state.callback_auth:
+        token = base64.b64encode(":".join(state.callback_auth).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
