@@ -227,7 +227,9 @@ class GatewayExchange(models.Model):
         ordering = ("-occurred_at", "-pk")
 
     def __str__(self) -> str:
-        return f"{self.command} {self.get_outcome_display()} ({self.occurred_at:%Y-%m-%d %H:%M:%S})"
+        what = self.status or (f"ERR {self.error_code:03d}" if self.error_code is not None else "")
+        what = what or str(self.get_outcome_display())
+        return f"{self.command} {what} ({self.occurred_at:%Y-%m-%d %H:%M:%S})"
 
 
 class UnmatchedCallback(models.Model):

@@ -112,10 +112,12 @@ def test_database_cut_after_the_reply_never_resends(simulator: ClickatellSimulat
     [message] = composing.create_messages("27999000001", "once")
     real_write = recording.write_outcome
 
-    def database_gone(pk: int, updates: dict[str, Any], exchange: Any, token: str = "") -> int:
+    def database_gone(
+        pk: int, updates: dict[str, Any], exchange: Any, token: str = "", **options: Any
+    ) -> int:
         if updates.get("send_state") == SendState.SENT:
             raise OperationalError("server closed the connection unexpectedly")
-        return real_write(pk, updates, exchange, token)
+        return real_write(pk, updates, exchange, token, **options)
 
     with (
         mock.patch.object(recording, "write_outcome", database_gone),

@@ -212,6 +212,7 @@ class _SendRun:
             return self._stop(message, exchange, exc, SendState.VERIFYING)
         reply = replies[0] if len(replies) == 1 else None
         if isinstance(reply, SentMessageReply):
+            exchange.detail = clean_text(f"Accepted, id {reply.apimsgid}")
             self._log(exchange)
             self._accepted(message, reply.apimsgid, status=None)
         elif isinstance(reply, ErrorReply):

@@ -140,7 +140,7 @@ class Command(BaseCommand):
         skipped = preview.total - len(pks)
         self.stdout.write(
             f"Selected {preview.total}: {len(pks)} to cancel, {skipped} skipped "
-            f"(final, in progress or never sent)."
+            f"(final, too late, in progress or never sent)."
         )
         if preview.in_progress:
             self.stdout.write(
