@@ -1,9 +1,11 @@
 """Admin: monitor messages and cancellations, stop scheduled deliveries, recover failed sends.
 
-One module per page family: :mod:`.messages` (the message list and page),
-:mod:`.actions` (what an operator can do to a selection, each a thin face
-over a service, behind its permission and a confirmation), :mod:`.batches`
-and :mod:`.callbacks` (read-only monitoring).
+One module per page or job: :mod:`.messages` (the message list and page),
+:mod:`.story` and :mod:`.explanations` (each message's state, reason and next
+step), :mod:`.filters`; the actions an operator can take on a selection, each
+a thin face over a service behind its permission and a confirmation page
+(:mod:`.confirmation`): :mod:`.cancel_actions`, :mod:`.send_actions`,
+:mod:`.refresh_action`; :mod:`.batches` and :mod:`.callbacks` (monitoring).
 """
 
 from .batches import CancellationBatchAdmin

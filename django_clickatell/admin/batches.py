@@ -25,7 +25,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..models import CancellationBatch, OutboundMessage
-from . import story
+from . import explanations, story
 from .common import WIDE_PAGE, ReadOnlyMixin
 
 #: How the operator's states add up for a batch: (group, states, tone, label).
@@ -157,7 +157,7 @@ class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[t
         return format_html(
             '<span class="ct-nowrap" title="{}">{}</span>',
             batch.created_at.isoformat(),
-            story.compact_when(batch.created_at),
+            explanations.compact_when(batch.created_at),
         )
 
     @admin.display(description=_("taken on"))

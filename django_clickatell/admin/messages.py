@@ -23,10 +23,12 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import GatewayExchange, OutboundMessage
 from ..services.balance import balance_for_display
-from . import story
-from .actions import CancelAction, RefreshAction, SendActions
+from . import explanations, story
+from .cancel_actions import CancelAction
 from .common import WIDE_PAGE, ReadOnlyMixin
 from .filters import StateFilter, StoppableFilter
+from .refresh_action import RefreshAction
+from .send_actions import SendActions
 
 #: Characters of the text shown in the list; the whole text is on hover and on the page.
 TEXT_PREVIEW = 36
@@ -260,5 +262,7 @@ def _when_cell(value: Any) -> str:
     if value is None:
         return "–"
     return format_html(
-        '<span class="ct-nowrap" title="{}">{}</span>', value.isoformat(), story.compact_when(value)
+        '<span class="ct-nowrap" title="{}">{}</span>',
+        value.isoformat(),
+        explanations.compact_when(value),
     )

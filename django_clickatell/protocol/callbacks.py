@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 from .codes import normalize_status
 from .errors import InvalidCallback
+from .msisdn import is_msisdn
 from .replies import is_client_message_id, is_message_id
 
 #: The columns the fields land in (``models.py``; a test keeps the two in step).
@@ -30,7 +31,6 @@ CHARGE_MAX_DIGITS = 12
 CHARGE_DECIMAL_PLACES = 6
 
 _API_ID = re.compile(r"[0-9]{1,32}")
-_MSISDN = re.compile(r"\+?[0-9]{3,20}")
 _SENDER = re.compile(r"[\w +.-]{0,32}")
 # Plain ASCII decimal notation, as Clickatell writes charges (``0.300000``): no sign,
 # exponent, underscores or non-ASCII digits, all of which ``Decimal()`` would accept.
@@ -71,7 +71,7 @@ def parse_callback(params: Mapping[str, str]) -> StatusCallback:
     if climsgid and not is_client_message_id(climsgid):
         raise InvalidCallback("malformed cliMsgId")
     to = params.get("to", "")
-    if to and not _MSISDN.fullmatch(to):
+    if to and not is_msisdn(to):
         raise InvalidCallback("malformed to")
     sender = params.get("from", "")
     if not _SENDER.fullmatch(sender):

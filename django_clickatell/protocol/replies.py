@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from .codes import describe_status, normalize_status
 from .errors import GatewayError, ProtocolError, error_for_code
 from .grammar import Malformed, fields, lines, require, split_error, text_of
+from .msisdn import is_msisdn
 from .redaction import Secret, clean, excerpt, redact
 
 Secrets = Iterable[str | Secret | None]
@@ -28,7 +29,6 @@ Secrets = Iterable[str | Secret | None]
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _SESSION_ID = re.compile(r"[A-Za-z0-9]{8,64}")
-_MSISDN = re.compile(r"\+?[0-9]{3,20}")
 # Plain decimal notation, as Clickatell writes credit and charges; bounded so a reply
 # cannot hand the caller a number with thousands of digits or an absurd exponent.
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})")
@@ -258,7 +258,7 @@ def _message_id(value: str, secrets: Secrets) -> str:
 
 def _recipient(value: str | None, secrets: Secrets) -> str | None:
     """The ``To:`` of a multi-recipient line; one that carries a secret is refused."""
-    if value is not None and (not _MSISDN.fullmatch(value) or _carries_secret(value, secrets)):
+    if value is not None and (not is_msisdn(value) or _carries_secret(value, secrets)):
         raise Malformed("unreadable recipient")
     return value
 

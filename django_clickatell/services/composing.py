@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from ..exceptions import InvalidMessage
 from ..models import OutboundMessage, SendState
+from ..protocol.msisdn import normalize_msisdn
 from ..protocol.replies import is_client_message_id
 
-_MSISDN = re.compile(r"[0-9]{6,20}")
 _SENDER = re.compile(r"[0-9]{1,16}|[A-Za-z0-9 ]{1,11}")
 MIN_DELAY_MINUTES = 10
 MAX_AHEAD = timedelta(days=7)
@@ -77,8 +77,8 @@ class SendOptions:
 
 
 def normalize_recipient(number: str) -> str:
-    digits = number.strip().removeprefix("+").replace(" ", "")
-    if not _MSISDN.fullmatch(digits):
+    digits = normalize_msisdn(number)
+    if digits is None:
         raise InvalidMessage(f"Not an international phone number: {number[:32]!r}")
     return digits
 

@@ -1,0 +1,189 @@
+"""The reason and the next step an operator reads under each state of the message list.
+
+One function per state key of :mod:`.story` (the ``EXPLAIN`` table): each
+returns the reason, from the row's own fields (no query), and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.template.defaultfilters import date as format_date
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ..models import OutboundMessage, SendState
+
+_ANSWERED = re.compile(r"^Clickatell \w+ answered ERR (?P<code>\d{3}): (?P<text>.*)$", re.S)
+_ERR_CODE = re.compile(r"\bERR (\d{3})\b")
+#: Clickatell refused the account itself: the credentials or the account need fixing.
+_ACCOUNT_ERRORS = {"001", "002", "004", "007", "108"}
+#: Clickatell does not know the id the request named.
+_UNKNOWN_ID_ERRORS = {"103", "104"}
+_CREDIT_ERRORS = {"301", "302"}
+
+
+def short_error(text: str) -> str:
+    """ "Clickatell sendmsg answered ERR 301: No credit left" -> "No credit left"."""
+    match = _ANSWERED.match(text)
+    return match.group("text") if match else text
+
+
+def short_error_with_code(text: str) -> str:
+    """ "Clickatell sendmsg answered ERR 301: No credit left" -> "ERR 301: No credit left"."""
+    match = _ANSWERED.match(text)
+    return f"ERR {match.group('code')}: {match.group('text')}" if match else text
+
+
+def error_code(text: str) -> str:
+    match = _ERR_CODE.search(text)
+    return match.group(1) if match else ""
+
+
+def compact_when(value: Any) -> str:
+    """ "29 Nov 05:26" this year, "29 Nov 2025" otherwise: dates that fit a narrow column."""
+    if value is None:
+        return ""
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    same_year = local.year == timezone.localtime().year
+    return str(format_date(local, "j M H:i" if same_year else "j M Y"))
+
+
+def _status_text(message: OutboundMessage) -> str:
+    return f"{message.status} {message.status_label}" if message.status else ""
+
+
+def _explain_stopped_here(message: OutboundMessage) -> tuple[str, Any]:
+    return str(_("Never handed to Clickatell: stopped here, no request needed.")), ""
+
+
+def _explain_stopped(message: OutboundMessage) -> tuple[str, Any]:
+    if message.status == "006":
+        return str(_("Clickatell answered 006: it will not be delivered.")), ""
+    return str(_("Stopped.")), ""
+
+
+def _explain_too_late(message: OutboundMessage) -> tuple[str, Any]:
+    reason = message.cancel_error or str(
+        _("Clickatell reported %(status)s before the stop could act.")
+        % {"status": _status_text(message) or "?"}
+    )
+    return reason, _("Already on its way: it cannot be stopped any more.")
+
+
+def _explain_stop_queued(message: OutboundMessage) -> tuple[str, Any]:
+    if message.send_state in (SendState.QUEUED, SendState.SENDING, SendState.VERIFYING):
+        return str(_("Waits for its send to settle, then is stopped.")), ""
+    when = compact_when(message.cancel_requested_at)
+    return str(_("Requested %(when)s; a worker sends the stop.") % {"when": when}), ""
+
+
+def _explain_stopping(message: OutboundMessage) -> tuple[str, Any]:
+    return str(_("The stop request is on its way to Clickatell.")), ""
+
+
+def _explain_stop_retrying(message: OutboundMessage) -> tuple[str, Any]:
+    return message.cancel_error, _("Retried automatically; nothing to do.")
+
+
+def _explain_stop_gave_up(message: OutboundMessage) -> tuple[str, Any]:
+    return message.cancel_error, _("Fix the cause, then choose “Retry failed stops”.")
+
+
+def _explain_stop_refused(message: OutboundMessage) -> tuple[str, Any]:
+    code = error_code(message.cancel_error)
+    if code in _UNKNOWN_ID_ERRORS:
+        hint = _("Clickatell does not know this id: check the message there.")
+    elif code in _ACCOUNT_ERRORS:
+        hint = _("Fix the account or credentials, then choose “Retry failed stops”.")
+    else:
+        hint = _("Fix the cause, then choose “Retry failed stops”.")
+    return short_error(message.cancel_error), hint
+
+
+def _explain_queued(message: OutboundMessage) -> tuple[str, Any]:
+    if message.send_error:
+        return message.send_error, _("Retried automatically; nothing to do.")
+    return str(_("Waiting for a worker to send it.")), ""
+
+
+def _explain_sending(message: OutboundMessage) -> tuple[str, Any]:
+    return str(_("The send request is on its way to Clickatell.")), ""
+
+
+def _explain_verifying(message: OutboundMessage) -> tuple[str, Any]:
+    reason = message.send_error or str(_("Asking Clickatell whether it has the message."))
+    return reason, _("Checked before anything is resent; nothing to do.")
+
+
+def _explain_rejected(message: OutboundMessage) -> tuple[str, Any]:
+    code = error_code(message.send_error)
+    if code in _CREDIT_ERRORS:
+        hint = _("Top up the account, then choose “Send again”.")
+    elif code in _ACCOUNT_ERRORS:
+        hint = _("Fix the account or credentials, then choose “Send again”.")
+    else:
+        hint = _("Fix the cause, then choose “Send again”.")
+    return short_error(message.send_error), hint
+
+
+def _explain_unknown(message: OutboundMessage) -> tuple[str, Any]:
+    return message.send_error, _(
+        "Choose “Ask Clickatell again”: it is sent only if Clickatell does not have it."
+    )
+
+
+def _explain_failed(message: OutboundMessage) -> tuple[str, Any]:
+    return message.send_error, _("Choose “Send again” once Clickatell can be reached.")
+
+
+def _explain_status(message: OutboundMessage) -> tuple[str, Any]:
+    return message.status_label, ""
+
+
+def _explain_handed_on(message: OutboundMessage) -> tuple[str, Any]:
+    return message.status_label, _("Too late to stop.")
+
+
+def _explain_scheduled(message: OutboundMessage) -> tuple[str, Any]:
+    if message.scheduled_for:
+        due = compact_when(message.scheduled_for)
+        return str(_("Due %(when)s.") % {"when": due}), _("Can still be stopped.")
+    return message.status_label, _("Can still be stopped.")
+
+
+def _explain_accepted(message: OutboundMessage) -> tuple[str, Any]:
+    return str(_("Clickatell accepted it; no status reported yet.")), _("Can still be stopped.")
+
+
+def _explain_queued_at_gateway(message: OutboundMessage) -> tuple[str, Any]:
+    return message.status_label, _("Can still be stopped.")
+
+
+def explain_other(message: OutboundMessage) -> tuple[str, Any]:
+    return _status_text(message) or str(_("No status reported yet.")), ""
+
+
+EXPLAIN = {
+    "stopped_here": _explain_stopped_here,
+    "stopped": _explain_stopped,
+    "too_late": _explain_too_late,
+    "stop_queued": _explain_stop_queued,
+    "stopping": _explain_stopping,
+    "stop_retrying": _explain_stop_retrying,
+    "stop_gave_up": _explain_stop_gave_up,
+    "stop_refused": _explain_stop_refused,
+    "queued": _explain_queued,
+    "sending": _explain_sending,
+    "verifying": _explain_verifying,
+    "rejected": _explain_rejected,
+    "unknown": _explain_unknown,
+    "failed": _explain_failed,
+    "delivered": _explain_status,
+    "undelivered": _explain_status,
+    "handed_on": _explain_handed_on,
+    "scheduled": _explain_scheduled,
+    "queued_at_gateway": _explain_queued_at_gateway,
+    "accepted": _explain_accepted,
+}
