@@ -13,7 +13,7 @@ from django_clickatell import tasks
 from django_clickatell.models import OutboundMessage, SendState
 from django_clickatell.services import sending
 from django_clickatell.services.composing import create_messages
-from django_clickatell.services.sending import SendReport
+from django_clickatell.services.send_run import SendReport
 
 pytestmark = pytest.mark.django_db
 
