@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import CancellationBatch, OutboundMessage
 from . import explanations, story
-from .common import WIDE_PAGE, ReadOnlyMixin
+from .common import WIDE_PAGE, ReadOnlyMixin, WidePages
 
 #: How the operator's states add up for a batch: (group, states, tone, label).
 GROUPS: tuple[tuple[str, tuple[str, ...], str, Any], ...] = (
@@ -106,7 +106,7 @@ class _BatchChangeList(ChangeList):
 
 
 @admin.register(CancellationBatch)
-class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CancellationBatchAdmin(WidePages, ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "__str__",
         "created",
@@ -138,17 +138,6 @@ class CancellationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[t
     ) -> HttpResponse:
         context = {**WIDE_PAGE, "title": capfirst(self.opts.verbose_name_plural)}
         return super().changelist_view(request, {**context, **(extra_context or {})})
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        return super().change_view(
-            request, object_id, form_url, {**WIDE_PAGE, **(extra_context or {})}
-        )
 
     # -- columns -----------------------------------------------------------------------------
 

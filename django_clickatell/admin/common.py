@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 #: Rows a confirmation page lists on each side (to do, skipped) before it says how many
 #: more there are; the counts per reason above it always cover the whole selection.
@@ -13,6 +13,22 @@ PREVIEW_ROWS = 100
 #: The message pages need the width: Django's navigation sidebar is left out there
 #: (the breadcrumbs lead back), so a 1280-pixel screen shows every column.
 WIDE_PAGE: dict[str, Any] = {"is_nav_sidebar_enabled": False}
+
+
+class WidePages:
+    """The message and batch pages leave Django's navigation sidebar out (see WIDE_PAGE)."""
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response: HttpResponse = super().change_view(  # type: ignore[misc]
+            request, object_id, form_url, {**WIDE_PAGE, **(extra_context or {})}
+        )
+        return response
 
 
 class ReadOnlyMixin:

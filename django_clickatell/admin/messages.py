@@ -25,7 +25,7 @@ from ..models import GatewayExchange, OutboundMessage
 from ..services.balance import balance_for_display
 from . import explanations, story
 from .cancel_actions import CancelAction
-from .common import WIDE_PAGE, ReadOnlyMixin
+from .common import WIDE_PAGE, ReadOnlyMixin, WidePages
 from .filters import StateFilter, StoppableFilter
 from .refresh_action import RefreshAction
 from .send_actions import SendActions
@@ -80,6 +80,7 @@ class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore
 
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(
+    WidePages,
     CancelAction,
     SendActions,
     RefreshAction,
@@ -205,17 +206,6 @@ class OutboundMessageAdmin(
             if changelist is not None:
                 response.context_data["state_counts"] = state_counts(request, changelist)
         return response
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        return super().change_view(
-            request, object_id, form_url, extra_context={**WIDE_PAGE, **(extra_context or {})}
-        )
 
 
 def state_counts(request: HttpRequest, changelist: Any) -> list[dict[str, Any]]:

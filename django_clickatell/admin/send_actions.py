@@ -101,7 +101,12 @@ class SendActions(ConfirmationPage):
         pks = move(queryset)
         if not pks:
             self.message_user(request, _("Nothing to do for this selection."), messages.INFO)
-            return None
+        else:
+            self._hand_on(request, pks)
+        return None
+
+    def _hand_on(self, request: HttpRequest, pks: list[int]) -> None:
+        """Queue the sends (or do them here without Celery) and say so, in one message."""
         if enqueue_sending(pks, via=Via.ADMIN):
             self.message_user(
                 request,
@@ -128,7 +133,3 @@ class SendActions(ConfirmationPage):
                 % {"count": len(pks)},
                 messages.WARNING,
             )
-        return None
-
-
-# -- stopping ------------------------------------------------------------------------------
