@@ -331,3 +331,64 @@ def test_a_stop_requested_during_the_verification_is_honoured_before_sending(
     message.refresh_from_db()
     assert simulator.accepted_sends() == []
     assert message.send_state == SendState.WITHDRAWN
+
+
+# -- the final whole-change review ------------------------------------------------------
+
+
+def test_err_901_naming_the_recipient_is_verified_not_rejected(
+    simulator: ClickatellSimulator,
+) -> None:
+    """ "Internal error, please retry" may have been taken: it was recorded as rejected, and
+    "Send again" would then have sent it without asking."""
+    [message] = composing.create_messages("27999000001", "x")
+    simulator.inject("body", command="sendmsg", body="ERR: 901, Internal error To: 27999000001")
+    sending.send_messages([message.pk], via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.VERIFYING
+    assert send_recovery.resend(OutboundMessage.objects.all()) == []
+
+
+def test_send_again_leaves_messages_someone_asked_to_stop() -> None:
+    composing.create_messages("27999000001", "x")
+    OutboundMessage.objects.update(send_state=SendState.REJECTED, cancel_state=CancelState.PENDING)
+    assert send_recovery.resend(OutboundMessage.objects.all()) == []
+    assert OutboundMessage.objects.get().send_state == SendState.REJECTED
+
+
+def test_giving_up_releases_a_dead_runs_claim() -> None:
+    [message] = composing.create_messages("27999000001", "x")
+    OutboundMessage.objects.update(
+        send_state=SendState.VERIFYING,
+        claim_token="dead-run",
+        claim_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    assert send_recovery.give_up([message.pk], "no answer") == 1
+    message.refresh_from_db()
+    assert (message.send_state, message.claim_token) == (SendState.UNKNOWN, "")
+
+
+def test_a_cancellation_finished_from_the_log_is_announced(
+    simulator: ClickatellSimulator,
+) -> None:
+    from django_clickatell.models import GatewayExchange
+    from django_clickatell.signals import message_cancelled
+
+    [message] = scheduled_messages(simulator, 1)
+    GatewayExchange.objects.create(
+        message=message, command="delmsg", via=Via.TASK, outcome="status", status="006"
+    )
+    heard: list[int] = []
+
+    def listener(sender: Any, message: OutboundMessage, **_: Any) -> None:
+        heard.append(message.pk)
+
+    message_cancelled.connect(listener)
+    try:
+        cancel_messages([message.pk], via=Via.API)
+    finally:
+        message_cancelled.disconnect(listener)
+    message.refresh_from_db()
+    assert (message.status, message.cancel_state) == ("006", CancelState.CANCELLED)
+    assert heard == [message.pk]
+    assert simulator.counts["delmsg"] == 0

@@ -142,11 +142,6 @@ def balance_for_display(*, wait: float = DISPLAY_WAIT_SECONDS) -> BalanceReading
     return BalanceReading(None, "fetching")
 
 
-def balance_or_none() -> Decimal | None:
-    """For display: the balance, or None when Clickatell cannot say right now."""
-    return balance_for_display().credit
-
-
 def failure_code(exc: ClickatellError) -> str:
     """A short code for why a fetch failed, built from typed fields only (never reply text)."""
     if isinstance(exc, CommandNotSent):

@@ -117,7 +117,13 @@ class CancelRun:
             "cancel_error": "" if cancelled else _too_late_reason(reply.status),
             **claims.RELEASED,
         }
-        if not message.apimsgid:
+        clash = (
+            not message.apimsgid
+            and OutboundMessage.objects.filter(apimsgid=reply.apimsgid)
+            .exclude(pk=message.pk)
+            .exists()
+        )
+        if not message.apimsgid and not clash:
             # Found by climsgid: Clickatell has it, whatever the sending record doubted.
             updates["apimsgid"] = reply.apimsgid
             updates["send_state"] = Case(

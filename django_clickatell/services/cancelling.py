@@ -30,9 +30,11 @@ from ..models import (
 )
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
 from ..selections import AT_GATEWAY, FINAL
+from ..signals import message_cancelled
 from . import claims, recording
 from .cancel_run import CancelReport, CancelRun
 from .recording import outcome_writer
+from .status import status_updates
 from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.cancellation")
@@ -120,7 +122,7 @@ def _prepare(
     )
     report.held_elsewhere, report.retry_after = claim.held_elsewhere, claim.retry_after
     _wait_for_sends(pks, claim, report)
-    claimed = _finish_from_log(claim.messages, report)
+    claimed = _finish_from_log(claim.messages, report, via)
     claimed_pks = {m.pk for m in claim.messages}
     report.not_claimed = [pk for pk in pks if pk not in claimed_pks and pk not in report.withdrawn]
     return claim, claimed
@@ -210,7 +212,9 @@ def _wait_for_sends(pks: Sequence[int], claim: claims.Claim, report: CancelRepor
         report.retry_after = max(report.retry_after, app_settings.task_retry_backoff)
 
 
-def _finish_from_log(claimed: list[OutboundMessage], report: CancelReport) -> list[OutboundMessage]:
+def _finish_from_log(
+    claimed: list[OutboundMessage], report: CancelReport, via: str
+) -> list[OutboundMessage]:
     """Messages whose 006 is already in the exchange log are finished without a request.
 
     That happens when a run died between logging a reply and updating the message:
@@ -227,14 +231,17 @@ def _finish_from_log(claimed: list[OutboundMessage], report: CancelReport) -> li
         return claimed
     now = timezone.now()
     OutboundMessage.objects.filter(pk__in=recorded).update(
-        status=CANCELLED_STATUS,
-        status_changed_at=now,
+        **status_updates(CANCELLED_STATUS, None),  # the one rule, as for every status
         cancel_state=CancelState.CANCELLED,
         cancel_completed_at=now,
         cancel_error="",
         updated_at=now,
         **claims.RELEASED,
     )
+    for message in OutboundMessage.objects.filter(
+        pk__in=recorded, cancel_state=CancelState.CANCELLED
+    ):
+        message_cancelled.send(sender=OutboundMessage, message=message, via=via)
     report.cancelled.extend(sorted(recorded))
     logger.info("Finished %d cancellations from the exchange log", len(recorded))
     return [m for m in claimed if m.pk not in recorded]

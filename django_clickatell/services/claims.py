@@ -172,8 +172,3 @@ def release(pks: Iterable[int], token: str, **updates: Any) -> int:
     return OutboundMessage.objects.filter(pk__in=pks, claim_token=token).update(
         updated_at=timezone.now(), **RELEASED, **updates
     )
-
-
-def stamped(updates: dict[str, Any]) -> dict[str, Any]:
-    """*updates* with ``updated_at`` set (``QuerySet.update`` skips ``auto_now``)."""
-    return {**updates, "updated_at": timezone.now()}

@@ -130,6 +130,11 @@ def log_refused_attempts(client: object, exchange: GatewayExchange) -> None:
     )
 
 
+def reason(what: str, detail: str) -> str:
+    """A stored reason: what happened, and the detail when there is one."""
+    return clean_text(f"{what}: {detail}" if detail else what)
+
+
 def describe(error: ClickatellError) -> str:
     """The reason stored on a message (``send_error``, ``cancel_error``)."""
     return clean_text(str(error))

@@ -15,8 +15,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..models import CancelState, OutboundMessage, SendState
-from . import claims
-from .recording import clean_text
+from . import claims, recording
 
 
 def give_up(message_pks: Iterable[int], reason: str) -> int:
@@ -29,20 +28,31 @@ def give_up(message_pks: Iterable[int], reason: str) -> int:
     mine = OutboundMessage.objects.filter(Q(pk__in=list(message_pks)) & claims.free_for("", now))
     failed = mine.filter(send_state=SendState.QUEUED, cancel_state=CancelState.NOT_REQUESTED)
     count = failed.update(
-        send_state=SendState.FAILED, send_error=_reason("Gave up sending", reason), updated_at=now
+        send_state=SendState.FAILED,
+        send_error=recording.reason("Gave up sending", reason),
+        updated_at=now,
+        **claims.RELEASED,
     )
     return count + mine.filter(send_state=SendState.VERIFYING).update(
-        send_state=SendState.UNKNOWN, send_error=_reason("Gave up checking", reason), updated_at=now
+        send_state=SendState.UNKNOWN,
+        send_error=recording.reason("Gave up checking", reason),
+        updated_at=now,
+        **claims.RELEASED,
     )
 
 
 def resend(selection: QuerySet[OutboundMessage]) -> list[int]:
     """Queue again the messages Clickatell rejected or never received; returns their keys.
 
-    They keep their ``climsgid``: Clickatell holds no message under it, and if
-    it somehow did, the verification before any resend would find it.
+    Safe to send without asking first: "rejected" is only recorded for a
+    definitive refusal (an ambiguous answer such as ERR 901 is verified
+    instead), and "failed" only for requests that never reached Clickatell.
+    They keep their ``climsgid``.  Messages someone asked to stop are left alone.
     """
-    return _move(selection, [SendState.REJECTED, SendState.FAILED], SendState.QUEUED)
+    stop_not_asked = Q(cancel_state=CancelState.NOT_REQUESTED)
+    return _move(
+        selection.filter(stop_not_asked), [SendState.REJECTED, SendState.FAILED], SendState.QUEUED
+    )
 
 
 def recheck(selection: QuerySet[OutboundMessage]) -> list[int]:
@@ -88,7 +98,3 @@ def _move(selection: QuerySet[OutboundMessage], states: list[str], to: str) -> l
     return sorted(
         OutboundMessage.objects.filter(pk__in=pks, send_state=to).values_list("pk", flat=True)
     )
-
-
-def _reason(what: str, detail: str) -> str:
-    return clean_text(f"{what}: {detail}" if detail else what)

@@ -49,10 +49,6 @@ class SendReport(Report):
     transient_error: str = ""
 
 
-def _reason(what: str, detail: str) -> str:
-    return clean_text(f"{what}: {detail}" if detail else what)
-
-
 class SendRun:
     """One run's requests and records; ``process`` returns False to stop the run."""
 
@@ -129,6 +125,8 @@ class SendRun:
             self._accepted(message, reply.apimsgid, status=None)
         elif isinstance(reply, ErrorReply):
             error = reply.as_exception("sendmsg")
+            if error.retryable:  # ERR 901 "please retry", even with a To: -- it may be taken
+                return self._stop(message, exchange, error, SendState.VERIFYING)
             self._log(exchange, error=error)
             self._settle(message, SendState.REJECTED, recording.describe(error))
             self.report.rejected.append(message.pk)
@@ -160,7 +158,7 @@ class SendRun:
                 return self._stop(message, exchange, exc, SendState.VERIFYING)
             # Clickatell will not say (e.g. a refused account): an operator decides.
             self._log(exchange, error=exc)
-            reason = _reason("Could not check whether Clickatell has it", str(exc))
+            reason = recording.reason("Could not check whether Clickatell has it", str(exc))
             self._settle(message, SendState.UNKNOWN, reason)
             self.report.unknown.append(message.pk)
             return True
@@ -217,7 +215,7 @@ class SendRun:
         self._log(exchange, error=error)
         reason = recording.describe(error)
         prefix = "Not sent yet" if state == SendState.QUEUED else "Checking after"
-        self._settle(message, state, _reason(prefix, reason))
+        self._settle(message, state, recording.reason(prefix, reason))
         self.report.transient_error = reason
         return False
 

@@ -159,7 +159,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"The task queue could not be reached; {len(pks)} messages wait, queued for "
                 f"cancellation. To carry them out now, run: {self._resume_advice(pks)}; "
-                f"otherwise the requeue_stalled_cancellations task picks them up.",
+                f"otherwise the requeue_stalled_work task (or clickatell_requeue) picks them up.",
                 returncode=EXIT_LEFT_WAITING,
             )
         self.stdout.write(self.style.SUCCESS(f"Queued {what} for a worker."))
@@ -181,7 +181,7 @@ class Command(BaseCommand):
                 f"Clickatell could not be reached ({totals.transient_error}); "
                 f"{len(totals.retry)} messages are waiting to retry. To carry them out now, "
                 f"run: {self._resume_advice(totals.retry)}; otherwise a worker's "
-                f"requeue_stalled_cancellations task picks them up.",
+                f"requeue_stalled_work task (or clickatell_requeue) picks them up.",
                 returncode=EXIT_LEFT_WAITING,
             )
         failed = len(totals.refused) + len(totals.gave_up)
