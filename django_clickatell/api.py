@@ -12,11 +12,13 @@ transaction commits, or done here when Celery is not in use; with
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 
 from . import dispatch
@@ -28,6 +30,8 @@ from .services.account import Account
 from .services.account import check_credentials as _check_credentials
 from .services.cancel_requests import CancellationRequest
 from .services.refreshing import RefreshReport
+
+logger = logging.getLogger("django_clickatell.api")
 
 __all__ = [
     "Account",
@@ -61,6 +65,11 @@ def send_sms(
     Raises :class:`InvalidMessage` (nothing recorded) for a bad number, an
     empty text, a schedule outside Clickatell's 10 minutes to 7 days, …
     Text outside the GSM alphabet is sent as Unicode automatically.
+
+    ``wait=True`` belongs outside a transaction: inside one, the records and
+    the claim are not committed when the request leaves, so a rollback
+    afterwards would leave an SMS at Clickatell with no record of it (a
+    warning is logged).  With ``wait=False`` the send happens after commit.
     """
     messages = composing.create_messages(
         to,
@@ -75,6 +84,7 @@ def send_sms(
     )
     pks = [m.pk for m in messages]
     if wait:
+        _warn_inside_a_transaction("send_sms")
         sending.send_messages(pks, via=Via.API)
     else:
         dispatch.enqueue_sending(pks, via=Via.API)
@@ -91,6 +101,7 @@ def cancel_sms(
     """
     result = cancel_requests.request_cancellation(messages, via=Via.API, actor=actor)
     if wait:
+        _warn_inside_a_transaction("cancel_sms")
         cancelling.cancel_messages(result.message_pks, via=Via.API, actor=actor)
     else:
         dispatch.enqueue_cancellation(result.message_pks, via=Via.API, actor=actor)
@@ -121,3 +132,12 @@ def get_balance(*, cached: bool = True) -> Decimal:
 def check_credentials() -> Account:
     """Open a session with the configured credentials, or raise why Clickatell refused."""
     return _check_credentials()
+
+
+def _warn_inside_a_transaction(what: str) -> None:
+    if transaction.get_connection().in_atomic_block:
+        logger.warning(
+            "%s(wait=True) inside a transaction: a rollback after the request left would "
+            "leave Clickatell's answer unrecorded; use wait=False (sent after commit)",
+            what,
+        )
