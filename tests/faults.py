@@ -1,4 +1,5 @@
-"""Fault injectors for the reliability suite: a cuttable TCP proxy and a private Redis."""
+"""Fault injectors for the reliability suites: a cuttable TCP proxy, a private Redis, and the
+worker environment both fault matrices (cancelling and sending) run in."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import socket
 import subprocess
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
 
 import redis
 
@@ -139,3 +142,59 @@ def pid_of_client(client_port: int, server_port: int, candidates: list[int]) -> 
                     if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
                         return pid
     return None
+
+
+#: Short deadlines, and leases that still outlive them (conf's rules): a request takes
+#: at most 0.75 s, so the lock needs >= 1.125 s and a claim >= 2 x 4.4 s.
+CONNECT_TIMEOUT = 0.25
+READ_TIMEOUT = 0.5
+AUTH_LOCK_TIMEOUT = 1.5
+AUTH_WAIT_TIMEOUT = 0.5
+CLAIM_TIMEOUT = 9
+
+
+class FaultEnv:
+    """A 4-process worker on its own queue, its session cache a private Redis, and its
+    database reached through a proxy the test can cut."""
+
+    def __init__(self, cache: RedisServer, database: TcpProxy, worker: Any) -> None:
+        self.cache, self.database, self.worker = cache, database, worker
+
+
+@contextmanager
+def fault_environment(gateway_url: str, django_db_blocker: Any, queue: str) -> Iterator[FaultEnv]:
+    from django.conf import settings as django_settings
+
+    from django_clickatell import tasks
+    from tests.conftest import WorkerProcess, flush_broker
+
+    cache = RedisServer()
+    database = TcpProxy(int(str(django_settings.DATABASES["default"].get("PORT") or 5432)))
+    with django_db_blocker.unblock():
+        flush_broker()
+        worker = WorkerProcess(
+            gateway_url,
+            concurrency=4,
+            name=queue,
+            extra_env={
+                "PGPORT": str(database.port),
+                "CLICKATELL_TEST_CACHE_URL": cache.url,
+                "CLICKATELL_TEST_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+                "CLICKATELL_TEST_READ_TIMEOUT": str(READ_TIMEOUT),
+                "CLICKATELL_TEST_AUTH_LOCK": str(AUTH_LOCK_TIMEOUT),
+                "CLICKATELL_TEST_AUTH_WAIT": str(AUTH_WAIT_TIMEOUT),
+                "CLICKATELL_TEST_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
+                # Re-read the shared cache often, so a cache outage is really felt.
+                "CLICKATELL_TEST_SESSION_MEMO": "0.2",
+                "CLICKATELL_TEST_QUEUE": queue,
+            },
+        )
+    app = tasks.cancel_messages.app
+    default_queue, app.conf.task_default_queue = app.conf.task_default_queue, queue
+    try:
+        yield FaultEnv(cache, database, worker)
+    finally:
+        app.conf.task_default_queue = default_queue
+        worker.stop()
+        database.close()
+        cache.stop()

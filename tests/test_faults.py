@@ -19,15 +19,14 @@ from typing import Any
 
 import pytest
 import redis
-from django.conf import settings as django_settings
 
-from django_clickatell import dispatch, tasks
+from django_clickatell import dispatch
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, Via
 from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.simulator import ClickatellSimulator, Fault
-from tests.conftest import WorkerProcess, flush_broker, wait_until
+from tests.conftest import wait_until
 from tests.factories import scheduled_messages
-from tests.faults import RedisServer, TcpProxy
+from tests.faults import FaultEnv, fault_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -36,45 +35,12 @@ MAX_RETRIES = 8  # TASK_MAX_RETRIES default
 ACTIVE = [CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.RETRYING]
 
 
-class FaultEnv:
-    def __init__(self, cache: RedisServer, database: TcpProxy, worker: WorkerProcess) -> None:
-        self.cache, self.database, self.worker = cache, database, worker
-
-
 @pytest.fixture(scope="module")
 def faults(
     django_db_setup: Any, django_db_blocker: Any, gateway: ClickatellSimulator
 ) -> Iterator[FaultEnv]:
-    cache = RedisServer()
-    database = TcpProxy(int(str(django_settings.DATABASES["default"].get("PORT") or 5432)))
-    with django_db_blocker.unblock():
-        flush_broker()
-        worker = WorkerProcess(
-            gateway.base_url,
-            concurrency=4,
-            name="faults",
-            extra_env={
-                "PGPORT": str(database.port),
-                "CLICKATELL_TEST_CACHE_URL": cache.url,
-                # Short deadlines, and leases that still outlive them (conf's rules):
-                # request 0.75 s, lock >= 1.125 s, claim >= 2 x 4.4 s.
-                "CLICKATELL_TEST_CONNECT_TIMEOUT": "0.25",
-                "CLICKATELL_TEST_READ_TIMEOUT": "0.5",
-                "CLICKATELL_TEST_AUTH_LOCK": "1.5",
-                "CLICKATELL_TEST_AUTH_WAIT": "0.5",
-                "CLICKATELL_TEST_CLAIM_TIMEOUT": "9",
-                # Re-read the shared cache often, so a cache outage is really felt.
-                "CLICKATELL_TEST_SESSION_MEMO": "0.2",
-                "CLICKATELL_TEST_QUEUE": "faults",
-            },
-        )
-    app = tasks.cancel_messages.app
-    default_queue, app.conf.task_default_queue = app.conf.task_default_queue, "faults"
-    yield FaultEnv(cache, database, worker)
-    app.conf.task_default_queue = default_queue
-    worker.stop()
-    database.close()
-    cache.stop()
+    with fault_environment(gateway.base_url, django_db_blocker, "faults") as env:
+        yield env
 
 
 @pytest.fixture(autouse=True)

@@ -33,8 +33,17 @@ from django_clickatell import tasks
 from django_clickatell.models import OutboundMessage
 from django_clickatell.services.composing import create_messages
 from django_clickatell.simulator import ClickatellSimulator, Fault
-from tests.conftest import WorkerProcess, flush_broker, wait_until
-from tests.faults import RedisServer, TcpProxy, pid_of_client
+from tests.conftest import wait_until
+from tests.faults import (
+    AUTH_LOCK_TIMEOUT,
+    AUTH_WAIT_TIMEOUT,
+    CLAIM_TIMEOUT,
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    FaultEnv,
+    fault_environment,
+    pid_of_client,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -42,12 +51,6 @@ N = 1000
 CHUNK = 50
 TEXT = "Your code is 4711"
 QUEUE = "sendfaults"
-CONNECT_TIMEOUT = 0.25
-READ_TIMEOUT = 0.5
-AUTH_LOCK_TIMEOUT = 1.5
-AUTH_WAIT_TIMEOUT = 0.5
-#: The shortest lease these timeouts allow (2 x the longest claimed call; see conf.py).
-CLAIM_TIMEOUT = 9
 MAX_RETRIES = 8  # TASK_MAX_RETRIES default
 #: Per message: the first try, one repeat after a renewed session, resends after ERR 104.
 MAX_SENDMSG_PER_MESSAGE = MAX_RETRIES + 2
@@ -56,47 +59,17 @@ MAX_EXTRA_SENDMSG = 50
 UNSETTLED = ("queued", "sending", "verifying")
 
 
-class SendFaultEnv:
-    def __init__(self, cache: RedisServer, database: TcpProxy, worker: WorkerProcess) -> None:
-        self.cache, self.database, self.worker = cache, database, worker
-
-
 @pytest.fixture(scope="module")
 def send_faults(
     django_db_setup: Any, django_db_blocker: Any, gateway: ClickatellSimulator
-) -> Iterator[SendFaultEnv]:
-    cache = RedisServer()
-    database = TcpProxy(int(str(django_settings.DATABASES["default"].get("PORT") or 5432)))
-    with django_db_blocker.unblock():
-        flush_broker()
-        worker = WorkerProcess(
-            gateway.base_url,
-            concurrency=4,
-            name="sendfaults",
-            extra_env={
-                "PGPORT": str(database.port),
-                "CLICKATELL_TEST_CACHE_URL": cache.url,
-                "CLICKATELL_TEST_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
-                "CLICKATELL_TEST_READ_TIMEOUT": str(READ_TIMEOUT),
-                "CLICKATELL_TEST_AUTH_LOCK": str(AUTH_LOCK_TIMEOUT),
-                "CLICKATELL_TEST_AUTH_WAIT": str(AUTH_WAIT_TIMEOUT),
-                "CLICKATELL_TEST_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
-                "CLICKATELL_TEST_SESSION_MEMO": "0.2",
-                "CLICKATELL_TEST_QUEUE": QUEUE,
-            },
-        )
-    app = tasks.send_messages.app
-    default_queue, app.conf.task_default_queue = app.conf.task_default_queue, QUEUE
-    yield SendFaultEnv(cache, database, worker)
-    app.conf.task_default_queue = default_queue
-    worker.stop()
-    database.close()
-    cache.stop()
+) -> Iterator[FaultEnv]:
+    with fault_environment(gateway.base_url, django_db_blocker, QUEUE) as env:
+        yield env
 
 
 @pytest.fixture(autouse=True)
 def _same_settings_as_the_workers(
-    send_faults: SendFaultEnv, simulator: ClickatellSimulator, settings: Any
+    send_faults: FaultEnv, simulator: ClickatellSimulator, settings: Any
 ) -> None:
     """The requeue task runs here: it must judge leases by the workers' timeouts."""
     redis.Redis(port=send_faults.cache.port).flushall()
@@ -283,7 +256,7 @@ def run_case(
 
 
 def test_worker_killed_after_its_sendmsg_was_carried_out(
-    send_faults: SendFaultEnv, simulator: ClickatellSimulator
+    send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
     """SIGKILL the child whose sendmsg the gateway has carried out, before it hears back."""
     held = Fault("delay_after", command="sendmsg", delay=READ_TIMEOUT * 0.8)
@@ -305,9 +278,7 @@ def test_worker_killed_after_its_sendmsg_was_carried_out(
     assert simulator.counts["querymsg"] >= 1
 
 
-def test_same_task_delivered_twice(
-    send_faults: SendFaultEnv, simulator: ClickatellSimulator
-) -> None:
+def test_same_task_delivered_twice(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     """Every chunk's task delivered twice (one task id), then once more after it finished."""
     pks = run_case(simulator, copies=2, same_task_id=True)
     sent_before = accepted(simulator)
@@ -318,14 +289,14 @@ def test_same_task_delivered_twice(
 
 
 def test_two_runs_of_each_chunk_at_once(
-    send_faults: SendFaultEnv, simulator: ClickatellSimulator
+    send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
     """Two separate tasks for every chunk, picked up side by side by the 4 processes."""
     with simulator.latency_of(0.002):
         run_case(simulator, copies=2)
 
 
-def test_database_cut_mid_run(send_faults: SendFaultEnv, simulator: ClickatellSimulator) -> None:
+def test_database_cut_mid_run(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     """The workers' PostgreSQL connections cut for 2 s while sendmsg requests are in flight."""
 
     def outage() -> None:
@@ -350,7 +321,7 @@ def test_database_cut_mid_run(send_faults: SendFaultEnv, simulator: ClickatellSi
     ],
 )
 def test_gateway_faults_on_sendmsg(
-    send_faults: SendFaultEnv,
+    send_faults: FaultEnv,
     simulator: ClickatellSimulator,
     kind: str,
     delay: float,
@@ -371,7 +342,7 @@ def test_gateway_faults_on_sendmsg(
     reason="known limit: ERR 104 only says Clickatell has not carried the request out YET",
 )
 def test_sendmsg_carried_out_after_the_check(
-    send_faults: SendFaultEnv, simulator: ClickatellSimulator
+    send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
     """Five sendmsg requests held up on their way for 6 s (a proxy's queue): each client times
     out, the message is checked after its lease, querymsg answers ERR 104, it is sent again --
@@ -383,7 +354,7 @@ def test_sendmsg_carried_out_after_the_check(
 
 
 def test_reply_trickled_past_the_lease(
-    send_faults: SendFaultEnv, simulator: ClickatellSimulator
+    send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
     """One sendmsg is carried out and its reply trickled a byte per 40 ms (~7 s, each read well
     inside the read timeout), so its run outlives its lease.  The requeue task, run as beat
@@ -400,16 +371,14 @@ def test_reply_trickled_past_the_lease(
     run_case(simulator, during=lambda pks: after(simulator, 800, trickle_then_beat))
 
 
-def test_session_expiry_mid_run(send_faults: SendFaultEnv, simulator: ClickatellSimulator) -> None:
+def test_session_expiry_mid_run(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     run_case(simulator, during=lambda pks: after(simulator, 300, simulator.expire_sessions))
     assert simulator.counts["auth"] == 2  # one renewal, shared by every worker
     # ERR 003 means nothing was carried out: each worker repeats its one request, no more.
     assert N < sendmsg_requests(simulator) <= N + 4
 
 
-def test_queued_tasks_lost_mid_run(
-    send_faults: SendFaultEnv, simulator: ClickatellSimulator
-) -> None:
+def test_queued_tasks_lost_mid_run(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     """The broker loses the waiting tasks (a purged queue): only the requeue task finds them."""
     broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     lost: list[int] = []
