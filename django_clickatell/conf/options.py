@@ -40,6 +40,21 @@ class ClickatellSettings:
     (a client for other credentials).
     """
 
+    backend = Option(
+        TEXT,
+        "legacy_http",
+        doc="Which of Clickatell's APIs the account speaks: ``legacy_http`` (the HTTP API of "
+        "accounts from before November 2016), or a dotted path to a ``Backend`` subclass. "
+        "See Backends.",
+        example='"legacy_http"',
+    )
+    api_key = Option(
+        SECRET_OR_EMPTY,
+        "",
+        doc="API key (token) of the REST and One API backends, sent in the ``Authorization`` "
+        "header only; held in a ``Secret`` like the password. Read it from the environment.",
+        example='os.environ["CLICKATELL_API_KEY"]',
+    )
     username = Option(TEXT, doc="API user name of the HTTP API product.", example='"acme-sms"')
     password = Option(
         SECRET,

@@ -163,6 +163,21 @@ class CommandNotSent(TransientError):
         super().__init__(f"Clickatell {command} was not sent: {cause}")
 
 
+class RemoteStopUnsupported(ClickatellError):
+    """The account's API has no call that stops a submitted message (the One API).
+
+    Raised before any request: nothing was asked, nothing was carried out.  The
+    cancel service checks the backend's capabilities first and records "too
+    late: already handed over" instead; this error is the gateway's guard.
+    """
+
+    kind = "not_sent"
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        super().__init__(f"The {backend} API cannot stop a message it has accepted.")
+
+
 class ProtocolError(ClickatellError):
     """A reply that does not follow the protocol; carries a short redacted excerpt.
 

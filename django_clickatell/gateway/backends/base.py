@@ -1,0 +1,152 @@
+"""What a Clickatell API can do, not how: the interface every backend implements.
+
+The services talk only to :class:`Backend`; nothing above the gateway layer
+knows which of Clickatell's APIs an account speaks.  A backend answers in the
+package's own vocabulary:
+
+* results are the protocol's reply types (:class:`SentMessageReply` /
+  :class:`ErrorReply` per message sent, :class:`MessageStatusReply` for a
+  status or a stop, :class:`BalanceReply`);
+* statuses are the package's status codes (``protocol.codes``: Clickatell's
+  legacy table, the finest-grained of the three APIs).  A backend whose API has
+  a table of its own (the One API) translates *by meaning* through that table,
+  never by number, and reports its API's own name in ``gateway_status``;
+* failures are the typed errors of :mod:`django_clickatell.exceptions`, with
+  the same meaning for every API: ``CommandNotSent`` when nothing was carried
+  out, ``retryable`` only when asking again later can help.
+
+Commands are logged under the legacy names (``sendmsg``, ``querymsg``,
+``delmsg``, ``getbalance``) whatever the API, so the exchange log and the
+admin read the same for every account.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...exceptions import SessionExpired
+from ...protocol.replies import BalanceReply, ErrorReply, MessageStatusReply, SentMessageReply
+
+if TYPE_CHECKING:
+    from ...conf import ClickatellSettings
+
+#: One result per message sent, in the order given.
+SendResult = SentMessageReply | ErrorReply
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an API can do; the services choose their path from these, never from a name.
+
+    ``remote_stop``: a submitted message can be stopped at Clickatell (``delmsg`` /
+    ``DELETE``); without it, only messages still held in Django can be stopped.
+    ``sessions``: the API logs in and shares a session id (the legacy HTTP API).
+    ``native_scheduling``: Clickatell holds a scheduled message until it is due, up
+    to ``scheduling_horizon`` ahead; anything later (or any schedule, without it)
+    is held in Django and released when due.
+    ``batch_size``: messages one send request may carry.
+    ``callbacks``: how status callbacks arrive (``"form"``: the legacy GET/POST
+    fields; ``"json"``: a JSON POST) or ``""`` (none).
+    ``query_by_client_id``: a status can be asked by ``climsgid`` -- what makes a
+    send in doubt verifiable before any retry.
+    """
+
+    remote_stop: bool
+    sessions: bool
+    native_scheduling: bool
+    scheduling_horizon: timedelta | None
+    batch_size: int
+    callbacks: str
+    query_by_client_id: bool
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """One message to submit, as the services recorded it.
+
+    ``options`` are the stored sending options (``deliv_time`` or
+    ``scheduled_time``, ``callback``, ``concat``, ``validity``); each backend
+    turns them into its API's fields and refuses (``InvalidMessage``) what its
+    API cannot carry.
+    """
+
+    to: str
+    text: str
+    climsgid: str
+    sender: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """One Clickatell account, spoken to through one of Clickatell's APIs.
+
+    Built from the account's settings (``ClickatellSettings`` of that account).
+    Backends are cheap to build; what must be shared (connections, the session
+    id) is shared by the gateway's process-wide transports and the cache.
+    """
+
+    #: Short name used in ``BACKEND`` and shown in the docs' capability table.
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, config: ClickatellSettings, *, alias: str = "default") -> None:
+        self.config = config
+        self.alias = alias
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} account={self.alias!r}>"
+
+    # -- messages --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def send(self, messages: Sequence[OutgoingSms]) -> list[SendResult]:
+        """Submit up to ``capabilities.batch_size`` messages: one result each, in order.
+
+        Raises a typed error when the request as a whole failed; whether it may
+        have been carried out is the error's to say (``CommandNotSent``: no).
+        """
+
+    @abc.abstractmethod
+    def query(
+        self, *, apimsgid: str | None = None, climsgid: str | None = None
+    ) -> MessageStatusReply:
+        """The current status of one message; ``UnknownMessage`` if the API has no such message."""
+
+    @abc.abstractmethod
+    def stop(
+        self, *, apimsgid: str | None = None, climsgid: str | None = None
+    ) -> MessageStatusReply:
+        """Stop a submitted message; status ``006`` means the API said it stopped it.
+
+        Backends without ``capabilities.remote_stop`` raise ``RemoteStopUnsupported``
+        without any request.
+        """
+
+    @abc.abstractmethod
+    def balance(self) -> BalanceReply:
+        """The account's remaining credit."""
+
+    # -- the account -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def check_credentials(self) -> None:
+        """Prove the credentials work (a login, or a cheap authenticated call); typed errors."""
+
+    def keep_alive(self) -> None:  # noqa: B027 -- only session APIs have anything to do
+        """Keep a shared session alive; nothing to do for APIs without sessions."""
+
+    @property
+    def refused_attempts(self) -> list[SessionExpired]:
+        """Requests of this thread's last call that were refused for an expired session.
+
+        Each was a real request the API answered without carrying it out; the
+        services log it so that the exchange log shows every request made.
+        """
+        return []
+
+
+__all__ = ["Backend", "Capabilities", "OutgoingSms", "SendResult"]
