@@ -22,12 +22,19 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from .conf import (
+    ACCOUNT,
+    DEFAULT_ACCOUNT,
+    PROCESS,
     ClickatellSettings,
     SettingError,
+    account_aliases,
+    account_settings,
     app_settings,
     insecure_base_url_reason,
     user_settings,
 )
+from .conf.errors import describe
+from .services.account import backend_problem
 
 #: The view a project routes when it includes ``django_clickatell.urls`` (by dotted name:
 #: checks sit beside the views in the layers and do not import them).
@@ -93,6 +100,21 @@ HALF_CALLBACK_PAIR = Problem(
 CALLBACK_REUSES_PASSWORD = Problem(
     "django_clickatell.W005", "a callback password is the API ``PASSWORD``", True
 )
+MALFORMED_ACCOUNTS = Problem(
+    "django_clickatell.E011", "``ACCOUNTS`` is not a dict of account dicts"
+)
+BAD_ALIAS = Problem(
+    "django_clickatell.E012",
+    "an account alias is not 1 to 32 letters, digits, ``_`` or ``-``, or is ``default``",
+)
+UNKNOWN_BACKEND = Problem(
+    "django_clickatell.E013",
+    "``BACKEND`` names neither a bundled backend nor an importable ``Backend`` class",
+)
+PROCESS_KEY_IN_ACCOUNT = Problem(
+    "django_clickatell.W006",
+    "a process-wide key in an account's dict (it is read from the top level only)",
+)
 
 PROBLEMS = (
     MISSING_CREDENTIAL,
@@ -110,6 +132,10 @@ PROBLEMS = (
     CALLBACK_WITHOUT_CREDENTIALS,
     HALF_CALLBACK_PAIR,
     CALLBACK_REUSES_PASSWORD,
+    MALFORMED_ACCOUNTS,
+    BAD_ALIAS,
+    UNKNOWN_BACKEND,
+    PROCESS_KEY_IN_ACCOUNT,
 )
 BY_ID = {problem.id: problem for problem in PROBLEMS}
 
@@ -118,7 +144,6 @@ PER_PROCESS_CACHES = {
     "django.core.cache.backends.dummy.DummyCache": "stores nothing at all",
     "django.core.cache.backends.filebased.FileBasedCache": "is not shared between machines",
 }
-CREDENTIALS = ("USERNAME", "PASSWORD", "API_ID")
 
 
 def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
@@ -159,33 +184,65 @@ def _all_problems() -> list[CheckMessage]:
     except SettingError as exc:
         return [BY_ID[exc.check_id](str(exc))]
     options = ClickatellSettings.options()
-    messages = _missing_credentials(values) + _invalid_values(values, options)
-    messages += _unknown_keys(values, options)
-    if any(m.is_serious() and m.id != MISSING_CREDENTIAL.id for m in messages):
+    messages = _invalid_values(app_settings, options) + _unknown_keys(values, options)
+    try:
+        accounts = [account_settings(alias) for alias in account_aliases()]
+    except SettingError:
+        accounts = [app_settings]  # ACCOUNTS itself is malformed: reported above
+    for config in accounts:
+        messages += _missing_credentials(config, options)
+        if config.alias != DEFAULT_ACCOUNT:
+            messages += _invalid_values(config, options) + _account_keys(config, options)
+    if not _serious(messages):
+        for config in accounts:
+            messages += _backend(config)
+    if _serious(messages):
         return messages  # the checks below would read values that do not parse
-    return messages + _leases(options) + _base_url() + _cache() + _callbacks(values)
+    messages += _leases(options) + _cache()
+    for config in accounts:
+        messages += _base_url(config) + _callbacks(config)
+    return messages
 
 
-def _missing_credentials(values: Mapping[str, Any]) -> list[CheckMessage]:
+def _serious(messages: list[CheckMessage]) -> bool:
+    """Errors that make other values unreadable (a missing credential does not)."""
+    return any(m.is_serious() and m.id != MISSING_CREDENTIAL.id for m in messages)
+
+
+def _missing_credentials(config: ClickatellSettings, options: dict[str, Any]) -> list[CheckMessage]:
+    """The credentials the account's backend needs and the account does not set (E001)."""
+    try:
+        needed = [key for key, option in options.items() if option.required_in(config)]
+    except SettingError:
+        return []  # BACKEND itself is bad: reported by _invalid_values
+    values = config.account_values()
+    where = "CLICKATELL" if config.alias == DEFAULT_ACCOUNT else "the account's dict"
     return [
         MISSING_CREDENTIAL(
-            f"settings.CLICKATELL[{key!r}] is missing.",
-            hint="Set USERNAME, PASSWORD and API_ID of your Clickatell HTTP API product "
-            "(read the password from the environment, never commit it).",
+            f"{describe(config.key(key))} is missing.",
+            hint=f"Set {', '.join(needed)} of your Clickatell account in {where} "
+            f"(the {config.backend} backend needs them; read secrets from the environment, "
+            "never commit them).",
         )
-        for key in CREDENTIALS
+        for key in needed
         if not values.get(key)
     ]
 
 
-def _invalid_values(values: Mapping[str, Any], options: dict[str, Any]) -> list[CheckMessage]:
-    """Each value set, parsed; the problem's class gives the id (E002, E007 to E010)."""
+def _invalid_values(config: ClickatellSettings, options: dict[str, Any]) -> list[CheckMessage]:
+    """Each value the account sets, parsed; the problem's class gives the id (E002, E007...).
+
+    For the default account every key; for a named one, its account-scoped keys.
+    """
+    values = config.account_values()
     messages: list[CheckMessage] = []
     for key, option in options.items():
+        if config.alias != DEFAULT_ACCOUNT and option.scope != ACCOUNT:
+            continue
         if values.get(key) is None or (option.required and not values[key]):
             continue  # absent: a default applies, or E001 reports it
         try:
-            option.value(app_settings)
+            option.value(config)
         except SettingError as exc:
             messages.append(BY_ID[exc.check_id](str(exc)))
     return messages
@@ -199,6 +256,36 @@ def _unknown_keys(values: Mapping[str, Any], options: dict[str, Any]) -> list[Ch
         )
         for key in sorted(set(values) - set(options))
     ]
+
+
+def _account_keys(config: ClickatellSettings, options: dict[str, Any]) -> list[CheckMessage]:
+    """Keys of a named account's dict that are unknown (W002) or process-wide (W006)."""
+    messages: list[CheckMessage] = []
+    where = f"settings.CLICKATELL['ACCOUNTS'][{config.alias!r}]"
+    for key in sorted(config.account_values()):
+        option = options.get(key)
+        if option is None:
+            scoped = sorted(k for k, o in options.items() if o.scope == ACCOUNT)
+            messages.append(
+                UNKNOWN_KEY(
+                    f"{where} has an unknown key {str(key)[:40]!r}.",
+                    hint=f"Keys an account may set: {', '.join(scoped)}.",
+                )
+            )
+        elif option.scope == PROCESS:
+            messages.append(
+                PROCESS_KEY_IN_ACCOUNT(
+                    f"{where} sets {key!r}, which is process-wide: it is ignored there.",
+                    hint="Set it at the top level of settings.CLICKATELL, for every account.",
+                )
+            )
+    return messages
+
+
+def _backend(config: ClickatellSettings) -> list[CheckMessage]:
+    """``BACKEND`` names a backend class (E013)."""
+    problem = backend_problem(config.alias)
+    return [UNKNOWN_BACKEND(problem)] if problem else []
 
 
 def _leases(options: dict[str, Any]) -> list[CheckMessage]:
@@ -218,12 +305,12 @@ def _leases(options: dict[str, Any]) -> list[CheckMessage]:
     return messages
 
 
-def _base_url() -> list[CheckMessage]:
-    if insecure_base_url_reason(app_settings.base_url) is None:
+def _base_url(config: ClickatellSettings) -> list[CheckMessage]:
+    if insecure_base_url_reason(config.base_url) is None:
         return []
     return [
         INSECURE_BASE_URL(
-            f"settings.CLICKATELL['BASE_URL'] is not https: {app_settings.base_url!r}.",
+            f"{describe(config.key('BASE_URL'))} is not https: {config.base_url!r}.",
             hint="Credentials and session ids would cross the network in clear text. "
             "Plain http is accepted only for a loopback simulator; anything else is refused "
             "before a request is made.",
@@ -254,19 +341,19 @@ def _cache() -> list[CheckMessage]:
     return []
 
 
-def _callbacks(values: Mapping[str, Any]) -> list[CheckMessage]:
+def _callbacks(config: ClickatellSettings) -> list[CheckMessage]:
     """Callback credentials: complete pairs, none of them the API password."""
     messages: list[CheckMessage] = []
-    if bool(app_settings.callback_username) != bool(app_settings.callback_password):
+    if bool(config.callback_username) != bool(config.callback_password):
         messages.append(
             HALF_CALLBACK_PAIR(
-                "Only one of settings.CLICKATELL['CALLBACK_USERNAME'] and "
+                f"Only one of {describe(config.key('CALLBACK_USERNAME'))} and "
                 "['CALLBACK_PASSWORD'] is set; the pair is ignored.",
                 hint="Set both, or neither and list the pairs in CALLBACK_BASIC_AUTH.",
             )
         )
-    accepted = {password for _, password in app_settings.callback_credentials}
-    if values.get("PASSWORD") and app_settings.password in accepted:
+    accepted = {password for _, password in config.callback_credentials}
+    if config.account_values().get("PASSWORD") and config.password in accepted:
         messages.append(
             CALLBACK_REUSES_PASSWORD(
                 "A callback password is the Clickatell API password.",

@@ -21,6 +21,8 @@ from django_clickatell.conf import (
     Missing,
     OutOfRange,
     WrongType,
+    account_aliases,
+    account_settings,
     app_settings,
 )
 from django_clickatell.protocol.redaction import Secret
@@ -280,6 +282,10 @@ class TestChecks:
         assert "p4ssword" not in text
 
 
+#: A second legacy account, and a One API one (its backend is a stand-in until it lands).
+LEGACY = {"USERNAME": "other", "PASSWORD": "0ther-pass", "API_ID": "7654321"}
+PLATFORM = {"BACKEND": "tests.test_accounts.NoRemoteStop", "API_KEY": "k3y"}
+
 #: One configuration per problem, producing exactly that problem's id (and nothing else).
 NO_CALLBACK = __name__
 PROBLEM_CASES: dict[str, tuple[dict[str, Any], Any, str]] = {
@@ -298,6 +304,18 @@ PROBLEM_CASES: dict[str, tuple[dict[str, Any], Any, str]] = {
     "django_clickatell.E009": ({**BASE, "BASE_URL": "https://gw.example/?a=1"}, None, NO_CALLBACK),
     "django_clickatell.E010": (
         {**BASE, "BASE_URL": "https://u:hunter2@gw.example/"},
+        None,
+        NO_CALLBACK,
+    ),
+    "django_clickatell.E011": ({**BASE, "ACCOUNTS": [PLATFORM]}, None, NO_CALLBACK),
+    "django_clickatell.E012": ({**BASE, "ACCOUNTS": {"two words": LEGACY}}, None, NO_CALLBACK),
+    "django_clickatell.E013": (
+        {**BASE, "ACCOUNTS": {"other": {**LEGACY, "BACKEND": "no.such.Backend"}}},
+        None,
+        NO_CALLBACK,
+    ),
+    "django_clickatell.W006": (
+        {**BASE, "ACCOUNTS": {"other": {**LEGACY, "KEEP_TEXT": False}}},
         None,
         NO_CALLBACK,
     ),
@@ -477,3 +495,114 @@ def test_names_importable_from_conf_before_the_split_still_are() -> None:
         "user_settings",
     ):
         assert hasattr(conf, name), name
+
+
+class TestAccounts:
+    """Named accounts: own keys from their own dict, process-wide keys from the top level."""
+
+    def test_a_named_account_inherits_no_account_key(self) -> None:
+        config = {
+            **BASE,
+            "BASE_URL": "http://127.0.0.1:8911/http/",
+            "TIMEOUT": 3,
+            "KEEP_TEXT": False,
+            "ACCOUNTS": {"platform": {"BACKEND": "one_api", "API_KEY": "k3y"}},
+        }
+        with override_settings(CLICKATELL=config):
+            platform = account_settings("platform")
+            assert platform.base_url == "https://platform.clickatell.com/"  # not the legacy one
+            assert platform.timeout == (5.0, 15.0)  # the default, not the top-level 3
+            assert (platform.username, platform.api_id) == ("", "")
+            assert platform.password.reveal() == ""
+            assert platform.api_key.reveal() == "k3y"
+            assert platform.keep_text is False  # process-wide: from the top level
+            assert account_settings("default") is app_settings
+            assert app_settings.base_url == "http://127.0.0.1:8911/http/"
+            assert account_aliases() == ["default", "platform"]
+
+    @pytest.mark.parametrize(
+        ("backend", "url"),
+        [
+            ("legacy_http", "https://api.clickatell.com/http/"),
+            ("rest", "https://api.clickatell.com/rest/"),
+            ("one_api", "https://platform.clickatell.com/"),
+        ],
+    )
+    def test_base_url_defaults_by_backend(self, backend: str, url: str) -> None:
+        config = {**BASE, "ACCOUNTS": {"x": {**LEGACY, "API_KEY": "k", "BACKEND": backend}}}
+        with override_settings(CLICKATELL=config):
+            assert account_settings("x").base_url == url
+        with override_settings(CLICKATELL={**BASE, "API_KEY": "k", "BACKEND": backend}):
+            assert app_settings.base_url == url
+
+    def test_unknown_account_is_named(self) -> None:
+        with (
+            override_settings(CLICKATELL={**BASE, "ACCOUNTS": {"platform": PLATFORM}}),
+            pytest.raises(ImproperlyConfigured, match=r"'marketing'.*default, platform"),
+        ):
+            account_settings("marketing")
+
+    def test_missing_api_key_names_the_account(self) -> None:
+        config = {**BASE, "ACCOUNTS": {"platform": {"BACKEND": "one_api"}}}
+        with override_settings(CLICKATELL=config), pytest.raises(Missing) as info:
+            account_settings("platform").api_key  # noqa: B018
+        assert "settings.CLICKATELL['ACCOUNTS']['platform']['API_KEY'] is missing" in str(
+            info.value
+        )
+        found = messages(config, None, NO_CALLBACK, ["django_clickatell"])
+        e001 = [str(m.msg) for m in found if m.id == "django_clickatell.E001"]
+        assert e001 == ["settings.CLICKATELL['ACCOUNTS']['platform']['API_KEY'] is missing."]
+
+    def test_legacy_credentials_are_required_of_legacy_accounts_only(self) -> None:
+        platform = {"BACKEND": "tests.test_accounts.NoRemoteStop", "API_KEY": "k"}
+        assert ids({"API_KEY": "k", "BACKEND": "one_api"}) == ["django_clickatell.E013"]
+        assert ids({**BASE, "ACCOUNTS": {"platform": platform}}) == []
+        config = {**BASE, "ACCOUNTS": {"old": {"USERNAME": "u2", "API_ID": "1"}}}
+        found = messages(config, None, NO_CALLBACK, ["django_clickatell"])
+        assert [(m.id, m.msg) for m in found] == [
+            (
+                "django_clickatell.E001",
+                "settings.CLICKATELL['ACCOUNTS']['old']['PASSWORD'] is missing.",
+            )
+        ]
+
+    def test_a_bad_value_in_an_account_names_the_account(self) -> None:
+        config = {**BASE, "ACCOUNTS": {"old": {**LEGACY, "TIMEOUT": "slow"}}}
+        found = messages(config, None, NO_CALLBACK, ["django_clickatell"])
+        assert [m.id for m in found] == ["django_clickatell.E002"]
+        assert "settings.CLICKATELL['ACCOUNTS']['old']['TIMEOUT']" in str(found[0].msg)
+
+    def test_e003_names_the_account(self) -> None:
+        config = {**BASE, "ACCOUNTS": {"old": {**LEGACY, "BASE_URL": "http://gw.example/"}}}
+        found = messages(config, None, NO_CALLBACK, ["django_clickatell"])
+        assert [m.id for m in found] == ["django_clickatell.E003"]
+        assert "['ACCOUNTS']['old']['BASE_URL']" in str(found[0].msg)
+
+    @pytest.mark.parametrize("alias", ["default", "", "x" * 33, "a/b", 7])
+    def test_e012_bad_aliases(self, alias: Any) -> None:
+        assert ids({**BASE, "ACCOUNTS": {alias: LEGACY}}) == ["django_clickatell.E012"]
+
+    @pytest.mark.parametrize("accounts", [[LEGACY], "platform", {"platform": "one_api"}])
+    def test_e011_not_a_dict_of_dicts(self, accounts: Any) -> None:
+        assert ids({**BASE, "ACCOUNTS": accounts}) == ["django_clickatell.E011"]
+
+    def test_w002_unknown_key_in_an_account(self) -> None:
+        assert ids({**BASE, "ACCOUNTS": {"old": {**LEGACY, "PASWORD": "x"}}}) == [
+            "django_clickatell.W002"
+        ]
+
+    def test_e013_names_the_account(self) -> None:
+        config = {**BASE, "ACCOUNTS": {"old": {**LEGACY, "BACKEND": "no.such.Backend"}}}
+        found = messages(config, None, NO_CALLBACK, ["django_clickatell"])
+        assert [m.id for m in found] == ["django_clickatell.E013"]
+        assert "['ACCOUNTS']['old']['BACKEND'] = 'no.such.Backend'" in str(found[0].msg)
+        not_a_backend = {**BASE, "BACKEND": "django_clickatell.conf.Option"}
+        assert ids(not_a_backend) == ["django_clickatell.E013"]
+
+    def test_claim_timeout_outlives_the_slowest_account(self) -> None:
+        slow = {**LEGACY, "TIMEOUT": (60, 300)}
+        with override_settings(CLICKATELL={**BASE, "ACCOUNTS": {"slow": slow}}):
+            assert app_settings.claim_timeout > 300  # derived from the slow account's calls
+            assert app_settings.claim_timeout >= 2 * account_settings("slow").command_deadline
+        config = {**BASE, "CLAIM_TIMEOUT": 300, "ACCOUNTS": {"slow": slow}}
+        assert ids(config) == ["django_clickatell.E005"]

@@ -17,7 +17,9 @@ from django.db import OperationalError, connections
 from django.utils import timezone
 
 from django_clickatell import dispatch, tasks
+from django_clickatell.conf import app_settings
 from django_clickatell.exceptions import AuthenticationError, CommandNotSent
+from django_clickatell.gateway.backends.legacy_http import LegacyHttpBackend
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.models import (
     CancelState,
@@ -67,7 +69,9 @@ def test_run_killed_after_sendmsg_left_is_verified_not_resent(
         raise ProcessDied
 
     with mock.patch.object(client, "sendmsg", send_then_die), pytest.raises(ProcessDied):
-        sending.send_messages([message.pk], via=Via.TASK, client=client)
+        sending.send_messages(
+            [message.pk], via=Via.TASK, backend=LegacyHttpBackend(app_settings, client=client)
+        )
     # A redelivery while the dead run's lease lives sends nothing and waits.
     report = sending.send_messages([message.pk], via=Via.TASK)
     assert simulator.counts["sendmsg"] == 1
@@ -169,7 +173,9 @@ def test_command_never_sent_leaves_the_message_queued(simulator: ClickatellSimul
     client = ClickatellClient()
     refusal = CommandNotSent("sendmsg", AuthenticationError(1, "Authentication failed"))
     with mock.patch.object(client, "sendmsg", side_effect=refusal):
-        report = sending.send_messages([message.pk], via=Via.TASK, client=client)
+        report = sending.send_messages(
+            [message.pk], via=Via.TASK, backend=LegacyHttpBackend(app_settings, client=client)
+        )
     message.refresh_from_db()
     assert report.retry == [message.pk]
     assert message.send_state == SendState.QUEUED
@@ -288,7 +294,9 @@ def test_login_failure_is_not_recorded_as_clickatells_answer_to_delmsg(
     client = ClickatellClient()
     refusal = CommandNotSent("delmsg", AuthenticationError(1, "Authentication failed"))
     with mock.patch.object(client, "delmsg", side_effect=refusal):
-        report = cancel_messages([message.pk], via=Via.API, client=client)
+        report = cancel_messages(
+            [message.pk], via=Via.API, backend=LegacyHttpBackend(app_settings, client=client)
+        )
     message.refresh_from_db()
     assert report.retry == [message.pk]
     assert message.cancel_state == CancelState.RETRYING
@@ -332,7 +340,9 @@ def test_final_callback_during_a_delmsg_survives_its_older_reply(
 
     simulator.messages[str(message.apimsgid)].status = "003"
     with mock.patch.object(client, "delmsg", delivered_meanwhile):
-        cancel_messages([message.pk], via=Via.API, client=client)
+        cancel_messages(
+            [message.pk], via=Via.API, backend=LegacyHttpBackend(app_settings, client=client)
+        )
     message.refresh_from_db()
     assert message.status == "004"
     assert message.cancel_state == CancelState.TOO_LATE
@@ -382,7 +392,11 @@ def test_a_nul_byte_in_an_err_reply_loses_no_outcome(simulator: ClickatellSimula
         return real_delmsg(**kwargs)
 
     with mock.patch.object(client, "delmsg", hostile_fourth):
-        cancel_messages([m.pk for m in messages], via=Via.API, client=client)
+        cancel_messages(
+            [m.pk for m in messages],
+            via=Via.API,
+            backend=LegacyHttpBackend(app_settings, client=client),
+        )
     assert GatewayExchange.objects.filter(command="delmsg").count() == 10
     refused = OutboundMessage.objects.get(cancel_state=CancelState.REFUSED)
     assert "\x00" not in refused.cancel_error
@@ -437,7 +451,11 @@ def test_a_run_whose_lease_lapsed_leaves_taken_over_messages_alone(
         mock.patch.object(claims, "monotonic", now),
         mock.patch.object(client, "sendmsg", paused_after_first),
     ):
-        report = sending.send_messages([m.pk for m in messages], via=Via.TASK, client=client)
+        report = sending.send_messages(
+            [m.pk for m in messages],
+            via=Via.TASK,
+            backend=LegacyHttpBackend(app_settings, client=client),
+        )
     assert sorted(m.climsgid for m in simulator.messages.values()) == sorted(
         [messages[0].climsgid, messages[2].climsgid]
     )

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from django_clickatell.conf import app_settings
+from django_clickatell.gateway.backends.legacy_http import LegacyHttpBackend
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.models import CancelState, OutboundMessage, SendState, Via
 from django_clickatell.protocol.callbacks import parse_callback
@@ -110,7 +111,11 @@ def test_lease_outlives_a_verification_and_the_send_that_follows_it(
         mock.patch.object(client, "sendmsg", sendmsg),
         mock.patch.object(client, "querymsg", querymsg),
     ):
-        sending.send_messages([first.pk, in_doubt.pk], via=Via.TASK, client=client)
+        sending.send_messages(
+            [first.pk, in_doubt.pk],
+            via=Via.TASK,
+            backend=LegacyHttpBackend(app_settings, client=client),
+        )
 
     assert simulator.duplicate_sends() == []
 
@@ -147,7 +152,9 @@ def test_cancel_requested_while_a_send_is_rejected_is_not_left_pending_for_ever(
         return real_sendmsg(fields)
 
     with mock.patch.object(client, "sendmsg", operator_cancels_meanwhile):
-        sending.send_messages([message.pk], via=Via.TASK, client=client)
+        sending.send_messages(
+            [message.pk], via=Via.TASK, backend=LegacyHttpBackend(app_settings, client=client)
+        )
     assert requested == [message.pk]
     message.refresh_from_db()
     assert message.send_state == SendState.REJECTED
@@ -247,7 +254,9 @@ def test_status_signal_never_reports_a_status_the_record_refused(
     message_status_changed.connect(on_change)
     try:
         with mock.patch.object(client, "delmsg", delivered_meanwhile):
-            cancel_messages([message.pk], via=Via.API, client=client)
+            cancel_messages(
+                [message.pk], via=Via.API, backend=LegacyHttpBackend(app_settings, client=client)
+            )
     finally:
         message_status_changed.disconnect(on_change)
     message.refresh_from_db()
@@ -327,7 +336,9 @@ def test_a_stop_requested_during_the_verification_is_honoured_before_sending(
         return real_querymsg(**kwargs)
 
     with mock.patch.object(client, "querymsg", operator_stops_meanwhile):
-        sending.send_messages([message.pk], via=Via.TASK, client=client)
+        sending.send_messages(
+            [message.pk], via=Via.TASK, backend=LegacyHttpBackend(app_settings, client=client)
+        )
     message.refresh_from_db()
     assert simulator.accepted_sends() == []
     assert message.send_state == SendState.WITHDRAWN

@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from django_clickatell.conf import app_settings
+from django_clickatell.gateway.backends.legacy_http import LegacyHttpBackend
 from django_clickatell.models import CancelState, OutboundMessage, SendState, Via
 from django_clickatell.protocol.callbacks import StatusCallback
 from django_clickatell.protocol.codes import STATUSES
@@ -115,7 +117,9 @@ class StatusOrdering(RuleBasedStateMachine):
         if not is_final(self.recorded[0]):
             self._expect(status, None)
         client: Any = ScriptedClient(str(self.message.apimsgid), status)
-        cancel_messages([self.message.pk], via=Via.API, client=client)
+        cancel_messages(
+            [self.message.pk], via=Via.API, backend=LegacyHttpBackend(app_settings, client=client)
+        )
         self._check()
 
     @rule(status=STATUS)
@@ -123,7 +127,9 @@ class StatusOrdering(RuleBasedStateMachine):
         if not is_final(self.recorded[0]):
             self._expect(status, None)
         client: Any = ScriptedClient(str(self.message.apimsgid), status)
-        refresh_statuses([self.message.pk], via=Via.TASK, client=client)
+        refresh_statuses(
+            [self.message.pk], via=Via.TASK, backend=LegacyHttpBackend(app_settings, client=client)
+        )
         self._check()
 
     @invariant()

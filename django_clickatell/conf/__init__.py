@@ -13,12 +13,15 @@ One module per job:
 * ``descriptor`` -- :class:`Option`, one key read, validated and documented;
 * ``options`` -- :class:`ClickatellSettings`, every key: the single source of
   the settings reference in README.rst and docs/configuration.rst;
+* ``accounts`` -- named accounts (``ACCOUNTS``): which dict each key is read from;
 * ``leases`` -- the deadlines and the leases sized from them.
 """
 
+from .accounts import ACCOUNTS, ALIAS, DEFAULT_ACCOUNT, BadAlias, MalformedAccounts
 from .base_url import insecure_base_url_reason, is_loopback, require_secure_base_url
-from .descriptor import Derived, Option, user_settings
+from .descriptor import ACCOUNT, PROCESS, Derived, Option, user_settings
 from .errors import (
+    AccountKey,
     CredentialsInUrl,
     LeaseTooShort,
     Malformed,
@@ -26,6 +29,8 @@ from .errors import (
     Missing,
     OutOfRange,
     SettingError,
+    UnknownAccount,
+    UnknownBackend,
     WrongType,
 )
 from .leases import (
@@ -35,7 +40,15 @@ from .leases import (
     DEFAULT_CLAIM_TIMEOUT,
     LOCK_HEADROOM,
 )
-from .options import ClickatellSettings, app_settings
+from .options import (
+    API_KEY_BACKENDS,
+    DEFAULT_BASE_URLS,
+    LEGACY,
+    ClickatellSettings,
+    account_aliases,
+    account_settings,
+    app_settings,
+)
 from .values import (
     MAX_CALLBACK_CREDENTIALS,
     MAX_CONNECT_TIMEOUT,
@@ -47,27 +60,42 @@ from .values import (
 )
 
 __all__ = [
+    "ACCOUNT",
+    "ACCOUNTS",
+    "ALIAS",
+    "API_KEY_BACKENDS",
     "AUTH_POLL_MAX",
     "CLAIM_HEADROOM",
+    "DEFAULT_ACCOUNT",
     "DEFAULT_AUTH_LOCK_TIMEOUT",
+    "DEFAULT_BASE_URLS",
     "DEFAULT_CLAIM_TIMEOUT",
+    "LEGACY",
     "LOCK_HEADROOM",
     "MAX_CALLBACK_CREDENTIALS",
     "MAX_CONNECT_TIMEOUT",
     "MAX_READ_TIMEOUT",
     "MAX_SESSION_TTL",
+    "PROCESS",
+    "AccountKey",
+    "BadAlias",
     "ClickatellSettings",
     "CredentialsInUrl",
     "Derived",
     "Kind",
     "LeaseTooShort",
     "Malformed",
+    "MalformedAccounts",
     "MalformedUrl",
     "Missing",
     "Option",
     "OutOfRange",
     "SettingError",
+    "UnknownAccount",
+    "UnknownBackend",
     "WrongType",
+    "account_aliases",
+    "account_settings",
     "app_settings",
     "count",
     "insecure_base_url_reason",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from django.conf import settings
 
-from .errors import Missing, SettingError, WrongType, describe
+from .errors import AccountKey, Missing, SettingError, WrongType, describe
 from .values import Kind
 
 if TYPE_CHECKING:
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 REQUIRED: Any = object()
+
+#: Read from each account's own dict (the top level for ``"default"``), never inherited.
+ACCOUNT = "account"
+#: Read from the top level of ``CLICKATELL`` only: one value for the whole process.
+PROCESS = "process"
 
 
 def user_settings() -> Mapping[str, Any]:
@@ -61,6 +66,11 @@ class Option(Generic[T]):
     README and docs show, *example* a Python expression.  *relation* checks the
     value against other settings (a lease against the work it guards) and
     raises :class:`~.errors.LeaseTooShort`.
+
+    *scope* says where the key is read: :data:`ACCOUNT` (each account's own
+    dict) or :data:`PROCESS` (the top level, for every account).  *required_for*
+    names the backends that need a required key (the credentials of one API);
+    for any other backend the key may be left out and reads as *blank*.
     """
 
     def __init__(
@@ -70,12 +80,20 @@ class Option(Generic[T]):
         *,
         doc: str,
         example: str,
+        scope: str = PROCESS,
+        required_for: tuple[str, ...] = (),
+        blank: object = None,
         relation: Callable[[ClickatellSettings, str, T], None] | None = None,
     ) -> None:
+        assert scope in (ACCOUNT, PROCESS), scope
+        assert not required_for or default is REQUIRED, "required_for needs a required key"
         self.kind = kind
         self.default = default
         self.doc = doc
         self.example = example
+        self.scope = scope
+        self.required_for = required_for
+        self.blank = blank
         self.relation = relation
         self.key = ""
         self._parsed_default: object = None
@@ -87,7 +105,21 @@ class Option(Generic[T]):
 
     @property
     def required(self) -> bool:
+        """Required (for some backends at least): no default."""
         return self.default is REQUIRED
+
+    def required_in(self, instance: ClickatellSettings) -> bool:
+        """Whether *instance*'s account must set this key (its backend needs it)."""
+        if not self.required:
+            return False
+        return not self.required_for or instance.backend in self.required_for
+
+    @property
+    def required_text(self) -> str:
+        """ "required", or for which backends, as the reference states it."""
+        if not self.required_for:
+            return "required"
+        return "required for " + ", ".join(f"``{name}``" for name in self.required_for)
 
     @property
     def default_text(self) -> str:
@@ -105,10 +137,15 @@ class Option(Generic[T]):
     def __get__(self, instance: ClickatellSettings | None, owner: type) -> Option[T] | T:
         if instance is None:
             return self
+        instance = self.reader(instance)
         value = self.value(instance)
         if self.relation is not None:
             self.relation(instance, self.key, value)
         return value
+
+    def reader(self, instance: ClickatellSettings) -> ClickatellSettings:
+        """The settings this key is read from: a process-wide key from the top level."""
+        return instance.process if self.scope == PROCESS else instance
 
     def value(self, instance: ClickatellSettings) -> T:
         """The parsed value, without the relation to other settings.
@@ -118,19 +155,24 @@ class Option(Generic[T]):
         Django's DEBUG error page shows every frame's locals.
         """
         try:
-            return self._read(instance)
+            return self._read(self.reader(instance))
         except SettingError as exc:
             error = exc
         raise error.with_traceback(None)
 
     def _read(self, instance: ClickatellSettings) -> T:
-        raw = instance.values().get(self.key)
+        key = instance.key(self.key)
+        raw = instance.account_values().get(self.key)
         if raw is not None:
-            return self.kind(self.key, raw)
-        if self.required:
+            return self.kind(key, raw)
+        if self.required_in(instance):
+            needed = f" (the {instance.backend} backend needs it)" if self.required_for else ""
+            where = "the account's dict" if isinstance(key, AccountKey) else "the CLICKATELL dict"
             raise Missing(
-                f"{describe(self.key)} is missing: add it to the CLICKATELL dict in your settings."
+                f"{describe(key)} is missing{needed}: add it to {where} in your settings."
             )
+        if self.required:
+            return cast(T, self.blank)
         if isinstance(self.default, Derived):
             return cast(T, self.default.compute(instance))
         return cast(T, self._parsed_default)

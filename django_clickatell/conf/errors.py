@@ -11,8 +11,26 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 
+class AccountKey(str):
+    """A key read from a named account's dict: messages name the account too.
+
+    It is the key itself (parsers take and compare it as a ``str``) and carries
+    the alias, so every message a parser writes names the right dict.
+    """
+
+    alias: str
+
+    def __new__(cls, key: str, alias: str) -> AccountKey:
+        named = super().__new__(cls, key)
+        named.alias = alias
+        return named
+
+
 def describe(key: str) -> str:
-    """How messages name a key: ``settings.CLICKATELL['KEY']``."""
+    """How messages name a key: ``settings.CLICKATELL['KEY']``, or for a named account
+    ``settings.CLICKATELL['ACCOUNTS']['alias']['KEY']``."""
+    if isinstance(key, AccountKey):
+        return f"settings.CLICKATELL['ACCOUNTS'][{key.alias!r}][{str(key)!r}]"
     return f"settings.CLICKATELL[{key!r}]"
 
 
@@ -56,6 +74,18 @@ class CredentialsInUrl(SettingError):
     """``BASE_URL`` carries a user or password (they would be logged with the URL)."""
 
     check_id = "django_clickatell.E010"
+
+
+class UnknownAccount(SettingError):
+    """An account alias that ``ACCOUNTS`` does not define (or ``ACCOUNTS`` is unusable)."""
+
+    check_id = "django_clickatell.E012"
+
+
+class UnknownBackend(SettingError):
+    """``BACKEND`` names neither a bundled backend nor an importable ``Backend`` class."""
+
+    check_id = "django_clickatell.E013"
 
 
 class LeaseTooShort(SettingError):

@@ -57,11 +57,11 @@ def claim_outlives_message(config: ClickatellSettings, key: str, value: int) -> 
     if value < needed:
         raise LeaseTooShort(
             f"{describe(key)} is {value}s, shorter than {needed:g}s "
-            f"({CLAIM_HEADROOM:g} x {config.command_deadline:g}s, the longest one claimed "
-            "message can take: a login wait, a login and the command, twice if the session "
-            "is renewed). A claim could expire under a request still running and the message "
-            "be sent to Clickatell twice. Raise CLAIM_TIMEOUT or lower TIMEOUT and "
-            "AUTH_WAIT_TIMEOUT.",
+            f"({CLAIM_HEADROOM:g} x {config.longest_command_deadline:g}s, the longest one "
+            "claimed message of any account can take: a login wait, a login and the command, "
+            "twice if the session is renewed). A claim could expire under a request still "
+            "running and the message be sent to Clickatell twice. Raise CLAIM_TIMEOUT or "
+            "lower TIMEOUT and AUTH_WAIT_TIMEOUT.",
             "django_clickatell.E005",
         )
 

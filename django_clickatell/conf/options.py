@@ -13,8 +13,10 @@ from typing import Any
 
 from ..protocol.redaction import Secret
 from . import leases
+from .accounts import ACCOUNTS_KIND, DEFAULT_ACCOUNT, account_values, aliases
 from .base_url import BASE_URL
-from .descriptor import Derived, Option, user_settings
+from .descriptor import ACCOUNT, Derived, Option, user_settings
+from .errors import AccountKey
 from .values import (
     API_ID,
     BASIC_USER,
@@ -32,44 +34,91 @@ from .values import (
 
 SECONDS = "seconds"
 
+#: ``BASE_URL`` when an account does not set it, by ``BACKEND``.
+DEFAULT_BASE_URLS = {
+    "legacy_http": "https://api.clickatell.com/http/",
+    "rest": "https://api.clickatell.com/rest/",
+    "one_api": "https://platform.clickatell.com/",
+}
+#: The backends that authenticate with ``API_KEY`` (the legacy HTTP API needs user, password
+#: and API id instead).
+API_KEY_BACKENDS = ("rest", "one_api")
+LEGACY = ("legacy_http",)
+
+
+def _default_base_url(config: ClickatellSettings) -> str:
+    return DEFAULT_BASE_URLS.get(config.backend, DEFAULT_BASE_URLS["legacy_http"])
+
 
 class ClickatellSettings:
     """Typed, lazy access to ``settings.CLICKATELL``; each attribute is one key, lower-cased.
 
     ``ClickatellSettings(values)`` reads *values* instead of the Django setting
-    (a client for other credentials).
+    (a client for other credentials).  With *alias*, the settings of that named
+    account (see :mod:`.accounts`): account-scoped keys from its own dict,
+    process-wide keys from the top level.
     """
 
     backend = Option(
         TEXT,
         "legacy_http",
         doc="Which of Clickatell's APIs the account speaks: ``legacy_http`` (the HTTP API of "
-        "accounts from before November 2016), or a dotted path to a ``Backend`` subclass. "
-        "See Backends.",
+        "accounts from before November 2016), ``rest``, ``one_api``, or a dotted path to a "
+        "``Backend`` subclass; a name that is none of these is reported by check ``E013``. "
+        "It decides which credentials are required and the default ``BASE_URL``. See Backends.",
         example='"legacy_http"',
+        scope=ACCOUNT,
     )
     api_key = Option(
-        SECRET_OR_EMPTY,
-        "",
+        SECRET,
         doc="API key (token) of the REST and One API backends, sent in the ``Authorization`` "
         "header only; held in a ``Secret`` like the password. Read it from the environment.",
         example='os.environ["CLICKATELL_API_KEY"]',
+        scope=ACCOUNT,
+        required_for=API_KEY_BACKENDS,
+        blank=Secret(""),
     )
-    username = Option(TEXT, doc="API user name of the HTTP API product.", example='"acme-sms"')
+    username = Option(
+        TEXT,
+        doc="API user name of the HTTP API product.",
+        example='"acme-sms"',
+        scope=ACCOUNT,
+        required_for=LEGACY,
+        blank="",
+    )
     password = Option(
         SECRET,
         doc="API password. Only ever sent in POST bodies; held in a ``Secret`` that never "
         "shows itself in a repr, log or error page. Read it from the environment.",
         example='os.environ["CLICKATELL_PASSWORD"]',
+        scope=ACCOUNT,
+        required_for=LEGACY,
+        blank=Secret(""),
     )
-    api_id = Option(API_ID, doc="Id of the HTTP API product.", example='"3456789"')
+    api_id = Option(
+        API_ID,
+        doc="Id of the HTTP API product.",
+        example='"3456789"',
+        scope=ACCOUNT,
+        required_for=LEGACY,
+        blank="",
+    )
     base_url = Option(
         BASE_URL,
-        "https://api.clickatell.com/http/",
-        doc="Root of the HTTP API commands. Plain http is accepted only for a loopback host "
+        Derived(
+            _default_base_url,
+            "by ``BACKEND``: ``legacy_http`` "
+            + DEFAULT_BASE_URLS["legacy_http"]
+            + ", ``rest`` "
+            + DEFAULT_BASE_URLS["rest"]
+            + ", ``one_api`` "
+            + DEFAULT_BASE_URLS["one_api"],
+        ),
+        doc="Root of the account's API. Plain http is accepted only for a loopback host "
         "(the simulator); any other http URL is refused before a request is made, not only "
-        "reported by check ``E003``.",
+        "reported by check ``E003``. A named account never inherits the top-level one.",
         example='"http://127.0.0.1:8911/http/"',
+        scope=ACCOUNT,
     )
     timeout = Option(
         TIMEOUT,
@@ -80,6 +129,7 @@ class ClickatellSettings:
         "by byte is cut off. One request thus takes at most ``connect + read`` (name "
         "resolution excepted). A single number is used for both.",
         example="(3.0, 20.0)",
+        scope=ACCOUNT,
     )
     cache_alias = Option(
         TEXT,
@@ -106,6 +156,7 @@ class ClickatellSettings:
         doc="How long a cached session id is trusted: inside Clickatell's 15-minute idle "
         "window. Slides forward on every use.",
         example="600",
+        scope=ACCOUNT,
     )
     session_memo_seconds = Option(
         seconds(60, zero=True),
@@ -115,12 +166,14 @@ class ClickatellSettings:
         "one gets ERR 003 once and re-reads the cache (never an extra ``auth``). 0 reads the "
         "cache every time.",
         example="2",
+        scope=ACCOUNT,
     )
     session_touch_interval = Option(
         count(MAX_SESSION_TTL, of=SECONDS),
         60,
         doc="How often one process extends the cached session id's lifetime.",
         example="60",
+        scope=ACCOUNT,
     )
     auth_lock_timeout = Option(
         seconds(3600),
@@ -129,6 +182,7 @@ class ClickatellSettings:
         "block the others. Must be at least 1.5 x ``connect + read`` (check ``E006``), or the "
         "lock could expire under a login still running.",
         example="30",
+        scope=ACCOUNT,
         relation=leases.lock_outlives_login,
     )
     auth_wait_timeout = Option(
@@ -137,6 +191,7 @@ class ClickatellSettings:
         doc="How long a process waits for another process's ``auth``; then the command is "
         "not sent and is retried later.",
         example="31",
+        scope=ACCOUNT,
     )
     auth_failure_ttl = Option(
         count(3600, zero=True, of=SECONDS),
@@ -145,6 +200,7 @@ class ClickatellSettings:
         "not hammer ``auth``; 0 disables. Remembered for the refused credentials only, with "
         "the code and a redacted description.",
         example="30",
+        scope=ACCOUNT,
     )
     claim_timeout = Option(
         count(86400, of=SECONDS),
@@ -193,6 +249,7 @@ class ClickatellSettings:
         "account), paired with ``CALLBACK_PASSWORD``. Until a complete pair is set here or in "
         "``CALLBACK_BASIC_AUTH``, every callback is refused (403).",
         example='"clickatell"',
+        scope=ACCOUNT,
     )
     callback_password = Option(
         SECRET_OR_EMPTY,
@@ -200,6 +257,7 @@ class ClickatellSettings:
         doc="HTTP Basic password of status callbacks, paired with ``CALLBACK_USERNAME``. Not "
         "your API password (warning ``W005``).",
         example='os.environ["CLICKATELL_CALLBACK_PASSWORD"]',
+        scope=ACCOUNT,
     )
     callback_basic_auth = Option(
         CREDENTIAL_PAIRS,
@@ -209,12 +267,23 @@ class ClickatellSettings:
         "``CALLBACK_PASSWORD`` pair, comparing every candidate in constant time (see "
         "Rotating the credentials in the callbacks docs).",
         example='[("clickatell", os.environ["CB_OLD"]), ("clickatell", os.environ["CB_NEW"])]',
+        scope=ACCOUNT,
     )
     balance_cache_seconds = Option(
         count(86400, zero=True, of=SECONDS),
         60,
         doc="How long the admin shows a fetched balance.",
         example="300",
+        scope=ACCOUNT,
+    )
+    accounts = Option(
+        ACCOUNTS_KIND,
+        {},
+        doc="More Clickatell accounts, by alias, each a dict of the account-scoped keys "
+        "(credentials, ``BACKEND``, ``BASE_URL``, ``TIMEOUT``, sessions, callbacks, balance). "
+        "The top-level keys are the account ``default``; a named account inherits none of "
+        "them. See Accounts.",
+        example='{"platform": {"BACKEND": "one_api", "API_KEY": os.environ["PLATFORM_KEY"]}}',
     )
     keep_text = Option(
         BOOLEAN,
@@ -230,11 +299,33 @@ class ClickatellSettings:
         example="False",
     )
 
-    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, values: Mapping[str, Any] | None = None, *, alias: str = DEFAULT_ACCOUNT
+    ) -> None:
         self._values = values
+        self.alias = alias
+
+    def __repr__(self) -> str:
+        return f"<ClickatellSettings account={self.alias!r}>"
 
     def values(self) -> Mapping[str, Any]:
+        """The top level of ``CLICKATELL`` (or of the *values* given)."""
         return self._values if self._values is not None else user_settings()
+
+    def account_values(self) -> Mapping[str, Any]:
+        """The dict this account's own keys are read from (the top level for ``"default"``)."""
+        return account_values(self.values(), self.alias)
+
+    @property
+    def process(self) -> ClickatellSettings:
+        """The settings process-wide keys are read from: the top level."""
+        if self.alias == DEFAULT_ACCOUNT:
+            return self
+        return ClickatellSettings(self._values)
+
+    def key(self, key: str) -> str:
+        """*key* as messages name it: in this account's dict for a named account."""
+        return key if self.alias == DEFAULT_ACCOUNT else AccountKey(key, self.alias)
 
     @classmethod
     def options(cls) -> dict[str, Option[Any]]:
@@ -288,8 +379,33 @@ class ClickatellSettings:
         return leases.LOCK_HEADROOM * self.request_deadline
 
     @property
+    def longest_command_deadline(self) -> float:
+        """The longest ``command_deadline`` of any account: one run claims messages of
+        every account, so its lease must outlive the slowest account's call."""
+        top = self.process
+        accounts = [top] + [
+            ClickatellSettings(top._values, alias=alias) for alias in aliases(top.values())[1:]
+        ]
+        return max(account.command_deadline for account in accounts)
+
+    @property
     def minimum_claim_timeout(self) -> float:
-        return leases.CLAIM_HEADROOM * self.command_deadline
+        return leases.CLAIM_HEADROOM * self.longest_command_deadline
 
 
 app_settings = ClickatellSettings()
+
+
+def account_settings(alias: str = DEFAULT_ACCOUNT) -> ClickatellSettings:
+    """The settings of the account *alias*; ``UnknownAccount`` (an ``ImproperlyConfigured``
+    naming the alias) when ``ACCOUNTS`` does not define it."""
+    if alias == DEFAULT_ACCOUNT:
+        return app_settings
+    config = ClickatellSettings(alias=alias)
+    config.account_values()  # raises for an unknown alias, now rather than at first use
+    return config
+
+
+def account_aliases() -> list[str]:
+    """Every configured account, ``"default"`` first."""
+    return aliases(user_settings())

@@ -1,7 +1,7 @@
-"""The account balance (``getbalance``): one cached value for every process, never a wait.
+"""Each account's balance (``getbalance``): one cached value for every process, never a wait.
 
-Three cache entries per account, shared by every process (keys are digests, not
-``hash()``, which Python salts per process):
+Three cache entries per account (each named account has its own), shared by
+every process (keys are digests, not ``hash()``, which Python salts per process):
 
 * the credit, for ``BALANCE_CACHE_SECONDS``;
 * the last failure, for :data:`FAILURE_MEMORY_SECONDS`, as a short code (never
@@ -33,7 +33,7 @@ from django.utils.crypto import salted_hmac
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from ..conf import app_settings
+from ..conf import ClickatellSettings, account_settings, app_settings
 from ..exceptions import (
     AuthenticationError,
     ClickatellError,
@@ -46,7 +46,7 @@ from ..exceptions import (
     SessionUnavailable,
     TransportError,
 )
-from ..gateway.client import ClickatellClient
+from ..gateway.backends import DEFAULT_ACCOUNT, Backend, get_backend
 
 logger = logging.getLogger("django_clickatell.balance")
 
@@ -87,14 +87,16 @@ class BalanceReading:
         return str(text) % {"detail": detail} if detail else text
 
 
-def get_balance(*, cached: bool = True, client: ClickatellClient | None = None) -> Decimal:
-    """The remaining credit, asking Clickatell unless a fresh value is cached.
+def get_balance(
+    *, cached: bool = True, account: str = DEFAULT_ACCOUNT, backend: Backend | None = None
+) -> Decimal:
+    """The remaining credit of *account*, asking Clickatell unless a fresh value is cached.
 
     Raises :class:`~django_clickatell.exceptions.ClickatellError`; the failure
     is remembered for pages (:func:`balance_for_display`), the credit cached.
     """
     cache = caches[app_settings.cache_alias]
-    keys = _Keys()
+    keys = _Keys(account)
     if cached:
         try:
             value = cache.get(keys.credit)
@@ -105,7 +107,7 @@ def get_balance(*, cached: bool = True, client: ClickatellClient | None = None) 
         if credit is not None:
             return credit
     try:
-        credit = (client or ClickatellClient()).getbalance().credit
+        credit = (backend or get_backend(account)).balance().credit
     except ClickatellError as exc:
         _remember(cache, keys, failure=failure_code(exc))
         raise
@@ -113,10 +115,16 @@ def get_balance(*, cached: bool = True, client: ClickatellClient | None = None) 
     return credit
 
 
-def balance_for_display(*, wait: float = DISPLAY_WAIT_SECONDS) -> BalanceReading:
-    """The credit or why not, for a page: never raises, never waits more than *wait*."""
+def balance_for_display(
+    *, wait: float = DISPLAY_WAIT_SECONDS, account: str = DEFAULT_ACCOUNT
+) -> BalanceReading:
+    """*account*'s credit or why not, for a page: never raises, never waits more than *wait*."""
     cache = caches[app_settings.cache_alias]
-    keys = _Keys()
+    try:
+        keys = _Keys(account)
+    except Exception:  # a page shows why, the checks report the setting
+        logger.warning("Balance of account %r unavailable", account[:40], exc_info=True)
+        return BalanceReading(None, "error")
     try:
         known = cache.get_many([keys.credit, keys.failure])
         credit = _decimal(known.get(keys.credit))
@@ -125,7 +133,7 @@ def balance_for_display(*, wait: float = DISPLAY_WAIT_SECONDS) -> BalanceReading
         if known.get(keys.failure):
             return BalanceReading(None, str(known[keys.failure]))
         lease = uuid.uuid4().hex
-        if not cache.add(keys.fetching, lease, timeout=_lease_seconds()):
+        if not cache.add(keys.fetching, lease, timeout=_lease_seconds(keys.config)):
             return BalanceReading(None, "fetching")
     except Exception:
         logger.warning("Balance cache unreachable", exc_info=True)
@@ -165,22 +173,28 @@ def failure_code(exc: ClickatellError) -> str:
 
 
 class _Keys:
-    """This account's cache keys, the same in every process."""
+    """One account's cache keys, the same in every process.
 
-    def __init__(self) -> None:
+    The credit is keyed by the account's alias and who it is (two aliases never
+    share a credit, even with the same URL); the failure also by its secrets.
+    """
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.config = config = account_settings(alias)
         prefix = f"{app_settings.cache_key_prefix}:balance"
-        account = hashlib.sha256(app_settings.account_namespace.encode()).hexdigest()[:32]
+        namespace = f"{alias}\0{config.account_namespace}"
+        account = hashlib.sha256(namespace.encode()).hexdigest()[:32]
         self.credit = f"{prefix}:{account}"
         self.fetching = f"{prefix}-fetching:{account}"
-        self.failure = f"{prefix}-failure:{_credentials_fingerprint()}"
+        self.failure = f"{prefix}-failure:{_credentials_fingerprint(namespace, config)}"
 
 
-def _credentials_fingerprint() -> str:
+def _credentials_fingerprint(namespace: str, config: ClickatellSettings) -> str:
     """Tells credentials apart without revealing them (an HMAC under SECRET_KEY)."""
+    secrets = f"{config.password.reveal()}\0{config.api_key.reveal()}"
     return salted_hmac(
-        "django_clickatell.balance",
-        f"{app_settings.account_namespace}\0{app_settings.password.reveal()}",
-        algorithm="sha256",
+        "django_clickatell.balance", f"{namespace}\0{secrets}", algorithm="sha256"
     ).hexdigest()[:32]
 
 
@@ -196,16 +210,16 @@ class _Fetch:
     def run(self) -> None:
         cache = caches[app_settings.cache_alias]  # this thread's own connection
         try:
-            self.reading = self._ask()
+            self.reading = self._ask(self.keys.alias)
             _remember(cache, self.keys, credit=self.reading.credit, failure=self.reading.problem)
             self._release(cache)
         finally:  # recorded first, so the page after this one finds it
             self.done.set()
 
     @staticmethod
-    def _ask() -> BalanceReading:
+    def _ask(alias: str) -> BalanceReading:
         try:
-            return BalanceReading(ClickatellClient().getbalance().credit)
+            return BalanceReading(get_backend(alias).balance().credit)
         except ClickatellError as exc:
             logger.warning("Balance unavailable: %s", exc)
             return BalanceReading(None, failure_code(exc))
@@ -227,23 +241,24 @@ def _remember(
     try:
         if credit is not None:
             cache.delete(keys.failure)
-            if app_settings.balance_cache_seconds:
-                cache.set(keys.credit, str(credit), timeout=app_settings.balance_cache_seconds)
+            seconds = keys.config.balance_cache_seconds
+            if seconds:
+                cache.set(keys.credit, str(credit), timeout=seconds)
         elif failure:
             cache.set(keys.failure, failure, timeout=FAILURE_MEMORY_SECONDS)
     except Exception:
         logger.warning("Balance cache unreachable", exc_info=True)
 
 
-def _lease_seconds() -> int:
+def _lease_seconds(config: ClickatellSettings) -> int:
     """Longer than any one fetch can take, so a second never starts beside it.
 
     A fetch may wait for another process's login, then make up to four requests
     (login, getbalance, and once more after an expired session), each bounded by
     ``TIMEOUT``.  A crashed fetch blocks others for this long, then is retried.
     """
-    connect, read = app_settings.timeout
-    return int(app_settings.auth_wait_timeout + 4 * (connect + read)) + 5
+    connect, read = config.timeout
+    return int(config.auth_wait_timeout + 4 * (connect + read)) + 5
 
 
 def _decimal(value: object) -> Decimal | None:

@@ -1,25 +1,35 @@
 """One cancellation run's requests and records: a ``delmsg`` per message, every answer kept.
 
-:class:`CancelRun` holds what every request of a run shares (the client, the
-outcome writer, who asked and how), so each step takes just the message.
+:class:`CancelRun` holds what every request of a run shares (the backend of
+each account, the outcome writer, who asked and how), so each step takes just
+the message.
 Outcomes: ``006`` is cancelled; any other status is "too late" with that status
 (written through the lifecycle rule, so it never replaces a newer or final
 one); an ``ERR`` is "refused" with its code; a transient failure -- including a
 command that was never sent -- is "retrying" (or "gave up" on the last try) and
-stops the run.
+stops the run.  An account whose API cannot stop a submitted message (no
+``capabilities.remote_stop``) is asked nothing: the message is "too late",
+already handed over, and no exchange row is written, since no request was made.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from ..exceptions import ClickatellError, CommandNotSent, InvalidInput, ProtocolError
-from ..gateway.client import ClickatellClient
+from ..exceptions import (
+    ClickatellError,
+    CommandNotSent,
+    InvalidInput,
+    ProtocolError,
+    RemoteStopUnsupported,
+)
+from ..gateway.backends import Backend
 from ..models import CancelState, GatewayExchange, OutboundMessage, SendState
 from ..protocol.codes import CANCELLED_STATUS, describe_status
 from ..protocol.replies import MessageStatusReply
@@ -56,7 +66,7 @@ class CancelReport(Report):
 class CancelRun:
     def __init__(
         self,
-        client: ClickatellClient,
+        backends: Callable[[OutboundMessage], Backend],
         writer: OutcomeWriter,
         report: CancelReport,
         *,
@@ -65,12 +75,16 @@ class CancelRun:
         task_id: str,
         give_up: bool,
     ) -> None:
-        self.client, self.writer, self.report = client, writer, report
+        self.backends, self.writer, self.report = backends, writer, report
         self.via, self.actor_id, self.task_id, self.give_up = via, actor_id, task_id, give_up
         self._news: list[tuple[OutboundMessage, str, str]] = []
 
     def cancel_one(self, message: OutboundMessage) -> ClickatellError | None:
         """Ask Clickatell to stop *message*; returns the transient error that stops the run."""
+        backend = self.backends(message)
+        if not backend.capabilities.remote_stop:
+            self._handed_over(message)
+            return None
         exchange = recording.new_exchange(
             message.pk,
             "delmsg",
@@ -80,9 +94,9 @@ class CancelRun:
         )
         try:
             if message.apimsgid:
-                reply = self.client.delmsg(apimsgid=message.apimsgid)
+                reply = backend.stop(apimsgid=message.apimsgid)
             else:
-                reply = self.client.delmsg(climsgid=message.climsgid)
+                reply = backend.stop(climsgid=message.climsgid)
             if message.apimsgid and reply.apimsgid != message.apimsgid:
                 raise ProtocolError("delmsg", "reply names another message", reply.apimsgid)
         except ValueError as exc:
@@ -92,16 +106,27 @@ class CancelRun:
             reason = f"Not sent: {exc}"
             self._settle(message, CancelState.GAVE_UP, reason, self.report.gave_up, exchange)
             return None
+        except RemoteStopUnsupported:
+            self._handed_over(message)  # the gateway's guard: nothing was asked
+            return None
         except ClickatellError as exc:
-            recording.log_refused_attempts(self.client, exchange)
+            recording.log_refused_attempts(backend, exchange)
             recording.failed(exchange, exc)
             if exc.retryable:  # includes CommandNotSent: never the gateway's answer
                 return self._transient(message, exchange, exc)
             self._settle(message, CancelState.REFUSED, str(exc), self.report.refused, exchange)
             return None
-        recording.log_refused_attempts(self.client, exchange)
+        recording.log_refused_attempts(backend, exchange)
         self._record_reply(message, reply, recording.answered(exchange, reply.status))
         return None
+
+    def _handed_over(self, message: OutboundMessage) -> None:
+        """Too late without a request: the account's API has no call that stops a message.
+
+        Recorded as what it is -- no exchange row (nothing was asked, nothing
+        answered), no attempt counted, the status left as it was.
+        """
+        self._settle(message, CancelState.TOO_LATE, HANDED_OVER, self.report.too_late)
 
     def _record_reply(
         self, message: OutboundMessage, reply: MessageStatusReply, exchange: GatewayExchange
@@ -193,6 +218,13 @@ class CancelRun:
         self._settle(message, state, reason, bucket, exchange)
         self.report.transient_error = reason
         return exc
+
+
+#: Why a message of an account without remote stop is "too late".
+HANDED_OVER = (
+    "too late: already handed over to Clickatell "
+    "(this account's API cannot stop a submitted message)"
+)
 
 
 def _too_late_reason(status: str) -> str:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from ..conf import app_settings
 from ..exceptions import ClickatellError
-from ..gateway.client import ClickatellClient
+from ..gateway.backends import Backend
 from ..models import (
     OPEN_SEND_STATES,
     CancelState,
@@ -32,6 +32,7 @@ from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
 from ..selections import AT_GATEWAY, FINAL
 from ..signals import message_cancelled
 from . import claims, recording
+from .account import BackendPool
 from .cancel_run import CancelReport, CancelRun
 from .recording import outcome_writer
 from .status import status_updates
@@ -69,9 +70,12 @@ def cancel_messages(
     task_id: str = "",
     claim_token: str | None = None,
     give_up: bool = False,
-    client: ClickatellClient | None = None,
+    backend: Backend | None = None,
 ) -> CancelReport:
     """Send ``delmsg`` for each claimable message and record every answer.
+
+    Each message goes through its account's backend (*backend*, if given, for
+    all); one whose API cannot stop a submitted message is "too late" at once.
 
     Final messages are skipped without a request.  A transient failure (gateway
     unreachable, timeout, 5xx, unreadable reply) stops the run: the failed and
@@ -90,7 +94,7 @@ def cancel_messages(
     if not claimed:
         return report
     run = CancelRun(
-        client or ClickatellClient(),
+        BackendPool(backend),
         outcome_writer(claim.token),
         report,
         via=via,

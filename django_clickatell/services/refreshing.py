@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import ClickatellError
-from ..gateway.client import ClickatellClient
+from ..gateway.backends import Backend
 from ..models import OutboundMessage
 from . import recording
+from .account import BackendPool
 from .reports import Report
 from .status import apply_status
 
@@ -40,28 +41,32 @@ def refresh_statuses(
     *,
     via: str,
     actor: Any = None,
-    client: ClickatellClient | None = None,
+    backend: Backend | None = None,
 ) -> RefreshReport:
-    """Ask Clickatell (``querymsg``) for the status of each message and record it."""
+    """Ask Clickatell (``querymsg``) for the status of each message and record it.
+
+    Each message is asked about through its account's backend (*backend*, if given, for all).
+    """
     report = RefreshReport()
     messages = list(
         OutboundMessage.objects.filter(pk__in=list(message_pks)).refreshable().order_by("pk")
     )
-    client = client or ClickatellClient()
+    backends = BackendPool(backend)
     actor_id = getattr(actor, "pk", None)
     for index, message in enumerate(messages):
         exchange = recording.new_exchange(message.pk, "querymsg", via=via, actor_id=actor_id)
+        gateway = backends(message)
         try:
             if message.apimsgid:
-                reply = client.querymsg(apimsgid=message.apimsgid)
+                reply = gateway.query(apimsgid=message.apimsgid)
             else:
-                reply = client.querymsg(climsgid=message.climsgid)
+                reply = gateway.query(climsgid=message.climsgid)
         except ValueError as exc:
             logger.warning("Message %s has an invalid id: %s", message.pk, exc)
             report.failed.append(message.pk)
             continue
         except ClickatellError as exc:
-            recording.log_refused_attempts(client, exchange)
+            recording.log_refused_attempts(gateway, exchange)
             recording.save(recording.failed(exchange, exc))
             if exc.retryable:
                 report.retry.extend(m.pk for m in messages[index:])
@@ -69,7 +74,7 @@ def refresh_statuses(
                 break
             report.failed.append(message.pk)
             continue
-        recording.log_refused_attempts(client, exchange)
+        recording.log_refused_attempts(gateway, exchange)
         recording.save(recording.answered(exchange, reply.status))
         extra = {} if message.apimsgid else {"apimsgid": reply.apimsgid}
         if apply_status(message, reply.status, reported_at=None, via=via, extra=extra):

@@ -1,7 +1,7 @@
 """One send run's requests and records: verify what is in doubt, send the rest, log it all.
 
-:class:`SendRun` holds what every request of a run shares (the client, who
-asked, the lease keeper), so each step takes just the message.  The lease is
+:class:`SendRun` holds what every request of a run shares (the backend of
+each account, who asked, the lease keeper), so each step takes just the message.  The lease is
 checked before each request; a stop asked for meanwhile is honoured before
 sending; a send in doubt is asked about (``querymsg`` by ``climsgid``) and only
 ``ERR 104`` makes a send safe.
@@ -10,6 +10,7 @@ sending; a send in doubt is asked about (``querymsg`` by ``climsgid``) and only
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +24,8 @@ from ..exceptions import (
     ProtocolError,
     UnknownMessage,
 )
-from ..gateway.client import ClickatellClient
+from ..gateway.backends import Backend, OutgoingSms
 from ..models import GatewayExchange, OutboundMessage, SendState
-from ..protocol.encoding import encode_text
 from ..protocol.replies import ErrorReply, SentMessageReply
 from . import claims, recording
 from .callbacks import match_unmatched_callbacks
@@ -54,15 +54,17 @@ class SendRun:
 
     def __init__(
         self,
-        client: ClickatellClient,
+        backends: Callable[[OutboundMessage], Backend],
         via: str,
         actor_id: int | None,
         task_id: str,
         report: SendReport,
         keeper: claims.LeaseKeeper,
     ) -> None:
-        self.client, self.via, self.actor_id, self.task_id = client, via, actor_id, task_id
+        self.backends, self.via, self.actor_id, self.task_id = backends, via, actor_id, task_id
         self.report, self.keeper, self.token = report, keeper, keeper.token
+        #: The backend of the message being processed (its account's).
+        self.backend: Backend | None = None
 
     def _exchange(self, message: OutboundMessage, command: str) -> GatewayExchange:
         return recording.new_exchange(
@@ -78,6 +80,7 @@ class SendRun:
         """
         if not self.keeper.holds(message.pk):
             return True  # taken over after our lease lapsed: the other run decides it
+        self.backend = self.backends(message)
         if message.send_state == SendState.VERIFYING:
             found = self._verify(message)
             if found is not _ABSENT:
@@ -105,7 +108,7 @@ class SendRun:
     def _send(self, message: OutboundMessage) -> bool:
         exchange = self._exchange(message, "sendmsg")
         try:
-            replies = self.client.sendmsg(_fields(message))
+            replies = self._backend.send([outgoing(message)])
         except CommandNotSent as exc:
             # Nothing left this process: the message is simply still queued.
             return self._stop(message, exchange, exc, SendState.QUEUED)
@@ -135,11 +138,16 @@ class SendRun:
             return self._stop(message, exchange, unreadable, SendState.VERIFYING)
         return True
 
+    @property
+    def _backend(self) -> Backend:
+        assert self.backend is not None, "process() chooses the backend first"
+        return self.backend
+
     def _log(
         self, exchange: GatewayExchange, *, status: str = "", error: ClickatellError | None = None
     ) -> None:
         """Log the request (after any that met ERR 003 on the way), answered or failed."""
-        recording.log_refused_attempts(self.client, exchange)
+        recording.log_refused_attempts(self.backend, exchange)
         if error is None:
             recording.save(recording.answered(exchange, status))
         else:
@@ -149,7 +157,7 @@ class SendRun:
         """True/False (go on / stop the run) once resolved; ``_ABSENT`` if never received."""
         exchange = self._exchange(message, "querymsg")
         try:
-            reply = self.client.querymsg(climsgid=message.climsgid)
+            reply = self._backend.query(climsgid=message.climsgid)
         except UnknownMessage as exc:
             self._log(exchange, error=exc)
             return _ABSENT
@@ -223,14 +231,12 @@ class SendRun:
 _ABSENT = object()
 
 
-def _fields(message: OutboundMessage) -> dict[str, str]:
-    fields = {
-        "to": message.recipient,
-        "climsgid": message.climsgid,
-        **encode_text(message.text).fields(),
-    }
-    if message.sender:
-        fields["from"] = message.sender
-    for key, value in message.send_options.items():
-        fields[key] = str(value)
-    return fields
+def outgoing(message: OutboundMessage) -> OutgoingSms:
+    """The message as the backends take it: what was recorded, options as stored."""
+    return OutgoingSms(
+        to=message.recipient,
+        text=message.text,
+        climsgid=message.climsgid,
+        sender=message.sender,
+        options=dict(message.send_options),
+    )

@@ -26,9 +26,10 @@ from typing import Any
 
 from django.db.models import Case, F, Q, Value, When
 
-from ..gateway.client import ClickatellClient
+from ..gateway.backends import Backend
 from ..models import CancelState, OutboundMessage, SendState
 from . import claims
+from .account import BackendPool
 from .send_run import SendReport, SendRun
 
 logger = logging.getLogger("django_clickatell.sending")
@@ -65,10 +66,11 @@ def send_messages(
     via: str,
     actor: Any = None,
     task_id: str = "",
-    client: ClickatellClient | None = None,
+    backend: Backend | None = None,
 ) -> SendReport:
     """Send (or first verify) the given messages, each at most once; see the module docstring.
 
+    Each message goes through its account's backend (*backend*, if given, for all).
     A transient failure stops the run: the message it concerned and the untried
     ones are handed back and listed in ``report.retry``.  Messages another live
     run holds are listed in ``report.held_elsewhere``.
@@ -82,9 +84,7 @@ def send_messages(
     if not claim.messages:
         return report
     keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claim.messages])
-    run = SendRun(
-        client or ClickatellClient(), via, getattr(actor, "pk", None), task_id, report, keeper
-    )
+    run = SendRun(BackendPool(backend), via, getattr(actor, "pk", None), task_id, report, keeper)
     for index, message in enumerate(claim.messages):
         if not run.process(message):
             _hand_back([m.pk for m in claim.messages[index + 1 :]], claim.token)

@@ -2,15 +2,16 @@
 
 ``BACKEND`` names one by its short name (below) or by a dotted path to a
 :class:`~.base.Backend` subclass of your own.  :func:`get_backend` builds the
-backend of a named account (``"default"``: the top-level ``CLICKATELL`` keys).
+backend of a named account (``"default"``: the top-level ``CLICKATELL`` keys;
+the others: ``CLICKATELL["ACCOUNTS"]``, see :mod:`django_clickatell.conf.accounts`).
 """
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ...conf import ClickatellSettings, app_settings
+from ...conf import DEFAULT_ACCOUNT, UnknownBackend, account_settings
+from ...conf.errors import describe
 from .base import Backend, Capabilities, OutgoingSms, SendResult
 
 #: Short names accepted in ``BACKEND``.
@@ -18,36 +19,30 @@ BACKENDS: dict[str, str] = {
     "legacy_http": "django_clickatell.gateway.backends.legacy_http.LegacyHttpBackend",
 }
 
-DEFAULT_ACCOUNT = "default"
 
+def backend_class(name: str, key: str = "BACKEND") -> type[Backend]:
+    """The class ``BACKEND`` names; ``UnknownBackend`` (check ``E013``) naming *key* otherwise.
 
-def backend_class(name: str) -> type[Backend]:
-    """The class ``BACKEND`` names; ``ImproperlyConfigured`` naming the key otherwise."""
+    *key* is how messages name the setting (an account's ``AccountKey``).
+    """
     path = BACKENDS.get(name, name)
     try:
         cls = import_string(path)
     except ImportError:
         known = ", ".join(sorted(BACKENDS))
-        raise ImproperlyConfigured(
-            f"CLICKATELL['BACKEND'] = {name[:80]!r} is neither one of {known} nor an importable "
+        raise UnknownBackend(
+            f"{describe(key)} = {name[:80]!r} is neither one of {known} nor an importable "
             "dotted path to a Backend class."
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise ImproperlyConfigured(f"CLICKATELL['BACKEND'] = {name[:80]!r} is not a Backend class.")
+        raise UnknownBackend(f"{describe(key)} = {name[:80]!r} is not a Backend class.")
     return cls
 
 
-def account_settings(alias: str = DEFAULT_ACCOUNT) -> ClickatellSettings:
-    """The settings of one account (provisional: only the default account so far)."""
-    if alias != DEFAULT_ACCOUNT:
-        raise ImproperlyConfigured(f"No Clickatell account named {alias[:40]!r}.")
-    return app_settings
-
-
 def get_backend(account: str = DEFAULT_ACCOUNT) -> Backend:
-    """The backend of *account*, built from its settings."""
+    """The backend of *account*, built from its settings (``UnknownAccount`` if none such)."""
     config = account_settings(account)
-    return backend_class(config.backend)(config, alias=account)
+    return backend_class(config.backend, config.key("BACKEND"))(config, alias=account)
 
 
 __all__ = [
