@@ -58,6 +58,7 @@ def send_sms(
     callback: int | None = None,
     concat: int | None = None,
     validity_minutes: int | None = None,
+    account: str = "default",
     wait: bool = False,
 ) -> list[OutboundMessage]:
     """Record one message per recipient and send them (now or scheduled).
@@ -65,6 +66,9 @@ def send_sms(
     Raises :class:`InvalidMessage` (nothing recorded) for a bad number, an
     empty text, a schedule outside Clickatell's 10 minutes to 7 days, …
     Text outside the GSM alphabet is sent as Unicode automatically.
+    *account* names the Clickatell account to send through (an alias of
+    ``CLICKATELL["ACCOUNTS"]``; ``"default"``: the top-level settings); an
+    unknown one raises :class:`InvalidMessage`.
 
     ``wait=True`` belongs outside a transaction: inside one, the records and
     the claim are not committed when the request leaves, so a rollback
@@ -81,6 +85,7 @@ def send_sms(
         callback=callback,
         concat=concat,
         validity_minutes=validity_minutes,
+        account=account,
     )
     pks = [m.pk for m in messages]
     if wait:
@@ -124,14 +129,15 @@ def refresh_sms(
     return None
 
 
-def get_balance(*, cached: bool = True) -> Decimal:
+def get_balance(*, cached: bool = True, account: str = "default") -> Decimal:
     """The account's remaining credit (shared by every process for ``BALANCE_CACHE_SECONDS``)."""
-    return balance.get_balance(cached=cached)
+    return balance.get_balance(cached=cached, account=account)
 
 
-def check_credentials() -> Account:
-    """Open a session with the configured credentials, or raise why Clickatell refused."""
-    return _check_credentials()
+def check_credentials(account: str = "default") -> Account:
+    """Prove the account's credentials work (for the HTTP API: open its shared session),
+    or raise why Clickatell refused."""
+    return _check_credentials(account)
 
 
 def _warn_inside_a_transaction(what: str) -> None:

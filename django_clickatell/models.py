@@ -101,6 +101,17 @@ class OutboundMessage(models.Model):
         editable=False,
         help_text=_("The sendmsg options (schedule, callback, concat, validity) used."),
     )
+    account = models.CharField(
+        _("account"),
+        max_length=32,
+        default="default",
+        db_index=True,
+        editable=False,
+        help_text=_(
+            "The Clickatell account (its alias in settings) the message goes through; "
+            "every request about it uses that account's credentials."
+        ),
+    )
 
     cancel_state = models.CharField(
         _("cancellation"),

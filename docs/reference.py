@@ -24,7 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from django_clickatell.checks import PROBLEMS  # noqa: E402
-from django_clickatell.conf import ClickatellSettings, Option  # noqa: E402
+from django_clickatell.conf import ACCOUNT, PROCESS, ClickatellSettings, Option  # noqa: E402
+
+#: How the reference says where a key is read (see Accounts in docs/configuration.rst).
+SCOPES = {
+    ACCOUNT: "Scope: per account (each account's own dict; never inherited).",
+    PROCESS: "Scope: process-wide (top level only, for every account).",
+}
 
 FILES = (ROOT / "README.rst", ROOT / "docs" / "configuration.rst")
 WIDTH = 88
@@ -33,8 +39,9 @@ NO_BREAK = "\0"
 
 def entry(option: Option[object]) -> str:
     """One key as a definition-list item: the term, the paragraph, bounds and example."""
-    default = "required" if option.required else f"default {option.default_text}"
+    default = option.required_text if option.required else f"default {option.default_text}"
     facts = [_wrap(f"Accepts: {option.kind.bounds}.")] if option.kind.bounds else []
+    facts.append(f"    {SCOPES[option.scope]}")
     facts.append(f"    Example: ``{option.example}``.")
     term = f"``{option.key}`` ({option.kind.type}; {default})"
     return "\n".join([term, _wrap(option.doc), "", *facts])

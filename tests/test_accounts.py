@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
+from typing import Any
+from unittest import mock
 
 import pytest
+from django.core.cache import cache
 
+from django_clickatell import api
 from django_clickatell.conf import app_settings
-from django_clickatell.exceptions import RemoteStopUnsupported
+from django_clickatell.exceptions import InvalidMessage, RemoteStopUnsupported
+from django_clickatell.gateway import backends
 from django_clickatell.gateway.backends import Backend, Capabilities, OutgoingSms, SendResult
-from django_clickatell.models import CancelState, OutboundMessage, Via
+from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, SendState, Via
 from django_clickatell.protocol.replies import BalanceReply, MessageStatusReply
+from django_clickatell.services import account, balance, composing, sending
 from django_clickatell.services.cancel_run import HANDED_OVER
 from django_clickatell.services.cancelling import cancel_messages
+from django_clickatell.services.refreshing import refresh_statuses
+from django_clickatell.simulator import ClickatellSimulator
 from tests.factories import scheduled_messages
 
 pytestmark = pytest.mark.django_db
@@ -94,3 +102,110 @@ def test_the_gateways_guard_is_recorded_the_same_way() -> None:
     message = OutboundMessage.objects.get(pk=message.pk)
     assert (message.cancel_state, message.cancel_error) == (CancelState.TOO_LATE, HANDED_OVER)
     assert not message.exchanges.exists()
+
+
+# -- two accounts in one project ------------------------------------------------------------
+
+OTHER = {"username": "other", "password": "0ther-pass", "api_id": "7654321"}
+
+
+@pytest.fixture
+def other_gateway() -> Iterator[ClickatellSimulator]:
+    """A second Clickatell account: its own gateway, its own user, sessions and balance."""
+    with ClickatellSimulator(
+        username=OTHER["username"],
+        password=OTHER["password"],
+        api_id=OTHER["api_id"],
+        balance="77.5",
+    ) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def two_accounts(
+    simulator: ClickatellSimulator, other_gateway: ClickatellSimulator, settings: Any
+) -> tuple[ClickatellSimulator, ClickatellSimulator]:
+    """The default account on the shared simulator, account ``"other"`` on its own."""
+    other = {
+        "USERNAME": OTHER["username"],
+        "PASSWORD": OTHER["password"],
+        "API_ID": OTHER["api_id"],
+        "BASE_URL": other_gateway.base_url,
+    }
+    settings.CLICKATELL = {**settings.CLICKATELL, "ACCOUNTS": {"other": other}}
+    return simulator, other_gateway
+
+
+def test_each_message_goes_through_its_own_accounts_session(
+    two_accounts: tuple[ClickatellSimulator, ClickatellSimulator],
+) -> None:
+    default, other = two_accounts
+    mine = composing.create_messages(["27990000001", "27990000002"], "hello")
+    theirs = composing.create_messages(["27990000003", "27990000004"], "hi", account="other")
+    assert {m.account for m in mine} == {"default"}
+    assert {m.account for m in theirs} == {"other"}
+    built = mock.patch.object(account, "get_backend", wraps=backends.get_backend)
+    with built as get_backend:
+        pks = [m.pk for m in mine + theirs]
+        report = sending.send_messages(pks, via=Via.TASK)  # one run, both accounts
+    assert sorted(report.sent) == sorted(pks)
+    assert sorted(call.args[0] for call in get_backend.call_args_list) == ["default", "other"]
+    # Each gateway saw its own user log in once, and only its own messages, each carried
+    # out under the session it handed out (another's session would have met ERR 003).
+    for gateway, messages in ((default, mine), (other, theirs)):
+        assert gateway.counts["auth"] == 1
+        assert gateway.executed["sendmsg"] == gateway.counts["sendmsg"] == 2
+        assert gateway.counts["faults"] == 0
+        assert set(gateway.sendmsg_requests) == {m.recipient for m in messages}
+        for message in messages:
+            message.refresh_from_db()
+            assert message.send_state == SendState.SENT
+            assert gateway.status_of(str(message.apimsgid))
+    assert other.counts["total"] == 3  # auth + two sendmsg: nothing of the default account's
+    assert len(other.issued_session_ids) == 1
+    assert GatewayExchange.objects.filter(message__in=mine + theirs).count() == 4  # no refusals
+
+
+def test_stop_refresh_and_balance_use_the_messages_account(
+    two_accounts: tuple[ClickatellSimulator, ClickatellSimulator],
+) -> None:
+    default, other = two_accounts
+    [mine] = scheduled_messages(default, 1)
+    [theirs] = scheduled_messages(None, 1, apimsgid=other.add_message(), account="other")
+    report = cancel_messages([mine.pk, theirs.pk], via=Via.API)
+    assert sorted(report.cancelled) == sorted([mine.pk, theirs.pk])
+    assert (default.counts["delmsg"], other.counts["delmsg"]) == (1, 1)
+    assert other.status_of(str(theirs.apimsgid)) == "006"
+    [theirs2] = scheduled_messages(None, 1, apimsgid=other.add_message(), account="other")
+    refresh_statuses([theirs2.pk], via=Via.API)
+    assert (default.counts["querymsg"], other.counts["querymsg"]) == (0, 1)
+    assert balance.get_balance(account="other") == 77.5
+    assert balance.get_balance() == 1000
+    assert balance.get_balance(account="other") == 77.5  # its own cache entry
+    assert api.check_credentials("other").username == "other"
+
+
+def test_an_unknown_account_is_refused_and_nothing_recorded(
+    two_accounts: tuple[ClickatellSimulator, ClickatellSimulator],
+) -> None:
+    with pytest.raises(InvalidMessage, match=r"'marketing' \(configured: default, other\)"):
+        api.send_sms("27990000001", "hello", account="marketing")
+    assert not OutboundMessage.objects.exists()
+
+
+def test_a_message_of_an_account_since_removed_is_not_sent(
+    two_accounts: tuple[ClickatellSimulator, ClickatellSimulator], settings: Any
+) -> None:
+    """Its run records "not sent" and stops; the message waits for the settings to be fixed."""
+    [message] = composing.create_messages("27990000001", "hello", account="other")
+    settings.CLICKATELL = {k: v for k, v in settings.CLICKATELL.items() if k != "ACCOUNTS"}
+    cache.clear()
+    report = sending.send_messages([message.pk], via=Via.TASK)
+    assert report.sent == []
+    assert report.retry == [message.pk]
+    message.refresh_from_db()
+    assert message.send_state == SendState.QUEUED
+    assert "No Clickatell account named 'other'" in message.send_error
+    [exchange] = message.exchanges.all()
+    assert (exchange.command, exchange.outcome) == ("sendmsg", "not_sent")
+    assert sum(gateway.counts["total"] for gateway in two_accounts) == 0

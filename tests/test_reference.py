@@ -74,7 +74,8 @@ def test_every_key_type_and_default_is_stated(document: str) -> None:
         assert heading, key
         assert heading["type"] == option.kind.type, key
         if option.required:
-            assert heading["default"] == "required", key
+            assert heading["default"] == option.required_text, key
+            assert heading["default"].startswith("required"), key
         elif isinstance(option.default, Derived):
             assert heading["default"].startswith("default "), key  # derived: stated in words
         else:

@@ -8,14 +8,30 @@ object per account per run, whatever API the account speaks.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from ..conf import SettingError, account_settings
-from ..gateway.backends import DEFAULT_ACCOUNT, Backend, backend_class, get_backend
+from django.core.exceptions import ImproperlyConfigured
+
+from ..conf import SettingError, account_settings, app_settings
+from ..exceptions import CommandNotSent, InvalidInput
+from ..gateway.backends import (
+    DEFAULT_ACCOUNT,
+    Backend,
+    Capabilities,
+    OutgoingSms,
+    SendResult,
+    backend_class,
+    get_backend,
+)
+from ..protocol.replies import BalanceReply, MessageStatusReply
 
 if TYPE_CHECKING:
     from ..models import OutboundMessage
+
+logger = logging.getLogger("django_clickatell.accounts")
 
 
 @dataclass(frozen=True)
@@ -39,14 +55,69 @@ class BackendPool:
         self._built: dict[str, Backend] = {}
 
     def for_account(self, alias: str) -> Backend:
+        """The account's backend; an :class:`Unconfigured` one if its settings are unusable."""
         if self.fixed is not None:
             return self.fixed
         if alias not in self._built:
-            self._built[alias] = get_backend(alias)
+            try:
+                self._built[alias] = get_backend(alias)
+            except ImproperlyConfigured as exc:
+                # A message recorded for an account since removed or broken in the settings:
+                # nothing can be asked; each request is "not sent", to be tried again once
+                # the settings are fixed -- never a crash that leaves its claim to expire.
+                logger.error("Clickatell account %r is unusable: %s", alias[:40], exc)
+                self._built[alias] = Unconfigured(alias, str(exc))
         return self._built[alias]
 
     def __call__(self, message: OutboundMessage) -> Backend:
-        return self.for_account(getattr(message, "account", DEFAULT_ACCOUNT))
+        return self.for_account(message.account)
+
+
+class Unconfigured(Backend):
+    """Stands in for an account whose settings are missing or broken: sends nothing.
+
+    Every call raises ``CommandNotSent`` (retryable) with the reason, so the
+    services record "not sent" the way they do for a session that could not be
+    had.  It claims remote stop so that a stop is retried, never recorded as
+    "too late" for a message this account could stop once configured.
+    """
+
+    name = "unconfigured"
+    capabilities = Capabilities(
+        remote_stop=True,
+        sessions=False,
+        native_scheduling=False,
+        scheduling_horizon=None,
+        batch_size=1,
+        callbacks="",
+        query_by_client_id=True,
+    )
+
+    def __init__(self, alias: str, reason: str) -> None:
+        super().__init__(app_settings, alias=alias)
+        self.reason = reason
+
+    def _refuse(self, command: str) -> NoReturn:
+        raise CommandNotSent(command, InvalidInput(self.reason))
+
+    def send(self, messages: Sequence[OutgoingSms]) -> list[SendResult]:
+        self._refuse("sendmsg")
+
+    def query(
+        self, *, apimsgid: str | None = None, climsgid: str | None = None
+    ) -> MessageStatusReply:
+        self._refuse("querymsg")
+
+    def stop(
+        self, *, apimsgid: str | None = None, climsgid: str | None = None
+    ) -> MessageStatusReply:
+        self._refuse("delmsg")
+
+    def balance(self) -> BalanceReply:
+        self._refuse("getbalance")
+
+    def check_credentials(self) -> None:
+        self._refuse("auth")
 
 
 def check_credentials(account: str = DEFAULT_ACCOUNT) -> Account:

@@ -56,6 +56,7 @@ _MESSAGE_FIELDS = (
     "pk",
     "apimsgid",
     "climsgid",
+    "account",
     "status",
     "status_changed_at",
     "cancel_requested_by_id",

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ..conf import DEFAULT_ACCOUNT, account_aliases
 from ..exceptions import InvalidMessage
 from ..models import OutboundMessage, SendState
 from ..protocol.msisdn import normalize_msisdn
@@ -88,14 +89,18 @@ def create_messages(
     text: str,
     *,
     climsgid: str | None = None,
+    account: str = DEFAULT_ACCOUNT,
     **options: Any,
 ) -> list[OutboundMessage]:
     """Validate and record one ``QUEUED`` message per recipient; send nothing yet.
 
-    *options* are the fields of :class:`SendOptions` (``sender``,
+    *account* is the alias of the Clickatell account to send through (one of
+    ``ACCOUNTS``, or ``"default"``); every later request about the messages
+    uses it.  *options* are the fields of :class:`SendOptions` (``sender``,
     ``deliver_in_minutes``, ``scheduled_at``, ``callback``, ``concat``,
     ``validity_minutes``).
     """
+    _check_account(account)
     try:
         how = SendOptions(**options)
     except TypeError as exc:
@@ -114,6 +119,7 @@ def create_messages(
             scheduled_for=scheduled_for,
             send_state=SendState.QUEUED,
             send_options=fields,
+            account=account,
         )
         for number in numbers
     ]
@@ -133,6 +139,15 @@ def _recipients(recipients: str | Sequence[str]) -> list[str]:
     if len(set(normalized)) != len(normalized):
         raise InvalidMessage("A recipient is listed twice.")
     return normalized
+
+
+def _check_account(account: object) -> None:
+    configured = account_aliases()
+    if account not in configured:
+        raise InvalidMessage(
+            f"No Clickatell account named {str(account)[:40]!r} "
+            f"(configured: {', '.join(configured)})."
+        )
 
 
 def _check_climsgid(climsgid: str | None, recipients: int) -> None:

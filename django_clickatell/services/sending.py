@@ -41,6 +41,7 @@ _FIELDS = (
     "sender",
     "text",
     "climsgid",
+    "account",
     "send_options",
     "send_state",
     "cancel_state",
