@@ -209,3 +209,18 @@ def test_a_message_of_an_account_since_removed_is_not_sent(
     [exchange] = message.exchanges.all()
     assert (exchange.command, exchange.outcome) == ("sendmsg", "not_sent")
     assert sum(gateway.counts["total"] for gateway in two_accounts) == 0
+
+
+def test_the_ping_keeps_every_session_account_alive(
+    two_accounts: tuple[ClickatellSimulator, ClickatellSimulator], settings: Any
+) -> None:
+    accounts = settings.CLICKATELL["ACCOUNTS"]
+    platform = {"BACKEND": "tests.test_accounts.NoRemoteStop", "API_KEY": "k3y"}
+    settings.CLICKATELL = {**settings.CLICKATELL, "ACCOUNTS": {**accounts, "platform": platform}}
+    account.keep_session_alive()
+    for gateway in two_accounts:
+        assert (gateway.counts["auth"], gateway.counts["ping"]) == (1, 1)
+    assert NoRemoteStop.calls == []  # no sessions: nothing to keep alive
+    account.keep_session_alive("other")
+    assert two_accounts[1].counts["ping"] == 2
+    assert two_accounts[0].counts["ping"] == 1

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ..conf import SettingError, account_settings, app_settings
-from ..exceptions import CommandNotSent, InvalidInput
+from ..conf import SettingError, account_aliases, account_settings, app_settings
+from ..exceptions import ClickatellError, CommandNotSent, InvalidInput
 from ..gateway.backends import (
     DEFAULT_ACCOUNT,
     Backend,
@@ -132,9 +132,28 @@ def check_credentials(account: str = DEFAULT_ACCOUNT) -> Account:
     return Account(backend.config.username, backend.config.api_id, account)
 
 
-def keep_session_alive(account: str = DEFAULT_ACCOUNT) -> None:
-    """Keep the account's shared session alive (the HTTP API drops it after 15 idle minutes)."""
-    get_backend(account).keep_alive()
+def keep_session_alive(account: str | None = None) -> None:
+    """Keep shared sessions alive (the HTTP API drops one after 15 idle minutes).
+
+    With *account*, that account's; without, every configured account whose API
+    has sessions (the ping task and command), each tried even when one fails --
+    the first failure is raised afterwards.
+    """
+    if account is not None:
+        get_backend(account).keep_alive()
+        return
+    first: ClickatellError | None = None
+    for alias in account_aliases():
+        backend = get_backend(alias)
+        if not backend.capabilities.sessions:
+            continue
+        try:
+            backend.keep_alive()
+        except ClickatellError as exc:
+            logger.warning("Could not keep account %r's session alive: %s", alias, exc)
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def backend_problem(alias: str = DEFAULT_ACCOUNT) -> str:

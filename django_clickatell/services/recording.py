@@ -40,6 +40,7 @@ from ..exceptions import (
     ProtocolError,
     TransportError,
 )
+from ..gateway.backends import Backend
 from ..models import CancelState, GatewayExchange, OutboundMessage
 from ..protocol.redaction import clean
 
@@ -104,13 +105,14 @@ def failed(exchange: GatewayExchange, error: ClickatellError) -> GatewayExchange
     return exchange
 
 
-def log_refused_attempts(client: object, exchange: GatewayExchange) -> None:
-    """Log the requests of the client's last call that met ERR 003/005 before it.
+def log_refused_attempts(backend: Backend, exchange: GatewayExchange) -> None:
+    """Log the requests of the backend's last call that met ERR 003/005 before it.
 
     They were real requests, answered and not carried out; the session was
-    renewed and the command repeated -- the repeat is *exchange* itself.
+    renewed and the command repeated -- the repeat is *exchange* itself.  Only
+    session APIs have any (``Backend.refused_attempts``).
     """
-    refusals = getattr(client, "refused_attempts", ())
+    refusals = backend.refused_attempts
     if not refusals:
         return
     GatewayExchange.objects.bulk_create(

@@ -147,7 +147,7 @@ class SendRun:
         self, exchange: GatewayExchange, *, status: str = "", error: ClickatellError | None = None
     ) -> None:
         """Log the request (after any that met ERR 003 on the way), answered or failed."""
-        recording.log_refused_attempts(self.backend, exchange)
+        recording.log_refused_attempts(self._backend, exchange)
         if error is None:
             recording.save(recording.answered(exchange, status))
         else:
