@@ -54,7 +54,8 @@ def _fixture(*, autouse: bool = False) -> Callable[[F], F]:
 #: Every SMS the test backend sent since the last reset, in send order (a live list).
 outbox: list[SentSms] = testing_support.outbox
 #: Script the test gateway's next answers: ``script.refuse_next("sendmsg", code=301)``,
-#: ``script.fail_next("delmsg", error=GatewayTimeout("delmsg", 5.0))``, ``script.balance(0)``,
+#: ``script.fail_next("delmsg", error=GatewayTimeout("delmsg", "timed out"))``,
+#: ``script.balance(0)``,
 #: ``script.capabilities(remote_stop=False)``.
 script = testing_support.script
 #: How many requests of each command the test backend answered (``requests["delmsg"]``).
