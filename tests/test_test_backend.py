@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import socket
+import subprocess
+import sys
 import threading
+import unittest
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.test import SimpleTestCase
 
 from django_clickatell import testing
 from django_clickatell.conf import app_settings
@@ -155,6 +160,45 @@ def test_the_plugin_starts_each_test_empty_b(clickatell_outbox: list[Any]) -> No
     assert clickatell_outbox == []
     assert testing.requests == {}
     assert isinstance(backend().send([sms(1)])[0], SentMessageReply)
+
+
+def test_the_mixin_empties_the_gateway_before_each_django_test() -> None:
+    seen: list[int] = []
+
+    class Case(testing.ClickatellTestMixin, SimpleTestCase):
+        def setUp(self) -> None:
+            super().setUp()
+            seen.append(len(testing.outbox))
+
+        def test_something(self) -> None:
+            backend().send([sms(1)])
+
+    backend().send([sms(1)])
+    result = unittest.TestResult()
+    Case("test_something").run(result)
+    assert result.wasSuccessful(), result.errors
+    assert seen == [0]
+
+
+def test_the_helpers_work_without_pytest_installed() -> None:
+    """Projects on Django's test runner may not have pytest: only the fixtures need it."""
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"  # ``import pytest`` now fails
+        "import django; django.setup()\n"
+        "from django_clickatell import testing\n"
+        "from django_clickatell.conf import app_settings\n"
+        "from django_clickatell.gateway.backends import backend_class\n"
+        "from django_clickatell.gateway.backends.base import OutgoingSms\n"
+        "testing.reset_outbox()\n"
+        "backend_class('test')(app_settings).send([OutgoingSms('27999000001', 'hi', 'c1')])\n"
+        "print(len(testing.outbox), testing.outbox[0].text, sys.modules['pytest'] is None)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "hi", "True"]  # pytest still blocked
 
 
 def test_no_socket_is_ever_opened(monkeypatch: pytest.MonkeyPatch) -> None:
