@@ -239,11 +239,15 @@ def test_scripted_statuses_by_either_id_are_what_query_answers() -> None:
     assert testing.status_of(apimsgid) == "002"
 
 
-def test_a_climsgid_belongs_to_its_account() -> None:
-    backend("default").send([sms(1)])
+def test_ids_belong_to_their_account() -> None:
+    [result] = backend("default").send([sms(1)])
     with pytest.raises(UnknownMessage) as caught:
         backend("other").query(climsgid="c1")
     assert caught.value.code == 104
+    with pytest.raises(UnknownMessage) as caught:
+        backend("other").stop(apimsgid=sent_id(result))
+    assert caught.value.code == 103
+    assert testing.status_of(sent_id(result)) == "002"
     with pytest.raises(UnknownMessage) as caught:
         backend().query(apimsgid="test-0-ffffffff")
     assert caught.value.code == 103

@@ -168,26 +168,22 @@ class TestGatewayState:
             seen = Counter((sms.account, sms.climsgid) for sms in self.outbox if sms.climsgid)
         return sorted(key for key, count in seen.items() if count > 1)
 
-    def _find(self, reference: str, account: str | None = None) -> _Message:
+    def _find(self, reference: str) -> _Message:
+        """The test asking: by ``apimsgid``, else the latest send with that ``climsgid``."""
         message = self._messages.get(reference)
-        if message is not None and account in (None, message.sms.account):
+        if message is not None:
             return message
-        if account is not None:
-            apimsgid = self._by_climsgid.get((account, reference))
-        else:  # the test asking: any account, the latest send
-            apimsgid = next(
-                (
-                    sms.apimsgid
-                    for sms in reversed(self.outbox)
-                    if sms.climsgid == reference and sms.apimsgid in self._messages
-                ),
-                None,
-            )
-        if apimsgid is None:
-            raise LookupError(f"The test gateway has no message {reference[:40]!r}.")
-        return self._messages[apimsgid]
+        for sms in reversed(self.outbox):
+            if sms.climsgid == reference and sms.apimsgid in self._messages:
+                return self._messages[sms.apimsgid]
+        raise LookupError(f"The test gateway has no message {reference[:40]!r}.")
 
     # -- what the backends call ------------------------------------------------------------
+
+    @property
+    def credit(self) -> Decimal:
+        with self.lock:
+            return self._credit
 
     def capabilities(self, default: Capabilities) -> Capabilities:
         with self.lock:
@@ -228,13 +224,20 @@ class TestGatewayState:
     def lookup(
         self, account: str, command: str, apimsgid: str | None, climsgid: str | None
     ) -> _Message:
-        """The message ``querymsg``/``delmsg`` names, or the ``UnknownMessage`` Clickatell sends."""
-        reference = check_reference(apimsgid, climsgid)
-        try:
-            return self._find(reference, account)
-        except LookupError:
-            code = 103 if apimsgid else 104
-            raise UnknownMessage(code, command=command) from None
+        """The message ``querymsg``/``delmsg`` names, or the ``UnknownMessage`` Clickatell sends.
+
+        Ids are the account's own: another account's message is unknown here.
+        """
+        check_reference(apimsgid, climsgid)
+        with self.lock:
+            if apimsgid:
+                message = self._messages.get(apimsgid)
+            else:
+                found = self._by_climsgid.get((account, str(climsgid)))
+                message = self._messages.get(found) if found else None
+            if message is None or message.sms.account != account:
+                raise UnknownMessage(103 if apimsgid else 104, command=command)
+            return message
 
 
 class Script:
@@ -388,7 +391,7 @@ class TestBackend(Backend):
     def balance(self) -> BalanceReply:
         with self.state.lock:
             self._answer(self.state.request("getbalance"), "getbalance")
-            return BalanceReply(self.state._credit)
+            return BalanceReply(self.state.credit)
 
     # -- the account -----------------------------------------------------------------------
 
