@@ -16,6 +16,10 @@ from .base import Backend, Capabilities, OutgoingSms, SendResult
 #: Short names accepted in ``BACKEND``.
 BACKENDS: dict[str, str] = {
     "legacy_http": "django_clickatell.gateway.backends.legacy_http.LegacyHttpBackend",
+    # For your test suite (in memory, no sockets) and for development (prints each SMS).
+    "test": "django_clickatell.gateway.backends.locmem.TestBackend",
+    "locmem": "django_clickatell.gateway.backends.locmem.TestBackend",
+    "console": "django_clickatell.gateway.backends.console.ConsoleBackend",
 }
 
 DEFAULT_ACCOUNT = "default"
