@@ -78,6 +78,30 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     return {"sends": len(sends), "cancellations": len(cancels)}
 
 
+def release_held(*, via: str = "task", max_batches: int = 20) -> dict[str, int]:
+    """Hand the held messages that are due to the send path (see ``services/release.py``).
+
+    Releases batch after batch (at most *max_batches*, so one call stays
+    bounded) and queues each batch for sending like any new message: to Celery,
+    or sent here when Celery is not in use.  The beat task
+    ``release_due_messages`` and ``manage.py clickatell_release`` call this.  A
+    batch released but not queued (the broker down, this process killed) is
+    ordinary queued work: ``requeue_stalled_work`` picks it up.
+    """
+    from .services.release import release_due
+
+    released = rescheduled = 0
+    for _batch in range(max_batches):
+        report = release_due()
+        if report.released:
+            enqueue_sending(report.released, via=via)
+        released += len(report.released)
+        rescheduled += len(report.rescheduled)
+        if not report.more:
+            break
+    return {"released": released, "rescheduled": rescheduled}
+
+
 def _hand_on(pks: list[int], job: str, *, via: str, actor: Any, using: str | None = None) -> bool:
     if not pks:
         return True
