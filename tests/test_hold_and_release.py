@@ -9,23 +9,32 @@ A held message is stopped here with no request to Clickatell.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from django_clickatell import dispatch
-from django_clickatell.api import InvalidMessage, send_sms
+from django_clickatell.admin.explanations import compact_when
+from django_clickatell.api import InvalidMessage, cancel_sms, send_sms
 from django_clickatell.models import CancelState, OutboundMessage, SendState, Via
 from django_clickatell.services import composing
 from django_clickatell.services.cancel_requests import preview_cancellation, request_cancellation
 from django_clickatell.services.release import release_due
 from django_clickatell.services.scheduling import HoldPolicy
 from django_clickatell.simulator import ClickatellSimulator
+from tests.test_operator_view import CHANGELIST, post_action, text_of
 
 pytestmark = pytest.mark.django_db
 
@@ -279,4 +288,205 @@ def test_a_held_message_is_stopped_here_with_no_request(
         CancelState.CANCELLED,
     )
     assert release_due(due).released == []
+    assert simulator.counts["total"] == 0
+
+
+def _held(due_in: timedelta = timedelta(days=30), number: str = "27999000001") -> OutboundMessage:
+    [message] = send_sms(number, "held", scheduled_at=timezone.now() + due_in)
+    assert message.send_state == SendState.HELD
+    return message
+
+
+def _assert_stopped_here(message: OutboundMessage, simulator: ClickatellSimulator) -> None:
+    message.refresh_from_db()
+    assert (message.send_state, message.cancel_state) == (
+        SendState.WITHDRAWN,
+        CancelState.CANCELLED,
+    )
+    # No request about any message (the admin's pages may read the balance).
+    assert [simulator.counts[c] for c in ("sendmsg", "delmsg", "querymsg")] == [0, 0, 0]
+    assert not message.exchanges.exists()
+
+
+def test_held_message_stopped_from_the_admin(
+    admin_client: Client, simulator: ClickatellSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
+    message = _held()
+    confirm = post_action(admin_client, "cancel_delivery", [message.pk], confirm=False)
+    text = text_of(confirm)
+    assert "1 message will be stopped." in text
+    assert "Here, at once: it was never handed to Clickatell." in text
+    with django_capture_on_commit_callbacks(execute=True):
+        post_action(admin_client, "cancel_delivery", [message.pk], confirm=True)
+    _assert_stopped_here(message, simulator)
+    page = text_of(admin_client.get(CHANGELIST))
+    assert "Stopped before sending" in page
+
+
+def test_held_message_stopped_by_the_task(simulator: ClickatellSimulator) -> None:
+    from django_clickatell import tasks
+
+    message = _held()
+    result = tasks.cancel_messages.apply(args=([message.pk],)).get()
+    assert result["withdrawn"] == 1
+    _assert_stopped_here(message, simulator)
+
+
+def test_held_message_stopped_by_the_command(simulator: ClickatellSimulator) -> None:
+    message = _held()
+    out = StringIO()
+    call_command("clickatell_cancel", str(message.pk), "--sync", stdout=out)
+    assert "1 stopped here: never handed to Clickatell" in out.getvalue()
+    _assert_stopped_here(message, simulator)
+    assert message.batch is not None  # the record of the request is kept
+
+
+def test_held_message_stopped_through_the_api(simulator: ClickatellSimulator) -> None:
+    message = _held()
+    result = cancel_sms(OutboundMessage.objects.stoppable().filter(pk=message.pk), wait=True)
+    assert (result.preview.cancellable, result.message_pks) == (1, [])
+    _assert_stopped_here(message, simulator)
+
+
+def test_released_and_sent_it_is_stopped_at_clickatell(
+    settings: Any, simulator: ClickatellSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
+    _lead(settings, 3600, USE_CELERY=False)
+    message = _time_passes(_held(timedelta(hours=3)), due_in=timedelta(minutes=50))
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.release_held(via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    cancel_sms(OutboundMessage.objects.filter(pk=message.pk), wait=True)
+    message.refresh_from_db()
+    assert (message.cancel_state, message.status) == (CancelState.CANCELLED, "006")
+    assert message.send_state == SendState.SENT  # stopped at Clickatell, not here
+    assert simulator.executed["delmsg"] == 1
+
+
+# -- the faces of the release loop -----------------------------------------------------
+
+
+def test_the_beat_task_releases_and_sends(
+    settings: Any, simulator: ClickatellSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django_clickatell import tasks
+
+    _lead(settings, 3600, USE_CELERY=False)
+    message = _time_passes(_held(timedelta(hours=3)), due_in=timedelta(minutes=-1))
+    assert tasks.release_due_messages.name == "django_clickatell.release_due_messages"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.release_due_messages.apply().get() == {"released": 1, "rescheduled": 0}
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert simulator.counts["sendmsg"] == 1
+
+
+def test_the_beat_task_queues_the_send_when_celery_is_in_use(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django_clickatell import tasks
+
+    _lead(settings, 3600)
+    message = _time_passes(_held(timedelta(hours=3)), due_in=timedelta(minutes=-1))
+    published: list[Any] = []
+    monkeypatch.setattr(
+        tasks.send_messages, "apply_async", lambda args, **kw: published.append(args)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.release_due_messages.apply().get()
+    assert published == [([message.pk],)]
+    message.refresh_from_db()
+    assert (message.send_state, message.claim_token) == (SendState.QUEUED, "")
+
+
+def test_the_command_once(
+    settings: Any, simulator: ClickatellSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
+    _lead(settings, 3600, USE_CELERY=False)
+    due = _time_passes(_held(timedelta(hours=3)), due_in=timedelta(minutes=-1))
+    later = _held(timedelta(hours=3), number="27999000002")
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("clickatell_release", "--once", stdout=out)
+    assert "Released 1 held messages (sent)" in out.getvalue()
+    assert OutboundMessage.objects.get(pk=due.pk).send_state == SendState.SENT
+    assert OutboundMessage.objects.get(pk=later.pk).send_state == SendState.HELD
+    assert simulator.counts["sendmsg"] == 1
+
+
+def test_the_command_refuses_a_bad_interval() -> None:
+    with pytest.raises(CommandError, match="from 1 to 3600"):
+        call_command("clickatell_release", "--interval", "0")
+    with pytest.raises(CommandError, match="number of seconds"):
+        call_command("clickatell_release", "--interval", "soon")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_loops_until_sigterm_and_exits_cleanly(
+    settings: Any, simulator: ClickatellSimulator
+) -> None:
+    _lead(settings, 3600, USE_CELERY=False)
+    message = _time_passes(_held(timedelta(hours=3)), due_in=timedelta(minutes=-1))
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    out = StringIO()
+    started = time.monotonic()
+    try:
+        call_command("clickatell_release", "--interval", "1", stdout=out)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 10
+    assert out.getvalue().splitlines()[-1] == "Stopped."
+    assert "Released 1 held messages (sent)" in out.getvalue()
+    assert OutboundMessage.objects.get(pk=message.pk).send_state == SendState.SENT
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+# -- what the operator sees ------------------------------------------------------------
+
+
+def test_the_admin_shows_held_messages_and_when_they_go(
+    admin_client: Client, settings: Any
+) -> None:
+    _lead(settings, 3600)
+    message = _held(timedelta(days=30))
+    overdue = _time_passes(_held(timedelta(days=30), number="27999000002"), due_in=timedelta(0))
+    OutboundMessage.objects.filter(pk=overdue.pk).update(
+        release_at=timezone.now() - timedelta(hours=1)
+    )
+    response = admin_client.get(CHANGELIST, {"state": "held"})
+    shown = {m.pk for m in response.context["cl"].result_list}
+    assert shown == {message.pk, overdue.pk}
+    page = text_of(response)
+    assert "Held here" in page
+    assert f"handed to Clickatell {compact_when(message.release_at)}" in page
+    assert "Can be stopped here, with no request to Clickatell." in page
+    assert "should have been handed to Clickatell" in page
+    assert "Is the release loop running?" in page
+    assert stoppable_pks(admin_client) >= {message.pk, overdue.pk}
+    detail = admin_client.get(
+        reverse("admin:django_clickatell_outboundmessage_change", args=[message.pk])
+    )
+    assert "Held here until due" in text_of(detail)
+
+
+def stoppable_pks(client: Client) -> set[int]:
+    response = client.get(CHANGELIST, {"stoppable": "yes"})
+    return {m.pk for m in response.context["cl"].result_list}
+
+
+def test_send_again_and_requeue_leave_held_messages_alone(
+    settings: Any, simulator: ClickatellSimulator
+) -> None:
+    from django_clickatell.services.send_recovery import resend, stalled_sends
+
+    message = _held()
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        updated_at=timezone.now() - timedelta(days=1)
+    )
+    assert resend(OutboundMessage.objects.all()) == []
+    assert stalled_sends() == []
+    assert dispatch.requeue_stalled() == {"sends": 0, "cancellations": 0}
+    assert OutboundMessage.objects.get().send_state == SendState.HELD
     assert simulator.counts["total"] == 0
