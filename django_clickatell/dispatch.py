@@ -66,9 +66,19 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     both call this.
     """
     from .services.cancelling import stalled_cancellations
+    from .services.release import held_messages_overdue
     from .services.send_recovery import stalled_sends
 
     sends, cancels = stalled_sends(hand_on=True), stalled_cancellations(hand_on=True)
+    overdue = held_messages_overdue()
+    if overdue:
+        # Not handed on from here: releasing is the release loop's job, and a project
+        # that runs only this would otherwise never notice its loop is missing.
+        logger.warning(
+            "%d held messages are past their release time: is a release loop running "
+            "(beat task release_due_messages, or manage.py clickatell_release)?",
+            overdue,
+        )
     if sends:
         logger.warning("Handing on %d stalled sends", len(sends))
         enqueue_sending(sends, via=via)

@@ -22,12 +22,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from django_clickatell import dispatch
 from django_clickatell.admin.explanations import compact_when
 from django_clickatell.api import InvalidMessage, cancel_sms, send_sms
+from django_clickatell.gateway.backends import Backend, Capabilities
 from django_clickatell.models import CancelState, OutboundMessage, SendState, Via
 from django_clickatell.services import composing
 from django_clickatell.services.cancel_requests import preview_cancellation, request_cancellation
@@ -490,3 +492,74 @@ def test_send_again_and_requeue_leave_held_messages_alone(
     assert dispatch.requeue_stalled() == {"sends": 0, "cancellations": 0}
     assert OutboundMessage.objects.get().send_state == SendState.HELD
     assert simulator.counts["total"] == 0
+
+
+def test_requeue_warns_when_held_messages_are_overdue(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = _held()
+    dispatch.requeue_stalled()
+    assert "release loop" not in caplog.text
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        release_at=timezone.now() - timedelta(hours=1)
+    )
+    dispatch.requeue_stalled()
+    assert "1 held messages are past their release time" in caplog.text
+
+
+def test_a_release_step_costs_the_same_queries_for_5_or_200_messages(settings: Any) -> None:
+    _lead(settings, 0)
+    later = timezone.now() + timedelta(minutes=11)
+    counts = []
+    for size in (5, 200):
+        composing.create_messages(
+            [f"27999{size:03d}{n:04d}" for n in range(size)], "x", deliver_in_minutes=10
+        )
+        with CaptureQueriesContext(connection) as queries:
+            assert len(release_due(later, limit=500).released) == size
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
+class NoSchedulingBackend(Backend):
+    """A backend like the One API: it cannot schedule, so every schedule is held here."""
+
+    name = "no_scheduling"
+    capabilities = Capabilities(
+        remote_stop=False,
+        sessions=False,
+        native_scheduling=False,
+        scheduling_horizon=None,
+        batch_size=200,
+        callbacks="json",
+        query_by_client_id=False,
+    )
+
+    def send(self, messages: Any) -> Any:
+        raise NotImplementedError
+
+    def query(self, *, apimsgid: str | None = None, climsgid: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def stop(self, *, apimsgid: str | None = None, climsgid: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def balance(self) -> Any:
+        raise NotImplementedError
+
+    def check_credentials(self) -> None:
+        raise NotImplementedError
+
+
+def test_the_backend_capabilities_decide(settings: Any) -> None:
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        "BACKEND": f"{__name__}.NoSchedulingBackend",
+    }
+    [message] = composing.create_messages("27999000001", "x", deliver_in_minutes=15)
+    assert message.send_state == SendState.HELD
+    assert message.release_at == message.scheduled_for
+    assert release_due(timezone.now() + timedelta(minutes=14)).released == []
+    assert release_due(timezone.now() + timedelta(minutes=16)).released == [message.pk]
+    message.refresh_from_db()
+    assert (message.send_state, message.send_options) == (SendState.QUEUED, {})

@@ -89,6 +89,7 @@ def release_due(
             pks, token, eligible=eligible, updates={"send_state": SendState.QUEUED}, fields=_FIELDS
         )
         going: list[OutboundMessage] = []
+        rewritten: list[OutboundMessage] = []  # options changed: written back in one query
         for message in claim.messages:
             due = message.scheduled_for
             if due is not None and not policy.may_go(due, now):
@@ -100,11 +101,17 @@ def release_due(
                 )
                 report.rescheduled.append(message.pk)
                 continue
-            if due is not None:
-                message.send_options = policy.release_options(message.send_options, due, now)
             going.append(message)
+            if due is not None:
+                options = policy.release_options(message.send_options, due, now)
+                if options != message.send_options:
+                    message.send_options = options
+                    rewritten.append(message)
+        if rewritten:
+            OutboundMessage.objects.filter(claim_token=token).bulk_update(
+                rewritten, ["send_options"]
+            )
         if going:
-            OutboundMessage.objects.filter(claim_token=token).bulk_update(going, ["send_options"])
             claims.release([m.pk for m in going], token)
     report.released = [m.pk for m in going]
     if report.released:

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..conf import app_settings
-from ..gateway.backends import Capabilities, get_backend
+from ..gateway.backends import DEFAULT_ACCOUNT, Capabilities, account_settings, backend_class
 from ..selections import MIN_NATIVE_DELAY
 
 #: How far ahead any message may be scheduled, whatever the backend: a year.  Long
@@ -96,7 +95,12 @@ class HoldPolicy:
         return due <= now or self.can_schedule(due - now)
 
 
-def current_policy() -> HoldPolicy:
-    """The policy of the configured account's backend and ``HOLD_LEAD_TIME``."""
-    lead = timedelta(seconds=app_settings.hold_lead_time)
-    return HoldPolicy.of(get_backend().capabilities, lead)
+def current_policy(account: str = DEFAULT_ACCOUNT) -> HoldPolicy:
+    """The policy of *account*'s backend and ``HOLD_LEAD_TIME``.
+
+    Reads the backend's declared capabilities (a class attribute): no backend
+    is built, so composing needs neither credentials nor a connection.
+    """
+    config = account_settings(account)
+    lead = timedelta(seconds=config.hold_lead_time)
+    return HoldPolicy.of(backend_class(config.backend).capabilities, lead)
