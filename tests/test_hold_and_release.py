@@ -36,6 +36,7 @@ from django_clickatell.services.cancel_requests import preview_cancellation, req
 from django_clickatell.services.release import release_due
 from django_clickatell.services.scheduling import HoldPolicy
 from django_clickatell.simulator import ClickatellSimulator
+from tests.conftest import WorkerProcess, wait_until
 from tests.test_operator_view import CHANGELIST, post_action, text_of
 
 pytestmark = pytest.mark.django_db
@@ -563,3 +564,29 @@ def test_the_backend_capabilities_decide(settings: Any) -> None:
     assert release_due(timezone.now() + timedelta(minutes=16)).released == [message.pk]
     message.refresh_from_db()
     assert (message.send_state, message.send_options) == (SendState.QUEUED, {})
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_releases_and_sends_once(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
+) -> None:
+    """Beat's task on a real worker: released, queued as a send task, sent exactly once."""
+    from django_clickatell import tasks
+
+    message = _time_passes(_held(timedelta(days=30)), due_in=timedelta(minutes=30))
+    later = _held(timedelta(days=30), number="27999000002")
+    tasks.release_due_messages.delay()
+    tasks.release_due_messages.delay()  # two beats at once: still one release, one send
+
+    def sent() -> bool:
+        message.refresh_from_db()
+        return message.send_state == SendState.SENT
+
+    assert wait_until(sent, timeout=60)
+    time.sleep(1)  # give a duplicate the time to show itself
+    assert simulator.counts["sendmsg"] == 1
+    assert message.scheduled_for is not None
+    at_gateway = simulator.messages[str(message.apimsgid)]
+    assert at_gateway.deliver_at == int(message.scheduled_for.timestamp())  # Clickatell holds it
+    assert OutboundMessage.objects.get(pk=later.pk).send_state == SendState.HELD
