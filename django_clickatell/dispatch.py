@@ -66,9 +66,19 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     both call this.
     """
     from .services.cancelling import stalled_cancellations
+    from .services.release import held_messages_overdue
     from .services.send_recovery import stalled_sends
 
     sends, cancels = stalled_sends(hand_on=True), stalled_cancellations(hand_on=True)
+    overdue = held_messages_overdue()
+    if overdue:
+        # Not handed on from here: releasing is the release loop's job, and a project
+        # that runs only this would otherwise never notice its loop is missing.
+        logger.warning(
+            "%d held messages are past their release time: is a release loop running "
+            "(beat task release_due_messages, or manage.py clickatell_release)?",
+            overdue,
+        )
     if sends:
         logger.warning("Handing on %d stalled sends", len(sends))
         enqueue_sending(sends, via=via)
@@ -76,6 +86,30 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
         logger.warning("Handing on %d stalled cancellations", len(cancels))
         enqueue_cancellation(cancels, via=via)
     return {"sends": len(sends), "cancellations": len(cancels)}
+
+
+def release_held(*, via: str = "task", max_batches: int = 20) -> dict[str, int]:
+    """Hand the held messages that are due to the send path (see ``services/release.py``).
+
+    Releases batch after batch (at most *max_batches*, so one call stays
+    bounded) and queues each batch for sending like any new message: to Celery,
+    or sent here when Celery is not in use.  The beat task
+    ``release_due_messages`` and ``manage.py clickatell_release`` call this.  A
+    batch released but not queued (the broker down, this process killed) is
+    ordinary queued work: ``requeue_stalled_work`` picks it up.
+    """
+    from .services.release import release_due
+
+    released = rescheduled = 0
+    for _batch in range(max_batches):
+        report = release_due()
+        if report.released:
+            enqueue_sending(report.released, via=via)
+        released += len(report.released)
+        rescheduled += len(report.rescheduled)
+        if not report.more:
+            break
+    return {"released": released, "rescheduled": rescheduled}
 
 
 def _hand_on(pks: list[int], job: str, *, via: str, actor: Any, using: str | None = None) -> bool:

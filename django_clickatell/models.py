@@ -62,6 +62,15 @@ class OutboundMessage(models.Model):
         db_index=True,
         help_text=_("When Clickatell is due to deliver the message."),
     )
+    release_at = models.DateTimeField(
+        _("handed over at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "For a message held here: when it is handed to Clickatell (its due time, or "
+            "earlier for Clickatell to schedule it)."
+        ),
+    )
     status = models.CharField(
         _("status"),
         max_length=8,
@@ -158,7 +167,11 @@ class OutboundMessage(models.Model):
             ("cancel_outboundmessage", _("Can cancel scheduled delivery")),
             ("send_outboundmessage", _("Can send messages again or ask Clickatell about them")),
         ]
-        indexes = [models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state")]
+        indexes = [
+            models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state"),
+            # The release loop's selection: held messages by release time.
+            models.Index(fields=["send_state", "release_at"], name="clickatell_held_release"),
+        ]
         constraints = [
             # Clickatell is asked about a send in doubt by its climsgid: two messages
             # sharing one would make the answer ambiguous and a duplicate possible.

@@ -17,6 +17,12 @@ idle minutes)::
             "schedule": 300.0,
         },
         "clickatell-refresh": {"task": "django_clickatell.refresh_statuses", "schedule": 900.0},
+        # Hands held messages (scheduled beyond HOLD_LEAD_TIME) to Clickatell when due;
+        # a message released when due goes out at most one interval late.
+        "clickatell-release": {
+            "task": "django_clickatell.release_due_messages",
+            "schedule": 30.0,
+        },
     }
 """
 
@@ -231,6 +237,19 @@ def requeue_stalled_work() -> dict[str, int]:
     Schedule it with beat every few minutes; see :func:`.dispatch.requeue_stalled`.
     """
     return dispatch.requeue_stalled(via=Via.TASK)
+
+
+@shared_task(name="django_clickatell.release_due_messages", ignore_result=True)
+def release_due_messages() -> dict[str, int]:
+    """Hand the held messages that are due to the send path; schedule every ~30 s with beat.
+
+    Each run claims due rows under a lease (two beats, or a beat and
+    ``clickatell_release``, release each message once) and queues them as
+    ordinary ``send_messages`` tasks; see :func:`.dispatch.release_held`.  This
+    replaces long-ETA tasks, which a Redis broker redelivers after its
+    visibility timeout.
+    """
+    return dispatch.release_held(via=Via.TASK)
 
 
 @shared_task(name="django_clickatell.cleanup", ignore_result=True)

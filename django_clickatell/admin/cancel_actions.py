@@ -208,7 +208,7 @@ def _skip_sentence(preview: CancellationPreview) -> str:
 
 def _how(message: OutboundMessage) -> str:
     """How a message taken on will be stopped."""
-    if message.send_state in (SendState.QUEUED, SendState.FAILED):
+    if message.send_state in (SendState.HELD, SendState.QUEUED, SendState.FAILED):
         return str(_("Here, at once: it was never handed to Clickatell."))
     if message.send_state in (SendState.SENDING, SendState.VERIFYING):
         return str(_("At Clickatell, once its send has settled."))

@@ -223,6 +223,20 @@ class ClickatellSettings:
         doc="Keep message text after it was accepted; ``False`` blanks it.",
         example="False",
     )
+    hold_lead_time = Option(
+        count(366 * 86400, zero=True, of=SECONDS),
+        7 * 86400,
+        doc="How far ahead of its due time a scheduled message is handed to Clickatell for "
+        "it to schedule (capped by the backend's horizon: 7 days on the legacy HTTP API). "
+        "Anything scheduled further ahead -- and every scheduled message of a backend "
+        "without native scheduling (the One API) -- is held here and handed over by the "
+        "release loop (beat task ``release_due_messages`` or ``manage.py "
+        "clickatell_release``). The default keeps every schedule the legacy API accepted "
+        "going straight to Clickatell, as before; a shorter lead keeps messages stoppable "
+        "here, with no request, for longer (see Scheduling). ``0`` holds every scheduled "
+        "message here until it is due.",
+        example="3600",
+    )
     use_celery = Option(
         BOOLEAN,
         True,
