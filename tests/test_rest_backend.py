@@ -19,6 +19,7 @@ from django_clickatell.exceptions import (
     ClickatellError,
     CommandNotSent,
     GatewayHTTPError,
+    GatewayTimeout,
     GatewayUnreachable,
     InvalidMessage,
     ProtocolError,
@@ -258,6 +259,18 @@ def test_a_refused_key_is_command_not_sent(gw: responses.RequestsMock) -> None:
     no_secret(str(caught.value), repr(caught.value), repr(caught.value.cause))
 
 
+def test_check_credentials_raises_the_refusal_itself(gw: responses.RequestsMock) -> None:
+    """As the HTTP API's login does: the refusal is the answer asked for."""
+    gw.get(ROOT + "account/balance", status=401, json={"error": {"code": "007"}})
+    with pytest.raises(AuthenticationError) as caught:
+        backend().check_credentials()
+    assert not isinstance(caught.value, CommandNotSent)
+    assert caught.value.code == 7
+    gw.replace(responses.GET, ROOT + "account/balance", status=503)
+    with pytest.raises(GatewayHTTPError):
+        backend().check_credentials()
+
+
 def test_without_an_api_key_nothing_is_sent(gw: responses.RequestsMock) -> None:
     with pytest.raises(CommandNotSent) as caught:
         backend(API_KEY="").balance()
@@ -430,6 +443,15 @@ def test_a_delayed_reply_keeps_the_status_it_earned(
     simulator.inject("delay_after", command="sendmsg", delay=0.1)
     (sent,) = rest_backend.send([sms(climsgid="slow1")])  # 202, after the delay
     assert isinstance(sent, SentMessageReply)
+
+
+def test_a_trickled_reply_is_cut_at_the_read_deadline(simulator: ClickatellSimulator) -> None:
+    slow = RestBackend(ClickatellSettings(simulator.rest_settings(TIMEOUT=(1.0, 0.5))))
+    simulator.inject("trickle", command="getbalance", delay=0.05)
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeout):
+        slow.balance()
+    assert time.monotonic() - started < 2.0
 
 
 def test_the_simulator_checks_the_key_and_the_version(simulator: ClickatellSimulator) -> None:

@@ -141,8 +141,18 @@ class RestBackend(Backend):
     # -- the account -----------------------------------------------------------------------
 
     def check_credentials(self) -> None:
-        """The cheapest authenticated call: the balance."""
-        self.balance()
+        """The cheapest authenticated call: the balance.
+
+        A refused key raises the :class:`AuthenticationError` itself, as the HTTP
+        API's login does: here the refusal is the answer asked for, not a
+        command that was not carried out.
+        """
+        try:
+            self.balance()
+        except CommandNotSent as exc:
+            if isinstance(exc.cause, AuthenticationError):
+                raise exc.cause from None
+            raise
 
     # -- plumbing --------------------------------------------------------------------------
 
