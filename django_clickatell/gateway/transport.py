@@ -2,8 +2,10 @@
 
 One ``requests.Session`` per process keeps TCP (and TLS) connections alive
 across commands; it is rebuilt after ``fork`` so prefork workers never share a
-socket.  Only POST form bodies are sent, so credentials and session ids never
-appear in a URL, and failures become typed, secret-free exceptions.
+socket.  Credentials and session ids never appear in a URL: the HTTP API gets
+POST form bodies (:meth:`Transport.post`), the REST API JSON with its key in
+the ``Authorization`` header (:meth:`Transport.request`, kept apart).  Failures
+become typed, secret-free exceptions.
 
 ``TIMEOUT = (connect, read)`` is two total deadlines, one for connecting and
 one for the whole reply, not a timeout per socket read: see :mod:`.deadline`.
