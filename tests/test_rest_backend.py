@@ -454,6 +454,16 @@ def test_a_trickled_reply_is_cut_at_the_read_deadline(simulator: ClickatellSimul
     assert time.monotonic() - started < 2.0
 
 
+def test_an_oversized_reply_over_http_is_cut_and_refused(
+    simulator: ClickatellSimulator, rest_backend: RestBackend
+) -> None:
+    simulator.inject("body", command="getbalance", body='{"data": {}}' + " " * 3_000_000)
+    with pytest.raises(ProtocolError) as caught:
+        rest_backend.balance()
+    assert caught.value.reason == "reply too large"
+    assert rest_backend.balance().credit == simulator.balance  # the next call is unharmed
+
+
 def test_the_simulator_checks_the_key_and_the_version(simulator: ClickatellSimulator) -> None:
     url = simulator.rest_url + "account/balance"
     good = {"Authorization": f"Bearer {simulator.api_token}", "X-Version": "1"}

@@ -44,8 +44,8 @@ class ClickatellSettings:
         TEXT,
         "legacy_http",
         doc="Which of Clickatell's APIs the account speaks: ``legacy_http`` (the HTTP API of "
-        "accounts from before November 2016), or a dotted path to a ``Backend`` subclass. "
-        "See Backends.",
+        "accounts from before November 2016), ``rest`` (the REST API of the same accounts, "
+        "with ``API_KEY``), or a dotted path to a ``Backend`` subclass. See Backends.",
         example='"legacy_http"',
     )
     api_key = Option(
