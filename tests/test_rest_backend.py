@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
@@ -510,3 +513,28 @@ def test_secrets_never_in_urls_errors_or_reprs(
             assert "wrong-key-456" not in text
     assert simulator.secrets_in_url == 0
     assert simulator.api_token not in repr(rest_backend) + repr(vars(rest_backend))
+
+
+def test_command_line_serves_rest_with_the_key_from_the_environment() -> None:
+    env = {**os.environ, "CLICKATELL_API_KEY": "cli-rest-key"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_clickatell.simulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert "listening on http://127.0.0.1:" in process.stdout.readline()
+        line = process.stdout.readline()
+        assert "REST API on http://127.0.0.1:" in line
+        url = line.rsplit(" ", 1)[1].strip()
+        headers = {"Authorization": "Bearer cli-rest-key", "X-Version": "1"}
+        reply = requests.get(url + "account/balance", headers=headers, timeout=5)
+        assert reply.status_code == 200
+        assert reply.json() == {"data": {"balance": "1000.0"}}
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
