@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -295,6 +296,23 @@ def test_connection_failures_are_typed_and_secret_free(gw: responses.RequestsMoc
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None
     no_secret(str(caught.value), repr(caught.value))
+
+
+def test_logs_name_the_legacy_command_and_never_the_key(
+    gw: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw.delete(ROOT + f"message/{MSG}", status=503, body=f"echo Bearer {KEY}")
+    gw.get(ROOT + f"message/{MSG}", status=404, json={"error": {"description": KEY}})
+    with caplog.at_level(logging.DEBUG, logger="django_clickatell"):
+        with pytest.raises(GatewayHTTPError):
+            backend().stop(apimsgid=MSG)
+        with pytest.raises(UnknownMessage):
+            backend().query(apimsgid=MSG)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [warnings[0]]
+    assert warnings[0].startswith("Clickatell delmsg answered HTTP 503")
+    assert "Clickatell querymsg answered HTTP 404" in caplog.text
+    no_secret(caplog.text)
 
 
 def test_the_key_never_shows_in_the_backend() -> None:

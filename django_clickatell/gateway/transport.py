@@ -155,7 +155,9 @@ class Transport:
             failure.__context__ = failure.__cause__ = None
             raise failure.with_traceback(None)
         elapsed = (time.perf_counter() - started) * 1000
-        logger.debug("Clickatell %s answered HTTP %s after %.0f ms", command, status, elapsed)
+        # 4xx are answers (unknown message, refused recipient); 429 and 5xx are trouble.
+        level = logging.WARNING if status == 429 or status >= 500 else logging.DEBUG
+        logger.log(level, "Clickatell %s answered HTTP %s after %.0f ms", command, status, elapsed)
         return JsonReply(status, reply_headers, body)
 
     def _failure(self, command: str, exc: requests.RequestException) -> TransportError:
