@@ -44,9 +44,10 @@ class ClickatellSettings:
         TEXT,
         "legacy_http",
         doc="Which of Clickatell's APIs the account speaks: ``legacy_http`` (the HTTP API of "
-        "accounts from before November 2016), ``test`` (alias ``locmem``: in memory, for your "
-        "test suite), ``console`` (prints each SMS, for development), or a dotted path to a "
-        "``Backend`` subclass. See Backends and Testing your project.",
+        "accounts from before November 2016), ``rest`` (the REST API of the same accounts, "
+        "with ``API_KEY``), ``test`` (alias ``locmem``: in memory, for your test suite), "
+        "``console`` (prints each SMS, for development), or a dotted path to a ``Backend`` "
+        "subclass. See Backends and Testing your project.",
         example='"legacy_http"',
     )
     api_key = Option(

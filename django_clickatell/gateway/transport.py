@@ -2,8 +2,10 @@
 
 One ``requests.Session`` per process keeps TCP (and TLS) connections alive
 across commands; it is rebuilt after ``fork`` so prefork workers never share a
-socket.  Only POST form bodies are sent, so credentials and session ids never
-appear in a URL, and failures become typed, secret-free exceptions.
+socket.  Credentials and session ids never appear in a URL: the HTTP API gets
+POST form bodies (:meth:`Transport.post`), the REST API JSON with its key in
+the ``Authorization`` header (:meth:`Transport.request`, kept apart).  Failures
+become typed, secret-free exceptions.
 
 ``TIMEOUT = (connect, read)`` is two total deadlines, one for connecting and
 one for the whole reply, not a timeout per socket read: see :mod:`.deadline`.
@@ -16,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import requests
 from django.views.decorators.debug import sensitive_variables
@@ -35,6 +38,8 @@ POOL_SIZE = 32
 
 #: A form field's value: secrets stay wrapped until the moment they are encoded.
 FormValue = str | Secret
+#: Largest JSON reply body read (the REST parsers refuse anything larger).
+MAX_JSON_BODY = 1_000_000
 
 
 class Transport:
@@ -95,6 +100,66 @@ class Transport:
         # Served as text/html without a charset; the protocol itself is ASCII.
         return response.content.decode("utf-8", errors="replace")
 
+    # -- JSON over HTTP (the REST backend) ------------------------------------------------
+
+    @sensitive_variables("bearer", "headers")
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        command: str,
+        bearer: Secret,
+        json_body: object = None,
+        params: Mapping[str, str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        max_body: int = MAX_JSON_BODY,
+    ) -> JsonReply:
+        """One JSON request; every HTTP status is returned, the caller's parser decides.
+
+        Kept apart from :meth:`post` (whose behaviour the legacy API relies on).
+        The API key travels only in ``Authorization: Bearer``, revealed inside
+        this call; *params* are for message references, never credentials.  A
+        body over *max_body* bytes is cut there (the parser refuses it as too
+        large) and the connection dropped.  Failures are the same secret-free
+        :class:`TransportError` types as :meth:`post`, under *command*.
+        """
+        url = self.base_url + path.lstrip("/")
+        headers = {
+            "Accept": "application/json",
+            **(extra_headers or {}),
+            "Authorization": "Bearer " + bearer.reveal(),
+        }
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+            status, reply_headers = response.status_code, dict(response.headers.items())
+            body = _bounded_body(response, max_body)
+            del response  # its .request carries the Authorization header
+        except requests.RequestException as exc:
+            failure = self._failure(command, exc)
+        except Exception as exc:  # a bug below us: re-raised as is, without the frames
+            failure = exc
+        del headers
+        if failure is not None:
+            failure.__context__ = failure.__cause__ = None
+            raise failure.with_traceback(None)
+        elapsed = (time.perf_counter() - started) * 1000
+        # 4xx are answers (unknown message, refused recipient); 429 and 5xx are trouble.
+        level = logging.WARNING if status == 429 or status >= 500 else logging.DEBUG
+        logger.log(level, "Clickatell %s answered HTTP %s after %.0f ms", command, status, elapsed)
+        return JsonReply(status, reply_headers, body)
+
     def _failure(self, command: str, exc: requests.RequestException) -> TransportError:
         kind = type(exc).__name__
         if _is_timeout(exc):
@@ -123,6 +188,31 @@ def _is_timeout(exc: requests.RequestException) -> bool:
     return isinstance(exc, requests.ConnectionError) and any(
         isinstance(arg, ReadTimeoutError) for arg in exc.args
     )
+
+
+class JsonReply(NamedTuple):
+    """An HTTP answer as :meth:`Transport.request` returns it: status, headers, body."""
+
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _bounded_body(response: requests.Response, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the body: enough for the parser to see it is too large.
+
+    A body read to its end hands the connection back to the pool; one cut short
+    closes it (the rest is never read).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            break
+    return b"".join(chunks)[: limit + 1]
 
 
 @sensitive_variables()

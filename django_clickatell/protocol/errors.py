@@ -129,10 +129,17 @@ class GatewayUnreachable(TransportError):
 
 
 class GatewayHTTPError(TransportError):
-    """An HTTP status other than 200 (the protocol answers 200 even for errors)."""
+    """An HTTP status other than 200 (the protocol answers 200 even for errors).
 
-    def __init__(self, command: str, status_code: int) -> None:
+    ``retry_after``: the seconds the gateway asked to wait before asking again
+    (a ``Retry-After`` header on a 429 or 503 of the REST APIs, already bounded),
+    or None when it said nothing.  It is advice for the caller's next attempt;
+    the error itself never waits.
+    """
+
+    def __init__(self, command: str, status_code: int, *, retry_after: float | None = None) -> None:
         self.status_code = status_code
+        self.retry_after = retry_after
         super().__init__(command, f"HTTP {status_code}")
 
 

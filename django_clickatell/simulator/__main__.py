@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
     args = parser.parse_args(argv)
-    # The password comes from the environment only: never from a command line (ps shows it).
+    # The password and the REST API key come from the environment only: never from a
+    # command line (ps shows it).
     password = os.environ.get("CLICKATELL_PASSWORD", "demo-password")
+    api_token = os.environ.get("CLICKATELL_API_KEY", "demo-rest-api-key")
     simulator = ClickatellSimulator(
         args.host,
         args.port,
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         session_idle_timeout=args.session_idle_timeout,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        api_token=api_token,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(f"Clickatell simulator listening on {simulator.base_url}", flush=True)
+    print(f"Legacy REST API on {simulator.rest_url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
     return 0

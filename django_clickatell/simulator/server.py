@@ -2,7 +2,8 @@
 
 It authenticates, expires idle sessions, keeps scheduled messages, answers
 ``auth``, ``ping``, ``delmsg``, ``querymsg``, ``sendmsg``, ``getbalance`` and
-``getmsgcharge`` with the documented reply shapes, counts requests per command
+``getmsgcharge`` with the documented reply shapes (and the legacy REST API's
+calls under ``/rest/`` on the same messages, see ``rest``), counts requests per command
 and TCP connections, and injects faults on demand.  Tests drive it in-process;
 other processes use the JSON control endpoints under ``/_simulator/``.
 
@@ -51,6 +52,7 @@ class ClickatellSimulator(GatewayState):
         callback_auth: tuple[str, str] | None = None,
         callback_method: str = "POST",
         callback_retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0),
+        api_token: str = "demo-rest-api-key",  # noqa: S107 (a local test double's default)
     ) -> None:
         super().__init__(
             username=username,
@@ -64,6 +66,7 @@ class ClickatellSimulator(GatewayState):
             callback_auth=callback_auth,
             callback_method=callback_method,
             callback_retry_delays=callback_retry_delays,
+            api_token=api_token,
         )
         self.host = host
         #: Faults waiting for requests: :meth:`inject` adds, :meth:`clear_faults` empties.
@@ -90,6 +93,11 @@ class ClickatellSimulator(GatewayState):
     @property
     def base_url(self) -> str:
         return self.root_url + "http/"
+
+    @property
+    def rest_url(self) -> str:
+        """Root of the legacy REST API (``/rest/message``, ``/rest/account/balance``)."""
+        return self.root_url + "rest/"
 
     def start(self) -> ClickatellSimulator:
         self._thread = threading.Thread(
@@ -138,6 +146,15 @@ class ClickatellSimulator(GatewayState):
             "PASSWORD": self.password,
             "API_ID": self.api_id,
             "BASE_URL": self.base_url,
+            **overrides,
+        }
+
+    def rest_settings(self, **overrides: Any) -> dict[str, Any]:
+        """A ``CLICKATELL`` settings dict for the REST backend pointing at this simulator."""
+        return {
+            "BACKEND": "rest",
+            "API_KEY": self.api_token,
+            "BASE_URL": self.rest_url,
             **overrides,
         }
 

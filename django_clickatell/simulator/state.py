@@ -91,6 +91,8 @@ class GatewayState:
     callback_method: str
     #: The pause before each retry of a callback the receiver refused.
     callback_retry_delays: tuple[float, ...]
+    #: The REST API's key (``Authorization: Bearer <api_token>``).
+    api_token: str = "demo-rest-api-key"  # noqa: S105 (a local test double's default)
 
     #: Hold it to read or change several of the fields below at once.
     lock: threading.RLock = field(default_factory=threading.RLock, init=False)
@@ -110,6 +112,9 @@ class GatewayState:
     connections: int = field(default=0, init=False)
     control_connections: int = field(default=0, init=False)
     secrets_in_url: int = field(default=0, init=False)
+    #: ``(method, route)`` of every REST request, in order (``("DELETE", "message/{id}")``),
+    #: so tests can see which method a stop used.
+    rest_requests: list[tuple[str, str]] = field(default_factory=list, init=False)
     #: Gateway requests being handled right now (a held or trickling one included).
     in_flight: int = field(default=0, init=False)
     callbacks_sent: int = field(default=0, init=False)
@@ -245,6 +250,7 @@ class GatewayState:
             self.connections = 0
             self.control_connections = 0
             self.secrets_in_url = 0
+            self.rest_requests.clear()
             self.callbacks_sent = self.callbacks_failed = self.callback_attempts = 0
             self.callback_refusals = 0
 
