@@ -16,6 +16,7 @@ from .base import Backend, Capabilities, OutgoingSms, SendResult
 #: Short names accepted in ``BACKEND``.
 BACKENDS: dict[str, str] = {
     "legacy_http": "django_clickatell.gateway.backends.legacy_http.LegacyHttpBackend",
+    "one_api": "django_clickatell.gateway.backends.one_api.OneApiBackend",
 }
 
 DEFAULT_ACCOUNT = "default"

@@ -1,0 +1,288 @@
+"""The One API backend against mocked HTTP (``responses``): requests, results and typed errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import responses
+
+from django_clickatell.conf import ClickatellSettings
+from django_clickatell.exceptions import (
+    AuthenticationError,
+    ClickatellError,
+    CommandNotSent,
+    GatewayError,
+    GatewayHTTPError,
+    InvalidMessage,
+    ProtocolError,
+    QueryByClientIdUnsupported,
+    RemoteStopUnsupported,
+    UnknownMessage,
+)
+from django_clickatell.gateway.backends import BACKENDS, backend_class
+from django_clickatell.gateway.backends.base import OutgoingSms
+from django_clickatell.gateway.backends.one_api import PLATFORM_URL, OneApiBackend
+from django_clickatell.gateway.json_transport import reset_json_transports
+from django_clickatell.protocol import one_api
+from django_clickatell.protocol.codes import STATUSES as LEGACY
+from django_clickatell.protocol.lifecycle import supersedes
+from django_clickatell.protocol.replies import ErrorReply, SentMessageReply
+
+KEY = "oneapi-K3y-0123456789abcdef"
+BASE = "https://platform.example.test/"
+ID1, ID2 = "a" * 32, "b" * 32
+
+
+def backend(**overrides: Any) -> OneApiBackend:
+    return OneApiBackend(
+        ClickatellSettings({"BACKEND": "one_api", "API_KEY": KEY, "BASE_URL": BASE, **overrides})
+    )
+
+
+@pytest.fixture
+def gw() -> Iterator[responses.RequestsMock]:
+    reset_json_transports()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+    reset_json_transports()
+
+
+def sms(to: str, text: str = "hello", climsgid: str = "c1", **options: Any) -> OutgoingSms:
+    return OutgoingSms(to=to, text=text, climsgid=climsgid, options=options)
+
+
+def result(to: str, apimsgid: str | None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"apiMessageId": apimsgid, "accepted": error is None, "to": to, "error": error}
+
+
+# -- the status table, by meaning ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [
+        ("UNKNOWN", "001"),
+        ("QUEUED", "002"),
+        ("SCHEDULED", "011"),
+        ("SENT_TO_SUPPLIER", "003"),
+        ("DELIVERED_TO_GATEWAY", "003"),
+        ("DEVICE_ACK", "004"),
+        ("READ", "004"),
+        ("EXPIRED", "010"),
+        ("STOPPED_BY_USER", "006"),
+        ("STOPPED_BY_ADMIN", "007"),
+        ("DELIVERY_FAILURE", "007"),
+        ("INSUFFICIENT_ACCOUNT_BALANCE", "012"),
+        ("ROUTING_ERROR", "009"),
+        ("SOMETHING_NEW", "001"),
+    ],
+)
+def test_statuses_translate_by_meaning(name: str, ours: str) -> None:
+    assert one_api.describe_status(name).meaning == ours
+
+
+def test_every_row_agrees_with_the_package_table() -> None:
+    """Final here exactly when final in our codes; only STOPPED_BY_USER means stopped."""
+    for row in one_api.STATUSES.values():
+        assert row.meaning in LEGACY
+        assert row.final == LEGACY[row.meaning].final, row
+        assert row.stopped == (row.name == "STOPPED_BY_USER"), row
+
+
+@pytest.mark.parametrize("recorded", ["011", "002", "003", "008", "004", "006", "999"])
+def test_an_unknown_status_never_replaces_a_recorded_one(recorded: str) -> None:
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    odd = one_api.describe_status("BRAND_NEW_STATUS").meaning
+    assert not supersedes(odd, now, recorded, None)
+    assert supersedes(odd, now, "", None)  # only "nothing recorded yet"
+
+
+# -- send ----------------------------------------------------------------------------------
+
+
+def test_send_posts_json_with_the_raw_key_and_returns_results_in_order(
+    gw: responses.RequestsMock,
+) -> None:
+    gw.post(
+        BASE + "v1/message",
+        status=207,
+        json={
+            "messages": [
+                result("27999000001", ID1),
+                result("27999000002", None, {"code": 26, "description": "Number opted out"}),
+                result("27999000003", ID2),
+            ],
+            "error": None,
+        },
+    )
+    messages = [
+        sms("27999000001", "Grüße ☃", "c1"),
+        sms("+27999000002", "b", "c2", callback=3),
+        OutgoingSms("27999000003", "c", "c3", sender="Clinic"),
+    ]
+    results = backend().send(messages)
+    assert results == [
+        SentMessageReply(ID1, "27999000001"),
+        ErrorReply(None, "One API error 26: Number opted out", "27999000002"),
+        SentMessageReply(ID2, "27999000003"),
+    ]
+    request = gw.calls[0].request
+    assert request.headers["Authorization"] == KEY  # raw, no "Bearer"
+    assert request.headers["Content-Type"] == "application/json"
+    assert KEY not in str(request.url)
+    raw = request.body
+    assert isinstance(raw, bytes)
+    body = json.loads(raw)
+    assert body["messages"][0] == {
+        "channel": "sms",
+        "to": "27999000001",
+        "content": "Grüße ☃",
+        "clientMessageId": "c1",
+    }
+    assert "Grüße ☃".encode() in raw  # JSON text, not escapes or UCS-2 hex
+    assert body["messages"][1]["to"] == "27999000002"
+    assert body["messages"][2]["from"] == "Clinic"
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [result("27999000001", ID1)],  # one result for two messages
+        [result("27999000002", ID2), result("27999000001", ID1)],  # swapped
+        [result("27999000001", ID1), result("27999000009", ID2)],  # someone else
+    ],
+)
+def test_results_that_do_not_match_the_request_are_protocol_errors(
+    gw: responses.RequestsMock, entries: list[dict[str, Any]]
+) -> None:
+    gw.post(BASE + "v1/message", status=202, json={"messages": entries})
+    with pytest.raises(ProtocolError, match="do not match"):
+        backend().send([sms("27999000001"), sms("27999000002", climsgid="c2")])
+
+
+@pytest.mark.parametrize("option", ["deliv_time", "scheduled_time", "validity"])
+def test_options_it_cannot_carry_are_refused_before_any_request(
+    gw: responses.RequestsMock, option: str
+) -> None:
+    with pytest.raises(InvalidMessage):
+        backend().send([sms("27999000001", **{option: "30"})])
+    assert not gw.calls
+
+
+def test_more_than_200_messages_are_refused(gw: responses.RequestsMock) -> None:
+    with pytest.raises(InvalidMessage, match="200"):
+        backend().send([sms("27999000001", climsgid=f"c{i}") for i in range(201)])
+    assert not gw.calls
+
+
+def test_a_refused_key_is_not_sent_and_never_shown(
+    gw: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gw.post(BASE + "v1/message", status=401, json={"error": {"code": 1, "description": KEY}})
+    with pytest.raises(CommandNotSent) as caught:
+        backend().send([sms("27999000001")])
+    assert isinstance(caught.value.cause, AuthenticationError)
+    assert KEY not in str(caught.value) + repr(caught.value) + repr(caught.value.cause)
+    assert KEY not in caplog.text
+    assert KEY not in repr(backend())
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(400, GatewayError), (402, GatewayError), (404, GatewayError), (500, GatewayHTTPError)],
+)
+def test_request_level_errors_are_typed(
+    gw: responses.RequestsMock, status: int, error: type[Exception]
+) -> None:
+    gw.post(BASE + "v1/message", status=status, json={"error": {"code": 7, "description": "x"}})
+    with pytest.raises(error) as caught:
+        backend().send([sms("27999000001")])
+    assert isinstance(caught.value, ClickatellError)
+    assert caught.value.retryable == (status >= 500)
+
+
+@pytest.mark.parametrize(("status", "header", "wait"), [(503, "7", 7.0), (429, "99999", 3600.0)])
+def test_transient_answers_carry_retry_after(
+    gw: responses.RequestsMock, status: int, header: str, wait: float
+) -> None:
+    gw.post(BASE + "v1/message", status=status, body="busy", headers={"Retry-After": header})
+    with pytest.raises(GatewayHTTPError) as caught:
+        backend().send([sms("27999000001")])
+    assert caught.value.retryable
+    assert caught.value.retry_after == wait
+
+
+def test_retry_after_as_a_date_and_nonsense() -> None:
+    assert one_api.parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225600.0) == 10.0
+    assert one_api.parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225700.0) == 0.0
+    assert one_api.parse_retry_after("soon") is None
+    assert one_api.parse_retry_after(None) is None
+
+
+# -- query, stop, balance ------------------------------------------------------------------
+
+
+def test_query_translates_the_status_and_keeps_its_name(gw: responses.RequestsMock) -> None:
+    gw.get(
+        BASE + f"v1/message/{ID1}",
+        json={"sms": {"status": "SENT_TO_SUPPLIER", "timestamp": 1_700_000_000_000}},
+    )
+    reply = backend().query(apimsgid=ID1)
+    assert (reply.apimsgid, reply.status, reply.gateway_status) == (
+        ID1,
+        "003",
+        "SENT_TO_SUPPLIER",
+    )
+    assert not reply.final
+    assert gw.calls[0].request.method == "GET"
+
+
+def test_query_of_an_unknown_message(gw: responses.RequestsMock) -> None:
+    gw.get(BASE + f"v1/message/{ID1}", status=404, json={"error": {"code": 0}})
+    with pytest.raises(UnknownMessage):
+        backend().query(apimsgid=ID1)
+
+
+def test_no_query_by_client_id_and_no_stop_without_any_request(
+    gw: responses.RequestsMock,
+) -> None:
+    with pytest.raises(QueryByClientIdUnsupported) as caught:
+        backend().query(climsgid="c1")
+    assert not caught.value.retryable
+    with pytest.raises(RemoteStopUnsupported):
+        backend().stop(apimsgid=ID1)
+    assert not gw.calls
+
+
+def test_balance_and_credentials_check(gw: responses.RequestsMock) -> None:
+    gw.get(BASE + "v1/balance", json={"currency": "ZAR", "balance": 123.45})
+    assert backend().balance().credit == Decimal("123.45")
+    backend().check_credentials()
+    assert len(gw.calls) == 2
+
+
+def test_balance_unreadable(gw: responses.RequestsMock) -> None:
+    gw.get(BASE + "v1/balance", json={"balance": "lots"})
+    with pytest.raises(ProtocolError):
+        backend().balance()
+
+
+def test_registered_and_truthful_about_what_it_can_do() -> None:
+    assert backend_class("one_api") is OneApiBackend
+    assert "one_api" in BACKENDS
+    caps = OneApiBackend.capabilities
+    assert (caps.remote_stop, caps.native_scheduling, caps.query_by_client_id) == (False,) * 3
+    assert (caps.batch_size, caps.callbacks) == (200, "json")
+
+
+def test_default_base_url_means_the_platform() -> None:
+    config = ClickatellSettings({"BACKEND": "one_api", "API_KEY": KEY})
+    assert OneApiBackend(config).base_url == PLATFORM_URL
