@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from .commands import handle, recipients
 from .controls import find_control
 from .faults import BEHAVIOURS, Fault
+from .one_api import serve_one_api
 
 if TYPE_CHECKING:
     from .server import ClickatellSimulator
@@ -92,6 +93,9 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                     simulator.control_connections += 1
         if control:
             self._control(url.path.removeprefix("/_simulator/"), body)
+            return
+        if url.path.startswith("/v1/"):
+            serve_one_api(self, url, body)
             return
         if not url.path.startswith("/http/"):
             self.answer(404, "Not found", content_type="text/plain")
@@ -186,10 +190,18 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                 time.sleep(pause)
             self.wfile.write(data[index : index + 1])
 
-    def answer(self, status: int, text: str, content_type: str = "text/html") -> None:
+    def answer(
+        self,
+        status: int,
+        text: str,
+        content_type: str = "text/html",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         payload = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:  # so a client still listening does not reuse the socket
             self.send_header("Connection", "close")

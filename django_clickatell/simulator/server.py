@@ -2,7 +2,8 @@
 
 It authenticates, expires idle sessions, keeps scheduled messages, answers
 ``auth``, ``ping``, ``delmsg``, ``querymsg``, ``sendmsg``, ``getbalance`` and
-``getmsgcharge`` with the documented reply shapes, counts requests per command
+``getmsgcharge`` with the documented reply shapes (and the One API's calls under
+``/v1/`` on the same messages, see ``one_api``), counts requests per command
 and TCP connections, and injects faults on demand.  Tests drive it in-process;
 other processes use the JSON control endpoints under ``/_simulator/``.
 
@@ -25,6 +26,7 @@ from .callbacks import push_callbacks
 from .commands import handle
 from .faults import Fault, FaultQueue
 from .http_server import SimulatorHTTPServer
+from .one_api import OneApiGateway
 from .state import GatewayState, SimulatedMessage
 
 __all__ = ["ClickatellSimulator", "Fault", "SimulatedMessage"]
@@ -66,6 +68,8 @@ class ClickatellSimulator(GatewayState):
             callback_retry_delays=callback_retry_delays,
         )
         self.host = host
+        #: The One API under ``/v1/`` (its key, JSON callbacks and test switches).
+        self.one_api = OneApiGateway(self)
         #: Faults waiting for requests: :meth:`inject` adds, :meth:`clear_faults` empties.
         self.faults = FaultQueue()
         self._server = SimulatorHTTPServer((host, port), self)
@@ -138,6 +142,15 @@ class ClickatellSimulator(GatewayState):
             "PASSWORD": self.password,
             "API_ID": self.api_id,
             "BASE_URL": self.base_url,
+            **overrides,
+        }
+
+    def one_api_settings(self, **overrides: Any) -> dict[str, Any]:
+        """A ``CLICKATELL`` settings dict for the One API backend pointing at this simulator."""
+        return {
+            "BACKEND": "one_api",
+            "API_KEY": self.one_api.api_key,
+            "BASE_URL": self.root_url,
             **overrides,
         }
 
