@@ -270,3 +270,29 @@ def test_a_wrong_secret_from_the_simulator_is_refused_and_retried(
     assert pushing.callback_refusals == 2
     assert not UnmatchedCallback.objects.exists()
     assert all("guess" not in record.getMessage() for record in caplog.records)
+
+
+def test_a_failure_inside_shows_and_logs_no_secret(
+    client: Client,
+    configured: None,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Even with DEBUG on, a bug under the view answers a bare 500: Django's error page and
+    its request log would both show the path, and the path carries the secret."""
+    from django_clickatell import views
+
+    def broken(account: str, body: bytes) -> list[str]:
+        raise RuntimeError("database on fire")
+
+    settings.DEBUG = True
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(views, "receive_json_callback", broken)
+    response = post(client, envelope(event("QUEUED")))
+    assert response.status_code == 500
+    assert SECRET.encode() not in response.content
+    assert caplog.records
+    assert SECRET not in caplog.text  # tracebacks included
+    for record in caplog.records:
+        assert SECRET not in str(getattr(record, "request", ""))

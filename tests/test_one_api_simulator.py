@@ -149,3 +149,15 @@ def test_a_key_in_the_url_is_counted(one_api: ClickatellSimulator) -> None:
     with urllib.request.urlopen(request, timeout=5) as response:
         assert json.loads(response.read())["balance"] == 1000.0
     assert one_api.secrets_in_url == 1
+
+
+def test_switches_over_the_control_endpoint(one_api: ClickatellSimulator) -> None:
+    payload = json.dumps({"refused": ["27999000002"], "duplicate_callbacks": 1}).encode()
+    request = urllib.request.Request(
+        f"{one_api.root_url}_simulator/one-api", data=payload, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert json.loads(response.read())["refused"] == ["27999000002"]
+    assert one_api.one_api.duplicate_callbacks == 1
+    results = backend(one_api).send(three())
+    assert isinstance(results[1], ErrorReply)
