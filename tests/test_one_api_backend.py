@@ -286,3 +286,31 @@ def test_registered_and_truthful_about_what_it_can_do() -> None:
 def test_default_base_url_means_the_platform() -> None:
     config = ClickatellSettings({"BACKEND": "one_api", "API_KEY": KEY})
     assert OneApiBackend(config).base_url == PLATFORM_URL
+
+
+# -- the older Platform callback: its numbers are the legacy ones --------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "ours", "stopped"),
+    [
+        ({"statusCode": 6}, "006", True),  # legacy 6 "user cancelled", not the One API's READ
+        ({"statusCode": 4}, "004", False),  # legacy 4 "received", not SENT_TO_SUPPLIER
+        ({"statusCode": 3, "status": "SOMETHING"}, "003", False),
+        ({"statusCode": 13}, "001", False),  # a legacy code we do not list: unknown, inert
+        ({"statusCode": 21}, "006", True),  # beyond the legacy table: the One API's number
+        ({"statusCode": 4, "status": "DEVICE_ACK"}, "004", False),  # a known name wins
+    ],
+)
+def test_flat_platform_callbacks_read_their_numbers_as_legacy_codes(
+    fields: dict[str, Any], ours: str, stopped: bool
+) -> None:
+    body = json.dumps({"messageId": ID1, "clientMessageId": "c1", **fields})
+    [event] = one_api.parse_callback(body)
+    assert (event.status.meaning, event.status.stopped) == (ours, stopped)
+
+
+def test_envelope_numbers_stay_the_one_apis() -> None:
+    update = {"messageId": ID1, "statusCode": 6}
+    [event] = one_api.parse_callback(json.dumps({"event": {"messageStatusUpdate": [update]}}))
+    assert (event.status.name, event.status.meaning) == ("READ", "004")

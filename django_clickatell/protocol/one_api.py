@@ -23,6 +23,7 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from .codes import STATUSES as LEGACY_STATUSES
 from .errors import (
     AuthenticationError,
     ClickatellError,
@@ -245,10 +246,11 @@ def parse_callback(body: str | bytes) -> list[StatusEvent]:
     except ProtocolError as exc:
         raise InvalidCallback(exc.reason) from None
     event = document.get("event")
+    flat = not isinstance(event, Mapping)
     updates = event.get("messageStatusUpdate") if isinstance(event, Mapping) else [document]
     if not isinstance(updates, list) or not updates or len(updates) > MAX_BATCH:
         raise InvalidCallback("no status updates")
-    return [_event(update) for update in updates]
+    return [_event(update, flat=flat) for update in updates]
 
 
 def milliseconds(value: object) -> datetime | None:
@@ -325,7 +327,27 @@ def _submission(entry: object, body: str | bytes, secrets: tuple[Any, ...]) -> S
     return Submission(to.removeprefix("+"), accepted, apimsgid, code, description)
 
 
-def _event(update: object) -> StatusEvent:
+def _platform_status(name: object, code: object) -> OneApiStatus:
+    """A status of the older Platform callback, whose ``statusCode`` 1-14 are legacy codes.
+
+    A name the One API table knows wins (names do not collide); a number in the
+    legacy range means what the legacy table says (6: user cancelled, not the One
+    API's READ), or "unknown" if that table does not list it; a larger number can
+    only be the One API's.
+    """
+    number = _as_int(code)
+    key = name.strip().upper()[:32] if isinstance(name, str) else ""
+    if key in STATUSES or number is None or not 1 <= number <= 14:
+        return describe_status(name, code)
+    legacy = f"{number:03d}"
+    label = key or f"PLATFORM_{number}"
+    if legacy not in LEGACY_STATUSES:
+        return OneApiStatus(label, number, final=False, known=False)
+    final = LEGACY_STATUSES[legacy].final
+    return OneApiStatus(label, number, final=final, stopped=legacy == "006", meaning=legacy)
+
+
+def _event(update: object, *, flat: bool = False) -> StatusEvent:
     if not isinstance(update, Mapping):
         raise InvalidCallback("unreadable status update")
     apimsgid = update.get("messageId") or update.get("apiMessageId")
@@ -335,7 +357,8 @@ def _event(update: object) -> StatusEvent:
     if not isinstance(climsgid, str) or (climsgid and not is_client_message_id(climsgid)):
         raise InvalidCallback("malformed clientMessageId")
     try:
-        status = describe_status(update.get("status"), update.get("statusCode"))
+        read = _platform_status if flat else describe_status
+        status = read(update.get("status"), update.get("statusCode"))
         when = milliseconds(update.get("timestamp"))
     except ValueError as exc:
         raise InvalidCallback(str(exc)) from None
