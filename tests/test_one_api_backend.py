@@ -314,3 +314,48 @@ def test_envelope_numbers_stay_the_one_apis() -> None:
     update = {"messageId": ID1, "statusCode": 6}
     [event] = one_api.parse_callback(json.dumps({"event": {"messageStatusUpdate": [update]}}))
     assert (event.status.name, event.status.meaning) == ("READ", "004")
+
+
+# -- hostile replies end as typed errors -----------------------------------------------------
+
+
+def test_a_status_reply_about_another_message_is_refused(gw: responses.RequestsMock) -> None:
+    gw.get(BASE + f"v1/message/{ID1}", json={"messageId": ID2, "sms": {"status": "READ"}})
+    with pytest.raises(ProtocolError, match="another message"):
+        backend().query(apimsgid=ID1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 200_000,  # deep nesting
+        b'{"messages": "' + b"x" * 2_000_000 + b'"}',  # huge: cut off unread past 1 MB
+        b"<html>proxy error</html>",
+        b'{"messages": [{"to": 27999000001, "accepted": "yes"}]}',
+        b'{"messages": [{"to": "27999000001", "accepted": true, "apiMessageId": "no spaces"}]}',
+        b'{"messages": [{"to": "27999000001", "accepted": true}]}',  # accepted under no id
+    ],
+)
+def test_unreadable_send_replies_are_protocol_errors(
+    gw: responses.RequestsMock, body: bytes
+) -> None:
+    gw.post(BASE + "v1/message", status=202, body=body)
+    with pytest.raises(ProtocolError) as caught:
+        backend().send([sms("27999000001")])
+    assert len(str(caught.value)) < 400
+
+
+def test_an_echoed_key_is_redacted_everywhere(
+    gw: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    echo = {"error": {"code": 7, "description": f"bad request with key {KEY}"}}
+    gw.post(BASE + "v1/message", status=400, json=echo)
+    gw.get(BASE + "v1/balance", body=f"<html>Authorization: {KEY}</html>")
+    with pytest.raises(GatewayError) as refused:
+        backend().send([sms("27999000001")])
+    with pytest.raises(ProtocolError) as unreadable:
+        backend().balance()
+    for error in (refused.value, unreadable.value):
+        assert KEY not in str(error) + repr(error)
+    assert KEY not in caplog.text

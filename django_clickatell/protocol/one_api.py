@@ -208,6 +208,11 @@ def parse_status(body: str | bytes, apimsgid: str, secrets: Secrets = ()) -> Sta
     """``GET /v1/message/{id}``: ``{"sms": {"status": "QUEUED", "timestamp": <ms>}}``."""
     secrets = tuple(secrets)
     document = _json_object("querymsg", body, secrets)
+    named = document.get("messageId", document.get("apiMessageId"))
+    if named is not None and named != apimsgid:
+        raise ProtocolError(
+            "querymsg", "a status of another message", excerpt(_text(body), secrets)
+        )
     sms = document.get("sms", document)
     if not isinstance(sms, Mapping):
         raise ProtocolError("querymsg", "no status", excerpt(_text(body), secrets))
