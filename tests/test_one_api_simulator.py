@@ -161,3 +161,33 @@ def test_switches_over_the_control_endpoint(one_api: ClickatellSimulator) -> Non
     assert one_api.one_api.duplicate_callbacks == 1
     results = backend(one_api).send(three())
     assert isinstance(results[1], ErrorReply)
+
+
+def test_command_line_takes_the_key_from_the_environment() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CLICKATELL_ONE_API_KEY": "cli-one-api-key"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_clickatell.simulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()
+        line = process.stdout.readline()
+        assert "One API" in line
+        url = line.rsplit(" ", 1)[1].strip()
+        request = urllib.request.Request(
+            url + "balance", headers={"Authorization": env["CLICKATELL_ONE_API_KEY"]}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.loads(response.read())["currency"] == "ZAR"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
