@@ -359,3 +359,14 @@ def test_an_echoed_key_is_redacted_everywhere(
     for error in (refused.value, unreadable.value):
         assert KEY not in str(error) + repr(error)
     assert KEY not in caplog.text
+
+
+# -- system checks -----------------------------------------------------------------------------
+
+
+def test_a_one_api_account_needs_its_key_not_the_http_credentials() -> None:
+    from tests.test_conf_and_checks import ids
+
+    assert ids({"BACKEND": "one_api", "API_KEY": KEY}) == []
+    assert ids({"BACKEND": "one_api"}) == ["django_clickatell.E001"]
+    assert ids({"USERNAME": "u"}) == ["django_clickatell.E001"] * 2  # legacy: as before
