@@ -191,3 +191,19 @@ def test_command_line_takes_the_key_from_the_environment() -> None:
         assert process.wait(timeout=10) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_a_trickled_reply_is_cut_off_by_the_whole_request_deadline(
+    one_api: ClickatellSimulator,
+) -> None:
+    """The JSON transport keeps the legacy one's deadline: TIMEOUT's read bounds the whole
+    reply, not each socket read, so a reply sent a byte at a time is cut off."""
+    import time
+
+    from django_clickatell.exceptions import GatewayTimeout
+
+    one_api.inject("trickle", command="getbalance", delay=0.05)
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeout):
+        backend(one_api, TIMEOUT=(1.0, 0.5)).balance()
+    assert time.monotonic() - started < 3.0
