@@ -166,14 +166,29 @@ def _all_problems() -> list[CheckMessage]:
     return messages + _leases(options) + _base_url() + _cache() + _callbacks(values)
 
 
+#: The credentials a backend other than the legacy HTTP API's needs, and how to get them.
+BACKEND_CREDENTIALS: dict[str, tuple[tuple[str, ...], str]] = {
+    "one_api": (
+        ("API_KEY",),
+        "Set API_KEY of your Clickatell One API integration (read it from the environment, "
+        "never commit it).",
+    ),
+}
+
+
 def _missing_credentials(values: Mapping[str, Any]) -> list[CheckMessage]:
-    return [
-        MISSING_CREDENTIAL(
-            f"settings.CLICKATELL[{key!r}] is missing.",
-            hint="Set USERNAME, PASSWORD and API_ID of your Clickatell HTTP API product "
+    backend = values.get("BACKEND")
+    required, hint = BACKEND_CREDENTIALS.get(
+        backend if isinstance(backend, str) else "",
+        (
+            CREDENTIALS,
+            "Set USERNAME, PASSWORD and API_ID of your Clickatell HTTP API product "
             "(read the password from the environment, never commit it).",
-        )
-        for key in CREDENTIALS
+        ),
+    )
+    return [
+        MISSING_CREDENTIAL(f"settings.CLICKATELL[{key!r}] is missing.", hint=hint)
+        for key in required
         if not values.get(key)
     ]
 

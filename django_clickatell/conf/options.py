@@ -45,9 +45,10 @@ class ClickatellSettings:
         "legacy_http",
         doc="Which of Clickatell's APIs the account speaks: ``legacy_http`` (the HTTP API of "
         "accounts from before November 2016), ``rest`` (the REST API of the same accounts, "
-        "with ``API_KEY``), ``test`` (alias ``locmem``: in memory, for your test suite), "
-        "``console`` (prints each SMS, for development), or a dotted path to a ``Backend`` "
-        "subclass. See Backends and Testing your project.",
+        "with ``API_KEY``), ``one_api`` (Platform accounts, with ``API_KEY``), ``test`` (alias "
+        "``locmem``: in memory, for your test suite), ``console`` (prints each SMS, for "
+        "development), or a dotted path to a ``Backend`` subclass. ``BASE_URL`` left at its "
+        "default means the chosen API's own address. See Backends and Testing your project.",
         example='"legacy_http"',
     )
     api_key = Option(
@@ -202,6 +203,16 @@ class ClickatellSettings:
         doc="HTTP Basic password of status callbacks, paired with ``CALLBACK_USERNAME``. Not "
         "your API password (warning ``W005``).",
         example='os.environ["CLICKATELL_CALLBACK_PASSWORD"]',
+    )
+    callback_secret = Option(
+        SECRET_OR_EMPTY,
+        "",
+        doc="Secret in the path of the account's JSON callback URL (One API: "
+        "``<prefix>/one-api/<account>/<secret>/``, set in the Clickatell portal), compared in "
+        "constant time, since the API signs nothing. Until it is set every JSON callback is "
+        "refused (403). Use a long random value (``secrets.token_urlsafe(32)``); it is never "
+        "logged or stored.",
+        example='os.environ["CLICKATELL_CALLBACK_SECRET"]',
     )
     callback_basic_auth = Option(
         CREDENTIAL_PAIRS,

@@ -185,6 +185,22 @@ class RemoteStopUnsupported(ClickatellError):
         super().__init__(f"The {backend} API cannot stop a message it has accepted.")
 
 
+class QueryByClientIdUnsupported(ClickatellError):
+    """The account's API cannot look a message up by its ``climsgid`` (the One API).
+
+    Raised before any request.  A send in doubt (no answer to a send request)
+    therefore cannot be verified on such an account: the caller records it
+    ``unknown`` for an operator, and never sends it again blindly -- it may have
+    been accepted.  Not retryable: asking again cannot help.
+    """
+
+    kind = "not_sent"
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        super().__init__(f"The {backend} API cannot look a message up by its client message id.")
+
+
 class ProtocolError(ClickatellError):
     """A reply that does not follow the protocol; carries a short redacted excerpt.
 

@@ -40,12 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         api_token=api_token,
     )
 
+    # The One API's key, like the password, from the environment only.
+    simulator.one_api.api_key = os.environ.get("CLICKATELL_ONE_API_KEY", simulator.one_api.api_key)
+    simulator.one_api.callback_url = os.environ.get("CLICKATELL_ONE_API_CALLBACK_URL") or None
+
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     print(f"Clickatell simulator listening on {simulator.base_url}", flush=True)
     print(f"Legacy REST API on {simulator.rest_url}", flush=True)
+    print(f"One API (BACKEND one_api) at {simulator.root_url}v1/", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
     return 0

@@ -22,6 +22,7 @@ from .commands import handle, recipients
 from .controls import find_control
 from .faults import BEHAVIOURS, Fault
 from .rest import serve_rest
+from .one_api import serve_one_api
 
 if TYPE_CHECKING:
     from .server import ClickatellSimulator
@@ -99,6 +100,9 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
             return
         if url.path.startswith("/rest/"):
             serve_rest(self, url, body)
+            return
+        if url.path.startswith("/v1/"):
+            serve_one_api(self, url, body)
             return
         if not url.path.startswith("/http/"):
             self.answer(404, "Not found", content_type="text/plain")

@@ -3,7 +3,8 @@
 It authenticates, expires idle sessions, keeps scheduled messages, answers
 ``auth``, ``ping``, ``delmsg``, ``querymsg``, ``sendmsg``, ``getbalance`` and
 ``getmsgcharge`` with the documented reply shapes (and the legacy REST API's
-calls under ``/rest/`` on the same messages, see ``rest``), counts requests per command
+calls under ``/rest/`` and the One API's under ``/v1/`` on the same messages, see
+``rest`` and ``one_api``), counts requests per command
 and TCP connections, and injects faults on demand.  Tests drive it in-process;
 other processes use the JSON control endpoints under ``/_simulator/``.
 
@@ -26,6 +27,7 @@ from .callbacks import push_callbacks
 from .commands import handle
 from .faults import Fault, FaultQueue
 from .http_server import SimulatorHTTPServer
+from .one_api import OneApiGateway
 from .state import GatewayState, SimulatedMessage
 
 __all__ = ["ClickatellSimulator", "Fault", "SimulatedMessage"]
@@ -69,6 +71,8 @@ class ClickatellSimulator(GatewayState):
             api_token=api_token,
         )
         self.host = host
+        #: The One API under ``/v1/`` (its key, JSON callbacks and test switches).
+        self.one_api = OneApiGateway(self)
         #: Faults waiting for requests: :meth:`inject` adds, :meth:`clear_faults` empties.
         self.faults = FaultQueue()
         self._server = SimulatorHTTPServer((host, port), self)
@@ -155,6 +159,15 @@ class ClickatellSimulator(GatewayState):
             "BACKEND": "rest",
             "API_KEY": self.api_token,
             "BASE_URL": self.rest_url,
+            **overrides,
+        }
+
+    def one_api_settings(self, **overrides: Any) -> dict[str, Any]:
+        """A ``CLICKATELL`` settings dict for the One API backend pointing at this simulator."""
+        return {
+            "BACKEND": "one_api",
+            "API_KEY": self.one_api.api_key,
+            "BASE_URL": self.root_url,
             **overrides,
         }
 

@@ -21,6 +21,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,8 +32,19 @@ from .duplicates import duplicates
 #: ``protocol.codes`` so that the test double does not share the client's mistakes.
 FINAL_STATUSES = frozenset({"004", "005", "006", "007", "009", "010", "012", "014"})
 
-#: A callback waiting to be pushed: its form fields and how many attempts failed so far.
-PendingCallback = tuple[dict[str, str], int]
+
+@dataclass(frozen=True)
+class JsonPush:
+    """A JSON callback (the One API's) to push: its own URL, body and Basic credentials."""
+
+    url: str
+    body: bytes = field(repr=False)
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+
+
+#: A callback waiting to be pushed: its form fields (or a JSON push) and how many
+#: attempts failed so far.
+PendingCallback = tuple[dict[str, str] | JsonPush, int]
 
 
 @dataclass
@@ -122,6 +134,10 @@ class GatewayState:
     #: Attempts the receiver answered with an error (or that failed to connect).
     callback_refusals: int = field(default=0, init=False)
     callbacks_failed: int = field(default=0, init=False)
+    #: Called, under the lock, after every status change (the One API's JSON callbacks).
+    status_listeners: list[Callable[[SimulatedMessage], None]] = field(
+        default_factory=list, init=False
+    )
     _pending_callbacks: queue.Queue[PendingCallback | None] = field(
         default_factory=queue.Queue, init=False
     )
@@ -200,6 +216,8 @@ class GatewayState:
         message.status = status
         if self.callback_url and message.wants_callback():
             self._pending_callbacks.put((message.callback_fields(self.api_id), 0))
+        for listener in self.status_listeners:
+            listener(message)
 
     def _advance_due(self) -> None:
         """Move along every message whose time has come (the ticker calls this)."""

@@ -17,6 +17,7 @@ from .base import Backend, Capabilities, OutgoingSms, SendResult
 BACKENDS: dict[str, str] = {
     "legacy_http": "django_clickatell.gateway.backends.legacy_http.LegacyHttpBackend",
     "rest": "django_clickatell.gateway.backends.rest.RestBackend",
+    "one_api": "django_clickatell.gateway.backends.one_api.OneApiBackend",
     # For your test suite (in memory, no sockets) and for development (prints each SMS).
     "test": "django_clickatell.gateway.backends.locmem.TestBackend",
     "locmem": "django_clickatell.gateway.backends.locmem.TestBackend",
