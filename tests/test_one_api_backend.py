@@ -27,11 +27,12 @@ from django_clickatell.exceptions import (
 from django_clickatell.gateway.backends import BACKENDS, backend_class
 from django_clickatell.gateway.backends.base import OutgoingSms
 from django_clickatell.gateway.backends.one_api import PLATFORM_URL, OneApiBackend
-from django_clickatell.gateway.json_transport import reset_json_transports
+from django_clickatell.gateway.transport import reset_transports
 from django_clickatell.protocol import one_api
 from django_clickatell.protocol.codes import STATUSES as LEGACY
 from django_clickatell.protocol.lifecycle import supersedes
 from django_clickatell.protocol.replies import ErrorReply, SentMessageReply
+from django_clickatell.protocol.retry_after import retry_after
 
 KEY = "oneapi-K3y-0123456789abcdef"
 BASE = "https://platform.example.test/"
@@ -46,10 +47,10 @@ def backend(**overrides: Any) -> OneApiBackend:
 
 @pytest.fixture
 def gw() -> Iterator[responses.RequestsMock]:
-    reset_json_transports()
+    reset_transports()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
-    reset_json_transports()
+    reset_transports()
 
 
 def sms(to: str, text: str = "hello", climsgid: str = "c1", **options: Any) -> OutgoingSms:
@@ -221,10 +222,10 @@ def test_transient_answers_carry_retry_after(
 
 
 def test_retry_after_as_a_date_and_nonsense() -> None:
-    assert one_api.parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225600.0) == 10.0
-    assert one_api.parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225700.0) == 0.0
-    assert one_api.parse_retry_after("soon") is None
-    assert one_api.parse_retry_after(None) is None
+    assert retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225600.0) == 10.0
+    assert retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225700.0) == 0.0
+    assert retry_after("soon") is None
+    assert retry_after(None) is None
 
 
 # -- query, stop, balance ------------------------------------------------------------------

@@ -15,7 +15,6 @@ from django_clickatell.conf import ClickatellSettings
 from django_clickatell.exceptions import InvalidCallback
 from django_clickatell.gateway.backends.base import OutgoingSms
 from django_clickatell.gateway.backends.one_api import OneApiBackend
-from django_clickatell.gateway.json_transport import reset_json_transports
 from django_clickatell.models import GatewayExchange, OutboundMessage, UnmatchedCallback
 from django_clickatell.protocol import one_api
 from django_clickatell.protocol.replies import SentMessageReply
@@ -221,11 +220,9 @@ def pushing(
     simulator.one_api.reset()
     simulator.one_api.callback_url = live_server.url + URL
     simulator.handset_delay = 0.3
-    reset_json_transports()
     yield simulator
     simulator.one_api.reset()
     simulator.handset_delay = 1.0
-    reset_json_transports()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -22,7 +22,7 @@ from django_clickatell.exceptions import (
 )
 from django_clickatell.gateway.backends.base import OutgoingSms
 from django_clickatell.gateway.backends.one_api import OneApiBackend
-from django_clickatell.gateway.json_transport import reset_json_transports
+from django_clickatell.gateway.transport import reset_transports
 from django_clickatell.protocol.replies import ErrorReply, SentMessageReply
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import wait_until
@@ -31,11 +31,11 @@ from tests.conftest import wait_until
 @pytest.fixture
 def one_api(simulator: ClickatellSimulator) -> Iterator[ClickatellSimulator]:
     simulator.one_api.reset()
-    reset_json_transports()
+    reset_transports()
     yield simulator
     simulator.one_api.reset()
     simulator.handset_delay = 1.0
-    reset_json_transports()
+    reset_transports()
 
 
 def backend(simulator: ClickatellSimulator, **overrides: Any) -> OneApiBackend:
@@ -177,7 +177,8 @@ def test_command_line_takes_the_key_from_the_environment() -> None:
     )
     try:
         assert process.stdout is not None
-        process.stdout.readline()
+        process.stdout.readline()  # the legacy HTTP API
+        process.stdout.readline()  # the legacy REST API
         line = process.stdout.readline()
         assert "One API" in line
         url = line.rsplit(" ", 1)[1].strip()

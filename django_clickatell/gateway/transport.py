@@ -13,6 +13,7 @@ one for the whole reply, not a timeout per socket read: see :mod:`.deadline`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -109,7 +110,8 @@ class Transport:
         path: str,
         *,
         command: str,
-        bearer: Secret,
+        credential: Secret,
+        scheme: str = "Bearer",
         json_body: object = None,
         params: Mapping[str, str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -118,8 +120,9 @@ class Transport:
         """One JSON request; every HTTP status is returned, the caller's parser decides.
 
         Kept apart from :meth:`post` (whose behaviour the legacy API relies on).
-        The API key travels only in ``Authorization: Bearer``, revealed inside
-        this call; *params* are for message references, never credentials.  A
+        The API key travels only in the ``Authorization`` header (``Bearer <key>``
+        for the REST API; the raw key, ``scheme=""``, for the One API), revealed
+        inside this call; *params* are for message references, never credentials.  A
         body over *max_body* bytes is cut there (the parser refuses it as too
         large) and the connection dropped.  Failures are the same secret-free
         :class:`TransportError` types as :meth:`post`, under *command*.
@@ -128,7 +131,7 @@ class Transport:
         headers = {
             "Accept": "application/json",
             **(extra_headers or {}),
-            "Authorization": "Bearer " + bearer.reveal(),
+            "Authorization": f"{scheme} {credential.reveal()}" if scheme else credential.reveal(),
         }
         started = time.perf_counter()
         failure: BaseException | None = None
@@ -137,8 +140,8 @@ class Transport:
                 method,
                 url,
                 params=params,
-                json=json_body,
-                headers=headers,
+                data=None if json_body is None else _json_bytes(json_body),
+                headers=headers if json_body is None else {**headers, **_JSON_CONTENT},
                 timeout=self.timeout,
                 allow_redirects=False,
                 stream=True,
@@ -188,6 +191,14 @@ def _is_timeout(exc: requests.RequestException) -> bool:
     return isinstance(exc, requests.ConnectionError) and any(
         isinstance(arg, ReadTimeoutError) for arg in exc.args
     )
+
+
+_JSON_CONTENT = {"Content-Type": "application/json"}
+
+
+def _json_bytes(document: object) -> bytes:
+    """UTF-8 JSON: Unicode text travels as itself, not as ``\\u`` escapes (a third the size)."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class JsonReply(NamedTuple):

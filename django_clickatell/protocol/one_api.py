@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .codes import STATUSES as LEGACY_STATUSES
@@ -43,7 +42,6 @@ MAX_BODY = 1_000_000
 #: Messages per send request the API accepts.
 MAX_BATCH = 200
 #: The longest wait a ``Retry-After`` may ask for; a longer one is cut to this.
-MAX_RETRY_AFTER = 3600.0
 
 Secrets = Iterable[str | Secret | None]
 
@@ -279,7 +277,7 @@ def error_for_status(
     """The typed error for a request-level HTTP answer of the One API (or the REST API).
 
     ``404`` to a status query is :class:`UnknownMessage` (code 103, "unknown API
-    message id"); *retry_after* (see :func:`parse_retry_after`) travels with a
+    message id"); *retry_after* (see :func:`.retry_after.retry_after`) travels with a
     transient error.
     """
     code, description = _error_detail(body, tuple(secrets))
@@ -291,27 +289,6 @@ def error_for_status(
         return GatewayError(code, description or f"HTTP {status_code}", command=command)
     # 429, 5xx: transient, asked again later
     return GatewayHTTPError(command, status_code, retry_after=retry_after)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` (delta-seconds or an HTTP-date) as seconds from *now*, bounded.
-
-    None when absent or unreadable; a date in the past is ``0``; anything beyond
-    :data:`MAX_RETRY_AFTER` is cut to it, so a gateway cannot park a worker for a day.
-    """
-    if value is None:
-        return None
-    value = value.strip()[:64]
-    if value.isascii() and value.isdigit() and len(value) <= 10:
-        return min(float(int(value)), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    reference = datetime.now(timezone.utc).timestamp() if now is None else now
-    return min(max(when.timestamp() - reference, 0.0), MAX_RETRY_AFTER)
 
 
 def _submission(entry: object, body: str | bytes, secrets: tuple[Any, ...]) -> Submission:

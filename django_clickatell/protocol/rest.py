@@ -30,9 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .codes import SESSION_ERRORS, normalize_status
@@ -48,6 +46,7 @@ from .errors import (
 from .msisdn import is_msisdn
 from .redaction import Secret, clean, excerpt, redact
 from .replies import BalanceReply, ErrorReply, MessageStatusReply, SentMessageReply, is_message_id
+from .retry_after import MAX_RETRY_AFTER, retry_after
 
 Secrets = Iterable[str | Secret | None]
 Headers = Mapping[str, str]
@@ -57,7 +56,6 @@ MAX_BODY = 1_000_000
 #: Per-recipient results one send reply may carry (the API takes up to 100 recipients).
 MAX_RESULTS = 1000
 #: The longest wait a ``Retry-After`` may ask for; a longer one is cut to this.
-MAX_RETRY_AFTER = 3600.0
 
 #: Request-level errors that are the request's fault: asking again cannot help.
 CLIENT_ERRORS = frozenset({400, 402, 404, 405, 410})
@@ -65,7 +63,6 @@ CLIENT_ERRORS = frozenset({400, 402, 404, 405, 410})
 _NO_CREDIT = 301
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})")
-_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
 
 
 class _Malformed(Exception):
@@ -186,30 +183,6 @@ def error_for_status(
         return GatewayError(code, description, command=command) if code in SESSION_ERRORS else error
     wait = retry_after(_header(headers, "Retry-After"), now=now)
     return GatewayHTTPError(command, status_code, retry_after=wait)
-
-
-def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` (delta-seconds or an HTTP-date) as seconds from *now*, bounded.
-
-    None when absent or unreadable; a date in the past is ``0``; anything
-    beyond :data:`MAX_RETRY_AFTER` is cut to it, so a gateway cannot park a
-    worker for a day.  *now* (unix time) defaults to the current time.
-    """
-    if value is None:
-        return None
-    value = value.strip()[:64]
-    if _DELTA_SECONDS.fullmatch(value):
-        return min(float(int(value)), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:  # pragma: no cover - older Pythons returned None for unreadable dates
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    reference = datetime.now(timezone.utc).timestamp() if now is None else now
-    return min(max(when.timestamp() - reference, 0.0), MAX_RETRY_AFTER)
 
 
 # -- reading a reply -----------------------------------------------------------------------

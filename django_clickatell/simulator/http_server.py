@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 from .commands import handle, recipients
 from .controls import find_control
 from .faults import BEHAVIOURS, Fault
-from .rest import serve_rest
 from .one_api import serve_one_api
+from .rest import serve_rest
 
 if TYPE_CHECKING:
     from .server import ClickatellSimulator

@@ -54,7 +54,8 @@ from ...protocol.replies import (
     SentMessageReply,
     is_message_id,
 )
-from ..json_transport import JsonReply, JsonTransport, get_json_transport
+from ...protocol.retry_after import retry_after
+from ..transport import JsonReply, Transport, get_transport
 from .base import Backend, Capabilities, OutgoingSms, SendResult
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class OneApiBackend(Backend):
         config: ClickatellSettings,
         *,
         alias: str = "default",
-        transport: JsonTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         super().__init__(config, alias=alias)
         self._transport = transport
@@ -104,9 +105,9 @@ class OneApiBackend(Backend):
         return PLATFORM_URL if url == _LEGACY_DEFAULT_URL else url
 
     @property
-    def transport(self) -> JsonTransport:
+    def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = get_json_transport(self.base_url, self.config.timeout)
+            self._transport = get_transport(self.base_url, self.config.timeout)
         return self._transport
 
     # -- messages --------------------------------------------------------------------------
@@ -124,7 +125,7 @@ class OneApiBackend(Backend):
             reply.status_code,
             reply.body,
             self._secrets(),
-            retry_after=one_api.parse_retry_after(reply.retry_after),
+            retry_after=retry_after(_header(reply, "Retry-After")),
         )
         return match_results(messages, submissions, reply.body, self._secrets())
 
@@ -174,7 +175,12 @@ class OneApiBackend(Backend):
         self, command: str, method: str, path: str, payload: dict[str, Any] | None = None
     ) -> JsonReply:
         reply = self.transport.request(
-            command, method, path, authorization=self._api_key(), payload=payload
+            method,
+            path,
+            command=command,
+            credential=self._api_key(),
+            scheme="",  # the One API takes the raw key, no "Bearer"
+            json_body=payload,
         )
         if reply.status_code == 401:
             # Refused before anything was carried out: nothing happened to any message.
@@ -187,11 +193,17 @@ class OneApiBackend(Backend):
             reply.status_code,
             reply.body,
             self._secrets(),
-            retry_after=one_api.parse_retry_after(reply.retry_after),
+            retry_after=retry_after(_header(reply, "Retry-After")),
         )
         if reply.status_code == 401 and not isinstance(error, AuthenticationError):
             error = AuthenticationError(None, "Unauthorized", command=command)
         return error
+
+
+def _header(reply: JsonReply, name: str) -> str | None:
+    """A header of the reply, whatever case the server wrote it in."""
+    wanted = name.lower()
+    return next((value for key, value in reply.headers.items() if key.lower() == wanted), None)
 
 
 def message_fields(message: OutgoingSms) -> dict[str, str]:

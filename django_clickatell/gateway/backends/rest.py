@@ -194,7 +194,7 @@ class RestBackend(Backend):
             method,
             path,
             command=command,
-            bearer=self._api_key,
+            credential=self._api_key,
             json_body=json_body,
             params=params,
             extra_headers=HEADERS,
