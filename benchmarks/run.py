@@ -439,6 +439,74 @@ def client_overhead(calls: int, rounds: int, tls: tuple[str, str] | None) -> dic
     }
 
 
+# -- scenario 6: the admin action at 100,000 selected -------------------------------------------
+
+#: Issue 15's targets for the confirmed action at 100,000 selected messages.
+ACTION_SECONDS_TARGET = 1.0
+ACTION_TASK_BYTES_TARGET = 1024
+
+
+def admin_action_at_scale(simulator: Simulator, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The confirmed action (select across) at each size: seconds, queries, task message bytes.
+
+    The task message is captured where kombu would publish it, serialised as it
+    would go on the wire, and not sent (no worker runs here).
+    """
+    from unittest import mock
+
+    from kombu import serialization
+    from kombu.messaging import Producer
+
+    rows = []
+    for n in sizes:
+        reset_state(simulator, n)
+        client = admin_client()
+        bodies: list[bytes] = []
+
+        def capture(
+            producer: Producer, body: Any, *, _into: list[bytes] = bodies, **kwargs: Any
+        ) -> None:
+            data = serialization.dumps(body, serializer="json")[2]
+            _into.append(data if isinstance(data, bytes) else data.encode())
+
+        with mock.patch.object(Producer, "publish", capture):
+            run_action(client)  # warm caches (templates, content types, session)
+            OutboundMessage.objects.update(cancel_state="", batch=None)
+            bodies.clear()
+            seconds, queries = run_action(client)
+        rows.append(
+            {
+                "messages": n,
+                "seconds": round(seconds, 3),
+                "queries": queries,
+                "task_messages": len(bodies),
+                "task_bytes": sum(len(body) for body in bodies),
+                "load_average": round(os.getloadavg()[0], 2),
+            }
+        )
+        print("   ", rows[-1], flush=True)
+    return rows
+
+
+def describe_action_at_scale(rows: list[dict[str, Any]]) -> str:
+    largest = rows[-1]
+    met = (
+        largest["seconds"] < ACTION_SECONDS_TARGET
+        and largest["task_bytes"] < ACTION_TASK_BYTES_TARGET
+    )
+    parts = "; ".join(
+        f"{r['messages']:,} selected: {r['seconds']:.3f} s, {r['queries']} queries, "
+        f"{r['task_messages']} task message(s) of {r['task_bytes']} bytes "
+        f"(load {r['load_average']})"
+        for r in rows
+    )
+    return (
+        f"admin action: {parts} — target < {ACTION_SECONDS_TARGET:g} s and "
+        f"< {ACTION_TASK_BYTES_TARGET} bytes at {largest['messages']:,}: "
+        f"{'met' if met else 'MISSED'}"
+    )
+
+
 # -- scenario 5: the client against raw http.client -------------------------------------------
 
 #: Issue 15's target for the client's time per call relative to raw ``http.client``.
@@ -626,13 +694,15 @@ def summary(result: dict[str, Any]) -> str:
             f"ours/clickatell {r['ratio_ours_to_clickatell']}×; TCP conns per round "
             f"{r['tcp_connections_per_round']}"
         )
+    if "admin_action_at_scale" in result:
+        lines.append("6. " + describe_action_at_scale(result["admin_action_at_scale"]))
     if "client_vs_raw" in result:
         lines.append("5. " + describe_client_vs_raw(result["client_vs_raw"]))
     return "\n".join(lines) + "\n"
 
 
 #: Scenario names for ``--only`` (the machine is shared: run only what you work on).
-SCENARIOS = ("bulk", "cold", "admin", "overhead", "raw")
+SCENARIOS = ("bulk", "cold", "admin", "admin100k", "overhead", "raw")
 
 
 def main() -> int:
@@ -678,6 +748,10 @@ def main() -> int:
         if "admin" in only:
             print("admin action scaling ...", flush=True)
             result["admin_action"] = admin_scaling(simulator, (100, big))
+        if "admin100k" in only:
+            print("admin action at 100,000 selected ...", flush=True)
+            sizes = (10, 10_000) if args.quick else (10, 100_000)
+            result["admin_action_at_scale"] = admin_action_at_scale(simulator, sizes)
     finally:
         simulator.stop()
     calls = 200 if args.quick else 1000

@@ -319,13 +319,11 @@ class BatchSelection(models.Model):
     nothing to unpickle -- in the same transaction as the batch, so what a
     worker reads is exactly what was confirmed, even if the filters would match
     other rows by then.  A message is selected when its key lies in one of the
-    batch's runs; a deleted message is simply not found.
+    batch's runs (no foreign key to messages: a deleted one is simply not found).
     """
 
     id = models.BigAutoField(primary_key=True)
-    batch = models.ForeignKey(
-        CancellationBatch, on_delete=models.CASCADE, related_name="+", db_constraint=False
-    )
+    batch = models.ForeignKey(CancellationBatch, on_delete=models.CASCADE, related_name="+")
     first_id = models.BigIntegerField()
     last_id = models.BigIntegerField()
 

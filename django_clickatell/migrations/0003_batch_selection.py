@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(primary_key=True, serialize=False)),
                 ('first_id', models.BigIntegerField()),
                 ('last_id', models.BigIntegerField()),
-                ('batch', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='django_clickatell.cancellationbatch')),
+                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='django_clickatell.cancellationbatch')),
             ],
             options={
                 'verbose_name': 'selected messages',

@@ -5,12 +5,14 @@ Confirming "cancel" over 100,000 selected messages used to mark every row
 put every primary key into one task message (689 KB).  Here the request does
 a fixed amount of work whatever the size, and the broker carries a batch id:
 
-1. :func:`request_batch_cancellation` (the admin action): one grouped count for
-   the report, the batch row, and one ``INSERT ... SELECT`` that copies the keys
-   of the stoppable messages of the selection -- the admin queryset,
-   "select across" filters or an explicit page -- into :class:`BatchSelection`,
-   inside the database.  Messages that never left Django are stopped right away
-   (:mod:`.withdrawal`): nothing may send them meanwhile.  The task
+1. :func:`request_batch_cancellation` (the admin action): the batch row, and one
+   ``INSERT ... SELECT`` that stores the keys of the stoppable messages of the
+   selection -- the admin queryset, "select across" filters or an explicit
+   page -- as runs of consecutive keys in :class:`BatchSelection`, inside the
+   database (a campaign recorded together is a handful of rows); one grouped
+   count of the skipped part, by reason, for the report.  Messages that never
+   left Django are stopped right away (:mod:`.withdrawal`): nothing may send
+   them meanwhile.  The task
    ``django_clickatell.cancel_batch(batch_id)`` is published once this commits.
 
    The selection is stored as integers in a table written in the same
@@ -48,7 +50,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import connection, transaction
@@ -107,22 +109,18 @@ def request_batch_cancellation(
     :func:`~django_clickatell.dispatch.enqueue_batch` (published on commit).
     """
     actor_id = getattr(actor, "pk", None)
-    preview = preview_cancellation(queryset)
     batch = CancellationBatch.objects.create(
-        requested_by_id=actor_id,
-        via=via,
-        total=preview.cancellable,
-        skipped=preview.skipped,
-        prepare_touched_at=timezone.now(),
+        requested_by_id=actor_id, via=via, prepare_touched_at=timezone.now()
     )
     selected = _record_selection(batch, queryset)
+    # Only the skipped part is grouped by reason: the taken part was just counted.
+    preview = replace(preview_cancellation(queryset.filter(~STOPPABLE)), cancellable=selected)
+    batch.total, batch.skipped = selected, preview.skipped
+    batch.save(update_fields=["total", "skipped"])
     # Never sent: stopped now, before a send run could pick them up (they join the batch).
     never_sent = _selected(batch.pk) & Q(send_state__in=NEVER_SENT_STATES)
     OutboundMessage.objects.filter(never_sent).update(batch=batch)
     stopped_here = len(withdraw(never_sent & Q(batch=batch), via=via))
-    if selected != batch.total:  # the selection changed since the count (another operator)
-        batch.total, batch.skipped = selected, preview.total - selected
-        batch.save(update_fields=["total", "skipped"])
     logger.info("Cancellation batch %s recorded %d messages via %s", batch.pk, selected, via)
     return BatchRequest(batch=batch, preview=preview, stopped_here=stopped_here)
 
