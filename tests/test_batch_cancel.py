@@ -7,10 +7,13 @@ bounds) and chunk tasks stop each message exactly once.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -32,9 +35,14 @@ from django_clickatell.services.cancel_batches import selection_size
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import WorkerProcess, wait_until
 from tests.factories import scheduled_messages
+from tests.faults import pid_of_client
 
 CHANGELIST = reverse("admin:django_clickatell_outboundmessage_changelist")
 SETTLED = [CancelState.CANCELLED, CancelState.TOO_LATE, CancelState.REFUSED, CancelState.GAVE_UP]
+
+
+class ProcessDied(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, no ``except Exception`` catches it."""
 
 
 def confirm_all(client: Client) -> Any:
@@ -169,9 +177,9 @@ def test_a_batch_whose_preparation_died_is_recovered_by_requeue(
     batch = request.batch
 
     def dies(*chunk: Any) -> None:
-        raise SystemExit("worker killed")
+        raise ProcessDied  # after the first page's marks committed, before any chunk left
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(ProcessDied):
         cancel_batches.prepare_batch(batch.pk, dies)
     batch.refresh_from_db()
     assert batch.prepared_at is None
@@ -209,3 +217,57 @@ def test_worker_stops_a_2000_message_batch_exactly_once(
     batch = CancellationBatch.objects.get()
     assert batch.prepared_at is not None
     assert (batch.total, batch.skipped) == (2000, 0)
+
+
+def blocked_worker_port(conn: psycopg.Connection[Any]) -> int | None:
+    """The client port of a backend waiting for a row lock while updating messages."""
+    row = conn.execute(
+        "SELECT client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE 'UPDATE \"django_clickatell_outboundmessage\"%'"
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_expansion_worker_killed_mid_way_is_recovered(
+    simulator: ClickatellSimulator,
+    celery_worker_process: WorkerProcess,
+    admin_client: Client,
+) -> None:
+    """SIGKILL the worker child preparing a batch, while its second page waits for a row lock.
+
+    The first page's chunks are out; the rest of the selection is unmarked.  The
+    task comes back (``acks_late``, ``reject_on_worker_lost``; else ``requeue_stalled``
+    hands the overdue batch on) and resumes from ``prepared_through``: every
+    message is stopped exactly once.
+    """
+    messages = scheduled_messages(simulator, 2500)  # three pages of 50 x PAGE_CHUNKS
+    db = connection.settings_dict
+    params = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": db["NAME"]}
+    # pg_stat_activity is a snapshot per transaction: the watcher polls in autocommit.
+    with psycopg.connect(**params) as blocker, psycopg.connect(**params, autocommit=True) as watch:
+        blocker.execute(
+            "SELECT id FROM django_clickatell_outboundmessage WHERE id = %s FOR UPDATE",
+            [messages[1500].pk],
+        )
+        assert confirm_all(admin_client).status_code == 302
+        port = wait_until(lambda: blocked_worker_port(watch), timeout=60)
+        assert port, "the preparer never reached the second page"
+        victim = pid_of_client(port, int(db["PORT"]), celery_worker_process.child_pids())
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        blocker.rollback()
+    batch = CancellationBatch.objects.get()
+    if not wait_until(lambda: CancellationBatch.objects.get().prepared_at, timeout=60):
+        long_ago = timezone.now() - timedelta(days=1)
+        CancellationBatch.objects.filter(pk=batch.pk).update(prepare_touched_at=long_ago)
+        OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).update(updated_at=long_ago)
+        dispatch.requeue_stalled()
+    settled = OutboundMessage.objects.filter(cancel_state__in=SETTLED)
+    assert wait_until(lambda: settled.count() >= 2500, timeout=240), settled.count()
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count() == 2500
+    assert simulator.executed["delmsg"] == 2500  # exactly once, across the kill
+    batch.refresh_from_db()
+    assert batch.prepared_at is not None
+    assert (batch.total, batch.skipped) == (2500, 0)
