@@ -40,7 +40,7 @@ from django.db import InterfaceError, OperationalError
 from . import dispatch
 from .conf import app_settings
 from .models import Via
-from .services import cancelling, refreshing, send_recovery, sending
+from .services import cancel_batches, cancelling, refreshing, send_recovery, sending
 from .services.account import keep_session_alive
 from .services.cleanup import delete_old_history
 
@@ -111,6 +111,7 @@ def _retry(
     *,
     at_least: float = 0.0,
     exc: Exception | None = None,
+    args: tuple[Any, ...] | None = None,
 ) -> Exception:
     countdown = max(policy.delay(budgets.spent(policy)), at_least)
     logger.info(
@@ -124,7 +125,8 @@ def _retry(
     )
     following = budgets.after(policy)
     # cancel_message takes one key; every other task a list of them.
-    args = (pks[0],) if task.name == cancel_message.name else (pks,)
+    if args is None:
+        args = (pks[0],) if task.name == cancel_message.name else (pks,)
     return task.retry(
         args=args,
         kwargs={"gateway_retries": following.gateway, "database_retries": following.database},
@@ -134,14 +136,18 @@ def _retry(
 
 
 def _with_database_retries(
-    task: Task[Any, Any], pks: list[int], budgets: Budgets, work: Callable[[], dict[str, Any]]
+    task: Task[Any, Any],
+    pks: list[int],
+    budgets: Budgets,
+    work: Callable[[], dict[str, Any]],
+    args: tuple[Any, ...] | None = None,
 ) -> dict[str, Any]:
     try:
         return work()
     except _DATABASE_ERRORS as exc:
         if budgets.exhausted(DATABASE):
             raise
-        raise _retry(task, pks, budgets, DATABASE, exc=exc) from exc
+        raise _retry(task, pks, budgets, DATABASE, exc=exc, args=args) from exc
 
 
 @shared_task(name="django_clickatell.cancel_message", **_TASK_OPTIONS)
@@ -174,6 +180,53 @@ def cancel_messages(
         return {"chunks": -(-len(pks) // size), "messages": len(pks)}
     budgets = Budgets(gateway_retries, database_retries)
     return _with_database_retries(self, pks, budgets, lambda: _cancel(self, pks, budgets))
+
+
+@shared_task(name="django_clickatell.cancel_batch", **_TASK_OPTIONS)
+def cancel_batch(
+    self: Task[Any, Any], batch_id: int, gateway_retries: int = 0, database_retries: int = 0
+) -> dict[str, Any]:
+    """Prepare a cancellation batch: mark its selected messages and fan out chunk tasks.
+
+    The message carries the batch id only, whatever the batch's size; each
+    chunk task carries ``(batch_id, first_pk, last_pk)``.  Redelivered or
+    handed on again by ``requeue_stalled_work``, it resumes where the last
+    preparer got to (see :mod:`.services.cancel_batches`).
+    """
+    batch = int(batch_id)
+    budgets = Budgets(gateway_retries, database_retries)
+
+    def hand_on(batch_id: int, first: int, last: int) -> None:
+        cancel_batch_chunk.apply_async((batch_id, first, last))
+
+    def work() -> dict[str, Any]:
+        return {"batch": batch, "marked": cancel_batches.prepare_batch(batch, hand_on)}
+
+    return _with_database_retries(self, [], budgets, work, args=(batch,))
+
+
+@shared_task(name="django_clickatell.cancel_batch_chunk", **_TASK_OPTIONS)
+def cancel_batch_chunk(
+    self: Task[Any, Any],
+    batch_id: int,
+    first_pk: int,
+    last_pk: int,
+    gateway_retries: int = 0,
+    database_retries: int = 0,
+) -> dict[str, Any]:
+    """Stop the messages of one chunk of a batch (at most ``TASK_CHUNK_SIZE``), claimed here.
+
+    Retries carry the same bounds: the chunk's messages that still wait are
+    read again from the database.
+    """
+    args = (int(batch_id), int(first_pk), int(last_pk))
+    budgets = Budgets(gateway_retries, database_retries)
+
+    def work() -> dict[str, Any]:
+        pks = cancel_batches.chunk_messages(*args)
+        return _cancel(self, pks, budgets, args=args)
+
+    return _with_database_retries(self, [], budgets, work, args=args)
 
 
 @shared_task(name="django_clickatell.send_messages", **_TASK_OPTIONS)
@@ -276,7 +329,9 @@ def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, A
     return report.as_dict()
 
 
-def _cancel(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, Any]:
+def _cancel(
+    task: Task[Any, Any], pks: list[int], budgets: Budgets, args: tuple[Any, ...] | None = None
+) -> dict[str, Any]:
     report = cancelling.cancel_messages(
         pks,
         via=Via.TASK,
@@ -287,5 +342,5 @@ def _cancel(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str,
     if waiting and not budgets.exhausted(GATEWAY):
         # Held elsewhere: another run finishes them, or its lease expires (it died, e.g. a
         # worker killed before this redelivery) and this retry takes them over.
-        raise _retry(task, waiting, budgets, GATEWAY, at_least=report.retry_after)
+        raise _retry(task, waiting, budgets, GATEWAY, at_least=report.retry_after, args=args)
     return report.as_dict()

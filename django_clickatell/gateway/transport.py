@@ -19,11 +19,14 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 import requests
 from django.views.decorators.debug import sensitive_variables
-from urllib3.exceptions import ReadTimeoutError
+from requests.structures import CaseInsensitiveDict
+from urllib3.exceptions import HTTPError, ReadTimeoutError
+from urllib3.util import Timeout
 
 from .. import __version__
 from ..conf import require_secure_base_url
@@ -51,7 +54,7 @@ class Transport:
         self.base_url = base_url
         self.timeout = timeout
         self.session = requests.Session()
-        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=POOL_SIZE, max_retries=0)
+        adapter = _GatewayAdapter(pool_connections=1, pool_maxsize=POOL_SIZE, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
@@ -63,6 +66,46 @@ class Transport:
         if bundle and base_url.startswith("https://"):
             self.session.verify = bundle  # (a path costs a stat per request: https only)
         self.session.trust_env = False
+        self._prepare_sending()
+
+    def _prepare_sending(self) -> None:
+        """Work every POST used to redo, done once: what does not depend on the request.
+
+        ``Session.post`` merges the session's settings into each request
+        (``prepare_request``, ``merge_environment_settings``: a dozen
+        ``typing.Protocol`` ``isinstance`` checks, URL re-parsing, header
+        dictionaries rebuilt, cookie jars merged, hooks dispatched).  None of it
+        varies between two commands to the same gateway, so the adapter, the
+        headers, the proxy and TLS settings and the timeout object are resolved
+        here and :meth:`post` hands a prepared request straight to the session's
+        own adapter -- still ``requests`` (and ``responses`` in the tests), with
+        the same pool, deadlines and error types.  Redirects are never followed:
+        the adapter does not follow them and :meth:`post` refuses any status but 200.
+        """
+        self._adapter = self.session.get_adapter(self.base_url)
+        self._headers = {key: str(value) for key, value in self.session.headers.items()}
+        self._headers["Content-Type"] = "application/x-www-form-urlencoded"
+        connect, read = self.timeout
+        self._send_options: dict[str, object] = {
+            "timeout": Timeout(connect=connect, read=read),
+            "verify": self.session.verify,
+            "proxies": dict(self.session.proxies),
+            "cert": None,
+            "stream": False,
+        }
+
+    @sensitive_variables("fields", "body", "request")
+    def _send(self, url: str, fields: Mapping[str, FormValue]) -> requests.Response:
+        """One POST of *fields* through the session's adapter (see :meth:`_prepare_sending`)."""
+        body = urlencode(_revealed(fields))
+        request = requests.PreparedRequest()
+        request.method = "POST"
+        request.url = url
+        request.headers = CaseInsensitiveDict(self._headers)
+        request.headers["Content-Length"] = str(len(body))
+        request.body = body
+        request.hooks = {"response": []}
+        return self._adapter.send(request, **self._send_options)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url}>"
@@ -78,11 +121,19 @@ class Transport:
         url = self.base_url + command
         started = time.perf_counter()
         failure: BaseException | None = None
+        status, body = 0, b""
         try:
-            response = self.session.post(
-                url, data=_revealed(fields), timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
+            response = self._send(url, fields)
+            status = response.status_code
+            if status == 200:
+                body = _body(response)
+            else:
+                # Not read: an error page (a proxy's) may echo the form; the connection
+                # is closed and handed back to the pool, which reconnects next time.
+                response.close()
+            # Not kept in this frame: its .request carries the encoded form.
+            del response
+        except (requests.RequestException, HTTPError) as exc:
             failure = self._failure(command, exc)
         except Exception as exc:  # a bug below us: re-raised as is, without the frames
             failure = exc
@@ -90,20 +141,16 @@ class Transport:
             failure.__context__ = failure.__cause__ = None
             raise failure.with_traceback(None)
         elapsed = (time.perf_counter() - started) * 1000
-        if response.status_code != 200:
-            status = response.status_code
-            # Not kept in this frame: its .request carries the encoded form, and an error
-            # page (a proxy's) may echo it.
-            del response
+        if status != 200:
             logger.warning("Clickatell %s answered HTTP %s after %.0f ms", command, status, elapsed)
             raise GatewayHTTPError(command, status)
         logger.debug("Clickatell %s answered after %.0f ms", command, elapsed)
         # Served as text/html without a charset; the protocol itself is ASCII.
-        return response.content.decode("utf-8", errors="replace")
+        return body.decode("utf-8", errors="replace")
 
     # -- JSON over HTTP (the REST backend) ------------------------------------------------
 
-    @sensitive_variables("bearer", "headers")
+    @sensitive_variables("credential", "headers")
     def request(
         self,
         method: str,
@@ -163,7 +210,8 @@ class Transport:
         logger.log(level, "Clickatell %s answered HTTP %s after %.0f ms", command, status, elapsed)
         return JsonReply(status, reply_headers, body)
 
-    def _failure(self, command: str, exc: requests.RequestException) -> TransportError:
+    def _failure(self, command: str, exc: Exception) -> TransportError:
+        """The typed, secret-free error for a failure of requests or urllib3 (the body)."""
         kind = type(exc).__name__
         if _is_timeout(exc):
             return GatewayTimeout(command, f"no answer within {self._describe_timeout()} ({kind})")
@@ -177,16 +225,73 @@ class Transport:
         self.session.close()
 
 
-def _is_timeout(exc: requests.RequestException) -> bool:
-    """Whether *exc* is a deadline, as requests classifies it.
+class _GatewayAdapter(DeadlineAdapter):
+    """The deadline adapter, minus per-request work that never varies for one gateway.
 
-    requests reports a deadline hit while reading the *body* as a
+    ``HTTPAdapter.send`` itself is kept (it maps urllib3's errors to requests'
+    and is what ``responses`` replaces in the tests); two of its helpers are
+    trimmed: the connection pool is looked up once per gateway instead of
+    rebuilding its key on every request (it is looked up again if the pool
+    manager closed it), and replies do not feed a cookie jar (Clickatell's
+    commands set none, and nothing here would send them back).
+    """
+
+    _pool: Any = None  # the urllib3 pool for _pool_key
+    _pool_key: tuple[str, object, object] | None = None
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: Any,
+        proxies: Mapping[str, str] | None = None,
+        cert: Any = None,
+    ) -> Any:
+        if proxies or not request.url:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        origin = request.url.split("/", 3)[:3]
+        key = ("/".join(origin), verify if isinstance(verify, bool | str) else id(verify), cert)
+        pool = self._pool
+        if pool is None or pool.pool is None or key != self._pool_key:
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._pool, self._pool_key = pool, key
+        return pool
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url or ""
+        response.request = req
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        self._pool = self._pool_key = None
+        super().close()
+
+
+def _body(response: requests.Response) -> bytes:
+    """The whole reply body, decoded from gzip/deflate if the gateway compressed it.
+
+    One read of the urllib3 response (which returns the connection to the pool
+    once the body is complete) instead of ``Response.content``'s chunk iterator.
+    """
+    return bytes(response.raw.read(decode_content=True))
+
+
+def _is_timeout(exc: Exception) -> bool:
+    """Whether *exc* is a deadline, as requests classifies it (or urllib3, for the body).
+
+    The body is read from urllib3's response, whose deadline is its own
+    ``ReadTimeoutError``.  requests reports a deadline hit while reading the *body* as a
     ``ConnectionError`` wrapping urllib3's ``ReadTimeoutError``; everything else
     it already types as ``requests.Timeout``.  (urllib3's ``NewConnectionError``
     -- a refused connection -- subclasses its timeout class, so the exception's
     chain is not searched for timeouts.)
     """
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, requests.Timeout | ReadTimeoutError):
         return True
     return isinstance(exc, requests.ConnectionError) and any(
         isinstance(arg, ReadTimeoutError) for arg in exc.args
