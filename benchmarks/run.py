@@ -439,6 +439,153 @@ def client_overhead(calls: int, rounds: int, tls: tuple[str, str] | None) -> dic
     }
 
 
+# -- scenario 6: the admin action at 100,000 selected -------------------------------------------
+
+#: Issue 15's targets for the confirmed action at 100,000 selected messages.
+ACTION_SECONDS_TARGET = 1.0
+ACTION_TASK_BYTES_TARGET = 1024
+
+
+def admin_action_at_scale(simulator: Simulator, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The confirmed action (select across) at each size: seconds, queries, task message bytes.
+
+    The task message is captured where kombu would publish it, serialised as it
+    would go on the wire, and not sent (no worker runs here).
+    """
+    from unittest import mock
+
+    from kombu import serialization
+    from kombu.messaging import Producer
+
+    rows = []
+    for n in sizes:
+        reset_state(simulator, n)
+        client = admin_client()
+        bodies: list[bytes] = []
+
+        def capture(
+            producer: Producer, body: Any, *, _into: list[bytes] = bodies, **kwargs: Any
+        ) -> None:
+            data = serialization.dumps(body, serializer="json")[2]
+            _into.append(data if isinstance(data, bytes) else data.encode())
+
+        with mock.patch.object(Producer, "publish", capture):
+            run_action(client)  # warm caches (templates, content types, session)
+            OutboundMessage.objects.update(cancel_state="", batch=None)
+            bodies.clear()
+            seconds, queries = run_action(client)
+        rows.append(
+            {
+                "messages": n,
+                "seconds": round(seconds, 3),
+                "queries": queries,
+                "task_messages": len(bodies),
+                "task_bytes": sum(len(body) for body in bodies),
+                "load_average": round(os.getloadavg()[0], 2),
+            }
+        )
+        print("   ", rows[-1], flush=True)
+    return rows
+
+
+def describe_action_at_scale(rows: list[dict[str, Any]]) -> str:
+    largest = rows[-1]
+    met = (
+        largest["seconds"] < ACTION_SECONDS_TARGET
+        and largest["task_bytes"] < ACTION_TASK_BYTES_TARGET
+    )
+    parts = "; ".join(
+        f"{r['messages']:,} selected: {r['seconds']:.3f} s, {r['queries']} queries, "
+        f"{r['task_messages']} task message(s) of {r['task_bytes']} bytes "
+        f"(load {r['load_average']})"
+        for r in rows
+    )
+    return (
+        f"admin action: {parts} — target < {ACTION_SECONDS_TARGET:g} s and "
+        f"< {ACTION_TASK_BYTES_TARGET} bytes at {largest['messages']:,}: "
+        f"{'met' if met else 'MISSED'}"
+    )
+
+
+# -- scenario 5: the client against raw http.client -------------------------------------------
+
+#: Issue 15's target for the client's time per call relative to raw ``http.client``.
+RAW_RATIO_TARGET = 1.3
+
+
+def client_vs_raw(calls: int, rounds: int) -> dict[str, Any]:
+    """``ClickatellClient().delmsg`` against a raw ``http.client`` keep-alive loop, same run.
+
+    Both POST the same form to the same simulator at 0 latency, one call at a
+    time.  They alternate in blocks of *calls* (``rounds`` blocks each), so a
+    burst of load from elsewhere on the machine hits both alike; the figure is
+    the median of the per-block ratios.  CPU time of this process per call is
+    reported too: it is what the client itself costs, whatever the load.
+    """
+    import http.client
+    from urllib.parse import urlencode
+
+    simulator = Simulator()
+    try:
+        apimsgid = simulator.control("messages", {"deliver_in": 7200})["apimsgid"]
+        with override_settings(CLICKATELL={**settings.CLICKATELL, "BASE_URL": simulator.base_url}):
+            cache.clear()
+            reset_transports()
+            ours = ClickatellClient()
+            session_id = ours.sessions.get().reveal()
+            raw = http.client.HTTPConnection("127.0.0.1", simulator.port, timeout=30)
+            body = urlencode({"apimsgid": apimsgid, "session_id": session_id})
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+            def raw_call() -> bytes:
+                raw.request("POST", "/http/delmsg", body=body, headers=form)
+                return raw.getresponse().read()
+
+            variants: dict[str, Callable[[], Any]] = {
+                "raw_http_client": raw_call,
+                "django_clickatell": lambda: ours.delmsg(apimsgid=apimsgid),
+            }
+            wall: dict[str, list[float]] = {name: [] for name in variants}
+            cpu: dict[str, list[float]] = {name: [] for name in variants}
+            for fn in variants.values():
+                for _ in range(max(calls, 100)):
+                    fn()  # warm: connection, session, code paths
+            for _ in range(rounds):
+                for name, fn in variants.items():
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    for _ in range(calls):
+                        fn()
+                    wall[name].append((time.perf_counter() - started) / calls)
+                    cpu[name].append((time.process_time() - cpu_started) / calls)
+            raw.close()
+            reset_transports()
+    finally:
+        simulator.stop()
+    pairs = zip(wall["django_clickatell"], wall["raw_http_client"], strict=True)
+    ratios = [ours / raw for ours, raw in pairs]
+    ratio = statistics.median(ratios)
+    return {
+        "calls_per_block": calls,
+        "blocks": rounds,
+        "load_average": round(os.getloadavg()[0], 2),
+        "ms_per_call": {k: round(statistics.median(v) * 1000, 3) for k, v in wall.items()},
+        "cpu_ms_per_call": {k: round(statistics.median(v) * 1000, 3) for k, v in cpu.items()},
+        "ratio": round(ratio, 2),
+        "target": RAW_RATIO_TARGET,
+        "met": ratio <= RAW_RATIO_TARGET,
+    }
+
+
+def describe_client_vs_raw(r: dict[str, Any]) -> str:
+    ms, cpu = r["ms_per_call"], r["cpu_ms_per_call"]
+    return (
+        f"client vs raw http.client, one call at a time: {r['ratio']}× "
+        f"(target ≤ {r['target']}×, {'met' if r['met'] else 'MISSED'}); ms/call ours "
+        f"{ms['django_clickatell']}, raw {ms['raw_http_client']}; client-process CPU ms/call "
+        f"ours {cpu['django_clickatell']}, raw {cpu['raw_http_client']}; load {r['load_average']}"
+    )
+
+
 @contextmanager
 def throwaway_certificate() -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as folder:
@@ -513,8 +660,9 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
 
 def summary(result: dict[str, Any]) -> str:
     lines = [f"django-clickatell benchmarks — {result['machine']}", ""]
-    lines.append("1. Bulk cancel end to end (admin action → Celery prefork → simulator):")
-    for r in result["bulk_cancel"]:
+    if result.get("bulk_cancel"):
+        lines.append("1. Bulk cancel end to end (admin action → Celery prefork → simulator):")
+    for r in result.get("bulk_cancel", ()):
         lines.append(
             f"   c={r['concurrency']:>2} n={r['messages']:>5}: {r['wall_seconds']:>6.2f} s, "
             f"{r['cancels_per_second']:>6.1f}/s of ideal {r['ideal_per_second']:.0f}/s "
@@ -523,19 +671,21 @@ def summary(result: dict[str, Any]) -> str:
             f"{r['db_queries_per_message']} queries/msg; machine CPU "
             f"{r['machine_utilisation']:.0%}, CPU ms/cancel {r['cpu_ms_per_cancel']}"
         )
-    cold = result["cold_start"]
-    lines.append(
-        f"2. Cold start, {cold['processes']}×{cold['threads_per_process']} threads: "
-        f"{cold['auth_calls']} auth call(s)"
-    )
-    lines.append(
-        "3. Admin action: "
-        + "; ".join(
-            f"{r['messages']} msgs {r['seconds']:.3f} s / {r['queries']} queries"
-            for r in result["admin_action"]
+    if "cold_start" in result:
+        cold = result["cold_start"]
+        lines.append(
+            f"2. Cold start, {cold['processes']}×{cold['threads_per_process']} threads: "
+            f"{cold['auth_calls']} auth call(s)"
         )
-    )
-    for r in result["client_overhead"]:
+    if "admin_action" in result:
+        lines.append(
+            "3. Admin action: "
+            + "; ".join(
+                f"{r['messages']} msgs {r['seconds']:.3f} s / {r['queries']} queries"
+                for r in result["admin_action"]
+            )
+        )
+    for r in result.get("client_overhead", ()):
         ms = r["ms_per_call"]
         lines.append(
             f"4. Client overhead ({'TLS' if r['tls'] else 'plain HTTP'}), ms/call: ours "
@@ -544,7 +694,15 @@ def summary(result: dict[str, Any]) -> str:
             f"ours/clickatell {r['ratio_ours_to_clickatell']}×; TCP conns per round "
             f"{r['tcp_connections_per_round']}"
         )
+    if "admin_action_at_scale" in result:
+        lines.append("6. " + describe_action_at_scale(result["admin_action_at_scale"]))
+    if "client_vs_raw" in result:
+        lines.append("5. " + describe_client_vs_raw(result["client_vs_raw"]))
     return "\n".join(lines) + "\n"
+
+
+#: Scenario names for ``--only`` (the machine is shared: run only what you work on).
+SCENARIOS = ("bulk", "cold", "admin", "admin100k", "overhead", "raw")
 
 
 def main() -> int:
@@ -552,10 +710,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", default="2,4,8,16")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run, of {', '.join(SCENARIOS)} (default: all)",
+    )
     args = parser.parse_args()
     latency = args.latency_ms / 1000
     big = 1000 if args.quick else 10_000
     levels = [int(c) for c in args.concurrency.split(",")]
+    only = set(args.only.split(","))
+    if only - set(SCENARIOS):
+        parser.error(f"unknown scenario(s): {', '.join(sorted(only - set(SCENARIOS)))}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     prepare_database()
@@ -569,28 +735,40 @@ def main() -> int:
     simulator = Simulator()
     try:
         rows = []
-        for c in levels:
+        for c in levels if "bulk" in only else ():
             n = big if c >= 8 else max(big // 5, 200)
             print(f"bulk cancel: {n} messages, concurrency {c} ...", flush=True)
             rows.append(bulk_cancel(simulator, n, c, latency))
             print("   ", rows[-1], flush=True)
-        result["bulk_cancel"] = rows
-        print("cold start ...", flush=True)
-        result["cold_start"] = cold_start(simulator)
-        print("admin action scaling ...", flush=True)
-        result["admin_action"] = admin_scaling(simulator, (100, big))
+        if rows:
+            result["bulk_cancel"] = rows
+        if "cold" in only:
+            print("cold start ...", flush=True)
+            result["cold_start"] = cold_start(simulator)
+        if "admin" in only:
+            print("admin action scaling ...", flush=True)
+            result["admin_action"] = admin_scaling(simulator, (100, big))
+        if "admin100k" in only:
+            print("admin action at 100,000 selected ...", flush=True)
+            sizes = (10, 10_000) if args.quick else (10, 100_000)
+            result["admin_action_at_scale"] = admin_action_at_scale(simulator, sizes)
     finally:
         simulator.stop()
     calls = 200 if args.quick else 1000
-    print("client overhead ...", flush=True)
-    result["client_overhead"] = [client_overhead(calls, 3, None)]
-    with throwaway_certificate() as tls:
-        result["client_overhead"].append(client_overhead(calls, 3, tls))
+    if "overhead" in only:
+        print("client overhead ...", flush=True)
+        result["client_overhead"] = [client_overhead(calls, 3, None)]
+        with throwaway_certificate() as tls:
+            result["client_overhead"].append(client_overhead(calls, 3, tls))
+    if "raw" in only:
+        print("client vs raw http.client ...", flush=True)
+        result["client_vs_raw"] = client_vs_raw(100, 6 if args.quick else 20)
 
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
     text = summary(result)
     (RESULTS / "summary.txt").write_text(text)
-    chart(result["bulk_cancel"], RESULTS / "throughput.png")
+    if result.get("bulk_cancel"):
+        chart(result["bulk_cancel"], RESULTS / "throughput.png")
     print(text)
     print(f"Results in {RESULTS.relative_to(ROOT)}/ (latest.json, summary.txt, throughput.png)")
     return 0

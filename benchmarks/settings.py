@@ -16,11 +16,11 @@ DATABASES = {
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:6379/12",
+        "LOCATION": os.environ.get("CLICKATELL_BENCH_CACHE_URL", "redis://127.0.0.1:6379/12"),
         "KEY_PREFIX": "bench",
     }
 }
-CELERY_BROKER_URL = "redis://127.0.0.1:6379/13"
+CELERY_BROKER_URL = os.environ.get("CLICKATELL_BENCH_BROKER", "redis://127.0.0.1:6379/13")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CLICKATELL = {
     "USERNAME": "demo",

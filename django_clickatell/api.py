@@ -64,7 +64,10 @@ def send_sms(
     """Record one message per recipient and send them (now or scheduled).
 
     Raises :class:`InvalidMessage` (nothing recorded) for a bad number, an
-    empty text, a schedule outside Clickatell's 10 minutes to 7 days, …
+    empty text, a schedule outside 10 minutes to a year, …  A message due
+    further ahead than ``HOLD_LEAD_TIME`` (or any scheduled one, on a backend
+    without native scheduling) is held here, ``HELD``, and handed to Clickatell
+    by the release loop when due (see Scheduling in the README).
     Text outside the GSM alphabet is sent as Unicode automatically.
     *account* names the Clickatell account to send through (an alias of
     ``CLICKATELL["ACCOUNTS"]``; ``"default"``: the top-level settings); an
@@ -88,11 +91,13 @@ def send_sms(
         account=account,
     )
     pks = [m.pk for m in messages]
+    # Held messages (scheduled beyond the lead time) wait here for the release loop.
+    now_pks = composing.to_send(messages)
     if wait:
         _warn_inside_a_transaction("send_sms")
-        sending.send_messages(pks, via=Via.API)
+        sending.send_messages(now_pks, via=Via.API)
     else:
-        dispatch.enqueue_sending(pks, via=Via.API)
+        dispatch.enqueue_sending(now_pks, via=Via.API)
     return list(OutboundMessage.objects.filter(pk__in=pks).order_by("pk"))
 
 

@@ -50,6 +50,15 @@ def enqueue_cancellation(
     return _hand_on(list(message_pks), "cancel_messages", via=via, actor=actor, using=using)
 
 
+def enqueue_batch(batch_id: int, *, via: str = "task", actor: Any = None) -> bool:
+    """Prepare and carry out a cancellation batch: one task message carrying its id.
+
+    The task message is the same size for ten messages or a hundred thousand;
+    the worker reads the selection from the database (:mod:`.services.cancel_batches`).
+    """
+    return _hand_on([batch_id], "cancel_batch", via=via, actor=actor)
+
+
 def enqueue_refresh(message_pks: Iterable[int], *, via: str = "task", actor: Any = None) -> bool:
     """Ask Clickatell for the status of these messages (``querymsg``)."""
     return _hand_on(list(message_pks), "refresh_messages", via=via, actor=actor)
@@ -65,17 +74,59 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     The beat task ``requeue_stalled_work`` and ``manage.py clickatell_requeue``
     both call this.
     """
+    from .services.cancel_batches import stalled_batches
     from .services.cancelling import stalled_cancellations
+    from .services.release import held_messages_overdue
     from .services.send_recovery import stalled_sends
 
     sends, cancels = stalled_sends(hand_on=True), stalled_cancellations(hand_on=True)
+    batches = stalled_batches(hand_on=True)
+    overdue = held_messages_overdue()
+    if overdue:
+        # Not handed on from here: releasing is the release loop's job, and a project
+        # that runs only this would otherwise never notice its loop is missing.
+        logger.warning(
+            "%d held messages are past their release time: is a release loop running "
+            "(beat task release_due_messages, or manage.py clickatell_release)?",
+            overdue,
+        )
     if sends:
         logger.warning("Handing on %d stalled sends", len(sends))
         enqueue_sending(sends, via=via)
     if cancels:
         logger.warning("Handing on %d stalled cancellations", len(cancels))
         enqueue_cancellation(cancels, via=via)
-    return {"sends": len(sends), "cancellations": len(cancels)}
+    for batch_id in batches:
+        logger.warning("Handing on cancellation batch %s, whose preparation stalled", batch_id)
+        enqueue_batch(batch_id, via=via)
+    result = {"sends": len(sends), "cancellations": len(cancels)}
+    if batches:
+        result["batches"] = len(batches)
+    return result
+
+
+def release_held(*, via: str = "task", max_batches: int = 20) -> dict[str, int]:
+    """Hand the held messages that are due to the send path (see ``services/release.py``).
+
+    Releases batch after batch (at most *max_batches*, so one call stays
+    bounded) and queues each batch for sending like any new message: to Celery,
+    or sent here when Celery is not in use.  The beat task
+    ``release_due_messages`` and ``manage.py clickatell_release`` call this.  A
+    batch released but not queued (the broker down, this process killed) is
+    ordinary queued work: ``requeue_stalled_work`` picks it up.
+    """
+    from .services.release import release_due
+
+    released = rescheduled = 0
+    for _batch in range(max_batches):
+        report = release_due()
+        if report.released:
+            enqueue_sending(report.released, via=via)
+        released += len(report.released)
+        rescheduled += len(report.rescheduled)
+        if not report.more:
+            break
+    return {"released": released, "rescheduled": rescheduled}
 
 
 def _hand_on(pks: list[int], job: str, *, via: str, actor: Any, using: str | None = None) -> bool:
@@ -104,8 +155,10 @@ def _publish(job: str, pks: list[int]) -> bool:
     chunks = _chunks(pks, app_settings.task_chunk_size) if job == "send_messages" else [pks]
     published = True
     for chunk in chunks:
+        # A batch travels as its id alone; every other job as its list of keys.
+        args = (chunk[0],) if job == "cancel_batch" else (chunk,)
         try:
-            task.apply_async((chunk,), retry=True, retry_policy=PUBLISH_RETRY)
+            task.apply_async(args, retry=True, retry_policy=PUBLISH_RETRY)
         except Exception:
             logger.exception(
                 "Could not queue %s for %d messages (task queue unreachable); "
@@ -118,9 +171,16 @@ def _publish(job: str, pks: list[int]) -> bool:
 
 
 def _run_here(job: str, pks: list[int], via: str, actor: Any) -> bool:
-    from .services import cancelling, refreshing, sending
+    from .services import cancel_batches, cancelling, refreshing, sending
 
-    if job == "send_messages":
+    if job == "cancel_batch":
+
+        def stop_chunk(batch_id: int, first: int, last: int) -> None:
+            pks = cancel_batches.chunk_messages(batch_id, first, last)
+            cancelling.cancel_messages(pks, via=via, actor=actor)
+
+        cancel_batches.prepare_batch(pks[0], stop_chunk)
+    elif job == "send_messages":
         sending.send_messages(pks, via=via, actor=actor)
     elif job == "cancel_messages":
         cancelling.cancel_messages(pks, via=via, actor=actor)

@@ -62,6 +62,15 @@ class OutboundMessage(models.Model):
         db_index=True,
         help_text=_("When Clickatell is due to deliver the message."),
     )
+    release_at = models.DateTimeField(
+        _("handed over at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "For a message held here: when it is handed to Clickatell (its due time, or "
+            "earlier for Clickatell to schedule it)."
+        ),
+    )
     status = models.CharField(
         _("status"),
         max_length=8,
@@ -169,7 +178,11 @@ class OutboundMessage(models.Model):
             ("cancel_outboundmessage", _("Can cancel scheduled delivery")),
             ("send_outboundmessage", _("Can send messages again or ask Clickatell about them")),
         ]
-        indexes = [models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state")]
+        indexes = [
+            models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state"),
+            # The release loop's selection: held messages by release time.
+            models.Index(fields=["send_state", "release_at"], name="clickatell_held_release"),
+        ]
         constraints = [
             # Clickatell is asked about a send in doubt by its climsgid: two messages
             # sharing one would make the answer ambiguous and a duplicate possible.
@@ -298,6 +311,18 @@ class CancellationBatch(models.Model):
         help_text=_("Selected but already final, already being cancelled, or never sent."),
     )
 
+    # Handing the selection to workers (services/cancel_batches.py): the admin action only
+    # records which messages were selected; a worker marks them and fans out in chunks.
+    prepared_at = models.DateTimeField(
+        _("handed to workers at"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Empty while the batch is being prepared (its messages handed to workers)."),
+    )
+    prepared_through = models.BigIntegerField(default=0, editable=False)
+    prepare_touched_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     class Meta:
         verbose_name = _("cancellation batch")
         verbose_name_plural = _("cancellation batches")
@@ -305,3 +330,35 @@ class CancellationBatch(models.Model):
 
     def __str__(self) -> str:
         return str(_("Cancellation #%(pk)s") % {"pk": self.pk})
+
+
+class BatchSelection(models.Model):
+    """A run of consecutive selected message keys of a cancellation batch: the selection, as data.
+
+    Filled by one ``INSERT ... SELECT`` inside the database when the operator
+    confirms: the keys of the selection are grouped into runs of consecutive
+    integers ("gaps and islands"), so a campaign of 100,000 messages recorded
+    together is a handful of rows, and no key passes through Python, the
+    broker or a task argument.  Only integers are stored -- nothing executable,
+    nothing to unpickle -- in the same transaction as the batch, so what a
+    worker reads is exactly what was confirmed, even if the filters would match
+    other rows by then.  A message is selected when its key lies in one of the
+    batch's runs (no foreign key to messages: a deleted one is simply not found).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    batch = models.ForeignKey(CancellationBatch, on_delete=models.CASCADE, related_name="+")
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("selected messages")
+        verbose_name_plural = _("selected messages")
+        indexes = [models.Index(fields=["batch", "last_id"], name="clickatell_selection_order")]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}:{self.first_id}-{self.last_id}"
+
+    @property
+    def size(self) -> int:
+        return self.last_id - self.first_id + 1

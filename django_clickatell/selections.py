@@ -9,6 +9,7 @@ between the place that shows it and the place that acts on it.  Each is a
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
@@ -20,6 +21,9 @@ from .states import ACTIVE_CANCEL_STATES, OPEN_SEND_STATES, CancelState, SendSta
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+#: The shortest delay Clickatell schedules natively (legacy ``deliv_time``: 10 minutes).
+MIN_NATIVE_DELAY = timedelta(minutes=10)
+
 #: "Delivered to gateway": Clickatell has passed the message on to the network.
 HANDED_ON_STATUS = "003"
 
@@ -29,6 +33,8 @@ AT_GATEWAY = Q(send_state__in=[SendState.NOT_SENT_HERE, SendState.SENT, SendStat
 )
 #: Being handed over by this app right now, or waiting to be (or given up on).
 SENDING_HERE = Q(send_state__in=[*OPEN_SEND_STATES, SendState.FAILED])
+#: Held here until due (never handed over): stopped locally, with no request.
+HELD_HERE = Q(send_state=SendState.HELD)
 #: Clickatell has reported a final status: nothing will change any more.
 FINAL = Q(status__in=FINAL_STATUSES)
 #: A cancellation is queued or running: a new request leaves it alone.
@@ -45,10 +51,11 @@ STOPPED = Q(cancel_state=CancelState.CANCELLED)
 #: queued, running or done.  Right after ``send_sms`` the status is empty and the
 #: message is selected; so are ``011``, ``001``/``002``/``008`` and codes this app does
 #: not know that are not final.  A message being sent right now is included: its stop
-#: waits for the send to settle.  The admin's "Can still be stopped" filter, the
+#: waits for the send to settle.  A message held here until due is included: it is
+#: stopped here, with no request to Clickatell.  The admin's "Can still be stopped" filter, the
 #: confirmation counts, ``cancel_sms`` examples, ``clickatell_cancel --stoppable`` and
 #: the request itself all use this one rule.
-STOPPABLE = ~FINAL & ~HANDED_ON & ~CANCELLING & ~STOPPED & (AT_GATEWAY | SENDING_HERE)
+STOPPABLE = ~FINAL & ~HANDED_ON & ~CANCELLING & ~STOPPED & (AT_GATEWAY | SENDING_HERE | HELD_HERE)
 #: What a new cancellation request takes on (the name the services use): :data:`STOPPABLE`.
 REQUESTABLE = STOPPABLE
 #: Whose status Clickatell can still be asked for (``querymsg``).
@@ -57,6 +64,20 @@ REFRESHABLE = (
     & Q(send_state__in=[SendState.NOT_SENT_HERE, SendState.SENT])
     & (Q(apimsgid__isnull=False) | ~Q(climsgid=""))
 )
+
+
+def releasable(now: datetime) -> Q:
+    """Held messages the release loop hands over at *now*: see :mod:`.services.release`.
+
+    Their release time has come and nobody asked to stop them; and either they are
+    due, or far enough ahead (``MIN_NATIVE_DELAY``) for Clickatell to schedule them --
+    a message caught in between waits for its due time rather than go out early.
+    """
+    return (
+        HELD_HERE
+        & Q(cancel_state=CancelState.NOT_REQUESTED, release_at__lte=now)
+        & (Q(scheduled_for__lte=now) | Q(scheduled_for__gte=now + MIN_NATIVE_DELAY))
+    )
 
 
 class MessageQuerySet(models.QuerySet[Any]):
@@ -82,3 +103,7 @@ class MessageQuerySet(models.QuerySet[Any]):
 
     def refreshable(self) -> Self:
         return self.filter(REFRESHABLE)
+
+    def held(self) -> Self:
+        """Messages held here until due, not yet handed to Clickatell."""
+        return self.filter(HELD_HERE)

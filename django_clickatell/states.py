@@ -28,6 +28,9 @@ ACTIVE_CANCEL_STATES = (CancelState.PENDING, CancelState.IN_FLIGHT, CancelState.
 
 class SendState(models.TextChoices):
     NOT_SENT_HERE = "", _("Not sent by this app")
+    #: Scheduled further ahead than Clickatell is trusted to hold it: kept here and
+    #: handed over (turned ``QUEUED``) by the release loop when due (services/release.py).
+    HELD = "held", _("Held here until due")
     QUEUED = "queued", _("Queued for sending")
     SENDING = "sending", _("Sending")
     VERIFYING = "verifying", _("Checking whether Clickatell got it")
@@ -39,6 +42,8 @@ class SendState(models.TextChoices):
 
 
 #: Sending states in which a run may still act on the message (queued, or in doubt).
+#: ``HELD`` is not one of them: no send run, requeue or stall detection touches a held
+#: message; only the release loop turns it ``QUEUED`` when it is due.
 OPEN_SEND_STATES = (SendState.QUEUED, SendState.SENDING, SendState.VERIFYING)
 
 

@@ -17,6 +17,12 @@ idle minutes)::
             "schedule": 300.0,
         },
         "clickatell-refresh": {"task": "django_clickatell.refresh_statuses", "schedule": 900.0},
+        # Hands held messages (scheduled beyond HOLD_LEAD_TIME) to Clickatell when due;
+        # a message released when due goes out at most one interval late.
+        "clickatell-release": {
+            "task": "django_clickatell.release_due_messages",
+            "schedule": 30.0,
+        },
     }
 """
 
@@ -34,7 +40,7 @@ from django.db import InterfaceError, OperationalError
 from . import dispatch
 from .conf import app_settings
 from .models import Via
-from .services import cancelling, refreshing, send_recovery, sending
+from .services import cancel_batches, cancelling, refreshing, send_recovery, sending
 from .services.account import keep_session_alive
 from .services.cleanup import delete_old_history
 
@@ -105,6 +111,7 @@ def _retry(
     *,
     at_least: float = 0.0,
     exc: Exception | None = None,
+    args: tuple[Any, ...] | None = None,
 ) -> Exception:
     countdown = max(policy.delay(budgets.spent(policy)), at_least)
     logger.info(
@@ -118,7 +125,8 @@ def _retry(
     )
     following = budgets.after(policy)
     # cancel_message takes one key; every other task a list of them.
-    args = (pks[0],) if task.name == cancel_message.name else (pks,)
+    if args is None:
+        args = (pks[0],) if task.name == cancel_message.name else (pks,)
     return task.retry(
         args=args,
         kwargs={"gateway_retries": following.gateway, "database_retries": following.database},
@@ -128,14 +136,18 @@ def _retry(
 
 
 def _with_database_retries(
-    task: Task[Any, Any], pks: list[int], budgets: Budgets, work: Callable[[], dict[str, Any]]
+    task: Task[Any, Any],
+    pks: list[int],
+    budgets: Budgets,
+    work: Callable[[], dict[str, Any]],
+    args: tuple[Any, ...] | None = None,
 ) -> dict[str, Any]:
     try:
         return work()
     except _DATABASE_ERRORS as exc:
         if budgets.exhausted(DATABASE):
             raise
-        raise _retry(task, pks, budgets, DATABASE, exc=exc) from exc
+        raise _retry(task, pks, budgets, DATABASE, exc=exc, args=args) from exc
 
 
 @shared_task(name="django_clickatell.cancel_message", **_TASK_OPTIONS)
@@ -168,6 +180,53 @@ def cancel_messages(
         return {"chunks": -(-len(pks) // size), "messages": len(pks)}
     budgets = Budgets(gateway_retries, database_retries)
     return _with_database_retries(self, pks, budgets, lambda: _cancel(self, pks, budgets))
+
+
+@shared_task(name="django_clickatell.cancel_batch", **_TASK_OPTIONS)
+def cancel_batch(
+    self: Task[Any, Any], batch_id: int, gateway_retries: int = 0, database_retries: int = 0
+) -> dict[str, Any]:
+    """Prepare a cancellation batch: mark its selected messages and fan out chunk tasks.
+
+    The message carries the batch id only, whatever the batch's size; each
+    chunk task carries ``(batch_id, first_pk, last_pk)``.  Redelivered or
+    handed on again by ``requeue_stalled_work``, it resumes where the last
+    preparer got to (see :mod:`.services.cancel_batches`).
+    """
+    batch = int(batch_id)
+    budgets = Budgets(gateway_retries, database_retries)
+
+    def hand_on(batch_id: int, first: int, last: int) -> None:
+        cancel_batch_chunk.apply_async((batch_id, first, last))
+
+    def work() -> dict[str, Any]:
+        return {"batch": batch, "marked": cancel_batches.prepare_batch(batch, hand_on)}
+
+    return _with_database_retries(self, [], budgets, work, args=(batch,))
+
+
+@shared_task(name="django_clickatell.cancel_batch_chunk", **_TASK_OPTIONS)
+def cancel_batch_chunk(
+    self: Task[Any, Any],
+    batch_id: int,
+    first_pk: int,
+    last_pk: int,
+    gateway_retries: int = 0,
+    database_retries: int = 0,
+) -> dict[str, Any]:
+    """Stop the messages of one chunk of a batch (at most ``TASK_CHUNK_SIZE``), claimed here.
+
+    Retries carry the same bounds: the chunk's messages that still wait are
+    read again from the database.
+    """
+    args = (int(batch_id), int(first_pk), int(last_pk))
+    budgets = Budgets(gateway_retries, database_retries)
+
+    def work() -> dict[str, Any]:
+        pks = cancel_batches.chunk_messages(*args)
+        return _cancel(self, pks, budgets, args=args)
+
+    return _with_database_retries(self, [], budgets, work, args=args)
 
 
 @shared_task(name="django_clickatell.send_messages", **_TASK_OPTIONS)
@@ -233,6 +292,19 @@ def requeue_stalled_work() -> dict[str, int]:
     return dispatch.requeue_stalled(via=Via.TASK)
 
 
+@shared_task(name="django_clickatell.release_due_messages", ignore_result=True)
+def release_due_messages() -> dict[str, int]:
+    """Hand the held messages that are due to the send path; schedule every ~30 s with beat.
+
+    Each run claims due rows under a lease (two beats, or a beat and
+    ``clickatell_release``, release each message once) and queues them as
+    ordinary ``send_messages`` tasks; see :func:`.dispatch.release_held`.  This
+    replaces long-ETA tasks, which a Redis broker redelivers after its
+    visibility timeout.
+    """
+    return dispatch.release_held(via=Via.TASK)
+
+
 @shared_task(name="django_clickatell.cleanup", ignore_result=True)
 def cleanup(days: int = 90) -> dict[str, int]:
     """Delete exchanges and unmatched callbacks older than *days* (schedule daily with beat)."""
@@ -257,7 +329,9 @@ def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, A
     return report.as_dict()
 
 
-def _cancel(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, Any]:
+def _cancel(
+    task: Task[Any, Any], pks: list[int], budgets: Budgets, args: tuple[Any, ...] | None = None
+) -> dict[str, Any]:
     report = cancelling.cancel_messages(
         pks,
         via=Via.TASK,
@@ -268,5 +342,5 @@ def _cancel(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str,
     if waiting and not budgets.exhausted(GATEWAY):
         # Held elsewhere: another run finishes them, or its lease expires (it died, e.g. a
         # worker killed before this redelivery) and this retry takes them over.
-        raise _retry(task, waiting, budgets, GATEWAY, at_least=report.retry_after)
+        raise _retry(task, waiting, budgets, GATEWAY, at_least=report.retry_after, args=args)
     return report.as_dict()

@@ -23,11 +23,17 @@ from collections.abc import Sequence
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_http_methods
 
-from .conf import MAX_CALLBACK_CREDENTIALS, app_settings
+from .conf import MAX_CALLBACK_CREDENTIALS, ClickatellSettings, app_settings
 from .exceptions import InvalidCallback
-from .services.callbacks import ForeignCallback, receive_callback
+from .services.callbacks import (
+    ForeignCallback,
+    callback_account,
+    receive_callback,
+    receive_json_callback,
+)
 
 logger = logging.getLogger("django_clickatell.callbacks")
 
@@ -57,11 +63,11 @@ def _digest(text: str) -> Digest:
     return hmac.new(_DIGEST_KEY, text.encode(), hashlib.sha256).digest()
 
 
-def _candidates() -> list[Candidate]:
+def _candidates(config: ClickatellSettings = app_settings) -> list[Candidate]:
     """The accepted pairs as digests, padded with filler to :data:`COMPARED_PAIRS`."""
     real = [
         (_digest(user), _digest(password.reveal()), 1)
-        for user, password in app_settings.callback_credentials
+        for user, password in config.callback_credentials
     ]
     # Filler is digested too, so a short list costs the same work as a full one.
     filler = [(_digest(""), _digest(""), 0) for _ in range(COMPARED_PAIRS - len(real))]
@@ -121,3 +127,81 @@ def status_callback(request: HttpRequest) -> HttpResponse:
     except InvalidCallback as exc:
         return _text(400, str(exc))
     return _text(200, f"OK {outcome}")
+
+
+# -- JSON callbacks (the One API) ----------------------------------------------------------
+
+#: Bodies larger than this are refused unread (413): a callback carries a few events.
+MAX_JSON_CALLBACK = 1_000_000
+#: Compared against when the account is unknown or has no secret, so the work (and the
+#: time) is the same whether or not the account exists.
+_NO_SECRET = secrets.token_urlsafe(32)
+#: Read in place of an unknown account's settings: the same work as reading a real one.
+_NO_ACCOUNT = ClickatellSettings({"CALLBACK_SECRET": ""})
+
+
+def _quiet(response: HttpResponse) -> HttpResponse:
+    """Keep Django's request logging (``django.request`` warns about every 4xx and 5xx,
+    with the path) from writing the callback URL, which carries the secret, to a log."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
+def _secret_matches(config: ClickatellSettings | None, presented: str) -> bool:
+    """Whether *presented* is the account's callback secret, in constant time.
+
+    Digests of the same length are compared whether or not the account exists
+    or has a secret; an unset secret matches nothing.
+    """
+    expected = (config if config is not None else _NO_ACCOUNT).callback_secret.reveal()
+    same = hmac.compare_digest(_digest(presented), _digest(expected or _NO_SECRET))
+    return same and bool(expected)
+
+
+@csrf_exempt
+@sensitive_variables("secret", "config")
+def one_api_callback(request: HttpRequest, account: str, secret: str) -> HttpResponse:
+    """A One API status callback: ``POST <prefix>/one-api/<account>/<secret>/`` with JSON.
+
+    The secret in the path authenticates it (the API signs nothing), plus HTTP
+    Basic when the account sets ``CALLBACK_USERNAME``/``CALLBACK_PASSWORD``.  Every
+    answer is quick: 200 once applied (any 2xx acknowledges), 400 with a short
+    reason for a body that is not a callback, 403 for a wrong secret, 413 for a
+    body too large.  No answer is logged with its path.
+    """
+    try:
+        return _quiet(_one_api_callback(request, account, secret))
+    except Exception:
+        # Django would log the path (the secret) and a DEBUG page would show it.
+        logger.exception("One API callback for account %s failed", account[:64])
+        return _quiet(_text(500, "Internal error"))
+
+
+def _one_api_callback(request: HttpRequest, account: str, secret: str) -> HttpResponse:
+    config = callback_account(account)
+    if not _secret_matches(config, secret) or config is None:
+        logger.warning("One API callback refused for account %s: wrong secret", account[:64])
+        return _text(403, "Forbidden")
+    candidates = _candidates(config)
+    if any(real for _, _, real in candidates):
+        presented = _presented(request)
+        if presented is None or not matches_one(presented, candidates):
+            return _unauthorized()
+    if request.method != "POST":
+        response = _text(405, "POST only")
+        response["Allow"] = "POST"
+        return response
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _text(400, "Bad Content-Length")
+    if length > MAX_JSON_CALLBACK:
+        return _text(413, "Too large")
+    body = request.read(MAX_JSON_CALLBACK + 1)
+    if len(body) > MAX_JSON_CALLBACK:
+        return _text(413, "Too large")
+    try:
+        outcomes = receive_json_callback(account, body)
+    except InvalidCallback as exc:
+        return _text(400, str(exc))
+    return _text(200, "OK " + " ".join(outcomes))

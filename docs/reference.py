@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from django_clickatell.checks import PROBLEMS  # noqa: E402
 from django_clickatell.conf import ACCOUNT, PROCESS, ClickatellSettings, Option  # noqa: E402
+from django_clickatell.gateway.backends import BACKENDS, backend_class  # noqa: E402
 
 #: How the reference says where a key is read (see Accounts in docs/configuration.rst).
 SCOPES = {
@@ -32,7 +33,12 @@ SCOPES = {
     PROCESS: "Scope: process-wide (top level only, for every account).",
 }
 
-FILES = (ROOT / "README.rst", ROOT / "docs" / "configuration.rst")
+#: Each file and the generated regions it carries.
+FILES: dict[Path, tuple[str, ...]] = {
+    ROOT / "README.rst": ("settings reference", "system checks", "backend capabilities"),
+    ROOT / "docs" / "configuration.rst": ("settings reference", "system checks"),
+    ROOT / "docs" / "backends.rst": ("backend capabilities",),
+}
 WIDTH = 88
 NO_BREAK = "\0"
 
@@ -55,7 +61,57 @@ def checks_reference() -> str:
     """The check ids as a simple table: id, the ``security`` tag where it applies, problem."""
     rows = [("Id", "Tag", "Problem")]
     rows += [(f"``{p.id}``", "security" if p.security else "", p.summary) for p in PROBLEMS]
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    return _table(rows)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def backends_reference() -> str:
+    """What each backend can do, read from its declared capabilities (aliases listed once)."""
+    rows = [
+        (
+            "``BACKEND``",
+            "Remote stop",
+            "Native scheduling",
+            "Session",
+            "Callbacks",
+            "Batch",
+            "Verify by ``climsgid``",
+        )
+    ]
+    seen: set[str] = set()
+    for name, path in BACKENDS.items():
+        if path in seen:
+            continue
+        seen.add(path)
+        aliases = [other for other, target in BACKENDS.items() if target == path]
+        can = backend_class(name).capabilities
+        horizon = can.scheduling_horizon
+        scheduling = (
+            f"yes, {horizon.days} days ahead"
+            if can.native_scheduling and horizon
+            else _yes(can.native_scheduling)
+        )
+        rows.append(
+            (
+                " / ".join(f"``{alias}``" for alias in aliases),
+                _yes(can.remote_stop),
+                scheduling,
+                _yes(can.sessions),
+                {"form": "form fields", "json": "JSON", "": "none"}.get(
+                    can.callbacks, can.callbacks
+                ),
+                str(can.batch_size),
+                _yes(can.query_by_client_id),
+            )
+        )
+    return _table(rows)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     rule = "  ".join("=" * width for width in widths)
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -67,13 +123,15 @@ def checks_reference() -> str:
 REGIONS: dict[str, Callable[[], str]] = {
     "settings reference": settings_reference,
     "system checks": checks_reference,
+    "backend capabilities": backends_reference,
 }
 
 
 def splice(text: str, regions: dict[str, Callable[[], str]] = REGIONS) -> str:
     """*text* with every generated region it marks rewritten from the code."""
     for name, render in regions.items():
-        text = _splice_one(text, name, render())
+        if name in marked_regions(text):
+            text = _splice_one(text, name, render())
     return text
 
 
@@ -112,8 +170,12 @@ def _wrap(text: str) -> str:
 
 def main(argv: list[str]) -> int:
     stale = []
-    for path in FILES:
+    for path, regions in FILES.items():
         text = path.read_text()
+        missing = set(regions) - marked_regions(text)
+        if missing:
+            print(f"{path.relative_to(ROOT)}: lost the markers of {', '.join(sorted(missing))}")
+            return 1
         current = splice(text)
         if current != text:
             stale.append(path.relative_to(ROOT))

@@ -18,6 +18,9 @@ from django_clickatell.gateway.transport import reset_transports
 from django_clickatell.simulator import ClickatellSimulator
 from tests import celery_app as _celery_app  # noqa: F401  (producer side of the worker tests)
 
+# The plugin users load: the test gateway starts every test empty, and its fixtures.
+pytest_plugins = ["django_clickatell.testing"]
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

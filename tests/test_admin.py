@@ -18,10 +18,16 @@ from django_clickatell.models import (
     GatewayExchange,
     OutboundMessage,
 )
+from django_clickatell.services.cancel_batches import prepare_batch, selection_size
 from tests.factories import scheduled_messages
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:django_clickatell_outboundmessage_changelist")
+
+
+def prepare(batch: CancellationBatch) -> None:
+    """What the worker's ``cancel_batch`` task does first: mark the selection (no chunk tasks)."""
+    prepare_batch(batch.pk, lambda *chunk: None)
 
 
 def staff(*perms: str) -> User:
@@ -90,11 +96,19 @@ def test_confirmed_action_queues_and_reports(
     content = response.content.decode()
     assert "Cancellation of 4 messages queued." in content
     assert "1 message skipped: 1 already final or stopped" in content
-    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 4
     batch = CancellationBatch.objects.get()
     assert (batch.total, batch.skipped, batch.requested_by) == (4, 1, admin_user)
     assert LogEntry.objects.filter(object_id=str(batch.pk)).exists()
+    # The action records the selection; the worker marks the messages.
+    assert selection_size(batch.pk) == 4
+    assert batch.prepared_at is None
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 0
+    prepare(batch)
+    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 4
     assert OutboundMessage.objects.filter(cancel_requested_by=admin_user).count() == 4
+    batch.refresh_from_db()
+    assert batch.prepared_at is not None
+    assert (batch.total, batch.skipped) == (4, 1)
 
 
 def test_batch_progress_page(admin_client: Client) -> None:
@@ -102,6 +116,11 @@ def test_batch_progress_page(admin_client: Client) -> None:
     pks = list(OutboundMessage.objects.values_list("pk", flat=True))
     admin_client.post(CHANGELIST, action_post(pks, confirm=True))
     batch = CancellationBatch.objects.get()
+    url = reverse("admin:django_clickatell_cancellationbatch_change", args=[batch.pk])
+    before = admin_client.get(url).content.decode()
+    assert "Being prepared: 3 of 3 not yet handed to workers." in before
+    assert "0 of 3 settled" in before
+    prepare(batch)
     OutboundMessage.objects.filter(pk=pks[0]).update(cancel_state=CancelState.CANCELLED)
     content = admin_client.get(
         reverse("admin:django_clickatell_cancellationbatch_changelist")
@@ -172,6 +191,7 @@ def count_action_queries(admin_client: Client, n: int) -> tuple[int, int]:
             )
         assert response.status_code in (200, 302)
         counts.append(len(ctx.captured_queries))
+    prepare(CancellationBatch.objects.latest("pk"))
     assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == n
     return counts[0], counts[1]
 
@@ -190,6 +210,7 @@ def test_action_survives_gateway_outage(admin_client: Client, settings: Any) -> 
     response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
     assert response.status_code == 200
     assert "Cancellation of 2 messages queued." in response.content.decode()
+    prepare(CancellationBatch.objects.get())
     assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 2
 
 
@@ -204,14 +225,16 @@ def test_broker_outage_is_reported_not_a_500(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(tasks.cancel_messages, "apply_async", refuse)
+    monkeypatch.setattr(tasks.cancel_batch, "apply_async", refuse)
     scheduled_messages(None, 2)
     pks = list(OutboundMessage.objects.values_list("pk", flat=True))
     response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
     assert response.status_code == 200
     assert "the task queue could not be reached" in response.content.decode()
-    # Nothing is lost: the messages wait, pending, for requeue_stalled_cancellations.
-    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 2
+    # Nothing is lost: the batch waits, recorded, for requeue_stalled_work (stalled_batches).
+    batch = CancellationBatch.objects.get()
+    assert batch.prepared_at is None
+    assert selection_size(batch.pk) == 2
 
 
 # -- the admin cannot diverge from the gateway ---------------------------------------------

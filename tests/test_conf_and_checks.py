@@ -555,7 +555,8 @@ class TestAccounts:
 
     def test_legacy_credentials_are_required_of_legacy_accounts_only(self) -> None:
         platform = {"BACKEND": "tests.test_accounts.NoRemoteStop", "API_KEY": "k"}
-        assert ids({"API_KEY": "k", "BACKEND": "one_api"}) == ["django_clickatell.E013"]
+        assert ids({"API_KEY": "k", "BACKEND": "one_api"}) == []
+        assert ids({"API_KEY": "k", "BACKEND": "no_such_api"}) == ["django_clickatell.E013"]
         assert ids({**BASE, "ACCOUNTS": {"platform": platform}}) == []
         config = {**BASE, "ACCOUNTS": {"old": {"USERNAME": "u2", "API_ID": "1"}}}
         found = messages(config, None, NO_CALLBACK, ["django_clickatell"])

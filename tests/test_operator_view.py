@@ -29,6 +29,7 @@ from django_clickatell.models import (
     SendState,
     Via,
 )
+from django_clickatell.services.cancel_batches import prepare_batch, selection_size
 from django_clickatell.services.cancel_requests import preview_cancellation, request_cancellation
 from django_clickatell.services.composing import create_messages
 from django_clickatell.simulator import ClickatellSimulator
@@ -338,6 +339,8 @@ def test_retry_failed_stops_requests_gave_up_and_refused_ones_again(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         done = post_action(client, "retry_stops", pks, confirm=True)
     assert len(callbacks) == 1
+    # What the worker's cancel_batch task does first: mark the recorded selection.
+    prepare_batch(CancellationBatch.objects.latest("pk").pk, lambda *chunk: None)
     pending = set(
         OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).values_list(
             "pk", flat=True
@@ -466,14 +469,17 @@ def test_broker_outage_is_one_clear_message(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(tasks.cancel_messages, "apply_async", refuse)
+    monkeypatch.setattr(tasks.cancel_batch, "apply_async", refuse)
     messages = scheduled_messages(None, 2)
     response = post_action(admin_client, "cancel_delivery", [m.pk for m in messages], confirm=True)
     [(level, text)] = user_messages(response)
     assert level == "warning"
     assert "the task queue could not be reached" in text
     assert "queued." not in text
-    assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 2
+    # Recorded, waiting for requeue_stalled_work to hand the batch on.
+    batch = CancellationBatch.objects.get()
+    assert batch.prepared_at is None
+    assert selection_size(batch.pk) == 2
 
 
 def test_batch_page_shows_progress_rate_and_what_is_left(admin_client: Client) -> None:

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -33,8 +33,11 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str, Any], ...] = (
     ("stopped", ("stopped", "stopped_here"), story.OK, _("stopped")),
     ("too_late", ("too_late",), story.WARN, _("too late")),
     ("failed", ("stop_gave_up", "stop_refused"), story.BAD, _("failed")),
-    ("left", ("stop_queued", "stopping", "stop_retrying"), story.WAIT, _("left")),
+    ("left", ("being_prepared", "stop_queued", "stopping", "stop_retrying"), story.WAIT, _("left")),
 )
+#: Selected but not yet handed to workers: counted from the batch, not from its messages
+#: (a batch is recorded at once; a worker marks its messages a page at a time).
+PREPARING = "being_prepared"
 _GROUP_OF = {state: group for group, states, _tone, _label in GROUPS for state in states}
 
 
@@ -96,6 +99,10 @@ def attach_progress(batches: Iterable[CancellationBatch]) -> None:
     for batch in batches:
         batch_progress = progress[batch.pk]
         batch_progress.last_settled = max(last[batch.pk], default=None)
+        if batch.prepared_at is None:
+            waiting = batch.total - batch_progress.total
+            if waiting > 0:
+                batch_progress.by_state[PREPARING] = waiting
         batch.progress_info = batch_progress  # type: ignore[attr-defined]
 
 
@@ -189,8 +196,9 @@ class CancellationBatchAdmin(WidePages, ReadOnlyMixin, admin.ModelAdmin):  # typ
         now = timezone.now()
         return format_html(
             '<div id="batch-progress">{}<ul class="ct-facts">'
-            "<li>{}</li><li>{}</li><li>{}</li></ul></div>",
+            "{}<li>{}</li><li>{}</li><li>{}</li></ul></div>",
             _bar(progress),
+            _preparing_text(progress),
             _("%(settled)d of %(total)d settled (%(percent)d%%)")
             % {
                 "settled": progress.settled,
@@ -200,6 +208,18 @@ class CancellationBatchAdmin(WidePages, ReadOnlyMixin, admin.ModelAdmin):  # typ
             _outcome_links(batch, progress),
             _rate_text(progress, now, long=True),
         )
+
+
+def _preparing_text(progress: BatchProgress) -> SafeString:
+    """While a worker hands the selection on: how many are not yet with the workers."""
+    waiting = progress.by_state.get(PREPARING, 0)
+    if not waiting:
+        return mark_safe("")
+    return format_html(
+        '<li class="ct-preparing">{}</li>',
+        _("Being prepared: %(waiting)d of %(total)d not yet handed to workers.")
+        % {"waiting": waiting, "total": progress.total},
+    )
 
 
 def _progress(batch: CancellationBatch) -> BatchProgress:
@@ -240,7 +260,7 @@ def _outcome_links(batch: CancellationBatch, progress: BatchProgress) -> SafeStr
         if not count:
             continue
         # Messages of one state link to exactly those; a mix of states to the whole batch.
-        present = [state for state in states if progress.by_state.get(state)]
+        present = [s for s in states if progress.by_state.get(s) and s != PREPARING]
         state = present[0] if len(present) == 1 else ""
         links.append(
             format_html(

@@ -108,6 +108,28 @@ def _explain_queued(message: OutboundMessage) -> tuple[str, Any]:
     return str(_("Waiting for a worker to send it.")), ""
 
 
+#: A held message this late past its release time means no release loop is running.
+RELEASE_GRACE_SECONDS = 300
+
+
+def _explain_held(message: OutboundMessage) -> tuple[str, Any]:
+    """Held in Django until due: when it is due, and when it is handed to Clickatell."""
+    due, release = compact_when(message.scheduled_for), compact_when(message.release_at)
+    if message.release_at is not None and (
+        (timezone.now() - message.release_at).total_seconds() > RELEASE_GRACE_SECONDS
+    ):
+        return str(
+            _("Due %(due)s; should have been handed to Clickatell %(when)s.")
+            % {"due": due, "when": release}
+        ), _(
+            "Is the release loop running? Schedule the task “release_due_messages” with "
+            "beat, or run “manage.py clickatell_release”."
+        )
+    return str(
+        _("Due %(due)s; held here, handed to Clickatell %(when)s.") % {"due": due, "when": release}
+    ), _("Can be stopped here, with no request to Clickatell.")
+
+
 def _explain_sending(message: OutboundMessage) -> tuple[str, Any]:
     return str(_("The send request is on its way to Clickatell.")), ""
 
@@ -174,6 +196,7 @@ EXPLAIN = {
     "stop_retrying": _explain_stop_retrying,
     "stop_gave_up": _explain_stop_gave_up,
     "stop_refused": _explain_stop_refused,
+    "held": _explain_held,
     "queued": _explain_queued,
     "sending": _explain_sending,
     "verifying": _explain_verifying,

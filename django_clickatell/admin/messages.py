@@ -114,7 +114,18 @@ class OutboundMessageAdmin(
     # race a worker that is sending it), and everything the gateway and the services
     # write. The fields and fieldsets come from these groups, so they cannot drift apart.
     _gateway_groups = (
-        (None, ("state_display", "recipient", "sender", "text", "scheduled_for", "send_options")),
+        (
+            None,
+            (
+                "state_display",
+                "recipient",
+                "sender",
+                "text",
+                "scheduled_for",
+                "release_at",
+                "send_options",
+            ),
+        ),
         (
             _("Clickatell"),
             (

@@ -85,6 +85,8 @@ STATES: tuple[OperatorState, ...] = (
     OperatorState("stop_retrying", _("Retrying"), WARN, Q(cancel_state=CancelState.RETRYING)),
     OperatorState("stop_gave_up", _("Gave up"), BAD, Q(cancel_state=CancelState.GAVE_UP)),
     OperatorState("stop_refused", _("Refused"), BAD, Q(cancel_state=CancelState.REFUSED)),
+    # Scheduled beyond the lead time: kept here, handed to Clickatell at release_at.
+    OperatorState("held", _("Held here"), INFO, Q(send_state=SendState.HELD)),
     OperatorState("queued", _("Waiting to be sent"), WAIT, Q(send_state=SendState.QUEUED)),
     OperatorState("sending", _("Sending"), WAIT, Q(send_state=SendState.SENDING)),
     OperatorState(

@@ -63,9 +63,12 @@ class ClickatellSettings:
         TEXT,
         "legacy_http",
         doc="Which of Clickatell's APIs the account speaks: ``legacy_http`` (the HTTP API of "
-        "accounts from before November 2016), ``rest``, ``one_api``, or a dotted path to a "
-        "``Backend`` subclass; a name that is none of these is reported by check ``E013``. "
-        "It decides which credentials are required and the default ``BASE_URL``. See Backends.",
+        "accounts from before November 2016), ``rest`` (the REST API of the same accounts, "
+        "with ``API_KEY``), ``one_api`` (Platform accounts, with ``API_KEY``), ``test`` (alias "
+        "``locmem``: in memory, for your test suite), ``console`` (prints each SMS, for "
+        "development), or a dotted path to a ``Backend`` subclass; a name that is none of "
+        "these is reported by check ``E013``. It decides which credentials are required and "
+        "the default ``BASE_URL``. See Backends and Testing your project.",
         example='"legacy_http"',
         scope=ACCOUNT,
     )
@@ -259,6 +262,16 @@ class ClickatellSettings:
         example='os.environ["CLICKATELL_CALLBACK_PASSWORD"]',
         scope=ACCOUNT,
     )
+    callback_secret = Option(
+        SECRET_OR_EMPTY,
+        "",
+        doc="Secret in the path of the account's JSON callback URL (One API: "
+        "``<prefix>/one-api/<account>/<secret>/``, set in the Clickatell portal), compared in "
+        "constant time, since the API signs nothing. Until it is set every JSON callback is "
+        "refused (403). Use a long random value (``secrets.token_urlsafe(32)``); it is never "
+        "logged or stored.",
+        example='os.environ["CLICKATELL_CALLBACK_SECRET"]',
+    )
     callback_basic_auth = Option(
         CREDENTIAL_PAIRS,
         (),
@@ -290,6 +303,20 @@ class ClickatellSettings:
         True,
         doc="Keep message text after it was accepted; ``False`` blanks it.",
         example="False",
+    )
+    hold_lead_time = Option(
+        count(366 * 86400, zero=True, of=SECONDS),
+        7 * 86400,
+        doc="How far ahead of its due time a scheduled message is handed to Clickatell for "
+        "it to schedule (capped by the backend's horizon: 7 days on the legacy HTTP API). "
+        "Anything scheduled further ahead -- and every scheduled message of a backend "
+        "without native scheduling (the One API) -- is held here and handed over by the "
+        "release loop (beat task ``release_due_messages`` or ``manage.py "
+        "clickatell_release``). The default keeps every schedule the legacy API accepted "
+        "going straight to Clickatell, as before; a shorter lead keeps messages stoppable "
+        "here, with no request, for longer (see Scheduling). ``0`` holds every scheduled "
+        "message here until it is due.",
+        example="3600",
     )
     use_celery = Option(
         BOOLEAN,

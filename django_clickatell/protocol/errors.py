@@ -129,10 +129,17 @@ class GatewayUnreachable(TransportError):
 
 
 class GatewayHTTPError(TransportError):
-    """An HTTP status other than 200 (the protocol answers 200 even for errors)."""
+    """An HTTP status other than 200 (the protocol answers 200 even for errors).
 
-    def __init__(self, command: str, status_code: int) -> None:
+    ``retry_after``: the seconds the gateway asked to wait before asking again
+    (a ``Retry-After`` header on a 429 or 503 of the REST APIs, already bounded),
+    or None when it said nothing.  It is advice for the caller's next attempt;
+    the error itself never waits.
+    """
+
+    def __init__(self, command: str, status_code: int, *, retry_after: float | None = None) -> None:
         self.status_code = status_code
+        self.retry_after = retry_after
         super().__init__(command, f"HTTP {status_code}")
 
 
@@ -176,6 +183,22 @@ class RemoteStopUnsupported(ClickatellError):
     def __init__(self, backend: str) -> None:
         self.backend = backend
         super().__init__(f"The {backend} API cannot stop a message it has accepted.")
+
+
+class QueryByClientIdUnsupported(ClickatellError):
+    """The account's API cannot look a message up by its ``climsgid`` (the One API).
+
+    Raised before any request.  A send in doubt (no answer to a send request)
+    therefore cannot be verified on such an account: the caller records it
+    ``unknown`` for an operator, and never sends it again blindly -- it may have
+    been accepted.  Not retryable: asking again cannot help.
+    """
+
+    kind = "not_sent"
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        super().__init__(f"The {backend} API cannot look a message up by its client message id.")
 
 
 class ProtocolError(ClickatellError):

@@ -14,55 +14,122 @@ the legacy numbers.  Unknown names are kept, not rejected.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
+from .codes import STATUSES as LEGACY_STATUSES
 from .errors import (
     AuthenticationError,
+    ClickatellError,
     GatewayError,
     GatewayHTTPError,
     InvalidCallback,
     ProtocolError,
+    UnknownMessage,
 )
 from .msisdn import is_msisdn
 from .redaction import Secret, clean, excerpt
-from .replies import is_client_message_id, is_message_id
+from .replies import BalanceReply, MessageStatusReply, is_client_message_id, is_message_id
 
 #: Replies and callbacks larger than this are refused unread (a reply for 200 messages
 #: is a few tens of kilobytes).
 MAX_BODY = 1_000_000
 #: Messages per send request the API accepts.
 MAX_BATCH = 200
+#: The longest wait a ``Retry-After`` may ask for; a longer one is cut to this.
 
 Secrets = Iterable[str | Secret | None]
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})")
+
+
+#: The package's status for a One API status it does not know: ``001``, "message
+#: unknown".  It ranks lowest in :mod:`.lifecycle`, so it never replaces any status
+#: already recorded (only "nothing yet"), and it is not final: a later report still counts.
+UNKNOWN_MEANING = "001"
 
 
 @dataclass(frozen=True)
 class OneApiStatus:
-    """One row of the One API's own status table (``stopped``: a user stopped it)."""
+    """One row of the One API's own status table (``stopped``: a user stopped it).
+
+    ``meaning`` is the package's status code (the legacy table, ``protocol.codes``)
+    this status means -- translated by meaning, never by number.
+    """
 
     name: str
     code: int | None
     final: bool
     stopped: bool = False
     known: bool = True
+    meaning: str = UNKNOWN_MEANING
 
 
+def _row(name: str, code: int, meaning: str, *, final: bool = True) -> OneApiStatus:
+    return OneApiStatus(name, code, final=final, stopped=meaning == "006", meaning=meaning)
+
+
+#: The One API's status table (docs.clickatell.com "one-api-message-status-table") and
+#: what each status means in the package's own vocabulary, the legacy codes:
+#:
+#: ======================================  ====  ======================================
+#: One API status (code)                   ours  why
+#: ======================================  ====  ======================================
+#: UNKNOWN (1)                             001   "message not found": message unknown
+#: QUEUED (2)                              002   queued at Clickatell
+#: SCHEDULED (3)                           011   queued for later delivery
+#: SENT_TO_SUPPLIER (4)                    003   handed to the network ("delivered to
+#: DELIVERED_TO_GATEWAY (4, older name)          gateway" in legacy terms; not final)
+#: DEVICE_ACK (5), READ (6)                004   received by the recipient
+#: EXPIRED (20)                            010   expired
+#: STOPPED_BY_USER (21)                    006   stopped: the only One API report that
+#:                                               records a message stopped remotely
+#: STOPPED_BY_ADMIN (22)                   007   stopped by Clickatell, not by us: a
+#:                                               failure, never "cancelled"
+#: DELIVERY_FAILURE (23), EMULATED (24),   007   not delivered
+#: RECIPIENT_DOES_NOT_EXIST (29)
+#: INSUFFICIENT_ACCOUNT_BALANCE (25)       012   out of credit
+#: VOLUME_LIMIT(_DAILY/_MONTHLY) (26-28)   014   maximum MT limit exceeded
+#: ENCRYPTION_* (60, 61), MEDIA_* (80-85)  005   error with the message
+#: ROUTING_ERROR (100)                     009   routing error
+#: anything else                           001   unknown: kept in ``gateway_status``,
+#:                                               never replaces a recorded status
+#: ======================================  ====  ======================================
 STATUSES: dict[str, OneApiStatus] = {
     status.name: status
     for status in (
-        OneApiStatus("UNKNOWN", 1, final=False),
-        OneApiStatus("QUEUED", 2, final=False),
-        OneApiStatus("SCHEDULED", 3, final=False),
-        OneApiStatus("SENT_TO_SUPPLIER", 4, final=False),
+        _row("UNKNOWN", 1, "001", final=False),
+        _row("QUEUED", 2, "002", final=False),
+        _row("SCHEDULED", 3, "011", final=False),
+        _row("SENT_TO_SUPPLIER", 4, "003", final=False),
         # The name a third-party callback definition uses for code 4 (unverified).
-        OneApiStatus("DELIVERED_TO_GATEWAY", 4, final=False),
-        OneApiStatus("DEVICE_ACK", 5, final=True),
-        OneApiStatus("READ", 6, final=True),
-        OneApiStatus("EXPIRED", 20, final=True),
-        OneApiStatus("STOPPED_BY_USER", 21, final=True, stopped=True),
+        _row("DELIVERED_TO_GATEWAY", 4, "003", final=False),
+        _row("DEVICE_ACK", 5, "004"),
+        _row("READ", 6, "004"),
+        _row("EXPIRED", 20, "010"),
+        _row("STOPPED_BY_USER", 21, "006"),
+        _row("STOPPED_BY_ADMIN", 22, "007"),
+        _row("DELIVERY_FAILURE", 23, "007"),
+        _row("EMULATED", 24, "007"),
+        _row("INSUFFICIENT_ACCOUNT_BALANCE", 25, "012"),
+        _row("VOLUME_LIMIT", 26, "014"),
+        _row("VOLUME_LIMIT_DAILY", 27, "014"),
+        _row("VOLUME_LIMIT_MONTHLY", 28, "014"),
+        _row("RECIPIENT_DOES_NOT_EXIST", 29, "007"),
+        _row("ENCRYPTION_ACCESS_DENIED", 60, "005"),
+        _row("ENCRYPTION_CONTENT_ERROR", 61, "005"),
+        _row("MEDIA_NOT_FOUND", 80, "005"),
+        _row("MEDIA_SIZE_ERROR", 81, "005"),
+        _row("MEDIA_CHECKSUM_FAILURE", 82, "005"),
+        _row("MEDIA_REJECTED_BY_SUPPLIER", 83, "005"),
+        _row("MEDIA_METADATA_ERROR", 84, "005"),
+        _row("MEDIA_ACCESS_ERROR", 85, "005"),
+        _row("ROUTING_ERROR", 100, "009"),
     )
 }
 _BY_CODE: dict[int, OneApiStatus] = {}
@@ -107,7 +174,18 @@ class StatusEvent:
     reported_at: datetime | None
 
 
-def parse_send(status_code: int, body: str | bytes, secrets: Secrets = ()) -> list[Submission]:
+def status_reply(event: StatusEvent) -> MessageStatusReply:
+    """A status report in the package's terms: the meaning as ``status``, the name kept."""
+    return MessageStatusReply(event.apimsgid, event.status.meaning, event.status.name)
+
+
+def parse_send(
+    status_code: int,
+    body: str | bytes,
+    secrets: Secrets = (),
+    *,
+    retry_after: float | None = None,
+) -> list[Submission]:
     """``POST /v1/message``: ``202``/``207`` give one result per message; anything else raises.
 
     Request-level errors map to the same typed errors as the legacy API:
@@ -116,7 +194,7 @@ def parse_send(status_code: int, body: str | bytes, secrets: Secrets = ()) -> li
     """
     secrets = tuple(secrets)
     if status_code not in (202, 207):
-        raise error_for_status("sendmsg", status_code, body, secrets)
+        raise error_for_status("sendmsg", status_code, body, secrets, retry_after=retry_after)
     document = _json_object("sendmsg", body, secrets)
     entries = document.get("messages")
     if not isinstance(entries, list) or not entries or len(entries) > MAX_BATCH:
@@ -128,6 +206,11 @@ def parse_status(body: str | bytes, apimsgid: str, secrets: Secrets = ()) -> Sta
     """``GET /v1/message/{id}``: ``{"sms": {"status": "QUEUED", "timestamp": <ms>}}``."""
     secrets = tuple(secrets)
     document = _json_object("querymsg", body, secrets)
+    named = document.get("messageId", document.get("apiMessageId"))
+    if named is not None and named != apimsgid:
+        raise ProtocolError(
+            "querymsg", "a status of another message", excerpt(_text(body), secrets)
+        )
     sms = document.get("sms", document)
     if not isinstance(sms, Mapping):
         raise ProtocolError("querymsg", "no status", excerpt(_text(body), secrets))
@@ -137,6 +220,20 @@ def parse_status(body: str | bytes, apimsgid: str, secrets: Secrets = ()) -> Sta
     except ValueError as exc:
         raise ProtocolError("querymsg", str(exc), excerpt(_text(body), secrets)) from None
     return StatusEvent(apimsgid, "", status, when)
+
+
+def parse_balance(body: str | bytes, secrets: Secrets = ()) -> BalanceReply:
+    """``GET /v1/balance``: ``{"currency": "ZAR", "balance": 123.45}`` (*unverified*)."""
+    secrets = tuple(secrets)
+    document = _json_object("getbalance", body, secrets)
+    value = document.get("balance")
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return BalanceReply(Decimal(value.strip()))
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**18:
+        return BalanceReply(Decimal(value))
+    if isinstance(value, float) and math.isfinite(value) and abs(value) < 1e18:
+        return BalanceReply(Decimal(repr(value)))
+    raise ProtocolError("getbalance", "unreadable balance", excerpt(_text(body), secrets))
 
 
 def parse_callback(body: str | bytes) -> list[StatusEvent]:
@@ -152,10 +249,11 @@ def parse_callback(body: str | bytes) -> list[StatusEvent]:
     except ProtocolError as exc:
         raise InvalidCallback(exc.reason) from None
     event = document.get("event")
+    flat = not isinstance(event, Mapping)
     updates = event.get("messageStatusUpdate") if isinstance(event, Mapping) else [document]
     if not isinstance(updates, list) or not updates or len(updates) > MAX_BATCH:
         raise InvalidCallback("no status updates")
-    return [_event(update) for update in updates]
+    return [_event(update, flat=flat) for update in updates]
 
 
 def milliseconds(value: object) -> datetime | None:
@@ -169,15 +267,28 @@ def milliseconds(value: object) -> datetime | None:
 
 
 def error_for_status(
-    command: str, status_code: int, body: str | bytes, secrets: Secrets = ()
-) -> Exception:
-    """The typed error for a request-level HTTP answer of the One API (or the REST API)."""
+    command: str,
+    status_code: int,
+    body: str | bytes,
+    secrets: Secrets = (),
+    *,
+    retry_after: float | None = None,
+) -> ClickatellError:
+    """The typed error for a request-level HTTP answer of the One API (or the REST API).
+
+    ``404`` to a status query is :class:`UnknownMessage` (code 103, "unknown API
+    message id"); *retry_after* (see :func:`.retry_after.retry_after`) travels with a
+    transient error.
+    """
     code, description = _error_detail(body, tuple(secrets))
     if status_code == 401:
         return AuthenticationError(code, description or "Unauthorized", command=command)
+    if status_code == 404 and command in ("querymsg", "delmsg"):
+        return UnknownMessage(103, description or "Unknown API message ID", command=command)
     if status_code in (400, 402, 404, 405, 410):
         return GatewayError(code, description or f"HTTP {status_code}", command=command)
-    return GatewayHTTPError(command, status_code)  # 429, 5xx: transient, asked again later
+    # 429, 5xx: transient, asked again later
+    return GatewayHTTPError(command, status_code, retry_after=retry_after)
 
 
 def _submission(entry: object, body: str | bytes, secrets: tuple[Any, ...]) -> Submission:
@@ -198,7 +309,27 @@ def _submission(entry: object, body: str | bytes, secrets: tuple[Any, ...]) -> S
     return Submission(to.removeprefix("+"), accepted, apimsgid, code, description)
 
 
-def _event(update: object) -> StatusEvent:
+def _platform_status(name: object, code: object) -> OneApiStatus:
+    """A status of the older Platform callback, whose ``statusCode`` 1-14 are legacy codes.
+
+    A name the One API table knows wins (names do not collide); a number in the
+    legacy range means what the legacy table says (6: user cancelled, not the One
+    API's READ), or "unknown" if that table does not list it; a larger number can
+    only be the One API's.
+    """
+    number = _as_int(code)
+    key = name.strip().upper()[:32] if isinstance(name, str) else ""
+    if key in STATUSES or number is None or not 1 <= number <= 14:
+        return describe_status(name, code)
+    legacy = f"{number:03d}"
+    label = key or f"PLATFORM_{number}"
+    if legacy not in LEGACY_STATUSES:
+        return OneApiStatus(label, number, final=False, known=False)
+    final = LEGACY_STATUSES[legacy].final
+    return OneApiStatus(label, number, final=final, stopped=legacy == "006", meaning=legacy)
+
+
+def _event(update: object, *, flat: bool = False) -> StatusEvent:
     if not isinstance(update, Mapping):
         raise InvalidCallback("unreadable status update")
     apimsgid = update.get("messageId") or update.get("apiMessageId")
@@ -208,7 +339,8 @@ def _event(update: object) -> StatusEvent:
     if not isinstance(climsgid, str) or (climsgid and not is_client_message_id(climsgid)):
         raise InvalidCallback("malformed clientMessageId")
     try:
-        status = describe_status(update.get("status"), update.get("statusCode"))
+        read = _platform_status if flat else describe_status
+        status = read(update.get("status"), update.get("statusCode"))
         when = milliseconds(update.get("timestamp"))
     except ValueError as exc:
         raise InvalidCallback(str(exc)) from None

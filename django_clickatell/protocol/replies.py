@@ -60,10 +60,16 @@ class PingReply:
 
 @dataclass(frozen=True)
 class MessageStatusReply:
-    """``delmsg`` and ``querymsg``: ``ID: <apimsgid> Status: <NNN>``."""
+    """``delmsg`` and ``querymsg``: ``ID: <apimsgid> Status: <NNN>``.
+
+    ``status`` is always the package's code (the legacy table).  ``gateway_status``
+    is the API's own name for it where the API has a table of its own (the One
+    API's ``SENT_TO_SUPPLIER``), kept for the exchange log; empty for the legacy API.
+    """
 
     apimsgid: str
     status: str
+    gateway_status: str = ""
 
     @property
     def description(self) -> str:

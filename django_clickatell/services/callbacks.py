@@ -14,8 +14,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
+from ..conf import ClickatellSettings
 from ..exceptions import InvalidCallback
+from ..gateway.backends import account_settings
 from ..models import OutboundMessage, UnmatchedCallback, Via
+from ..protocol import one_api
 from ..protocol.callbacks import StatusCallback, parse_callback
 from . import recording
 from .status import apply_status
@@ -79,19 +84,27 @@ def _apply_callback(
     *,
     extra: dict[str, Any] | None = None,
     note: str = "",
+    gateway_status: str = "",
 ) -> bool:
-    """Apply a callback's status and log it in the exchange log, applied or not."""
+    """Apply a callback's status and log it in the exchange log, applied or not.
+
+    *gateway_status* is the API's own name for the status (the One API's
+    ``SENT_TO_SUPPLIER``), shown first in the exchange's detail.
+    """
     applied = apply_status(message, status, reported_at=reported_at, via=Via.CALLBACK, extra=extra)
     exchange = recording.answered(
         recording.new_exchange(message.pk, "callback", via=Via.CALLBACK), status
     )
     exchange.duration_ms = None
-    exchange.detail = (
+    detail = (
         note
         if applied
         else "not applied: duplicate, earlier in the lifecycle than the recorded status, "
         "or after a final one"
     )
+    if gateway_status:
+        detail = f"{gateway_status}; {detail}" if detail else gateway_status
+    exchange.detail = recording.clean_text(detail)
     recording.save(exchange)
     return applied
 
@@ -114,3 +127,53 @@ def match_unmatched_callbacks(message: OutboundMessage) -> int:
             matched_message=message
         )
     return len(pending)
+
+
+# -- JSON callbacks (the One API) ----------------------------------------------------------
+
+
+def callback_account(alias: str) -> ClickatellSettings | None:
+    """The settings of the account a JSON callback names, or None if there is no such account."""
+    try:
+        return account_settings(alias)
+    except ImproperlyConfigured:
+        return None
+
+
+def receive_json_callback(account: str, body: bytes) -> list[str]:
+    """Apply every status event of a One API callback; one outcome per event, in order.
+
+    Raises ``InvalidCallback`` (nothing applied) for a body that is not a
+    callback.  Each event goes through the one lifecycle rule: duplicates and
+    events older than the recorded status are logged and ignored; an unknown
+    One API status means ``001`` and never replaces anything recorded.  Events
+    for messages this database does not know are kept (``UnmatchedCallback``).
+    *account* is the alias the callback URL named (checked by the view); it is
+    not yet matched against the message's account.
+    """
+    events = one_api.parse_callback(body)
+    return [_record_event(event) for event in events]
+
+
+def _record_event(event: one_api.StatusEvent) -> str:
+    status = event.status.meaning
+    message = OutboundMessage.objects.filter(apimsgid=event.apimsgid).first()
+    extra: dict[str, Any] = {}
+    if message is None and event.climsgid:
+        message = OutboundMessage.objects.filter(
+            climsgid=event.climsgid, apimsgid__isnull=True
+        ).first()
+        extra["apimsgid"] = event.apimsgid
+    if message is None:
+        UnmatchedCallback.objects.create(
+            apimsgid=event.apimsgid,
+            climsgid=event.climsgid,
+            status=status,
+            reported_at=event.reported_at,
+        )
+        logger.info("One API callback for unknown message %s kept for matching", event.apimsgid)
+        return CallbackOutcome.UNMATCHED
+    applied = _apply_callback(
+        message, status, event.reported_at, extra=extra, gateway_status=event.status.name
+    )
+    return CallbackOutcome.APPLIED if applied else CallbackOutcome.IGNORED

@@ -135,7 +135,11 @@ def request_cancellation(
     preview = preview_cancellation(queryset)
     with transaction.atomic():
         batch = CancellationBatch.objects.create(
-            requested_by_id=actor_id, via=via, total=preview.cancellable, skipped=preview.skipped
+            requested_by_id=actor_id,
+            via=via,
+            total=preview.cancellable,
+            skipped=preview.skipped,
+            prepared_at=timezone.now(),  # its messages are marked right here
         )
         selection = OutboundMessage.objects.filter(pk__in=queryset.order_by().values("pk"))
         selection.filter(STOPPABLE).update(

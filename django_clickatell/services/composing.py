@@ -1,9 +1,15 @@
 """Composing messages: validate what the caller asked for and record it, sending nothing.
 
-One ``OutboundMessage`` per recipient, ``QUEUED``, each with its own
-``climsgid`` (the caller's, for one recipient, or a generated one) that the
-database keeps unique.  Whatever is wrong with the request raises
-:class:`InvalidMessage` and records nothing.
+One ``OutboundMessage`` per recipient, each with its own ``climsgid`` (the
+caller's, for one recipient, or a generated one) that the database keeps
+unique.  Whatever is wrong with the request raises :class:`InvalidMessage` and
+records nothing.
+
+A message is ``QUEUED`` (to be handed to a send run now), or -- scheduled
+further ahead than Clickatell is to hold it (:mod:`.scheduling`) -- ``HELD``
+here with the time it is handed over (``release_at``); the caller queues only
+the former (:func:`to_send`).  Any schedule from 10 minutes to
+:data:`~.scheduling.MAX_AHEAD` (a year) is accepted, whatever the backend.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from ..exceptions import InvalidMessage
 from ..models import OutboundMessage, SendState
 from ..protocol.msisdn import normalize_msisdn
 from ..protocol.replies import is_client_message_id
+from .scheduling import MAX_AHEAD, SCHEDULE_OPTIONS, HoldPolicy, current_policy
 
 _SENDER = re.compile(r"[0-9]{1,16}|[A-Za-z0-9 ]{1,11}")
 MIN_DELAY_MINUTES = 10
-MAX_AHEAD = timedelta(days=7)
+MAX_AHEAD_MINUTES = int(MAX_AHEAD.total_seconds() // 60)
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,21 @@ class SendOptions:
         if minutes is not None and at is not None:
             raise InvalidMessage("Give deliver_in_minutes or scheduled_at, not both.")
         if minutes is not None:
-            if not MIN_DELAY_MINUTES <= minutes <= MAX_AHEAD.total_seconds() // 60:
-                raise InvalidMessage("deliver_in_minutes must be between 10 and 10080 (7 days).")
+            if (
+                isinstance(minutes, bool)
+                or not isinstance(minutes, int)
+                or not MIN_DELAY_MINUTES <= minutes <= MAX_AHEAD_MINUTES
+            ):
+                raise InvalidMessage(
+                    f"deliver_in_minutes must be between {MIN_DELAY_MINUTES} and "
+                    f"{MAX_AHEAD_MINUTES} (a year)."
+                )
             return {"deliv_time": minutes}, now + timedelta(minutes=minutes)
         if at is not None:
             if timezone.is_naive(at):
                 raise InvalidMessage("scheduled_at must be timezone-aware.")
             if not now < at <= now + MAX_AHEAD:
-                raise InvalidMessage("scheduled_at must be in the future and at most 7 days ahead.")
+                raise InvalidMessage("scheduled_at must be in the future and at most a year ahead.")
             return {"scheduled_time": int(at.timestamp())}, at
         return {}, None
 
@@ -90,15 +104,21 @@ def create_messages(
     *,
     climsgid: str | None = None,
     account: str = DEFAULT_ACCOUNT,
+    policy: HoldPolicy | None = None,
     **options: Any,
 ) -> list[OutboundMessage]:
-    """Validate and record one ``QUEUED`` message per recipient; send nothing yet.
+    """Validate and record one message per recipient, ``QUEUED`` or ``HELD``; send nothing.
 
     *account* is the alias of the Clickatell account to send through (one of
     ``ACCOUNTS``, or ``"default"``); every later request about the messages
     uses it.  *options* are the fields of :class:`SendOptions` (``sender``,
     ``deliver_in_minutes``, ``scheduled_at``, ``callback``, ``concat``,
-    ``validity_minutes``).
+    ``validity_minutes``).  A message due further ahead than *policy* lets
+    Clickatell hold it (default: the account's backend and ``HOLD_LEAD_TIME``)
+    is ``HELD``: its options keep no schedule (a relative ``deliv_time`` would
+    count again from the release), ``scheduled_for`` is its due time and
+    ``release_at`` when the release loop hands it over.  Hand :func:`to_send`
+    of the result to the send path, never the held ones.
     """
     _check_account(account)
     try:
@@ -109,7 +129,13 @@ def create_messages(
     if not text:
         raise InvalidMessage("Empty message.")
     _check_climsgid(climsgid, len(numbers))
-    fields, scheduled_for = how.gateway_fields(timezone.now())
+    now = timezone.now()
+    fields, scheduled_for = how.gateway_fields(now)
+    policy = policy or current_policy()
+    state, release_at = SendState.QUEUED, None
+    if scheduled_for is not None and policy.holds(scheduled_for, now):
+        state, release_at = SendState.HELD, policy.release_at(scheduled_for)
+        fields = {key: value for key, value in fields.items() if key not in SCHEDULE_OPTIONS}
     rows = [
         OutboundMessage(
             recipient=number,
@@ -117,7 +143,8 @@ def create_messages(
             text=text,
             climsgid=climsgid or uuid.uuid4().hex,
             scheduled_for=scheduled_for,
-            send_state=SendState.QUEUED,
+            release_at=release_at,
+            send_state=state,
             send_options=fields,
             account=account,
         )
@@ -129,6 +156,11 @@ def create_messages(
     except IntegrityError:
         # Another caller took the same climsgid between the check and the insert.
         raise InvalidMessage("climsgid is already used by another message.") from None
+
+
+def to_send(messages: Sequence[OutboundMessage]) -> list[int]:
+    """The keys of the composed messages to hand to the send path now (not the held ones)."""
+    return [m.pk for m in messages if m.send_state == SendState.QUEUED]
 
 
 def _recipients(recipients: str | Sequence[str]) -> list[str]:

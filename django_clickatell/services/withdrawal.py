@@ -16,8 +16,9 @@ from ..models import CancelState, OutboundMessage, SendState
 from ..signals import message_cancelled
 from .claims import RELEASED, free_for
 
-#: Never handed to Clickatell, and nobody is handing it over right now.
-NEVER_SENT_STATES = (SendState.QUEUED, SendState.FAILED, SendState.REJECTED)
+#: Never handed to Clickatell, and nobody is handing it over right now (``HELD``: kept
+#: here until due, so stopping it needs no request at all).
+NEVER_SENT_STATES = (SendState.HELD, SendState.QUEUED, SendState.FAILED, SendState.REJECTED)
 #: Cancellation states from which a message may be stopped (not one being worked on remotely).
 STOPPABLE_CANCEL_STATES = (CancelState.NOT_REQUESTED, CancelState.PENDING, CancelState.RETRYING)
 
@@ -25,7 +26,8 @@ STOPPABLE_CANCEL_STATES = (CancelState.NOT_REQUESTED, CancelState.PENDING, Cance
 def withdraw(scope: Q, *, via: str, any_request: bool = False) -> list[int]:
     """Stop every never-sent message in *scope* not already stopped; returns their keys.
 
-    Never sent: queued, given up on before reaching Clickatell, or rejected by it.
+    Never sent: held here until due, queued, given up on before reaching Clickatell,
+    or rejected by it.
 
     One conditional ``UPDATE`` (and one read for the signals): a message a send
     run has claimed meanwhile is left alone -- it may be on the wire -- and is

@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
     args = parser.parse_args(argv)
-    # The password comes from the environment only: never from a command line (ps shows it).
+    # The password and the REST API key come from the environment only: never from a
+    # command line (ps shows it).
     password = os.environ.get("CLICKATELL_PASSWORD", "demo-password")
+    api_token = os.environ.get("CLICKATELL_API_KEY", "demo-rest-api-key")
     simulator = ClickatellSimulator(
         args.host,
         args.port,
@@ -35,13 +37,20 @@ def main(argv: list[str] | None = None) -> int:
         session_idle_timeout=args.session_idle_timeout,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        api_token=api_token,
     )
+
+    # The One API's key, like the password, from the environment only.
+    simulator.one_api.api_key = os.environ.get("CLICKATELL_ONE_API_KEY", simulator.one_api.api_key)
+    simulator.one_api.callback_url = os.environ.get("CLICKATELL_ONE_API_CALLBACK_URL") or None
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     print(f"Clickatell simulator listening on {simulator.base_url}", flush=True)
+    print(f"Legacy REST API on {simulator.rest_url}", flush=True)
+    print(f"One API (BACKEND one_api) at {simulator.root_url}v1/", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
     return 0

@@ -13,7 +13,7 @@ from urllib.error import URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
-from .state import GatewayState
+from .state import GatewayState, JsonPush
 
 
 def push_callbacks(state: GatewayState) -> None:
@@ -30,7 +30,7 @@ def push_callbacks(state: GatewayState) -> None:
             _retry_later(state, fields, attempt)
 
 
-def _retry_later(state: GatewayState, fields: dict[str, str], attempt: int) -> None:
+def _retry_later(state: GatewayState, fields: dict[str, str] | JsonPush, attempt: int) -> None:
     """Queue a refused callback again after its pause, or give up once the pauses run out."""
     with state.lock:
         state.callback_refusals += 1
@@ -44,19 +44,32 @@ def _retry_later(state: GatewayState, fields: dict[str, str], attempt: int) -> N
     timer.start()
 
 
-def deliver(state: GatewayState, fields: dict[str, str]) -> bool:
+def deliver(state: GatewayState, fields: dict[str, str] | JsonPush) -> bool:
     """One attempt; True when the receiver took it (or callbacks were switched off)."""
-    url = state.callback_url
+    url = fields.url if isinstance(fields, JsonPush) else state.callback_url
     if url is None:  # switched off meanwhile: drop it
         return True
     with state.lock:
         state.callback_attempts += 1
-    request = _request(state, url, fields)
+    if isinstance(fields, JsonPush):
+        request = _json_request(fields)
+    else:
+        request = _request(state, url, fields)
     try:
         with urlopen(request, timeout=5) as response:  # noqa: S310 (http(s) checked)
             return bool(200 <= response.status < 300)
     except (URLError, OSError):
         return False
+
+
+def _json_request(push: JsonPush) -> Request:
+    """A One API callback: JSON POST, Basic credentials where the integration has them."""
+    request = Request(push.url, data=push.body, method="POST")  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    if push.auth:
+        token = base64.b64encode(":".join(push.auth).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
 
 
 def _request(state: GatewayState, url: str, fields: dict[str, str]) -> Request:

@@ -49,6 +49,7 @@ def _clear(simulator: ClickatellSimulator, payload: Any) -> Any:
     simulator.reset_counts()
     simulator.clear_faults()
     simulator.expire_sessions()
+    simulator.one_api.reset()
     return {"cleared": True}
 
 
@@ -78,6 +79,28 @@ def _reset_counts_and_faults(simulator: ClickatellSimulator, payload: Any) -> An
     return {"reset": True}
 
 
+def _one_api(simulator: ClickatellSimulator, payload: Any) -> Any:
+    """Set the One API's switches: ``callback_url``, ``callback_auth`` ([user, password]),
+    ``refused`` (recipients), ``duplicate_callbacks``, ``reorder_callbacks``."""
+    gateway = simulator.one_api
+    with simulator.lock:
+        if "callback_url" in payload:
+            url = payload["callback_url"]
+            if url is not None and not str(url).startswith(("http://", "https://")):
+                raise ValueError("callback_url must be an http(s) URL")
+            gateway.callback_url = url
+        if "callback_auth" in payload:
+            auth = payload["callback_auth"]
+            gateway.callback_auth = (str(auth[0]), str(auth[1])) if auth else None
+        if "refused" in payload:
+            gateway.refused = {str(to) for to in payload["refused"]}
+        if "duplicate_callbacks" in payload:
+            gateway.duplicate_callbacks = int(payload["duplicate_callbacks"])
+        if "reorder_callbacks" in payload:
+            gateway.reorder_callbacks = bool(payload["reorder_callbacks"])
+    return {"callback_url": gateway.callback_url, "refused": sorted(gateway.refused)}
+
+
 def _expire_sessions(simulator: ClickatellSimulator, payload: Any) -> Any:
     simulator.expire_sessions()
     return {"expired": True}
@@ -92,4 +115,5 @@ CONTROLS: dict[str, Control] = {
     "latency": _set_latency,
     "reset": _reset_counts_and_faults,
     "expire-sessions": _expire_sessions,
+    "one-api": _one_api,
 }

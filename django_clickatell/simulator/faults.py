@@ -22,8 +22,10 @@ class Exchange(Protocol):
     def carry_out(self) -> str:
         """Carry the command out (not counted again) and return the reply it earned."""
 
-    def answer(self, status: int, text: str) -> None:
-        """Send a whole reply with this status."""
+    def answer(
+        self, status: int, text: str, content_type: str = ..., headers: dict[str, str] | None = ...
+    ) -> None:
+        """Send a whole reply with this status (and these extra headers)."""
 
     def trickle(self, text: str, pause: float) -> None:
         """Send a 200 reply a byte at a time, ``pause`` seconds apart."""
@@ -98,6 +100,23 @@ def _http_502(exchange: Exchange, fault: Fault) -> None:
     exchange.answer(502, _ERROR_PAGE.format(status=502, reason="Bad Gateway"))
 
 
+def _retry_after(fault: Fault) -> dict[str, str]:
+    """``Retry-After`` as the fault's ``body`` gives it (seconds or an HTTP-date), if any."""
+    return {"Retry-After": fault.body} if fault.body else {}
+
+
+def _http_429(exchange: Exchange, fault: Fault) -> None:
+    """Rate limited, nothing carried out; ``body`` is the ``Retry-After`` value, if any."""
+    error = '{"error": {"code": "", "description": "Too many requests"}}'
+    exchange.answer(429, error, "application/json", _retry_after(fault))
+
+
+def _http_503(exchange: Exchange, fault: Fault) -> None:
+    """Try again later, nothing carried out; ``body`` is the ``Retry-After`` value, if any."""
+    page = _ERROR_PAGE.format(status=503, reason="Service Unavailable")
+    exchange.answer(503, page, "text/html", _retry_after(fault))
+
+
 def _malformed(exchange: Exchange, fault: Fault) -> None:
     """HTTP 200 with a body that is not the protocol."""
     exchange.answer(200, "<html><body>Service temporarily unavailable</body></html>")
@@ -161,6 +180,8 @@ def _body(exchange: Exchange, fault: Fault) -> None:
 BEHAVIOURS: dict[str, Callable[[Exchange, Fault], None]] = {
     "http_500": _http_500,
     "http_502": _http_502,
+    "http_429": _http_429,
+    "http_503": _http_503,
     "malformed": _malformed,
     "reset": _reset,
     "drop_reply": _drop_reply,

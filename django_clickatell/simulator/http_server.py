@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 from .commands import handle, recipients
 from .controls import find_control
 from .faults import BEHAVIOURS, Fault
+from .one_api import serve_one_api
+from .rest import serve_rest
 
 if TYPE_CHECKING:
     from .server import ClickatellSimulator
@@ -81,6 +83,9 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def do_DELETE(self) -> None:
+        self._route(body=self._read_body())
+
     def _route(self, body: bytes) -> None:
         simulator = self.server.simulator
         url = urlsplit(self.path)
@@ -92,6 +97,12 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                     simulator.control_connections += 1
         if control:
             self._control(url.path.removeprefix("/_simulator/"), body)
+            return
+        if url.path.startswith("/rest/"):
+            serve_rest(self, url, body)
+            return
+        if url.path.startswith("/v1/"):
+            serve_one_api(self, url, body)
             return
         if not url.path.startswith("/http/"):
             self.answer(404, "Not found", content_type="text/plain")
@@ -186,10 +197,18 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                 time.sleep(pause)
             self.wfile.write(data[index : index + 1])
 
-    def answer(self, status: int, text: str, content_type: str = "text/html") -> None:
+    def answer(
+        self,
+        status: int,
+        text: str,
+        content_type: str = "text/html",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         payload = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:  # so a client still listening does not reuse the socket
             self.send_header("Connection", "close")

@@ -2,7 +2,9 @@
 
 It authenticates, expires idle sessions, keeps scheduled messages, answers
 ``auth``, ``ping``, ``delmsg``, ``querymsg``, ``sendmsg``, ``getbalance`` and
-``getmsgcharge`` with the documented reply shapes, counts requests per command
+``getmsgcharge`` with the documented reply shapes (and the legacy REST API's
+calls under ``/rest/`` and the One API's under ``/v1/`` on the same messages, see
+``rest`` and ``one_api``), counts requests per command
 and TCP connections, and injects faults on demand.  Tests drive it in-process;
 other processes use the JSON control endpoints under ``/_simulator/``.
 
@@ -25,6 +27,7 @@ from .callbacks import push_callbacks
 from .commands import handle
 from .faults import Fault, FaultQueue
 from .http_server import SimulatorHTTPServer
+from .one_api import OneApiGateway
 from .state import GatewayState, SimulatedMessage
 
 __all__ = ["ClickatellSimulator", "Fault", "SimulatedMessage"]
@@ -51,6 +54,7 @@ class ClickatellSimulator(GatewayState):
         callback_auth: tuple[str, str] | None = None,
         callback_method: str = "POST",
         callback_retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0),
+        api_token: str = "demo-rest-api-key",  # noqa: S107 (a local test double's default)
     ) -> None:
         super().__init__(
             username=username,
@@ -64,8 +68,11 @@ class ClickatellSimulator(GatewayState):
             callback_auth=callback_auth,
             callback_method=callback_method,
             callback_retry_delays=callback_retry_delays,
+            api_token=api_token,
         )
         self.host = host
+        #: The One API under ``/v1/`` (its key, JSON callbacks and test switches).
+        self.one_api = OneApiGateway(self)
         #: Faults waiting for requests: :meth:`inject` adds, :meth:`clear_faults` empties.
         self.faults = FaultQueue()
         self._server = SimulatorHTTPServer((host, port), self)
@@ -90,6 +97,11 @@ class ClickatellSimulator(GatewayState):
     @property
     def base_url(self) -> str:
         return self.root_url + "http/"
+
+    @property
+    def rest_url(self) -> str:
+        """Root of the legacy REST API (``/rest/message``, ``/rest/account/balance``)."""
+        return self.root_url + "rest/"
 
     def start(self) -> ClickatellSimulator:
         self._thread = threading.Thread(
@@ -138,6 +150,24 @@ class ClickatellSimulator(GatewayState):
             "PASSWORD": self.password,
             "API_ID": self.api_id,
             "BASE_URL": self.base_url,
+            **overrides,
+        }
+
+    def rest_settings(self, **overrides: Any) -> dict[str, Any]:
+        """A ``CLICKATELL`` settings dict for the REST backend pointing at this simulator."""
+        return {
+            "BACKEND": "rest",
+            "API_KEY": self.api_token,
+            "BASE_URL": self.rest_url,
+            **overrides,
+        }
+
+    def one_api_settings(self, **overrides: Any) -> dict[str, Any]:
+        """A ``CLICKATELL`` settings dict for the One API backend pointing at this simulator."""
+        return {
+            "BACKEND": "one_api",
+            "API_KEY": self.one_api.api_key,
+            "BASE_URL": self.root_url,
             **overrides,
         }
 

@@ -21,6 +21,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,8 +32,19 @@ from .duplicates import duplicates
 #: ``protocol.codes`` so that the test double does not share the client's mistakes.
 FINAL_STATUSES = frozenset({"004", "005", "006", "007", "009", "010", "012", "014"})
 
-#: A callback waiting to be pushed: its form fields and how many attempts failed so far.
-PendingCallback = tuple[dict[str, str], int]
+
+@dataclass(frozen=True)
+class JsonPush:
+    """A JSON callback (the One API's) to push: its own URL, body and Basic credentials."""
+
+    url: str
+    body: bytes = field(repr=False)
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+
+
+#: A callback waiting to be pushed: its form fields (or a JSON push) and how many
+#: attempts failed so far.
+PendingCallback = tuple[dict[str, str] | JsonPush, int]
 
 
 @dataclass
@@ -91,6 +103,8 @@ class GatewayState:
     callback_method: str
     #: The pause before each retry of a callback the receiver refused.
     callback_retry_delays: tuple[float, ...]
+    #: The REST API's key (``Authorization: Bearer <api_token>``).
+    api_token: str = "demo-rest-api-key"  # noqa: S105 (a local test double's default)
 
     #: Hold it to read or change several of the fields below at once.
     lock: threading.RLock = field(default_factory=threading.RLock, init=False)
@@ -110,6 +124,9 @@ class GatewayState:
     connections: int = field(default=0, init=False)
     control_connections: int = field(default=0, init=False)
     secrets_in_url: int = field(default=0, init=False)
+    #: ``(method, route)`` of every REST request, in order (``("DELETE", "message/{id}")``),
+    #: so tests can see which method a stop used.
+    rest_requests: list[tuple[str, str]] = field(default_factory=list, init=False)
     #: Gateway requests being handled right now (a held or trickling one included).
     in_flight: int = field(default=0, init=False)
     callbacks_sent: int = field(default=0, init=False)
@@ -117,6 +134,10 @@ class GatewayState:
     #: Attempts the receiver answered with an error (or that failed to connect).
     callback_refusals: int = field(default=0, init=False)
     callbacks_failed: int = field(default=0, init=False)
+    #: Called, under the lock, after every status change (the One API's JSON callbacks).
+    status_listeners: list[Callable[[SimulatedMessage], None]] = field(
+        default_factory=list, init=False
+    )
     _pending_callbacks: queue.Queue[PendingCallback | None] = field(
         default_factory=queue.Queue, init=False
     )
@@ -195,6 +216,8 @@ class GatewayState:
         message.status = status
         if self.callback_url and message.wants_callback():
             self._pending_callbacks.put((message.callback_fields(self.api_id), 0))
+        for listener in self.status_listeners:
+            listener(message)
 
     def _advance_due(self) -> None:
         """Move along every message whose time has come (the ticker calls this)."""
@@ -245,6 +268,7 @@ class GatewayState:
             self.connections = 0
             self.control_connections = 0
             self.secrets_in_url = 0
+            self.rest_requests.clear()
             self.callbacks_sent = self.callbacks_failed = self.callback_attempts = 0
             self.callback_refusals = 0
 

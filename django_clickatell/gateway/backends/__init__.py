@@ -12,11 +12,18 @@ from django.utils.module_loading import import_string
 
 from ...conf import DEFAULT_ACCOUNT, UnknownBackend, account_settings
 from ...conf.errors import describe
+from ..transport import reset_transports
 from .base import Backend, Capabilities, OutgoingSms, SendResult
 
 #: Short names accepted in ``BACKEND``.
 BACKENDS: dict[str, str] = {
     "legacy_http": "django_clickatell.gateway.backends.legacy_http.LegacyHttpBackend",
+    "rest": "django_clickatell.gateway.backends.rest.RestBackend",
+    "one_api": "django_clickatell.gateway.backends.one_api.OneApiBackend",
+    # For your test suite (in memory, no sockets) and for development (prints each SMS).
+    "test": "django_clickatell.gateway.backends.locmem.TestBackend",
+    "locmem": "django_clickatell.gateway.backends.locmem.TestBackend",
+    "console": "django_clickatell.gateway.backends.console.ConsoleBackend",
 }
 
 
@@ -45,6 +52,15 @@ def get_backend(account: str = DEFAULT_ACCOUNT) -> Backend:
     return backend_class(config.backend, config.key("BACKEND"))(config, alias=account)
 
 
+def reset_connections() -> None:
+    """Drop every pooled connection and memoised session id (between tests).
+
+    The transports are the gateway's own business; a test suite resets them
+    through this, never by importing them.
+    """
+    reset_transports()
+
+
 __all__ = [
     "BACKENDS",
     "DEFAULT_ACCOUNT",
@@ -55,4 +71,5 @@ __all__ = [
     "account_settings",
     "backend_class",
     "get_backend",
+    "reset_connections",
 ]

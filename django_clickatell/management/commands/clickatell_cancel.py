@@ -134,20 +134,26 @@ class Command(BaseCommand):
         with transaction.atomic():
             result = request_cancellation(queryset, via=Via.COMMAND)
             pks = result.message_pks
-            if not pks:  # the batch request_cancellation made would record nothing
+            # Stopped here (held or queued, never handed over): done, and kept.
+            stopped_here = result.batch.total - len(pks)
+            if not result.batch.total:  # the batch request_cancellation made records nothing
                 transaction.set_rollback(True)
         preview = result.preview
-        skipped = preview.total - len(pks)
+        skipped = preview.total - len(pks) - stopped_here
         self.stdout.write(
             f"Selected {preview.total}: {len(pks)} to cancel, {skipped} skipped "
             f"(final, too late, in progress or never sent)."
         )
+        if stopped_here:
+            self.stdout.write(
+                f"{stopped_here} stopped here: never handed to Clickatell, no request needed."
+            )
         if preview.in_progress:
             self.stdout.write(
                 f"{preview.in_progress} already being cancelled: a worker carries them out, "
                 f"or add --resume to do it now."
             )
-        if not pks:
+        if not pks and not stopped_here:
             self.stdout.write("Nothing to cancel: no batch created.")
             return pks, None
         return pks, result.batch.pk

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_clickatell", "0002_exactly_once_sending"),
+        ("django_clickatell", "0004_batch_selection"),
     ]
 
     operations = [
