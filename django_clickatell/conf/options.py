@@ -271,6 +271,7 @@ class ClickatellSettings:
         "refused (403). Use a long random value (``secrets.token_urlsafe(32)``); it is never "
         "logged or stored.",
         example='os.environ["CLICKATELL_CALLBACK_SECRET"]',
+        scope=ACCOUNT,
     )
     callback_basic_auth = Option(
         CREDENTIAL_PAIRS,

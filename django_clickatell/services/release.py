@@ -45,7 +45,7 @@ logger = logging.getLogger("django_clickatell.release")
 
 #: Rows one step claims: bounded, so a step is a few queries and a short transaction.
 DEFAULT_BATCH = 500
-_FIELDS = ("pk", "scheduled_for", "send_options")
+_FIELDS = ("pk", "scheduled_for", "send_options", "account")
 
 
 @dataclass
@@ -73,7 +73,16 @@ def release_due(
     which only a configuration change produces); idempotent.
     """
     now = now or timezone.now()
-    policy = policy or current_policy()
+    policies: dict[str, HoldPolicy] = {}
+
+    def policy_of(message: OutboundMessage) -> HoldPolicy:
+        """*policy* if given, else the policy of the message's own account (read once)."""
+        if policy is not None:
+            return policy
+        if message.account not in policies:
+            policies[message.account] = current_policy(message.account)
+        return policies[message.account]
+
     eligible = releasable(now)
     pks = list(
         OutboundMessage.objects.filter(eligible)
@@ -91,19 +100,19 @@ def release_due(
         going: list[OutboundMessage] = []
         rewritten: list[OutboundMessage] = []  # options changed: written back in one query
         for message in claim.messages:
-            due = message.scheduled_for
-            if due is not None and not policy.may_go(due, now):
+            due, rule = message.scheduled_for, policy_of(message)
+            if due is not None and not rule.may_go(due, now):
                 claims.release(
                     [message.pk],
                     token,
                     send_state=SendState.HELD,
-                    release_at=policy.release_at(due),
+                    release_at=rule.release_at(due),
                 )
                 report.rescheduled.append(message.pk)
                 continue
             going.append(message)
             if due is not None:
-                options = policy.release_options(message.send_options, due, now)
+                options = rule.release_options(message.send_options, due, now)
                 if options != message.send_options:
                     message.send_options = options
                     rewritten.append(message)

@@ -21,6 +21,7 @@ from ..exceptions import (
     ClickatellError,
     CommandNotSent,
     GatewayError,
+    InvalidInput,
     ProtocolError,
     UnknownMessage,
 )
@@ -117,6 +118,13 @@ class SendRun:
                 return self._stop(message, exchange, exc, SendState.VERIFYING)
             self._log(exchange, error=exc)
             self._settle(message, SendState.REJECTED, recording.describe(exc))
+            self.report.rejected.append(message.pk)
+            return True
+        except InvalidInput as exc:
+            # The backend refused the message before any request (its API cannot carry
+            # it): nothing left Django, so it is not in doubt -- it failed, with the reason.
+            self._log(exchange, error=CommandNotSent("sendmsg", exc))
+            self._settle(message, SendState.FAILED, recording.reason("Not sent", str(exc)))
             self.report.rejected.append(message.pk)
             return True
         except ClickatellError as exc:

@@ -103,6 +103,17 @@ CLICKATELL = {
     # HTTP Basic credentials set for status callbacks in the Clickatell account.
     "CALLBACK_USERNAME": env("CLICKATELL_CALLBACK_USERNAME", "clickatell"),
     "CALLBACK_PASSWORD": env("CLICKATELL_CALLBACK_PASSWORD", "demo-callback-password"),
+    # A second account, of the kind opened since about 2016: the One API, an API key, no
+    # stop call -- its scheduled messages are held here until due.  Its callback URL is
+    # /clickatell/one-api/platform/<CALLBACK_SECRET>/.
+    "ACCOUNTS": {
+        "platform": {
+            "BACKEND": "one_api",
+            "API_KEY": env("CLICKATELL_ONE_API_KEY", "demo-one-api-key"),
+            "BASE_URL": env("CLICKATELL_ONE_API_URL", "http://127.0.0.1:8911/"),
+            "CALLBACK_SECRET": env("CLICKATELL_CALLBACK_SECRET", "demo-callback-secret-0123456789"),
+        }
+    },
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "")
