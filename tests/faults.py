@@ -171,7 +171,7 @@ def fault_environment(gateway_url: str, django_db_blocker: Any, queue: str) -> I
     cache = RedisServer()
     database = TcpProxy(int(str(django_settings.DATABASES["default"].get("PORT") or 5432)))
     with django_db_blocker.unblock():
-        flush_broker()
+        flush_broker(queue)
         worker = WorkerProcess(
             gateway_url,
             concurrency=4,
