@@ -133,7 +133,14 @@ def after(count: int, action: Callable[[], None]) -> Callable[[], None]:
 
 @pytest.mark.parametrize(
     ("fault", "times"),
-    [("delay", 6), ("reset", 6), ("http_500", 5), ("http_502", 5), ("malformed", 5)],
+    [
+        ("delay", 6),
+        # Retries with a countdown, held unacknowledged by the worker until due.
+        pytest.param("reset", 6, marks=pytest.mark.broker),
+        ("http_500", 5),
+        ("http_502", 5),
+        ("malformed", 5),
+    ],
 )
 def test_transient_gateway_faults(
     faults: FaultEnv, simulator: ClickatellSimulator, fault: str, times: int
@@ -173,6 +180,7 @@ def test_credentials_revoked_mid_batch(faults: FaultEnv, simulator: ClickatellSi
     assert simulator.counts["auth"] <= 3  # the refusal is remembered, not retried per message
 
 
+@pytest.mark.broker
 def test_worker_killed_mid_batch(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     start_batch(simulator)
 
@@ -236,6 +244,7 @@ def requeue_when_stalled(timeout: float = 120) -> int:
     return requeued
 
 
+@pytest.mark.broker
 def test_whole_worker_killed_mid_batch(
     faults: FaultEnv, simulator: ClickatellSimulator, settings: Any
 ) -> None:

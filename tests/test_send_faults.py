@@ -256,6 +256,7 @@ def run_case(
 # -- the cases ---------------------------------------------------------------------------------
 
 
+@pytest.mark.broker
 def test_worker_killed_after_its_sendmsg_was_carried_out(
     send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
@@ -279,6 +280,7 @@ def test_worker_killed_after_its_sendmsg_was_carried_out(
     assert simulator.counts["querymsg"] >= 1
 
 
+@pytest.mark.broker
 def test_same_task_delivered_twice(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     """Every chunk's task delivered twice (one task id), then once more after it finished."""
     pks = run_case(simulator, copies=2, same_task_id=True)
@@ -289,6 +291,7 @@ def test_same_task_delivered_twice(send_faults: FaultEnv, simulator: ClickatellS
     check_invariants(simulator, pks, expected={"sent": N})
 
 
+@pytest.mark.broker
 def test_two_runs_of_each_chunk_at_once(
     send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
@@ -379,6 +382,7 @@ def test_session_expiry_mid_run(send_faults: FaultEnv, simulator: ClickatellSimu
     assert N < sendmsg_requests(simulator) <= N + 4
 
 
+@pytest.mark.broker
 def test_queued_tasks_lost_mid_run(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     """The broker loses the waiting tasks (a purged queue): only the requeue task finds them."""
     lost: list[int] = []

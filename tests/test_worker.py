@@ -23,7 +23,7 @@ SETTLED = [
     CancelState.SKIPPED,
 ]
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
 
 def settled(count: int) -> bool:
