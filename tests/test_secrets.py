@@ -118,17 +118,20 @@ def test_broker_traffic_and_worker_logs_carry_no_secret(
     every broker command: neither the password nor any session id crosses the broker or
     reaches the worker's log."""
     import subprocess
+    from urllib.parse import urlsplit
 
     from django_clickatell import dispatch, tasks
     from django_clickatell.api import send_sms
     from django_clickatell.services.cancel_requests import request_cancellation
     from tests.conftest import ARTIFACTS, WorkerProcess, wait_until
 
-    broker_db = int(settings.CELERY_BROKER_URL.rsplit("/", 1)[1])
+    broker = urlsplit(settings.CELERY_BROKER_URL)
+    broker_db = int(broker.path.strip("/") or 0)
     ARTIFACTS.mkdir(exist_ok=True)
     capture = ARTIFACTS / "broker-monitor.log"
     with capture.open("w") as out:
-        monitor = subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "MONITOR"], stdout=out)
+        host, port = broker.hostname or "127.0.0.1", str(broker.port or 6379)
+        monitor = subprocess.Popen(["redis-cli", "-h", host, "-p", port, "MONITOR"], stdout=out)
     app = tasks.cancel_messages.app
     default_queue, app.conf.task_default_queue = app.conf.task_default_queue, "secrets"
     worker = WorkerProcess(
