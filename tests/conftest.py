@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from django.core.cache import cache
 from django.db import connection
 
 from django_clickatell.gateway.transport import reset_transports
 from django_clickatell.simulator import ClickatellSimulator
+from tests import brokers
 from tests import celery_app as _celery_app  # noqa: F401  (producer side of the worker tests)
 
 # The plugin users load: the test gateway starts every test empty, and its fixtures.
@@ -65,7 +66,8 @@ def redis_cache() -> Iterator[None]:
 
 
 class WorkerProcess:
-    """A real ``celery worker`` process on the Redis broker, running the package's tasks."""
+    """A real ``celery worker`` process on the test broker (Redis or RabbitMQ, whichever
+    ``CLICKATELL_TEST_BROKER`` names: the worker inherits it), running the package's tasks."""
 
     def __init__(
         self,
@@ -76,8 +78,11 @@ class WorkerProcess:
         loglevel: str = "INFO",
     ) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path = ARTIFACTS / f"celery-{name}.log"
+        # One log per worker and broker: the RabbitMQ pass of `make test` keeps the Redis one's.
+        self.log_path = ARTIFACTS / f"celery-{name}{'-amqp' if brokers.is_amqp() else ''}.log"
         self.name = name
+        # Spelled out (not %h) so a test can address it: ``celery inspect`` on RabbitMQ.
+        self.hostname = f"{name}@{socket.gethostname()}"
         env = {
             **os.environ,
             "CLICKATELL_TEST_DB_NAME": connection.settings_dict["NAME"],
@@ -100,7 +105,7 @@ class WorkerProcess:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
-                f"--hostname={name}@%h",
+                f"--hostname={self.hostname}",
             ],
             cwd=ROOT,
             env=env,
@@ -137,10 +142,12 @@ class WorkerProcess:
         self._log.close()
 
 
-def flush_broker() -> None:
+def flush_broker(*queues: str) -> None:
+    """An empty broker for a worker about to start: nothing left from an earlier run waits in
+    its queue (the default queue, and *queues*).  Fails if the broker does not answer."""
     from django.conf import settings
 
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    brokers.flush([settings.CELERY_TASK_DEFAULT_QUEUE, *queues])
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,12 @@ worker environment both fault matrices (cancelling and sending) run in."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -157,8 +158,28 @@ class FaultEnv:
     """A 4-process worker on its own queue, its session cache a private Redis, and its
     database reached through a proxy the test can cut."""
 
-    def __init__(self, cache: RedisServer, database: TcpProxy, worker: Any) -> None:
+    def __init__(
+        self,
+        cache: RedisServer,
+        database: TcpProxy,
+        worker: Any,
+        start_worker: Callable[[], Any] | None = None,
+    ) -> None:
         self.cache, self.database, self.worker = cache, database, worker
+        self._start_worker = start_worker
+
+    def kill_worker(self) -> None:
+        """SIGKILL the whole worker, main process and children, as when its machine dies:
+        nothing is rejected or put back by Celery, the broker alone decides what happens to
+        the messages it held (RabbitMQ redelivers them; Redis keeps them as unacked)."""
+        os.killpg(self.worker.process.pid, signal.SIGKILL)
+        self.worker.process.wait()
+        self.worker.stop()
+
+    def replace_worker(self) -> None:
+        """A new worker on the same queue, with the same environment."""
+        assert self._start_worker is not None
+        self.worker = self._start_worker()
 
 
 @contextmanager
@@ -170,31 +191,37 @@ def fault_environment(gateway_url: str, django_db_blocker: Any, queue: str) -> I
 
     cache = RedisServer()
     database = TcpProxy(int(str(django_settings.DATABASES["default"].get("PORT") or 5432)))
+
+    def start_worker() -> Any:
+        with django_db_blocker.unblock():
+            return WorkerProcess(
+                gateway_url,
+                concurrency=4,
+                name=queue,
+                extra_env={
+                    "PGPORT": str(database.port),
+                    "CLICKATELL_TEST_CACHE_URL": cache.url,
+                    "CLICKATELL_TEST_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+                    "CLICKATELL_TEST_READ_TIMEOUT": str(READ_TIMEOUT),
+                    "CLICKATELL_TEST_AUTH_LOCK": str(AUTH_LOCK_TIMEOUT),
+                    "CLICKATELL_TEST_AUTH_WAIT": str(AUTH_WAIT_TIMEOUT),
+                    "CLICKATELL_TEST_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
+                    # Re-read the shared cache often, so a cache outage is really felt.
+                    "CLICKATELL_TEST_SESSION_MEMO": "0.2",
+                    "CLICKATELL_TEST_QUEUE": queue,
+                },
+            )
+
     with django_db_blocker.unblock():
-        flush_broker()
-        worker = WorkerProcess(
-            gateway_url,
-            concurrency=4,
-            name=queue,
-            extra_env={
-                "PGPORT": str(database.port),
-                "CLICKATELL_TEST_CACHE_URL": cache.url,
-                "CLICKATELL_TEST_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
-                "CLICKATELL_TEST_READ_TIMEOUT": str(READ_TIMEOUT),
-                "CLICKATELL_TEST_AUTH_LOCK": str(AUTH_LOCK_TIMEOUT),
-                "CLICKATELL_TEST_AUTH_WAIT": str(AUTH_WAIT_TIMEOUT),
-                "CLICKATELL_TEST_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
-                # Re-read the shared cache often, so a cache outage is really felt.
-                "CLICKATELL_TEST_SESSION_MEMO": "0.2",
-                "CLICKATELL_TEST_QUEUE": queue,
-            },
-        )
+        flush_broker(queue)
+    worker = start_worker()
     app = tasks.cancel_messages.app
     default_queue, app.conf.task_default_queue = app.conf.task_default_queue, queue
+    env = FaultEnv(cache, database, worker, start_worker)
     try:
-        yield FaultEnv(cache, database, worker)
+        yield env
     finally:
         app.conf.task_default_queue = default_queue
-        worker.stop()
+        env.worker.stop()
         database.close()
         cache.stop()

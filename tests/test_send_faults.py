@@ -1,4 +1,5 @@
-"""The send fault matrix: 1,000 messages through real Celery workers on Redis, against the
+"""The send fault matrix: 1,000 messages through real Celery workers (on Redis, and again on
+RabbitMQ in ``make test``: see tests/brokers.py), against the
 simulator, while one thing at a time goes wrong -- the same matrix cancelling has.
 
 Each case records 1,000 messages with ``create_messages``, queues them with
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -27,12 +29,12 @@ from typing import Any
 
 import pytest
 import redis
-from django.conf import settings as django_settings
 
 from django_clickatell import tasks
 from django_clickatell.models import OutboundMessage
 from django_clickatell.services.composing import create_messages
 from django_clickatell.simulator import ClickatellSimulator, Fault
+from tests import brokers
 from tests.conftest import wait_until
 from tests.faults import (
     AUTH_LOCK_TIMEOUT,
@@ -119,8 +121,7 @@ def unsettled() -> int:
 
 def broker_idle() -> bool:
     """No task waiting in the queue, and none held by the worker (running or awaiting a retry)."""
-    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    return not broker.llen(QUEUE) and not broker.hlen("unacked")
+    return brokers.idle(QUEUE, f"{QUEUE}@{socket.gethostname()}")
 
 
 def states() -> dict[str, int]:
@@ -255,6 +256,7 @@ def run_case(
 # -- the cases ---------------------------------------------------------------------------------
 
 
+@pytest.mark.broker
 def test_worker_killed_after_its_sendmsg_was_carried_out(
     send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
@@ -278,6 +280,7 @@ def test_worker_killed_after_its_sendmsg_was_carried_out(
     assert simulator.counts["querymsg"] >= 1
 
 
+@pytest.mark.broker
 def test_same_task_delivered_twice(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     """Every chunk's task delivered twice (one task id), then once more after it finished."""
     pks = run_case(simulator, copies=2, same_task_id=True)
@@ -288,6 +291,7 @@ def test_same_task_delivered_twice(send_faults: FaultEnv, simulator: ClickatellS
     check_invariants(simulator, pks, expected={"sent": N})
 
 
+@pytest.mark.broker
 def test_two_runs_of_each_chunk_at_once(
     send_faults: FaultEnv, simulator: ClickatellSimulator
 ) -> None:
@@ -378,14 +382,13 @@ def test_session_expiry_mid_run(send_faults: FaultEnv, simulator: ClickatellSimu
     assert N < sendmsg_requests(simulator) <= N + 4
 
 
+@pytest.mark.broker
 def test_queued_tasks_lost_mid_run(send_faults: FaultEnv, simulator: ClickatellSimulator) -> None:
     """The broker loses the waiting tasks (a purged queue): only the requeue task finds them."""
-    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     lost: list[int] = []
 
     def purge() -> None:
-        lost.append(broker.llen(QUEUE))
-        broker.delete(QUEUE)
+        lost.append(brokers.purge(QUEUE))
 
     with simulator.latency_of(0.002):
         run_case(simulator, during=lambda pks: after(simulator, 200, purge))
