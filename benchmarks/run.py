@@ -99,9 +99,14 @@ class Simulator:
 class Worker:
     """Real ``celery worker`` processes (prefork) on the Redis broker."""
 
-    def __init__(self, concurrency: int, base_url: str) -> None:
+    def __init__(self, concurrency: int, base_url: str, extra_env: dict[str, str] | None = None):
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        env = {**os.environ, "CLICKATELL_BENCH_BASE_URL": base_url, "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "CLICKATELL_BENCH_BASE_URL": base_url,
+            "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
+        }
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -191,6 +196,8 @@ def cpu_report(before: dict[str, float], after: dict[str, float], cancels: int) 
     delta = {key: after[key] - before[key] for key in before}
     return {
         "machine_utilisation": round(delta["machine_busy"] / max(delta["machine_total"], 1e-9), 3),
+        # Every process on the machine, other users' included: an upper bound when shared.
+        "machine_cpu_ms_per_cancel": round(delta["machine_busy"] * 1000 / cancels, 3),
         "cpu_ms_per_cancel": {
             role: round(delta[role] * 1000 / cancels, 3)
             for role in ("workers", "simulator", "postgres", "redis")
@@ -262,10 +269,22 @@ def run_action(client: Client) -> tuple[float, int]:
 # -- scenario 1 ---------------------------------------------------------------------------
 
 
-def bulk_cancel(simulator: Simulator, n: int, concurrency: int, latency: float) -> dict[str, Any]:
+def bulk_cancel(
+    simulator: Simulator,
+    n: int,
+    concurrency: int,
+    latency: float,
+    *,
+    in_flight: int = 16,
+    chunk: int = 50,
+) -> dict[str, Any]:
     reset_state(simulator, n)
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    worker = Worker(concurrency, simulator.base_url)
+    worker = Worker(
+        concurrency,
+        simulator.base_url,
+        {"CLICKATELL_BENCH_MAX_IN_FLIGHT": str(in_flight), "CLICKATELL_BENCH_CHUNK": str(chunk)},
+    )
     try:
         broker.delete(COUNTER_KEY)
         simulator.control("reset")
@@ -288,11 +307,15 @@ def bulk_cancel(simulator: Simulator, n: int, concurrency: int, latency: float) 
     cancelled = OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count()
     worker_queries = int(broker.get(COUNTER_KEY) or 0)
     rate = cancelled / wall
-    ideal = concurrency / latency
+    # Requests outstanding at once, machine-wide: processes x requests in flight each.
+    ideal = concurrency * in_flight / latency
     gateway_requests = stats["counts"].get("total", 0)
     return {
         "messages": n,
         "concurrency": concurrency,
+        "max_in_flight": in_flight,
+        "chunk": chunk,
+        "load_average": os.getloadavg(),
         "latency_ms": latency * 1000,
         "wall_seconds": round(wall, 2),
         "cancelled": cancelled,
@@ -302,7 +325,7 @@ def bulk_cancel(simulator: Simulator, n: int, concurrency: int, latency: float) 
         "auth_calls": stats["counts"].get("auth", 0),
         "http_requests_per_cancel": round(gateway_requests / cancelled, 4),
         "tcp_connections": stats["gateway_connections"],
-        "db_queries_per_message": round((worker_queries + action_queries) / n, 3),
+        "db_queries_per_message": round((worker_queries + action_queries) / max(cancelled, 1), 3),
         "admin_action_seconds": round(action_seconds, 3),
         **cpu_report(cpu_before, cpu_after, n),
     }
@@ -468,6 +491,81 @@ def throwaway_certificate() -> Iterator[tuple[str, str]]:
         yield cert, key
 
 
+# -- scenario 5: how to keep many requests in flight in one process ---------------------------
+
+RAW_REQUEST = (
+    "POST /http/delmsg HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n{body}"
+)
+
+
+async def _raw_asyncio(port: int, body: str, calls: int, width: int) -> None:
+    """A bare asyncio HTTP/1.1 keep-alive client: no library, no database (the ceiling)."""
+    import asyncio
+
+    request = RAW_REQUEST.format(length=len(body), body=body).encode()
+    remaining = [calls]
+
+    async def lane() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.close()
+
+    await asyncio.gather(*(lane() for _ in range(width)))
+
+
+def in_flight_mechanism(latency: float, width: int, calls: int) -> dict[str, Any]:
+    """Threads over the client's shared keep-alive pool (what the worker does) against a bare
+    asyncio client, one process, no database: rate against ``width / latency`` and CPU."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    simulator = Simulator()
+    try:
+        apimsgid = simulator.control("messages", {"deliver_in": 7200})["apimsgid"]
+        with override_settings(CLICKATELL={**settings.CLICKATELL, "BASE_URL": simulator.base_url}):
+            cache.clear()
+            reset_transports()
+            client = ClickatellClient()
+            session_id = client.sessions.get().reveal()
+            client.delmsg(apimsgid=apimsgid)
+            simulator.control("latency", {"seconds": latency})
+
+            def threads() -> None:
+                with ThreadPoolExecutor(max_workers=width) as pool:
+                    list(pool.map(lambda _: client.delmsg(apimsgid=apimsgid), range(calls)))
+
+            def raw() -> None:
+                body = f"session_id={session_id}&apimsgid={apimsgid}"
+                asyncio.run(_raw_asyncio(simulator.port, body, calls, width))
+
+            rows = {}
+            for name, fn in (("threads_requests", threads), ("raw_asyncio", raw)):
+                cpu, started = time.process_time(), time.perf_counter()
+                fn()
+                wall = time.perf_counter() - started
+                rows[name] = {
+                    "per_second": round(calls / wall, 1),
+                    "share_of_ideal": round(calls / wall / (width / latency), 3),
+                    "driver_cpu_ms_per_call": round((time.process_time() - cpu) * 1000 / calls, 3),
+                }
+            reset_transports()
+    finally:
+        simulator.stop()
+    return {
+        "latency_ms": latency * 1000,
+        "width": width,
+        "calls": calls,
+        "load_average": os.getloadavg(),
+        **rows,
+    }
+
+
 # -- report -------------------------------------------------------------------------------
 
 
@@ -513,29 +611,33 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
 
 def summary(result: dict[str, Any]) -> str:
     lines = [f"django-clickatell benchmarks — {result['machine']}", ""]
-    lines.append("1. Bulk cancel end to end (admin action → Celery prefork → simulator):")
-    for r in result["bulk_cancel"]:
+    if result.get("bulk_cancel"):
+        lines.append("1. Bulk cancel end to end (admin action → Celery prefork → simulator):")
+    for r in result.get("bulk_cancel", []):
         lines.append(
-            f"   c={r['concurrency']:>2} n={r['messages']:>5}: {r['wall_seconds']:>6.2f} s, "
-            f"{r['cancels_per_second']:>6.1f}/s of ideal {r['ideal_per_second']:.0f}/s "
-            f"= {r['efficiency']:.0%}; auth {r['auth_calls']}, "
+            f"   c={r['concurrency']:>2}x{r['max_in_flight']} n={r['messages']:>5}: "
+            f"{r['wall_seconds']:>6.2f} s, {r['cancels_per_second']:>6.1f}/s of ideal "
+            f"{r['ideal_per_second']:.0f}/s = {r['efficiency']:.0%}; auth {r['auth_calls']}, "
             f"{r['http_requests_per_cancel']} req/cancel, {r['tcp_connections']} TCP conns, "
             f"{r['db_queries_per_message']} queries/msg; machine CPU "
-            f"{r['machine_utilisation']:.0%}, CPU ms/cancel {r['cpu_ms_per_cancel']}"
+            f"{r['machine_utilisation']:.0%}, CPU ms/cancel {r['cpu_ms_per_cancel']}, "
+            f"load {_load(r)}"
         )
-    cold = result["cold_start"]
-    lines.append(
-        f"2. Cold start, {cold['processes']}×{cold['threads_per_process']} threads: "
-        f"{cold['auth_calls']} auth call(s)"
-    )
-    lines.append(
-        "3. Admin action: "
-        + "; ".join(
-            f"{r['messages']} msgs {r['seconds']:.3f} s / {r['queries']} queries"
-            for r in result["admin_action"]
+    if "cold_start" in result:
+        cold = result["cold_start"]
+        lines.append(
+            f"2. Cold start, {cold['processes']}×{cold['threads_per_process']} threads: "
+            f"{cold['auth_calls']} auth call(s)"
         )
-    )
-    for r in result["client_overhead"]:
+    if "admin_action" in result:
+        lines.append(
+            "3. Admin action: "
+            + "; ".join(
+                f"{r['messages']} msgs {r['seconds']:.3f} s / {r['queries']} queries"
+                for r in result["admin_action"]
+            )
+        )
+    for r in result.get("client_overhead", []):
         ms = r["ms_per_call"]
         lines.append(
             f"4. Client overhead ({'TLS' if r['tls'] else 'plain HTTP'}), ms/call: ours "
@@ -544,7 +646,52 @@ def summary(result: dict[str, Any]) -> str:
             f"ours/clickatell {r['ratio_ours_to_clickatell']}×; TCP conns per round "
             f"{r['tcp_connections_per_round']}"
         )
+    for r in result.get("high_latency", []):
+        lines.append(
+            f"5. {r['latency_ms']:.0f} ms latency, {r['concurrency']} processes × "
+            f"{r['max_in_flight']} in flight, chunks of {r['chunk']}: {r['messages']} in "
+            f"{r['wall_seconds']} s = {r['cancels_per_second']}/s (ideal "
+            f"{r['ideal_per_second']:.0f}/s, {r['efficiency']:.0%}); auth {r['auth_calls']}, "
+            f"{r['http_requests_per_cancel']} req/cancel, {r['db_queries_per_message']} "
+            f"queries/msg, machine CPU {r['machine_cpu_ms_per_cancel']} ms/cancel; "
+            f"load {_load(r)}"
+        )
+    for r in result.get("mechanism", []):
+        lines.append(
+            f"6. {r['width']} in flight in one process at {r['latency_ms']:.0f} ms, no DB: "
+            f"threads+requests {r['threads_requests']}; raw asyncio {r['raw_asyncio']}; "
+            f"load {_load(r)}"
+        )
+    lines.extend(targets(result))
     return "\n".join(lines) + "\n"
+
+
+def _load(row: dict[str, Any]) -> str:
+    return "/".join(f"{value:.1f}" for value in row.get("load_average", ()))
+
+
+def targets(result: dict[str, Any]) -> list[str]:
+    """Issue 15's figures this run measured, each next to its target."""
+    rows = []
+    for r in result.get("high_latency", []):
+        seconds_100k = r["wall_seconds"] * 100_000 / r["messages"]
+        how = "measured" if r["messages"] >= 100_000 else f"extrapolated from {r['messages']:,}"
+        rows.append(
+            f"   100,000 cancels at {r['latency_ms']:.0f} ms, {r['concurrency']} processes: "
+            f"{seconds_100k:.0f} s ({how})  target ≤ 200 s (≥ 500/s)"
+        )
+        rows.append(
+            f"   DB queries per cancelled message: {r['db_queries_per_message']}  target ≤ 0.2"
+        )
+        rows.append(
+            f"   whole-machine CPU per cancel: {r['machine_cpu_ms_per_cancel']} ms "
+            f"(every process, other users' too; load {_load(r)})  target ≤ 2.5 ms"
+        )
+        rows.append(
+            f"   auth per run / requests per cancel: {r['auth_calls']} / "
+            f"{r['http_requests_per_cancel']}  target 1 / 1.0001"
+        )
+    return ["", "Targets (issue 15):", *rows] if rows else []
 
 
 def main() -> int:
@@ -552,10 +699,28 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", default="2,4,8,16")
+    parser.add_argument("--in-flight", type=int, default=16, help="MAX_IN_FLIGHT of the workers")
+    parser.add_argument(
+        "--high-latency-messages",
+        type=int,
+        default=100_000,
+        help="messages in the 200 ms scenario (fewer: the 100,000 figure is extrapolated)",
+    )
+    parser.add_argument("--high-in-flight", type=int, default=32)
+    parser.add_argument("--high-chunk", type=int, default=1000, help="TASK_CHUNK_SIZE at 200 ms")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to run: bulk,cold,admin,client,high,mechanism",
+    )
     args = parser.parse_args()
     latency = args.latency_ms / 1000
     big = 1000 if args.quick else 10_000
     levels = [int(c) for c in args.concurrency.split(",")]
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     prepare_database()
@@ -566,31 +731,51 @@ def main() -> int:
         ),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if wanted("mechanism"):
+        print("in flight per process: threads against raw asyncio ...", flush=True)
+        result["mechanism"] = [
+            in_flight_mechanism(0.2, 32, 200 if args.quick else 960),
+            in_flight_mechanism(0.02, 16, 400 if args.quick else 2000),
+        ]
+        print("   ", result["mechanism"], flush=True)
     simulator = Simulator()
     try:
+        if wanted("high"):
+            n = 2000 if args.quick else args.high_latency_messages
+            print(f"200 ms latency: {n} messages, 4 processes ...", flush=True)
+            result["high_latency"] = [
+                bulk_cancel(
+                    simulator, n, 4, 0.2, in_flight=args.high_in_flight, chunk=args.high_chunk
+                )
+            ]
+            print("   ", result["high_latency"], flush=True)
         rows = []
-        for c in levels:
+        for c in levels if wanted("bulk") else []:
             n = big if c >= 8 else max(big // 5, 200)
             print(f"bulk cancel: {n} messages, concurrency {c} ...", flush=True)
-            rows.append(bulk_cancel(simulator, n, c, latency))
+            rows.append(bulk_cancel(simulator, n, c, latency, in_flight=args.in_flight))
             print("   ", rows[-1], flush=True)
         result["bulk_cancel"] = rows
-        print("cold start ...", flush=True)
-        result["cold_start"] = cold_start(simulator)
-        print("admin action scaling ...", flush=True)
-        result["admin_action"] = admin_scaling(simulator, (100, big))
+        if wanted("cold"):
+            print("cold start ...", flush=True)
+            result["cold_start"] = cold_start(simulator)
+        if wanted("admin"):
+            print("admin action scaling ...", flush=True)
+            result["admin_action"] = admin_scaling(simulator, (100, big))
     finally:
         simulator.stop()
-    calls = 200 if args.quick else 1000
-    print("client overhead ...", flush=True)
-    result["client_overhead"] = [client_overhead(calls, 3, None)]
-    with throwaway_certificate() as tls:
-        result["client_overhead"].append(client_overhead(calls, 3, tls))
+    if wanted("client"):
+        calls = 200 if args.quick else 1000
+        print("client overhead ...", flush=True)
+        result["client_overhead"] = [client_overhead(calls, 3, None)]
+        with throwaway_certificate() as tls:
+            result["client_overhead"].append(client_overhead(calls, 3, tls))
 
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
     text = summary(result)
     (RESULTS / "summary.txt").write_text(text)
-    chart(result["bulk_cancel"], RESULTS / "throughput.png")
+    if result["bulk_cancel"]:
+        chart(result["bulk_cancel"], RESULTS / "throughput.png")
     print(text)
     print(f"Results in {RESULTS.relative_to(ROOT)}/ (latest.json, summary.txt, throughput.png)")
     return 0

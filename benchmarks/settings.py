@@ -16,11 +16,11 @@ DATABASES = {
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:6379/12",
+        "LOCATION": os.environ.get("CLICKATELL_BENCH_CACHE_URL", "redis://127.0.0.1:6379/12"),
         "KEY_PREFIX": "bench",
     }
 }
-CELERY_BROKER_URL = "redis://127.0.0.1:6379/13"
+CELERY_BROKER_URL = os.environ.get("CLICKATELL_BENCH_BROKER", "redis://127.0.0.1:6379/13")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CLICKATELL = {
     "USERNAME": "demo",
@@ -28,5 +28,8 @@ CLICKATELL = {
     "API_ID": "1234567",
     "BASE_URL": os.environ.get("CLICKATELL_BENCH_BASE_URL", "http://127.0.0.1:9/http/"),
     "TIMEOUT": (5.0, 30.0),
+    # The bulk path's knobs, set per scenario by run.py for its worker processes.
+    "MAX_IN_FLIGHT": int(os.environ.get("CLICKATELL_BENCH_MAX_IN_FLIGHT", "16")),
+    "TASK_CHUNK_SIZE": int(os.environ.get("CLICKATELL_BENCH_CHUNK", "50")),
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

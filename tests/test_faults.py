@@ -26,7 +26,7 @@ from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.simulator import ClickatellSimulator, Fault
 from tests.conftest import wait_until
 from tests.factories import scheduled_messages
-from tests.faults import FaultEnv, fault_environment
+from tests.faults import FaultEnv, fault_environment, loss_window
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -172,9 +172,9 @@ def test_worker_killed_mid_batch(faults: FaultEnv, simulator: ClickatellSimulato
 
     with simulator.latency_of(0.005):
         run_until_settled(after(300, kill_one_child))
-    # The killed process loses at most the reply it was writing, the one waiting for the
-    # writer and the request in flight; those were asked again after the redelivery.
-    assert check_invariants(simulator, lost_replies=3) == {CancelState.CANCELLED: N}
+    # The killed process loses at most the outcome group it had not written and the
+    # requests it had in flight; those were asked again after the redelivery.
+    assert check_invariants(simulator, lost_replies=loss_window()) == {CancelState.CANCELLED: N}
 
 
 def test_cache_unreachable_for_a_while(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
@@ -205,6 +205,7 @@ def test_database_briefly_unavailable(faults: FaultEnv, simulator: ClickatellSim
     with simulator.latency_of(0.005):
         run_until_settled(after(300, outage))
     # Replies received as the database was cut could not be written (per worker process:
-    # the failed write, the request in flight, one queued behind); those messages were
-    # asked again after the outage and recorded.
-    assert check_invariants(simulator, lost_replies=3 * 4) == {CancelState.CANCELLED: N}
+    # the group whose write failed, and the requests in flight); those messages were asked
+    # again after the outage and recorded.
+    lost = loss_window(processes=4)
+    assert check_invariants(simulator, lost_replies=lost) == {CancelState.CANCELLED: N}
