@@ -321,3 +321,23 @@ def test_killed_after_replies_before_their_group_was_written_asks_again_harmless
         (CancelState.CANCELLED, "006")
     }
     assert all(simulator.status_of(str(m.apimsgid)) == "006" for m in messages)
+
+
+@pytest.mark.parametrize(("value", "ok"), [(0, False), (1, True), (32, True), (33, False)])
+def test_in_flight_never_exceeds_the_transports_keep_alive_pool(value: int, ok: bool) -> None:
+    """More requests in flight than pooled connections would open (and drop) a connection
+    per extra request; the setting's bound is the pool's size."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    from django_clickatell.conf import app_settings
+    from django_clickatell.gateway.transport import POOL_SIZE
+
+    assert POOL_SIZE == 32
+    base = {"USERNAME": "u", "PASSWORD": "p4ssword", "API_ID": "1234567"}
+    with override_settings(CLICKATELL={**base, "MAX_IN_FLIGHT": value}):
+        if ok:
+            assert app_settings.max_in_flight == value
+        else:
+            with pytest.raises(ImproperlyConfigured, match="MAX_IN_FLIGHT"):
+                _ = app_settings.max_in_flight
