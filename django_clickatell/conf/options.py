@@ -167,7 +167,8 @@ class ClickatellSettings:
         doc="``delmsg`` requests one worker process keeps outstanding at once while it works "
         "through a chunk (threads over the shared keep-alive connections; the run's own "
         "thread checks the lease before each request and records every reply). At high "
-        "latency this, not the number of processes, sets the pace. 1 asks one at a time.",
+        "latency this, not the number of processes, sets the pace. 1 asks one at a time. "
+        "Runs sharing one process (a threaded worker pool) share its 32 connections.",
         example="16",
     )
     task_max_retries = Option(

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from queue import SimpleQueue
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
@@ -176,29 +177,31 @@ def _pipeline(
     waiting = deque(claimed)
     error: ClickatellError | None = None
     crash: BaseException | None = None
-    limit = 1
+    limit, in_flight = 1, 0
+    # Each request's future is handed back here as it completes: O(1) per reply.
+    completed: SimpleQueue[Future[Attempt]] = SimpleQueue()
     with ThreadPoolExecutor(
         max_workers=max(1, min(width, len(claimed))), thread_name_prefix="clickatell-delmsg"
     ) as pool:
-        in_flight: set[Future[Attempt]] = set()
         while True:
-            while waiting and len(in_flight) < limit and error is None and crash is None:
+            while waiting and in_flight < limit and error is None and crash is None:
                 run.writer.check()
                 message = waiting.popleft()
                 if keeper.holds(message.pk):
-                    in_flight.add(pool.submit(_attempt, run, message))
+                    pool.submit(_attempt, run, message).add_done_callback(completed.put)
+                    in_flight += 1
                 # else: taken over after our lease lapsed: the other run decides it
             if not in_flight:
                 break
-            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                try:
-                    attempt = future.result()
-                except BaseException as exc:  # a bug below us: re-raised once all are in
-                    crash = crash or exc
-                    continue
-                stop = run.record(attempt)
-                error = error or stop
+            future = completed.get()
+            in_flight -= 1
+            try:
+                attempt = future.result()
+            except BaseException as exc:  # a bug below us: re-raised once all are in
+                crash = crash or exc
+                continue
+            stop = run.record(attempt)  # every reply is recorded, after an error too
+            error = error or stop
             limit = width
     if crash is not None:
         raise crash
