@@ -582,7 +582,7 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
         [r["ideal_per_second"] for r in rows],
         "--",
         color="grey",
-        label="ideal (concurrency ÷ latency)",
+        label="ideal (processes × requests in flight ÷ latency)",
     )
     ax.plot(
         levels,
@@ -775,7 +775,10 @@ def main() -> int:
     text = summary(result)
     (RESULTS / "summary.txt").write_text(text)
     if result["bulk_cancel"]:
-        chart(result["bulk_cancel"], RESULTS / "throughput.png")
+        try:
+            chart(result["bulk_cancel"], RESULTS / "throughput.png")
+        except ImportError:  # matplotlib: installed by `make bench`
+            print("No chart: matplotlib is not installed (make bench installs it)")
     print(text)
     print(f"Results in {RESULTS.relative_to(ROOT)}/ (latest.json, summary.txt, throughput.png)")
     return 0

@@ -25,6 +25,7 @@ from django_clickatell.protocol.replies import MessageStatusReply
 from django_clickatell.services import claims, recording
 from django_clickatell.services.cancel_run import CancelRun
 from django_clickatell.services.cancelling import cancel_messages
+from django_clickatell.signals import message_cancelled
 from django_clickatell.simulator import ClickatellSimulator, Fault
 from tests.factories import scheduled_messages
 
@@ -87,9 +88,20 @@ def test_500_messages_8_in_flight_one_delmsg_each_recorded_once(
 ) -> None:
     messages = scheduled_messages(simulator, N)
     pks = [m.pk for m in messages]
-    with Requests().watching(monkeypatch) as requests, simulator.latency_of(0.01):
-        report = cancel_messages(pks, via=Via.TASK, task_id="t-1")
+    heard: list[tuple[int, str]] = []
+
+    def on_cancelled(sender: Any, message: OutboundMessage, **kwargs: Any) -> None:
+        heard.append((message.pk, threading.current_thread().name))
+
+    message_cancelled.connect(on_cancelled)
+    try:
+        with Requests().watching(monkeypatch) as requests, simulator.latency_of(0.01):
+            report = cancel_messages(pks, via=Via.TASK, task_id="t-1")
+    finally:
+        message_cancelled.disconnect(on_cancelled)
     assert sorted(report.cancelled) == pks
+    # Every stop announced once, on the run's own thread, after it was recorded.
+    assert sorted(heard) == [(pk, threading.current_thread().name) for pk in pks]
     assert simulator.executed["delmsg"] == simulator.counts["delmsg"] == N
     assert set(requests.per_message.values()) == {1}
     assert 1 < requests.peak <= WIDTH  # really pipelined, never wider than the setting
