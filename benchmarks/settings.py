@@ -28,5 +28,8 @@ CLICKATELL = {
     "API_ID": "1234567",
     "BASE_URL": os.environ.get("CLICKATELL_BENCH_BASE_URL", "http://127.0.0.1:9/http/"),
     "TIMEOUT": (5.0, 30.0),
+    # The bulk path's knobs, set per scenario by run.py for its worker processes.
+    "MAX_IN_FLIGHT": int(os.environ.get("CLICKATELL_BENCH_MAX_IN_FLIGHT", "16")),
+    "TASK_CHUNK_SIZE": int(os.environ.get("CLICKATELL_BENCH_CHUNK", "50")),
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

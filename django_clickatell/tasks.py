@@ -170,7 +170,7 @@ def cancel_messages(
     """Stop many messages; selections larger than ``TASK_CHUNK_SIZE`` fan out into chunks.
 
     Chunks run in parallel on as many workers as there are; each chunk sends
-    its ``delmsg`` requests one after the other over one kept-alive connection.
+    up to ``MAX_IN_FLIGHT`` ``delmsg`` requests at once over the kept-alive connections.
     """
     pks = [int(pk) for pk in message_pks]
     size = app_settings.task_chunk_size

@@ -152,6 +152,17 @@ READ_TIMEOUT = 0.5
 AUTH_LOCK_TIMEOUT = 1.5
 AUTH_WAIT_TIMEOUT = 0.5
 CLAIM_TIMEOUT = 9
+#: Requests each worker process keeps in flight (MAX_IN_FLIGHT) in the fault matrices.
+MAX_IN_FLIGHT = 8
+
+
+def loss_window(processes: int = 1) -> int:
+    """Replies the gateway carried out that a worker process may die (or fail to write)
+    without logging: the outcome group it had not written yet, and the requests it had on
+    the wire.  Each of those messages is still leased to that run and asked again later."""
+    from django_clickatell.services.recording import GROUP_SIZE
+
+    return processes * (GROUP_SIZE + MAX_IN_FLIGHT)
 
 
 class FaultEnv:
@@ -206,6 +217,7 @@ def fault_environment(gateway_url: str, django_db_blocker: Any, queue: str) -> I
                     "CLICKATELL_TEST_AUTH_LOCK": str(AUTH_LOCK_TIMEOUT),
                     "CLICKATELL_TEST_AUTH_WAIT": str(AUTH_WAIT_TIMEOUT),
                     "CLICKATELL_TEST_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
+                    "CLICKATELL_TEST_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
                     # Re-read the shared cache often, so a cache outage is really felt.
                     "CLICKATELL_TEST_SESSION_MEMO": "0.2",
                     "CLICKATELL_TEST_QUEUE": queue,

@@ -106,6 +106,7 @@ CLICKATELL = {
     "AUTH_LOCK_TIMEOUT": _seconds_from_env("CLICKATELL_TEST_AUTH_LOCK"),
     "AUTH_WAIT_TIMEOUT": _seconds_from_env("CLICKATELL_TEST_AUTH_WAIT"),
     "SESSION_MEMO_SECONDS": float(os.environ.get("CLICKATELL_TEST_SESSION_MEMO", "5")),
+    "MAX_IN_FLIGHT": int(os.environ.get("CLICKATELL_TEST_MAX_IN_FLIGHT", "8")),
 }
 
 CELERY_BROKER_URL = os.environ.get("CLICKATELL_TEST_BROKER", f"{REDIS_URL}/15")

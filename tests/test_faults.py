@@ -36,6 +36,7 @@ from tests.faults import (
     READ_TIMEOUT,
     FaultEnv,
     fault_environment,
+    loss_window,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -190,9 +191,9 @@ def test_worker_killed_mid_batch(faults: FaultEnv, simulator: ClickatellSimulato
 
     with simulator.latency_of(0.005):
         run_until_settled(after(300, kill_one_child))
-    # The killed process loses at most the reply it was writing, the one waiting for the
-    # writer and the request in flight; those were asked again after the redelivery.
-    assert check_invariants(simulator, lost_replies=3) == {CancelState.CANCELLED: N}
+    # The killed process loses at most the outcome group it had not written and the
+    # requests it had in flight; those were asked again after the redelivery.
+    assert check_invariants(simulator, lost_replies=loss_window()) == {CancelState.CANCELLED: N}
 
 
 def test_cache_unreachable_for_a_while(faults: FaultEnv, simulator: ClickatellSimulator) -> None:
@@ -223,9 +224,10 @@ def test_database_briefly_unavailable(faults: FaultEnv, simulator: ClickatellSim
     with simulator.latency_of(0.005):
         run_until_settled(after(300, outage))
     # Replies received as the database was cut could not be written (per worker process:
-    # the failed write, the request in flight, one queued behind); those messages were
-    # asked again after the outage and recorded.
-    assert check_invariants(simulator, lost_replies=3 * 4) == {CancelState.CANCELLED: N}
+    # the group whose write failed, and the requests in flight); those messages were asked
+    # again after the outage and recorded.
+    lost = loss_window(processes=4)
+    assert check_invariants(simulator, lost_replies=lost) == {CancelState.CANCELLED: N}
 
 
 def requeue_when_stalled(timeout: float = 120) -> int:
@@ -280,9 +282,11 @@ def test_whole_worker_killed_mid_batch(
         requeued = requeue_when_stalled()
     run_until_settled(timeout=5)
     print(f"\nwhole worker killed on {brokers.name()}: {held}, requeued {requeued}")  # pytest -s
-    # Each of the 4 killed processes lost at most its reply being written, one waiting for
-    # the writer and its request in flight; those were asked again and recorded.
-    assert check_invariants(simulator, lost_replies=3 * 4) == {CancelState.CANCELLED: N}
+    # Each of the 4 killed processes lost at most its unwritten outcome group and its
+    # requests in flight; those were asked again and recorded.
+    assert check_invariants(simulator, lost_replies=loss_window(processes=4)) == {
+        CancelState.CANCELLED: N
+    }
     if brokers.is_amqp():
         assert held["back"] > 0, held  # the dead worker's tasks were back in the queue at once
     else:

@@ -220,6 +220,16 @@ class ClickatellSettings:
         doc="Messages per cancellation task; larger selections fan out in parallel.",
         example="50",
     )
+    max_in_flight = Option(
+        count(32, unit="(the transport's keep-alive pool per host)"),
+        16,
+        doc="``delmsg`` requests one worker process keeps outstanding at once while it works "
+        "through a chunk (threads over the shared keep-alive connections; the run's own "
+        "thread checks the lease before each request and records every reply). At high "
+        "latency this, not the number of processes, sets the pace. 1 asks one at a time. "
+        "Runs sharing one process (a threaded worker pool) share its 32 connections.",
+        example="16",
+    )
     task_max_retries = Option(
         count(100, zero=True),
         8,

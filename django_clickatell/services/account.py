@@ -9,6 +9,7 @@ object per account per run, whatever API the account speaks.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
@@ -53,11 +54,18 @@ class BackendPool:
     def __init__(self, backend: Backend | None = None) -> None:
         self.fixed = backend
         self._built: dict[str, Backend] = {}
+        # A pipelined run asks from several threads at once: each account's backend is
+        # built once, so every request of the run shares its client and session.
+        self._lock = threading.Lock()
 
     def for_account(self, alias: str) -> Backend:
         """The account's backend; an :class:`Unconfigured` one if its settings are unusable."""
         if self.fixed is not None:
             return self.fixed
+        with self._lock:
+            return self._build(alias)
+
+    def _build(self, alias: str) -> Backend:
         if alias not in self._built:
             try:
                 self._built[alias] = get_backend(alias)

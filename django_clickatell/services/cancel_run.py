@@ -28,6 +28,7 @@ from ..exceptions import (
     InvalidInput,
     ProtocolError,
     RemoteStopUnsupported,
+    SessionExpired,
 )
 from ..gateway.backends import Backend
 from ..models import CancelState, GatewayExchange, OutboundMessage, SendState
@@ -81,10 +82,20 @@ class CancelRun:
 
     def cancel_one(self, message: OutboundMessage) -> ClickatellError | None:
         """Ask Clickatell to stop *message*; returns the transient error that stops the run."""
-        backend = self.backends(message)
-        if not backend.capabilities.remote_stop:
-            self._handed_over(message)
-            return None
+        return self.record(self.attempt(message))
+
+    def stop_request(self, backend: Backend, message: OutboundMessage) -> MessageStatusReply:
+        """The one gateway request about *message* (thread-safe, as the backends are)."""
+        if message.apimsgid:
+            return backend.stop(apimsgid=message.apimsgid)
+        return backend.stop(climsgid=message.climsgid)
+
+    def attempt(self, message: OutboundMessage) -> Attempt:
+        """Make the request and time it; no database access, so any thread may run it.
+
+        The requests that met ERR 003/005 first are read here, on the thread that
+        made them (the client keeps them per thread).
+        """
         exchange = recording.new_exchange(
             message.pk,
             "delmsg",
@@ -92,71 +103,84 @@ class CancelRun:
             actor_id=self.actor_id or message.cancel_requested_by_id,
             task_id=self.task_id,
         )
+        backend = self.backends(message)
+        if not backend.capabilities.remote_stop:
+            return Attempt(message, exchange, handed_over=True)
         try:
-            if message.apimsgid:
-                reply = backend.stop(apimsgid=message.apimsgid)
-            else:
-                reply = backend.stop(climsgid=message.climsgid)
+            reply = self.stop_request(backend, message)
             if message.apimsgid and reply.apimsgid != message.apimsgid:
                 raise ProtocolError("delmsg", "reply names another message", reply.apimsgid)
         except ValueError as exc:
-            # An id Clickatell could not know: no request was made, so this is not a
-            # refusal by Clickatell -- it is given up on, with the reason, and logged.
+            # An id Clickatell could not know: rejected before any request was made.
             recording.failed(exchange, CommandNotSent("delmsg", InvalidInput(str(exc))))
-            reason = f"Not sent: {exc}"
-            self._settle(message, CancelState.GAVE_UP, reason, self.report.gave_up, exchange)
-            return None
+            return Attempt(message, exchange, invalid=str(exc))
         except RemoteStopUnsupported:
-            self._handed_over(message)  # the gateway's guard: nothing was asked
-            return None
+            return Attempt(message, exchange, handed_over=True)  # the gateway's guard
         except ClickatellError as exc:
-            recording.log_refused_attempts(backend, exchange)
             recording.failed(exchange, exc)
-            if exc.retryable:  # includes CommandNotSent: never the gateway's answer
-                return self._transient(message, exchange, exc)
-            self._settle(message, CancelState.REFUSED, str(exc), self.report.refused, exchange)
+            return Attempt(message, exchange, error=exc, refused=backend.refused_attempts)
+        recording.answered(exchange, reply.status)
+        return Attempt(message, exchange, reply=reply, refused=backend.refused_attempts)
+
+    def record(self, attempt: Attempt) -> ClickatellError | None:
+        """Record *attempt* (on the run's thread); returns a transient error that stops the run."""
+        message, exchange = attempt.message, attempt.exchange
+        if attempt.handed_over:
+            self._handed_over(message)
             return None
-        recording.log_refused_attempts(backend, exchange)
-        self._record_reply(message, reply, recording.answered(exchange, reply.status))
+        logged = [*recording.refusal_rows(attempt.refused, exchange), exchange]
+        if attempt.invalid:
+            # Not a refusal by Clickatell: no request was made. Given up on, with the reason.
+            reason = f"Not sent: {attempt.invalid}"
+            self._settle(message, CancelState.GAVE_UP, reason, self.report.gave_up, logged)
+            return None
+        if attempt.error is not None:
+            exc = attempt.error
+            if exc.retryable:  # includes CommandNotSent: never the gateway's answer
+                return self._transient(message, logged, exc)
+            self._settle(message, CancelState.REFUSED, str(exc), self.report.refused, logged)
+            return None
+        assert attempt.reply is not None
+        self._record_reply(message, attempt.reply, logged)
         return None
 
-    def _handed_over(self, message: OutboundMessage) -> None:
-        """Too late without a request: the account's API has no call that stops a message.
-
-        Recorded as what it is -- no exchange row (nothing was asked, nothing
-        answered), no attempt counted, the status left as it was.
-        """
-        self._settle(message, CancelState.TOO_LATE, HANDED_OVER, self.report.too_late)
-
     def _record_reply(
-        self, message: OutboundMessage, reply: MessageStatusReply, exchange: GatewayExchange
+        self, message: OutboundMessage, reply: MessageStatusReply, logged: list[GatewayExchange]
     ) -> None:
-        cancelled = reply.status == CANCELLED_STATUS
-        updates: dict[str, Any] = {
-            # Through the lifecycle rule: a final status recorded by a callback while this
-            # request was in flight is not replaced by the reply's older news.
-            **status_updates(reply.status, None),
-            "cancel_state": CancelState.CANCELLED if cancelled else CancelState.TOO_LATE,
-            "cancel_completed_at": timezone.now(),
-            "cancel_attempts": F("cancel_attempts") + 1,
-            "cancel_error": "" if cancelled else _too_late_reason(reply.status),
-            **claims.RELEASED,
-        }
-        clash = (
-            not message.apimsgid
-            and OutboundMessage.objects.filter(apimsgid=reply.apimsgid)
-            .exclude(pk=message.pk)
-            .exists()
-        )
-        if not message.apimsgid and not clash:
+        status = reply.status
+        cancelled = status == CANCELLED_STATUS
+
+        def updates() -> dict[str, Any]:
+            return {
+                # Through the lifecycle rule: a final status recorded by a callback while
+                # this request was in flight is not replaced by the reply's older news.
+                **status_updates(status, None),
+                "cancel_state": CancelState.CANCELLED if cancelled else CancelState.TOO_LATE,
+                "cancel_completed_at": timezone.now(),
+                "cancel_attempts": F("cancel_attempts") + 1,
+                "cancel_error": "" if cancelled else _too_late_reason(status),
+                **claims.RELEASED,
+            }
+
+        key: tuple[Any, ...] = ("reply", status)
+        build = updates
+        if not message.apimsgid and not (
+            OutboundMessage.objects.filter(apimsgid=reply.apimsgid).exclude(pk=message.pk).exists()
+        ):
             # Found by climsgid: Clickatell has it, whatever the sending record doubted.
-            updates["apimsgid"] = reply.apimsgid
-            updates["send_state"] = Case(
-                When(send_state=SendState.UNKNOWN, then=Value(SendState.SENT)),
-                default=F("send_state"),
-            )
-        self.writer.write(message.pk, updates, exchange)
-        self._news.append((message, message.status, reply.status))
+            def build() -> dict[str, Any]:
+                return {
+                    **updates(),
+                    "apimsgid": reply.apimsgid,
+                    "send_state": Case(
+                        When(send_state=SendState.UNKNOWN, then=Value(SendState.SENT)),
+                        default=F("send_state"),
+                    ),
+                }
+
+            key = ("found", message.pk)
+        self.writer.write(recording.Outcome(message.pk, key, build, logged))
+        self._news.append((message, message.status, status))
         (self.report.cancelled if cancelled else self.report.too_late).append(message.pk)
 
     def announce(self) -> None:
@@ -190,34 +214,76 @@ class CancelRun:
                 message.cancel_state = CancelState.CANCELLED
                 message_cancelled.send(sender=OutboundMessage, message=message, via=self.via)
 
+    def _handed_over(self, message: OutboundMessage) -> None:
+        """Too late without a request: the account's API has no call that stops a message.
+
+        Recorded as what it is -- no exchange row (nothing was asked, nothing
+        answered), no attempt counted, the status left as it was.
+        """
+        error = recording.clean_text(HANDED_OVER)
+
+        def updates() -> dict[str, Any]:
+            return {
+                "cancel_state": CancelState.TOO_LATE,
+                "cancel_error": error,
+                "cancel_completed_at": timezone.now(),
+                **claims.RELEASED,
+            }
+
+        key = ("settled", CancelState.TOO_LATE, error, "no request")
+        self.writer.write(recording.Outcome(message.pk, key, updates, []))
+        self.report.too_late.append(message.pk)
+
     def _settle(
         self,
         message: OutboundMessage,
         state: str,
         reason: str,
         bucket: list[int],
-        exchange: GatewayExchange | None = None,
+        logged: list[GatewayExchange],
     ) -> None:
-        updates: dict[str, Any] = {
-            "cancel_state": state,
-            "cancel_error": recording.clean_text(reason),
-            "cancel_attempts": F("cancel_attempts") + (1 if exchange else 0),
-            "cancel_completed_at": timezone.now(),
-            **claims.RELEASED,
-        }
-        self.writer.write(message.pk, updates, exchange)
+        error = recording.clean_text(reason)
+
+        def updates() -> dict[str, Any]:
+            return {
+                "cancel_state": state,
+                "cancel_error": error,
+                "cancel_attempts": F("cancel_attempts") + 1,
+                "cancel_completed_at": timezone.now(),
+                **claims.RELEASED,
+            }
+
+        key = ("settled", state, error)
+        self.writer.write(recording.Outcome(message.pk, key, updates, logged))
         bucket.append(message.pk)
 
     def _transient(
-        self, message: OutboundMessage, exchange: GatewayExchange, exc: ClickatellError
+        self, message: OutboundMessage, logged: list[GatewayExchange], exc: ClickatellError
     ) -> ClickatellError:
         state = CancelState.GAVE_UP if self.give_up else CancelState.RETRYING
         reason = recording.describe(exc)
         logger.warning("Could not cancel message %s: %s", message.pk, reason)
         bucket = self.report.gave_up if self.give_up else self.report.retry
-        self._settle(message, state, reason, bucket, exchange)
+        self._settle(message, state, reason, bucket, logged)
         self.report.transient_error = reason
         return exc
+
+
+@dataclass
+class Attempt:
+    """One ``delmsg`` as the thread that made it hands it to the run: nothing written yet."""
+
+    message: OutboundMessage
+    #: Finished (outcome and duration set), unsaved.
+    exchange: GatewayExchange
+    reply: MessageStatusReply | None = None
+    error: ClickatellError | None = None
+    #: Why no request could be made (an id Clickatell could not know).
+    invalid: str = ""
+    #: The account's API cannot stop a submitted message: nothing was asked.
+    handed_over: bool = False
+    #: The requests of this call that met ERR 003/005 before the repeat (each logged).
+    refused: list[SessionExpired] = field(default_factory=list)
 
 
 #: Why a message of an account without remote stop is "too late".

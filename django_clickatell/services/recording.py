@@ -5,32 +5,31 @@ Every service logs its requests through :func:`new_exchange` and
 in one place, and every text that came from the gateway is sanitised and
 redacted again before it is stored (defence in depth: the parser already did).
 
-Outcomes are two statements per message and no transaction: the exchange row
-first, then the message.  If the process dies between them, the reply is
-already in the log and the message is still leased, so the next run finishes
-it.  (A transaction would add ``BEGIN``/``COMMIT`` round trips and a second WAL
-flush per message.)
+Outcomes are written without a transaction: the exchange rows first, then the
+message.  If the process dies between them, the reply is already in the log
+and the message is still leased, so the next run finishes it.  (A transaction
+would add ``BEGIN``/``COMMIT`` round trips and a second WAL flush.)
 
-In a worker (autocommit), the writes run on a background thread so that the
-next request is already on the wire while the database records the last one:
-the gateway's round trip, not the database, sets the pace.  Inside a caller's
-transaction (``TestCase``, ``ATOMIC_REQUESTS``) they run inline on the caller's
-connection, so the caller sees them.  Either way, signals are sent on the
-calling thread after the writes are saved, and a failed write stops the run
-before another request is made -- while every outcome already received is
-still written (one failure never discards the others).
+A cancellation run writes its outcomes in groups (:class:`OutcomeWriter`): one
+bulk ``INSERT`` of the exchanges and one ``UPDATE`` per outcome group, on the
+run's own thread and connection, while its requests are on the wire on other
+threads.  What a killed worker had received but not written is at most one
+group; those messages are still leased to the dead run and are asked again
+after its lease expires, which is harmless: a stopped message answers ``006``
+(or its final status) again, a status never moves backwards, and a ``006``
+already logged is finished from the log without a request.  Signals are sent
+on the calling thread after the writes are saved, and a failed write stops the
+run before another request is made.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
 from django.utils import timezone
 
 from ..exceptions import (
@@ -38,6 +37,7 @@ from ..exceptions import (
     CommandNotSent,
     GatewayError,
     ProtocolError,
+    SessionExpired,
     TransportError,
 )
 from ..gateway.backends import Backend
@@ -46,7 +46,6 @@ from ..protocol.redaction import clean
 
 logger = logging.getLogger("django_clickatell.recording")
 
-Write = tuple[int, dict[str, Any], GatewayExchange | None, str]
 
 _TEXT_LIMIT = 255
 
@@ -112,10 +111,16 @@ def log_refused_attempts(backend: Backend, exchange: GatewayExchange) -> None:
     renewed and the command repeated -- the repeat is *exchange* itself.  Only
     session APIs have any (``Backend.refused_attempts``).
     """
-    refusals = backend.refused_attempts
-    if not refusals:
-        return
-    GatewayExchange.objects.bulk_create(
+    rows = refusal_rows(backend.refused_attempts, exchange)
+    if rows:
+        GatewayExchange.objects.bulk_create(rows)
+
+
+def refusal_rows(
+    refusals: Iterable[SessionExpired], exchange: GatewayExchange
+) -> list[GatewayExchange]:
+    """Unsaved log rows for *refusals* (ERR 003/005 met before *exchange* was repeated)."""
+    return [
         GatewayExchange(
             message_id=exchange.message_id,
             command=exchange.command,
@@ -129,7 +134,7 @@ def log_refused_attempts(backend: Backend, exchange: GatewayExchange) -> None:
             detail="Session refused: renewed it and repeated the command (next entry)",
         )
         for refusal in refusals
-    )
+    ]
 
 
 def reason(what: str, detail: str) -> str:
@@ -175,95 +180,114 @@ def write_outcome(
     return written
 
 
+#: Outcomes written together: one bulk ``INSERT`` of their exchanges, then one ``UPDATE``
+#: per outcome group.  Also the loss window: what a killed worker had received but not
+#: yet written is at most this many replies (plus the requests still on the wire).
+GROUP_SIZE = 50
+
+
+@dataclass
+class Outcome:
+    """What to record about one message: its exchange rows, then its new values.
+
+    Outcomes with equal ``key`` get the same values (``updates`` is built once
+    per group, when the group is written), so one ``UPDATE`` records them all.
+    """
+
+    pk: int
+    key: Hashable
+    updates: Callable[[], dict[str, Any]]
+    #: Saved before the message is updated, in this order (refused attempts first).
+    exchanges: list[GatewayExchange] = field(default_factory=list)
+
+
+def write_outcomes(outcomes: Sequence[Outcome], token: str) -> int:
+    """Save every exchange (one ``INSERT``), then update the messages *token* still holds.
+
+    One ``UPDATE`` per outcome group.  The exchanges are saved first: a process
+    that dies between the two statements leaves the replies logged and the
+    messages leased, and the next run finishes a logged ``006`` from the log
+    (:func:`~.cancelling._finish_from_log`) and asks again about the others.
+    """
+    rows = [row for outcome in outcomes for row in outcome.exchanges]
+    if rows:
+        GatewayExchange.objects.bulk_create(rows)
+    groups: dict[Hashable, list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(outcome.key, []).append(outcome)
+    written = 0
+    now = timezone.now()
+    for group in groups.values():
+        pks = [outcome.pk for outcome in group]
+        held = OutboundMessage.objects.filter(pk__in=pks)
+        if token:
+            held = held.filter(claim_token=token)
+        count = held.exclude(cancel_state=CancelState.CANCELLED).update(
+            **group[0].updates(), updated_at=now
+        )
+        if token and count < len(pks):
+            logger.warning(
+                "%d of %d messages were taken over by another run (or already cancelled); "
+                "their outcome is logged only",
+                len(pks) - count,
+                len(pks),
+            )
+        written += count
+    return written
+
+
 class OutcomeWriter:
-    """Writes inline; :class:`BackgroundOutcomeWriter` overlaps writes with requests."""
+    """Records a run's outcomes in groups of :data:`GROUP_SIZE`, on the run's own thread.
 
-    def __init__(self, token: str = "") -> None:
+    The first outcome is written at once, alone: it proves the database can
+    take the run's records before the run puts many requests on the wire.
+    After a failed write the run stops: :meth:`check` raises the error before
+    another request is made.  Runs inside a caller's transaction write on the
+    caller's connection, so the caller sees the writes.
+    """
+
+    def __init__(self, token: str = "", group_size: int = GROUP_SIZE) -> None:
         self.token = token
-        self._after: list[Callable[[], None]] = []
+        self.group_size = group_size
+        self._pending: list[Outcome] = []
+        self._error: BaseException | None = None
+        self._first = True
 
-    def write(
-        self,
-        pk: int,
-        updates: dict[str, Any],
-        exchange: GatewayExchange | None,
-        after: Callable[[], None] | None = None,
-    ) -> None:
+    def write(self, outcome: Outcome) -> None:
         self.check()
-        self._write((pk, updates, exchange, self.token))
-        if after is not None:
-            self._after.append(after)
+        self._pending.append(outcome)
+        if self._first or len(self._pending) >= self.group_size:
+            self._first = False
+            self.flush()
 
-    def _write(self, item: Write) -> None:
-        write_outcome(*item)
+    def flush(self) -> None:
+        """Write what is pending; a failure is kept and raised now and by :meth:`check`."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            if len(pending) == 1 and len(pending[0].exchanges) <= 1:
+                [one] = pending
+                exchange = one.exchanges[0] if one.exchanges else None
+                write_outcome(one.pk, one.updates(), exchange, self.token)
+            else:
+                write_outcomes(pending, self.token)
+        except BaseException as exc:
+            logger.error("Could not record the outcomes of %d messages: %r", len(pending), exc)
+            self._error = exc
+            raise
 
     def check(self) -> None:
         """Raise the error of a failed earlier write (before making another request)."""
-
-    def close(self) -> None:
-        """Wait for every write, re-raise a failure, then run the ``after`` callbacks."""
-        self.check()
-        after, self._after = self._after, []
-        for callback in after:
-            callback()
-
-
-class BackgroundOutcomeWriter(OutcomeWriter):
-    _STOP = None
-
-    def __init__(self, token: str = "") -> None:
-        super().__init__(token)
-        # One outcome waits at most: the pipeline overlaps a write with the next request,
-        # but a killed process can lose no more than the reply being written, the one
-        # waiting here and the request in flight (each asked again by the next run).
-        self._queue: queue.Queue[Write | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="clickatell-recorder", daemon=True)
-        self._thread.start()
-
-    def _write(self, item: Write) -> None:
-        self._queue.put(item)
-
-    def _run(self) -> None:
-        try:
-            while (item := self._queue.get()) is not None:
-                # After a failure keep writing what was already received: one row the
-                # database refuses must not take the others with it.  (The run stops
-                # making requests at its next check(), so nothing new arrives.)
-                try:
-                    write_outcome(*item)
-                except BaseException as exc:
-                    logger.error("Could not record the outcome for message %s: %r", item[0], exc)
-                    if self._error is None:
-                        self._error = exc
-                    if not _usable(connections["default"]):
-                        connections["default"].close()
-        finally:
-            connections.close_all()  # this thread's own connections
-
-    def check(self) -> None:
         if self._error is not None:
             raise self._error
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        super().close()
-
-
-def _usable(connection: Any) -> bool:
-    try:
-        return bool(connection.is_usable())
-    except Exception:
-        return False
+        """Write what is still pending; re-raise a failure (the run's, or this one)."""
+        self.check()
+        self.flush()
 
 
 def outcome_writer(token: str = "") -> OutcomeWriter:
-    """The writer that fits the caller: background in autocommit, inline in a transaction.
-
-    With a *token*, a message is updated only while that run still holds it.
-    """
-    if transaction.get_connection().in_atomic_block:
-        return OutcomeWriter(token)
-    return BackgroundOutcomeWriter(token)
+    """The writer for a run whose messages *token* holds (a message is updated only then)."""
+    return OutcomeWriter(token)
