@@ -50,6 +50,7 @@ class ScriptedClient:
 
     def __init__(self, apimsgid: str, status: str) -> None:
         self.reply = MessageStatusReply(apimsgid, status)
+        self.refused_attempts: list[Any] = []  # no session refused on the way
 
     def delmsg(self, **_: str) -> MessageStatusReply:
         return self.reply
