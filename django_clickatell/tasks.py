@@ -323,6 +323,7 @@ def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, A
     if waiting:
         if not budgets.exhausted(GATEWAY):
             at_least = report.retry_after if report.held_elsewhere else 0.0
+            at_least = max(at_least, report.gateway_retry_after)  # the gateway's Retry-After
             raise _retry(task, waiting, budgets, GATEWAY, at_least=at_least)
         # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
         send_recovery.give_up(waiting, report.transient_error or "no answer after the last retry")
@@ -342,5 +343,6 @@ def _cancel(
     if waiting and not budgets.exhausted(GATEWAY):
         # Held elsewhere: another run finishes them, or its lease expires (it died, e.g. a
         # worker killed before this redelivery) and this retry takes them over.
-        raise _retry(task, waiting, budgets, GATEWAY, at_least=report.retry_after, args=args)
+        at_least = max(report.retry_after, report.gateway_retry_after)  # and its Retry-After
+        raise _retry(task, waiting, budgets, GATEWAY, at_least=at_least, args=args)
     return report.as_dict()

@@ -266,6 +266,7 @@ class CancelRun:
         bucket = self.report.gave_up if self.give_up else self.report.retry
         self._settle(message, state, reason, bucket, logged)
         self.report.transient_error = reason
+        self.report.waited_for(exc)
         return exc
 
 

@@ -233,6 +233,7 @@ class SendRun:
         prefix = "Not sent yet" if state == SendState.QUEUED else "Checking after"
         self._settle(message, state, recording.reason(prefix, reason))
         self.report.transient_error = reason
+        self.report.waited_for(error)
         return False
 
 
