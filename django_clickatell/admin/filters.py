@@ -1,4 +1,4 @@
-"""The message list's own filters: what can still be stopped, and the operator's states."""
+"""The message list's own filters: what can still be stopped, the operator's states, accounts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from ..conf import account_aliases
 from ..models import OutboundMessage
 from ..selections import STOPPABLE
 from .story import STATES
@@ -50,3 +51,17 @@ class StateFilter(admin.SimpleListFilter):
             # ``operator_state`` is annotated by the admin's queryset.
             return queryset.filter(Q(operator_state=value))
         return queryset
+
+
+class AccountFilter(admin.SimpleListFilter):
+    """The Clickatell account a message goes through (shown when there are several)."""
+
+    title = _("account")
+    parameter_name = "account"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(alias, alias) for alias in account_aliases()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(account=value) if value else queryset

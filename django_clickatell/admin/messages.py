@@ -21,12 +21,13 @@ from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from ..conf import account_aliases
 from ..models import GatewayExchange, OutboundMessage
 from ..services.balance import balance_for_display
 from . import explanations, story
 from .cancel_actions import CancelAction
 from .common import WIDE_PAGE, ReadOnlyMixin, WidePages
-from .filters import StateFilter, StoppableFilter
+from .filters import AccountFilter, StateFilter, StoppableFilter
 from .refresh_action import RefreshAction
 from .send_actions import SendActions
 
@@ -200,6 +201,21 @@ class OutboundMessageAdmin(
     def updated(self, obj: OutboundMessage) -> str:
         return _when_cell(obj.updated_at)
 
+    # -- several accounts ----------------------------------------------------------------------
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The account column, once there is more than one account to tell apart."""
+        columns = list(super().get_list_display(request))
+        if len(account_aliases()) > 1 and "account" not in columns:
+            columns.insert(1, "account")
+        return columns
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        filters = list(super().get_list_filter(request))
+        if len(account_aliases()) > 1:
+            filters.insert(2, AccountFilter)
+        return filters
+
     # -- pages -------------------------------------------------------------------------------
 
     def changelist_view(
@@ -211,6 +227,13 @@ class OutboundMessageAdmin(
             reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
             context["clickatell_balance"] = reading.credit
             context["clickatell_balance_reason"] = reading.reason
+            others = account_aliases()[1:]
+            if others:  # each account has a balance of its own
+                context["clickatell_balances"] = [
+                    {"account": alias, "credit": r.credit, "reason": r.reason}
+                    for alias, r in [("default", reading)]
+                    + [(alias, balance_for_display(account=alias)) for alias in others]
+                ]
         response = super().changelist_view(request, extra_context=context)
         if isinstance(response, TemplateResponse) and response.context_data is not None:
             changelist = response.context_data.get("cl")
