@@ -18,7 +18,7 @@ from django_clickatell.gateway.backends import Backend, Capabilities, OutgoingSm
 from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, SendState, Via
 from django_clickatell.protocol.replies import BalanceReply, MessageStatusReply
 from django_clickatell.services import account, balance, composing, sending
-from django_clickatell.services.cancel_run import HANDED_OVER
+from django_clickatell.services.cancel_run import HANDED_OVER, HANDED_OVER_OR_NOT
 from django_clickatell.services.cancelling import cancel_messages
 from django_clickatell.services.refreshing import refresh_statuses
 from django_clickatell.simulator import ClickatellSimulator
@@ -92,6 +92,18 @@ def test_no_remote_stop_is_too_late_without_any_request() -> None:
     assert message.cancel_attempts == 0  # no request was made
     assert message.status == "011"  # nothing new was said about it
     assert not message.exchanges.exists()  # no request, so no exchange row
+
+
+def test_a_send_in_doubt_is_not_claimed_handed_over() -> None:
+    """Whether Clickatell got a message whose send ended unknown is not known: say so."""
+    [message] = scheduled_messages(None, 1)
+    OutboundMessage.objects.filter(pk=message.pk).update(send_state=SendState.UNKNOWN)
+    cancel_messages([message.pk], via=Via.API, backend=NoRemoteStop(app_settings))
+    message.refresh_from_db()
+    assert message.cancel_state == CancelState.TOO_LATE
+    assert message.cancel_error == HANDED_OVER_OR_NOT
+    assert "already handed over" not in message.cancel_error
+    assert NoRemoteStop.calls == []
 
 
 def test_the_gateways_guard_is_recorded_the_same_way() -> None:

@@ -50,3 +50,21 @@ def test_several_accounts_show_the_column_the_filter_and_each_credit(
     filtered = admin_client.get(URL, {"account": "platform"}).content.decode()
     assert "27999000002" in filtered
     assert "27999000001" not in filtered
+
+
+def test_the_account_commands_take_an_account(two_accounts: None, settings: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        "ACCOUNTS": {"platform": {"BACKEND": "test", "API_KEY": "k" * 20}},
+    }
+    out = StringIO()
+    call_command("clickatell_auth", "--account", "platform", stdout=out)
+    assert "API key of account 'platform'" in out.getvalue()
+    call_command("clickatell_balance", "--account", "platform", stdout=out)
+    assert "Credit:" in out.getvalue()
+    with pytest.raises(CommandError, match="nowhere"):
+        call_command("clickatell_balance", "--account", "nowhere")

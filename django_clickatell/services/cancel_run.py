@@ -220,7 +220,8 @@ class CancelRun:
         Recorded as what it is -- no exchange row (nothing was asked, nothing
         answered), no attempt counted, the status left as it was.
         """
-        error = recording.clean_text(HANDED_OVER)
+        unknown = message.send_state == SendState.UNKNOWN
+        error = recording.clean_text(HANDED_OVER_OR_NOT if unknown else HANDED_OVER)
 
         def updates() -> dict[str, Any]:
             return {
@@ -291,6 +292,13 @@ class Attempt:
 HANDED_OVER = (
     "too late: already handed over to Clickatell "
     "(this account's API cannot stop a submitted message)"
+)
+
+
+#: The same, for a message whose send is in doubt: whether it was handed over is unknown.
+HANDED_OVER_OR_NOT = (
+    "cannot be stopped: whether Clickatell got it is unknown, and this account's API "
+    "cannot stop a submitted message"
 )
 
 

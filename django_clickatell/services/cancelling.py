@@ -60,6 +60,7 @@ _MESSAGE_FIELDS = (
     "apimsgid",
     "climsgid",
     "account",
+    "send_state",
     "status",
     "status_changed_at",
     "cancel_requested_by_id",

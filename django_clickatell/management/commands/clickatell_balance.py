@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_clickatell.exceptions import ClickatellError
 from django_clickatell.services.balance import BalanceReading, failure_code, get_balance
@@ -13,9 +14,18 @@ from django_clickatell.services.balance import BalanceReading, failure_code, get
 class Command(BaseCommand):
     help = "Show the remaining Clickatell credit (always asks the gateway)."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--account",
+            default="default",
+            help="the account's alias in ACCOUNTS (default: default)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            credit = get_balance(cached=False)
+            credit = get_balance(cached=False, account=options["account"])
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
         except ClickatellError as exc:
             reason = BalanceReading(None, failure_code(exc)).reason
             raise CommandError(f"Balance unavailable ({reason}): {exc}") from exc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_clickatell.exceptions import ClickatellError
 from django_clickatell.services.account import keep_session_alive
@@ -13,9 +14,18 @@ from django_clickatell.services.account import keep_session_alive
 class Command(BaseCommand):
     help = "Ping Clickatell with the shared session (authenticating first if needed)."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--account",
+            default=None,
+            help="one account's alias (default: every account whose API has sessions)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            keep_session_alive()
+            keep_session_alive(options["account"])
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
         except ClickatellError as exc:
             raise CommandError(f"Ping failed: {exc}") from exc
         self.stdout.write(self.style.SUCCESS("Clickatell answered: the session is alive."))
