@@ -1,12 +1,18 @@
 #!/usr/bin/env python
 """``make bench``: how fast django-clickatell stops N scheduled messages, and what it costs.
 
-Scenarios (see benchmarks/README.md): bulk cancel end to end through the admin
-action and real Celery workers at several concurrency levels; cold-start
-authentication across processes; the admin action's cost at 100 and 10,000
-messages; and client overhead against a bare ``requests.Session`` loop and the
-``clickatell`` 0.1.2 package, over plain HTTP and TLS.  Everything talks to the
-bundled simulator on 127.0.0.1, running in its own process.
+Scenarios (``--only``; see benchmarks/README.md): ``bulk``, the admin action end to end
+through real Celery workers at several concurrency levels at 20 ms, each row next to a
+ceiling measured in the same run (a bare asyncio client, no database, same simulator, same
+requests in flight); ``high``, 100,000 messages at 200 ms with at most 4 worker processes;
+``chunk``, ``TASK_CHUNK_SIZE`` 50 against 250; ``mechanism``, threads against asyncio for
+many requests in flight in one process; ``cold``, cold-start authentication across
+processes; ``admin`` and ``admin100k``, the admin action's cost up to 100,000 selected;
+``overhead`` and ``raw``, the client against a bare ``requests.Session``, the ``clickatell``
+0.1.2 package and raw ``http.client``.  CPU is counted per process, PostgreSQL from every
+backend of the benchmark's database (:class:`PostgresMeter`).  Everything talks to the
+bundled simulator on 127.0.0.1, running in its own process.  The run ends with every figure
+of issue 15's Targets table next to its target.
 
 Writes ``benchmarks/results/latest.json``, ``summary.txt`` and ``throughput.png``.
 """
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -99,9 +106,16 @@ class Simulator:
 class Worker:
     """Real ``celery worker`` processes (prefork) on the Redis broker."""
 
-    def __init__(self, concurrency: int, base_url: str) -> None:
+    def __init__(
+        self, concurrency: int, base_url: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        env = {**os.environ, "CLICKATELL_BENCH_BASE_URL": base_url, "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "CLICKATELL_BENCH_BASE_URL": base_url,
+            "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
+        }
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -174,7 +188,88 @@ def _pids_of(name: str) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def cpu_snapshot(worker: int, simulator: int) -> dict[str, float]:
+class PostgresMeter:
+    """CPU of every PostgreSQL backend of the benchmark's database, including those that exited.
+
+    With ``CONN_MAX_AGE=0`` each task's backend exits when the task ends, so two
+    snapshots (before, after) miss nearly all of them.  ``pg_stat_statements``
+    would need ``shared_preload_libraries`` (a server restart, on a server other
+    engineers share) and counts statement time, not the backend's start-up and
+    connection work; a persistent connection would change what is measured.  So a
+    thread reads ``/proc`` every *interval* seconds: each ``postgres`` process
+    whose command line names the database is remembered with the last CPU time
+    read; a backend alive at ``start()`` counts from its reading then.  What a
+    backend spends after its last reading (at most *interval* of its life, its
+    exit) is missed; ``backends`` says how many were seen.  The driver's own
+    backend (polling for progress) is left out.  Shared processes (WAL writer,
+    checkpointer) are not attributable to one database and are not counted.
+    """
+
+    def __init__(self, database: str, *, exclude: set[int], interval: float = 0.02) -> None:
+        self.marker = f" {database} "
+        self.exclude = exclude
+        self.interval = interval
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.others: set[int] = set()
+        self.own_cpu = 0.0  # this thread's CPU: the measurement's cost, not the system's
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _ours(self, pid: int) -> bool:
+        if pid in self.last:
+            return True
+        if pid in self.others or pid in self.exclude:
+            return False
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                self.others.add(pid)
+                return False
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return False
+        if not cmdline.startswith("postgres:"):
+            return False  # the postmaster, or a backend not yet past its startup packet
+        if self.marker in cmdline:
+            return True
+        self.others.add(pid)  # another database's backend, or a shared background process
+        return False
+
+    def _sample(self, *, baseline: bool) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            if not self._ours(pid):
+                continue
+            value = _process_cpu(pid)
+            if value <= 0 and pid not in self.last:
+                continue
+            if pid not in self.first:
+                self.first[pid] = value if baseline else 0.0
+            self.last[pid] = max(value, self.last.get(pid, 0.0))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample(baseline=False)
+        self.own_cpu = time.thread_time()
+
+    def start(self) -> None:
+        self._sample(baseline=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample(baseline=False)
+        return {
+            "seconds": sum(self.last[pid] - self.first[pid] for pid in self.last),
+            "backends": len(self.last),
+            "meter_cpu": self.own_cpu,
+        }
+
+
+def cpu_snapshot(worker: int, simulator: int) -> dict[str, Any]:
     busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     values = [int(v) for v in busy]
     return {
@@ -182,19 +277,38 @@ def cpu_snapshot(worker: int, simulator: int) -> dict[str, float]:
         "machine_total": sum(values) / TICKS,
         "workers": sum(_process_cpu(p) for p in _descendants(worker)),
         "simulator": _process_cpu(simulator),
-        "postgres": sum(_process_cpu(p) for p in _pids_of("postgres")),
-        "redis": sum(_process_cpu(p) for p in _pids_of("redis-server")),
+        # Per process: another user's redis-server may start or stop during the run.
+        "redis": {p: _process_cpu(p) for p in _pids_of("redis-server")},
+        "driver": time.process_time(),
     }
 
 
-def cpu_report(before: dict[str, float], after: dict[str, float], cancels: int) -> dict[str, Any]:
-    delta = {key: after[key] - before[key] for key in before}
+def cpu_report(
+    before: dict[str, Any], after: dict[str, Any], postgres: dict[str, float], cancels: int
+) -> dict[str, Any]:
+    """CPU per cancel by role; ``ours`` is every process of the system under test.
+
+    ``redis`` is the whole server, other engineers' databases included (an upper
+    bound when shared); ``driver`` is this process (the admin action, polling), less
+    the PostgreSQL meter's own thread.
+    ``machine`` is every process on the machine, other users' too: an upper bound.
+    """
+    delta = {key: after[key] - before[key] for key in before if key != "redis"}
+    delta["redis"] = sum(
+        after["redis"][pid] - before["redis"][pid]
+        for pid in after["redis"]
+        if pid in before["redis"]
+    )
+    delta["postgres"] = postgres["seconds"]
+    delta["driver"] -= postgres["meter_cpu"]
+    roles = ("workers", "simulator", "postgres", "redis", "driver")
+    per_cancel = {role: round(delta[role] * 1000 / cancels, 3) for role in roles}
     return {
         "machine_utilisation": round(delta["machine_busy"] / max(delta["machine_total"], 1e-9), 3),
-        "cpu_ms_per_cancel": {
-            role: round(delta[role] * 1000 / cancels, 3)
-            for role in ("workers", "simulator", "postgres", "redis")
-        },
+        "machine_cpu_ms_per_cancel": round(delta["machine_busy"] * 1000 / cancels, 3),
+        "ours_cpu_ms_per_cancel": round(sum(delta[r] for r in roles) * 1000 / cancels, 3),
+        "cpu_ms_per_cancel": per_cancel,
+        "postgres_backends": postgres["backends"],
     }
 
 
@@ -259,53 +373,158 @@ def run_action(client: Client) -> tuple[float, int]:
     return elapsed, len(queries.captured_queries)
 
 
-# -- scenario 1 ---------------------------------------------------------------------------
+# -- scenario 1 (and high, chunk): bulk cancel end to end ---------------------------------------
+
+RAW_REQUEST = (
+    "POST /http/delmsg HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n{body}"
+)
 
 
-def bulk_cancel(simulator: Simulator, n: int, concurrency: int, latency: float) -> dict[str, Any]:
+async def _raw_asyncio(port: int, bodies: list[str], width: int) -> None:
+    """A bare asyncio HTTP/1.1 keep-alive client: no library, no database (the ceiling).
+
+    *width* connections, each with one request outstanding at a time, share the
+    list of request bodies (one ``delmsg`` each).
+    """
+    import asyncio
+
+    requests_ = [RAW_REQUEST.format(length=len(b), body=b).encode() for b in bodies]
+    requests_.reverse()
+
+    async def lane() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while requests_:
+            writer.write(requests_.pop())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.close()
+
+    await asyncio.gather(*(lane() for _ in range(width)))
+
+
+def ceiling(simulator: Simulator, width: int, latency: float, calls: int) -> dict[str, Any]:
+    """What the simulator and this machine allow at *width* requests outstanding, no database.
+
+    A bare asyncio client stops *calls* fresh messages (one ``delmsg`` each, like
+    the workers) against the same simulator at the same latency, right before
+    the end-to-end run it is compared with.  Leaves the cache empty, so the
+    run's workers still log in once.
+    """
+    import asyncio
+
+    ids = simulator.control("messages", {"count": calls, "deliver_in": 7200})["apimsgids"]
+    with override_settings(CLICKATELL={**settings.CLICKATELL, "BASE_URL": simulator.base_url}):
+        cache.clear()
+        reset_transports()
+        session_id = ClickatellClient().sessions.get().reveal()
+        reset_transports()
+    cache.clear()
+    simulator.control("latency", {"seconds": latency})
+    bodies = [f"session_id={session_id}&apimsgid={i}" for i in ids]
+    cpu, started = time.process_time(), time.perf_counter()
+    asyncio.run(_raw_asyncio(simulator.port, bodies, width))
+    wall = time.perf_counter() - started
+    simulator.control("latency", {"seconds": 0})
+    return {
+        "width": width,
+        "calls": calls,
+        "per_second": round(calls / wall, 1),
+        "share_of_ideal": round(calls / wall / (width / latency), 3),
+        "client_cpu_ms_per_call": round((time.process_time() - cpu) * 1000 / calls, 3),
+        "load_average": _loadavg(),
+    }
+
+
+def _loadavg() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def bulk_cancel(
+    simulator: Simulator,
+    n: int,
+    concurrency: int,
+    latency: float,
+    *,
+    in_flight: int,
+    chunk: int,
+    with_ceiling: bool = True,
+) -> dict[str, Any]:
+    """Admin action -> Celery prefork (*concurrency* processes x *in_flight*) -> simulator."""
     reset_state(simulator, n)
+    width = concurrency * in_flight
+    measured_ceiling = (
+        ceiling(simulator, width, latency, min(4000, max(200, int(4 * width / latency))))
+        if with_ceiling
+        else None
+    )
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    worker = Worker(concurrency, simulator.base_url)
+    worker = Worker(
+        concurrency,
+        simulator.base_url,
+        {"CLICKATELL_BENCH_MAX_IN_FLIGHT": str(in_flight), "CLICKATELL_BENCH_CHUNK": str(chunk)},
+    )
+    poll = 0.1 if n <= 10_000 else 0.5  # counting 100,000 rows 10 times a second costs CPU
     try:
         broker.delete(COUNTER_KEY)
         simulator.control("reset")
         simulator.control("latency", {"seconds": latency})
         client = admin_client()
+        load_before = _loadavg()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            driver_backend = int(cursor.fetchone()[0])
+        postgres = PostgresMeter(
+            str(settings.DATABASES["default"]["NAME"]), exclude={driver_backend}
+        )
+        postgres.start()
         cpu_before = cpu_snapshot(worker.process.pid, simulator.process.pid)
         started = time.perf_counter()
         action_seconds, action_queries = run_action(client)
         settled = 0
         while settled < n:
-            time.sleep(0.1)
+            time.sleep(poll)
             settled = OutboundMessage.objects.filter(cancel_state__in=SETTLED).count()
             if time.perf_counter() - started > 60 + 5 * n * latency:
                 raise RuntimeError(f"only {settled} of {n} settled")
         wall = time.perf_counter() - started
         cpu_after = cpu_snapshot(worker.process.pid, simulator.process.pid)
+        postgres_cpu = postgres.stop()
         stats = simulator.control("stats")
+        simulator.control("latency", {"seconds": 0})
     finally:
         worker.stop()
     cancelled = OutboundMessage.objects.filter(cancel_state=CancelState.CANCELLED).count()
     worker_queries = int(broker.get(COUNTER_KEY) or 0)
     rate = cancelled / wall
-    ideal = concurrency / latency
+    ideal = width / latency  # requests outstanding at once, machine-wide, over the round trip
     gateway_requests = stats["counts"].get("total", 0)
-    return {
+    row: dict[str, Any] = {
         "messages": n,
         "concurrency": concurrency,
+        "max_in_flight": in_flight,
+        "in_flight_total": width,
+        "chunk": chunk,
         "latency_ms": latency * 1000,
+        "load_average": [load_before, _loadavg()],
         "wall_seconds": round(wall, 2),
         "cancelled": cancelled,
         "cancels_per_second": round(rate, 1),
         "ideal_per_second": round(ideal, 1),
         "efficiency": round(rate / ideal, 3),
         "auth_calls": stats["counts"].get("auth", 0),
-        "http_requests_per_cancel": round(gateway_requests / cancelled, 4),
+        "http_requests_per_cancel": round(gateway_requests / max(cancelled, 1), 4),
+        "requests_with_password_in_url": stats["secrets_in_url"],
         "tcp_connections": stats["gateway_connections"],
-        "db_queries_per_message": round((worker_queries + action_queries) / n, 3),
+        "db_queries_per_message": round((worker_queries + action_queries) / max(cancelled, 1), 3),
         "admin_action_seconds": round(action_seconds, 3),
-        **cpu_report(cpu_before, cpu_after, n),
+        **cpu_report(cpu_before, cpu_after, postgres_cpu, max(cancelled, 1)),
     }
+    if measured_ceiling:
+        row["ceiling"] = measured_ceiling
+        row["share_of_ceiling"] = round(rate / measured_ceiling["per_second"], 3)
+    return row
 
 
 # -- scenario 2 ---------------------------------------------------------------------------
@@ -615,6 +834,81 @@ def throwaway_certificate() -> Iterator[tuple[str, str]]:
         yield cert, key
 
 
+# -- mechanism: how to keep many requests in flight in one process ---------------------------
+
+
+def in_flight_mechanism(latency: float, width: int, calls: int) -> dict[str, Any]:
+    """Threads over the client's shared keep-alive pool (what the worker does) against a bare
+    asyncio client, one process, no database: rate against ``width / latency`` and CPU."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    simulator = Simulator()
+    try:
+        apimsgid = simulator.control("messages", {"deliver_in": 7200})["apimsgid"]
+        with override_settings(CLICKATELL={**settings.CLICKATELL, "BASE_URL": simulator.base_url}):
+            cache.clear()
+            reset_transports()
+            client = ClickatellClient()
+            session_id = client.sessions.get().reveal()
+            client.delmsg(apimsgid=apimsgid)
+            simulator.control("latency", {"seconds": latency})
+
+            def threads() -> None:
+                with ThreadPoolExecutor(max_workers=width) as pool:
+                    list(pool.map(lambda _: client.delmsg(apimsgid=apimsgid), range(calls)))
+
+            def raw() -> None:
+                body = f"session_id={session_id}&apimsgid={apimsgid}"
+                asyncio.run(_raw_asyncio(simulator.port, [body] * calls, width))
+
+            rows = {}
+            for name, fn in (("threads_requests", threads), ("raw_asyncio", raw)):
+                cpu, started = time.process_time(), time.perf_counter()
+                fn()
+                wall = time.perf_counter() - started
+                rows[name] = {
+                    "per_second": round(calls / wall, 1),
+                    "share_of_ideal": round(calls / wall / (width / latency), 3),
+                    "driver_cpu_ms_per_call": round((time.process_time() - cpu) * 1000 / calls, 3),
+                }
+            reset_transports()
+    finally:
+        simulator.stop()
+    return {
+        "latency_ms": latency * 1000,
+        "width": width,
+        "calls": calls,
+        "load_average": _loadavg(),
+        **rows,
+    }
+
+
+# -- chunk: TASK_CHUNK_SIZE against queries per message and a small batch's latency ----------
+
+
+def chunk_sizes(
+    simulator: Simulator, cases: tuple[tuple[float, int], ...], in_flight: int
+) -> list[dict[str, Any]]:
+    """Each (latency, batch size) at chunks of 50 and 250: 4 processes, wall time and queries.
+
+    A throwaway batch first, so the first measured row does not pay the admin
+    path's warm-up (templates, content types) alone.
+    """
+    bulk_cancel(simulator, 20, 1, 0.02, in_flight=1, chunk=50, with_ceiling=False)
+    rows = []
+    for latency, n in cases:
+        for chunk in (50, 250):
+            print(f"chunk {chunk}: {n} messages at {latency * 1000:.0f} ms ...", flush=True)
+            rows.append(
+                bulk_cancel(
+                    simulator, n, 4, latency, in_flight=in_flight, chunk=chunk, with_ceiling=False
+                )
+            )
+            print("   ", _brief(rows[-1]), flush=True)
+    return rows
+
+
 # -- report -------------------------------------------------------------------------------
 
 
@@ -624,38 +918,91 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = [r["concurrency"] for r in rows]
+    sweep = [r for r in rows if r["max_in_flight"] == rows[0]["max_in_flight"]]
+    extra = [r for r in rows if r not in sweep]
+    levels = [r["in_flight_total"] for r in sweep]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot(
         levels,
-        [r["ideal_per_second"] for r in rows],
+        [r["ideal_per_second"] for r in sweep],
         "--",
         color="grey",
-        label="ideal (concurrency ÷ latency)",
+        label="ideal (requests in flight ÷ latency)",
     )
+    if all("ceiling" in r for r in sweep):
+        ax.plot(
+            levels,
+            [r["ceiling"]["per_second"] for r in sweep],
+            "s:",
+            color="#c05621",
+            label="ceiling: bare asyncio client, no database, same run",
+        )
     ax.plot(
         levels,
-        [r["cancels_per_second"] for r in rows],
+        [r["cancels_per_second"] for r in sweep],
         "o-",
         color="#2b6cb0",
-        label="django-clickatell (admin → Celery → simulator)",
+        label=f"django-clickatell ({sweep[0]['max_in_flight']} in flight per worker process)",
     )
+    for r in extra:
+        ax.plot(
+            [r["in_flight_total"]],
+            [r["cancels_per_second"]],
+            "D",
+            color="#2f855a",
+            label=f"{r['concurrency']} processes × {r['max_in_flight']} in flight",
+        )
     for r in rows:
+        share = f", {r['share_of_ceiling']:.0%} of ceiling" if "share_of_ceiling" in r else ""
         ax.annotate(
-            f"{r['efficiency']:.0%}",
-            (r["concurrency"], r["cancels_per_second"]),
+            f"{r['efficiency']:.0%} of ideal{share}",
+            (r["in_flight_total"], r["cancels_per_second"]),
             textcoords="offset points",
             xytext=(6, -12),
-            fontsize=8,
+            fontsize=7,
         )
-    ax.set_xlabel("Celery worker processes (prefork concurrency)")
+    ax.set_xlabel("requests in flight, machine-wide (worker processes × MAX_IN_FLIGHT)")
     ax.set_ylabel("messages cancelled per second")
-    ax.set_title(f"Bulk cancel, {rows[0]['latency_ms']:.0f} ms gateway latency")
+    ax.set_title(
+        f"Bulk cancel, {rows[0]['latency_ms']:.0f} ms gateway latency, 2 shared cores "
+        f"(load {rows[0]['load_average'][0][0]:.1f}→{rows[-1]['load_average'][1][0]:.1f})",
+        fontsize=9,
+    )
     ax.set_xticks(levels)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def _load(row: dict[str, Any]) -> str:
+    """Load averages (1 min) at a scenario's start → end, or the 1/5/15 triple."""
+    load = row.get("load_average", ())
+    if load and isinstance(load[0], list):
+        return f"{load[0][0]:.1f}→{load[1][0]:.1f}"
+    return "/".join(f"{value:.1f}" for value in load)
+
+
+def _brief(r: dict[str, Any]) -> str:
+    ceiling_text = ""
+    if "ceiling" in r:
+        ceiling_text = (
+            f", ceiling {r['ceiling']['per_second']}/s (load {_load(r['ceiling'])}) → "
+            f"{r['share_of_ceiling']:.0%} of ceiling"
+        )
+    return (
+        f"{r['latency_ms']:.0f} ms, {r['concurrency']:>2} proc × {r['max_in_flight']:>2} "
+        f"in flight, chunk {r['chunk']}, "
+        f"n={r['messages']:>6}: {r['wall_seconds']:>7.2f} s, {r['cancels_per_second']:>6.1f}/s "
+        f"of ideal {r['ideal_per_second']:.0f}/s = {r['efficiency']:.0%}{ceiling_text}; "
+        f"auth {r['auth_calls']}, {r['http_requests_per_cancel']} req/cancel, "
+        f"{r['tcp_connections']} TCP conns, {r['db_queries_per_message']} queries/msg, "
+        f"admin action {r['admin_action_seconds']} s; CPU ms/cancel ours "
+        f"{r['ours_cpu_ms_per_cancel']} {r['cpu_ms_per_cancel']} "
+        f"({r['postgres_backends']} PG backends), whole machine "
+        f"{r['machine_cpu_ms_per_cancel']} ({r['machine_utilisation']:.0%} busy); "
+        f"load {_load(r)}"
+    )
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -663,14 +1010,7 @@ def summary(result: dict[str, Any]) -> str:
     if result.get("bulk_cancel"):
         lines.append("1. Bulk cancel end to end (admin action → Celery prefork → simulator):")
     for r in result.get("bulk_cancel", ()):
-        lines.append(
-            f"   c={r['concurrency']:>2} n={r['messages']:>5}: {r['wall_seconds']:>6.2f} s, "
-            f"{r['cancels_per_second']:>6.1f}/s of ideal {r['ideal_per_second']:.0f}/s "
-            f"= {r['efficiency']:.0%}; auth {r['auth_calls']}, "
-            f"{r['http_requests_per_cancel']} req/cancel, {r['tcp_connections']} TCP conns, "
-            f"{r['db_queries_per_message']} queries/msg; machine CPU "
-            f"{r['machine_utilisation']:.0%}, CPU ms/cancel {r['cpu_ms_per_cancel']}"
-        )
+        lines.append("   " + _brief(r))
     if "cold_start" in result:
         cold = result["cold_start"]
         lines.append(
@@ -694,28 +1034,239 @@ def summary(result: dict[str, Any]) -> str:
             f"ours/clickatell {r['ratio_ours_to_clickatell']}×; TCP conns per round "
             f"{r['tcp_connections_per_round']}"
         )
-    if "admin_action_at_scale" in result:
-        lines.append("6. " + describe_action_at_scale(result["admin_action_at_scale"]))
     if "client_vs_raw" in result:
         lines.append("5. " + describe_client_vs_raw(result["client_vs_raw"]))
+    if "admin_action_at_scale" in result:
+        lines.append("6. " + describe_action_at_scale(result["admin_action_at_scale"]))
+    for r in result.get("high_latency", ()):
+        lines.append("7. High latency: " + _brief(r))
+    for r in result.get("mechanism", ()):
+        lines.append(
+            f"8. {r['width']} in flight in one process at {r['latency_ms']:.0f} ms, no DB: "
+            f"threads+requests {r['threads_requests']}; raw asyncio {r['raw_asyncio']}; "
+            f"load {_load(r)}"
+        )
+    if result.get("chunk_sizes"):
+        lines.append("9. TASK_CHUNK_SIZE 50 against 250 (4 processes; wall = the batch's latency):")
+    for r in result.get("chunk_sizes", ()):
+        lines.append("   " + _brief(r))
+    lines.extend(targets(result))
     return "\n".join(lines) + "\n"
 
 
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def targets(result: dict[str, Any]) -> list[str]:
+    """Every figure of issue 15's Targets table next to its target, or why it is absent."""
+    rows: list[tuple[str, str, str]] = []
+    absent = "not measured in this run (use --only {})"
+    high = result.get("high_latency", [])
+    bulk = result.get("bulk_cancel", [])
+    ends = high + bulk + result.get("chunk_sizes", [])
+
+    figure = "100,000 cancels at 200 ms latency, ≤ 4 worker processes"
+    for r in high:
+        seconds = r["wall_seconds"] * 100_000 / r["cancelled"]
+        how = "measured" if r["cancelled"] >= 100_000 else f"extrapolated from {r['cancelled']:,}"
+        rows.append(
+            (
+                figure,
+                f"{seconds:.0f} s = {r['cancels_per_second']}/s ({how}; {r['concurrency']} × "
+                f"{r['max_in_flight']} in flight, chunks of {r['chunk']}; "
+                f"{r['efficiency']:.0%} of ideal, {r.get('share_of_ceiling', 0):.0%} of ceiling; "
+                f"load {_load(r)}) — "
+                + _verdict(r["cancelled"] >= 100_000 and r["wall_seconds"] <= 200),
+                "≤ 200 s (≥ 500/s)",
+            )
+        )
+    if not high:
+        rows.append((figure, absent.format("high"), "≤ 200 s (≥ 500/s)"))
+
+    figure = "c=16 at 20 ms, share of the same-run ceiling"
+    sixteen = [
+        r for r in bulk if r["in_flight_total"] == 16 and r["latency_ms"] == 20 and "ceiling" in r
+    ]
+    for r in sixteen:
+        rows.append(
+            (
+                figure,
+                f"{r['share_of_ceiling']:.0%} ({r['concurrency']} proc × {r['max_in_flight']}: "
+                f"{r['cancels_per_second']}/s against {r['ceiling']['per_second']}/s; "
+                f"{r['efficiency']:.0%} of ideal; load {_load(r)}) — "
+                + _verdict(r["share_of_ceiling"] >= 0.9),
+                "≥ 90%",
+            )
+        )
+    if not sixteen:
+        rows.append((figure, absent.format("bulk") + " at 20 ms with c=16", "≥ 90%"))
+
+    figure = "whole-machine CPU per cancel"
+    for r in [*high, *sixteen]:
+        rows.append(
+            (
+                figure,
+                f"{r['ours_cpu_ms_per_cancel']} ms, every process of the system "
+                f"(workers, simulator, every PG backend, Redis, driver); "
+                f"{r['machine_cpu_ms_per_cancel']} ms all of the machine incl. other users "
+                f"({r['concurrency']} × {r['max_in_flight']}, {r['latency_ms']:.0f} ms, "
+                f"n={r['messages']:,}; load {_load(r)}) — "
+                + _verdict(r["ours_cpu_ms_per_cancel"] <= 2.5),
+                "≤ 2.5 ms",
+            )
+        )
+    if not high and not sixteen:
+        rows.append((figure, absent.format("high,bulk"), "≤ 2.5 ms"))
+
+    figure = "DB queries per cancelled message"
+    campaign = [r for r in ends if r["cancelled"] >= 1000]  # small batches: section 9
+    for chunk in sorted({r["chunk"] for r in campaign}):
+        values = [r["db_queries_per_message"] for r in campaign if r["chunk"] == chunk]
+        default = " (the default)" if chunk == TASK_CHUNK_DEFAULT else ""
+        rows.append(
+            (
+                figure,
+                f"{min(values)}–{max(values)} at chunks of {chunk}{default}, "
+                f"{len(values)} run(s) of ≥ 1,000 — " + _verdict(max(values) <= 0.2),
+                "≤ 0.2",
+            )
+        )
+    if not campaign:
+        small = ", ".join(f"{r['db_queries_per_message']} at {r['cancelled']:,}" for r in ends)
+        rows.append(
+            (
+                figure,
+                f"only batches under 1,000 in this run ({small}: the per-batch cost dominates)"
+                if ends
+                else absent.format("bulk"),
+                "≤ 0.2",
+            )
+        )
+
+    figure = "admin action at 100,000 selected"
+    scale = result.get("admin_action_at_scale", [])
+    if scale and scale[-1]["messages"] >= 100_000:
+        r = scale[-1]
+        rows.append(
+            (
+                figure,
+                f"{r['seconds']:.3f} s, {r['task_bytes']}-byte task (load {r['load_average']}) — "
+                + _verdict(
+                    r["seconds"] < ACTION_SECONDS_TARGET
+                    and r["task_bytes"] < ACTION_TASK_BYTES_TARGET
+                ),
+                "< 1 s, < 1 KB task",
+            )
+        )
+    else:
+        rows.append((figure, absent.format("admin100k") + " without --quick", "< 1 s, < 1 KB"))
+
+    figure = "auth per run / requests per cancel / password in URL"
+    if ends:
+        exact = all(
+            r["http_requests_per_cancel"] <= round((r["cancelled"] + 1) / r["cancelled"], 4)
+            for r in ends
+        )
+        auths = sorted({r["auth_calls"] for r in ends})
+        leaked = sum(r["requests_with_password_in_url"] for r in ends)
+        largest = max(ends, key=lambda r: r["cancelled"])
+        rows.append(
+            (
+                figure,
+                f"{'/'.join(map(str, auths))} / {largest['http_requests_per_cancel']} at "
+                f"{largest['cancelled']:,} (every one of {len(ends)} runs: one delmsg per "
+                f"message plus the one auth: {'yes' if exact else 'NO'}) / {leaked} — "
+                + _verdict(auths == [1] and exact and not leaked),
+                "1 / 1.0001 / 0",
+            )
+        )
+    else:
+        rows.append((figure, absent.format("bulk"), "1 / 1.0001 / 0"))
+
+    figure = "client time vs raw http.client, one call at a time"
+    raw = result.get("client_vs_raw")
+    if raw:
+        rows.append(
+            (
+                figure,
+                f"{raw['ratio']}× (load {raw['load_average']}) — {_verdict(raw['met'])}",
+                f"≤ {RAW_RATIO_TARGET}×",
+            )
+        )
+    else:
+        rows.append((figure, absent.format("raw"), f"≤ {RAW_RATIO_TARGET}×"))
+
+    out = ["", "Targets (issue 15), this run:"]
+    for name, measured, target in rows:
+        out.append(f"   {name}\n      target {target:<20} measured {measured}")
+    return out
+
+
+#: The package's TASK_CHUNK_SIZE, read once the settings are loaded (see ``main``).
+TASK_CHUNK_DEFAULT = 0
+
 #: Scenario names for ``--only`` (the machine is shared: run only what you work on).
-SCENARIOS = ("bulk", "cold", "admin", "admin100k", "overhead", "raw")
+SCENARIOS = (
+    "bulk",
+    "cold",
+    "admin",
+    "admin100k",
+    "overhead",
+    "raw",
+    "high",
+    "mechanism",
+    "chunk",
+)
 
 
 def main() -> int:
+    from django_clickatell.conf.options import app_settings
+
+    global TASK_CHUNK_DEFAULT
+    TASK_CHUNK_DEFAULT = app_settings.task_chunk_size
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--concurrency", default="2,4,8,16")
+    parser.add_argument("--concurrency", default="2,4,8,16", help="worker processes (bulk)")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=1,
+        help="MAX_IN_FLIGHT of the bulk workers (default 1: c is then the requests in flight, "
+        "as in issue 15's 'c=16'; a 4 × 4 row is added next to c=16)",
+    )
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=app_settings.task_chunk_size,
+        help="TASK_CHUNK_SIZE of the bulk workers (default: the package's default)",
+    )
+    parser.add_argument(
+        "--high-latency-messages",
+        type=int,
+        default=100_000,
+        help="messages in the 200 ms scenario (fewer: the 100,000 figure is extrapolated)",
+    )
+    parser.add_argument("--high-in-flight", type=int, default=32)
+    parser.add_argument("--high-chunk", type=int, default=1000, help="TASK_CHUNK_SIZE at 200 ms")
     parser.add_argument(
         "--only",
         default=",".join(SCENARIOS),
         help=f"comma-separated scenarios to run, of {', '.join(SCENARIOS)} (default: all)",
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="print the summary and redraw the chart of a saved latest.json; run nothing",
+    )
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        print(summary(saved))
+        if saved.get("bulk_cancel"):
+            chart(saved["bulk_cancel"], RESULTS / "throughput.png")
+        return 0
     latency = args.latency_ms / 1000
     big = 1000 if args.quick else 10_000
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -731,17 +1282,42 @@ def main() -> int:
             f"{platform.system()} {platform.release()}"
         ),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_at_start": _loadavg(),
     }
+    if "mechanism" in only:
+        print("in flight per process: threads against raw asyncio ...", flush=True)
+        result["mechanism"] = [
+            in_flight_mechanism(0.2, 32, 200 if args.quick else 960),
+            in_flight_mechanism(0.02, 16, 400 if args.quick else 2000),
+        ]
+        print("   ", result["mechanism"], flush=True)
     simulator = Simulator()
     try:
         rows = []
-        for c in levels if "bulk" in only else ():
-            n = big if c >= 8 else max(big // 5, 200)
-            print(f"bulk cancel: {n} messages, concurrency {c} ...", flush=True)
-            rows.append(bulk_cancel(simulator, n, c, latency))
-            print("   ", rows[-1], flush=True)
+        sweep = [(c, args.in_flight) for c in levels]
+        if 16 in levels and args.in_flight == 1:
+            sweep.append((4, 4))  # the same 16 in flight from 4 processes
+        for c, in_flight in sweep if "bulk" in only else ():
+            n = big if c * in_flight >= 8 else max(big // 5, 200)
+            print(f"bulk cancel: {n} messages, {c} processes × {in_flight} ...", flush=True)
+            rows.append(
+                bulk_cancel(simulator, n, c, latency, in_flight=in_flight, chunk=args.chunk)
+            )
+            print("   ", _brief(rows[-1]), flush=True)
         if rows:
             result["bulk_cancel"] = rows
+        if "high" in only:
+            n = 2000 if args.quick else args.high_latency_messages
+            print(f"200 ms latency: {n} messages, 4 processes ...", flush=True)
+            result["high_latency"] = [
+                bulk_cancel(
+                    simulator, n, 4, 0.2, in_flight=args.high_in_flight, chunk=args.high_chunk
+                )
+            ]
+            print("   ", _brief(result["high_latency"][0]), flush=True)
+        if "chunk" in only:
+            cases = ((latency, 100), (latency, 400 if args.quick else 2000), (0.2, 200))
+            result["chunk_sizes"] = chunk_sizes(simulator, cases, app_settings.max_in_flight)
         if "cold" in only:
             print("cold start ...", flush=True)
             result["cold_start"] = cold_start(simulator)
@@ -764,11 +1340,15 @@ def main() -> int:
         print("client vs raw http.client ...", flush=True)
         result["client_vs_raw"] = client_vs_raw(100, 6 if args.quick else 20)
 
+    result["load_average_at_end"] = _loadavg()
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
     text = summary(result)
     (RESULTS / "summary.txt").write_text(text)
     if result.get("bulk_cancel"):
-        chart(result["bulk_cancel"], RESULTS / "throughput.png")
+        try:
+            chart(result["bulk_cancel"], RESULTS / "throughput.png")
+        except ImportError:  # matplotlib: installed by `make bench`
+            print("No chart: matplotlib is not installed (make bench installs it)")
     print(text)
     print(f"Results in {RESULTS.relative_to(ROOT)}/ (latest.json, summary.txt, throughput.png)")
     return 0
