@@ -5,7 +5,7 @@ Scenarios (``--only``; see benchmarks/README.md): ``bulk``, the admin action end
 through real Celery workers at several concurrency levels at 20 ms, each row next to a
 ceiling measured in the same run (a bare asyncio client, no database, same simulator, same
 requests in flight); ``high``, 100,000 messages at 200 ms with at most 4 worker processes;
-``chunk``, ``TASK_CHUNK_SIZE`` 50 against 250; ``mechanism``, threads against asyncio for
+``chunk``, ``CANCEL_CHUNK_SIZE`` 50 against 250; ``mechanism``, threads against asyncio for
 many requests in flight in one process; ``cold``, cold-start authentication across
 processes; ``admin`` and ``admin100k``, the admin action's cost up to 100,000 selected;
 ``overhead`` and ``raw``, the client against a bare ``requests.Session``, the ``clickatell``
@@ -884,7 +884,7 @@ def in_flight_mechanism(latency: float, width: int, calls: int) -> dict[str, Any
     }
 
 
-# -- chunk: TASK_CHUNK_SIZE against queries per message and a small batch's latency ----------
+# -- chunk: CANCEL_CHUNK_SIZE against queries per message and a small batch's latency ----------
 
 
 def chunk_sizes(
@@ -1047,7 +1047,9 @@ def summary(result: dict[str, Any]) -> str:
             f"load {_load(r)}"
         )
     if result.get("chunk_sizes"):
-        lines.append("9. TASK_CHUNK_SIZE 50 against 250 (4 processes; wall = the batch's latency):")
+        lines.append(
+            "9. CANCEL_CHUNK_SIZE 50 against 250 (4 processes; wall = the batch's latency):"
+        )
     for r in result.get("chunk_sizes", ()):
         lines.append("   " + _brief(r))
     lines.extend(targets(result))
@@ -1203,7 +1205,7 @@ def targets(result: dict[str, Any]) -> list[str]:
     return out
 
 
-#: The package's TASK_CHUNK_SIZE, read once the settings are loaded (see ``main``).
+#: The package's CANCEL_CHUNK_SIZE, read once the settings are loaded (see ``main``).
 TASK_CHUNK_DEFAULT = 0
 
 #: Scenario names for ``--only`` (the machine is shared: run only what you work on).
@@ -1224,7 +1226,7 @@ def main() -> int:
     from django_clickatell.conf.options import app_settings
 
     global TASK_CHUNK_DEFAULT
-    TASK_CHUNK_DEFAULT = app_settings.task_chunk_size
+    TASK_CHUNK_DEFAULT = app_settings.cancel_chunk_size
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--latency-ms", type=float, default=20.0)
@@ -1239,8 +1241,8 @@ def main() -> int:
     parser.add_argument(
         "--chunk",
         type=int,
-        default=app_settings.task_chunk_size,
-        help="TASK_CHUNK_SIZE of the bulk workers (default: the package's default)",
+        default=app_settings.cancel_chunk_size,
+        help="CANCEL_CHUNK_SIZE of the bulk workers (default: the package's default)",
     )
     parser.add_argument(
         "--high-latency-messages",
@@ -1249,7 +1251,7 @@ def main() -> int:
         help="messages in the 200 ms scenario (fewer: the 100,000 figure is extrapolated)",
     )
     parser.add_argument("--high-in-flight", type=int, default=32)
-    parser.add_argument("--high-chunk", type=int, default=1000, help="TASK_CHUNK_SIZE at 200 ms")
+    parser.add_argument("--high-chunk", type=int, default=1000, help="CANCEL_CHUNK_SIZE at 200 ms")
     parser.add_argument(
         "--only",
         default=",".join(SCENARIOS),

@@ -33,7 +33,7 @@ CLICKATELL = {
 # package's defaults apply (so the benchmark measures what an installation gets).
 for _option, _variable in (
     ("MAX_IN_FLIGHT", "CLICKATELL_BENCH_MAX_IN_FLIGHT"),
-    ("TASK_CHUNK_SIZE", "CLICKATELL_BENCH_CHUNK"),
+    ("CANCEL_CHUNK_SIZE", "CLICKATELL_BENCH_CHUNK"),
 ):
     if os.environ.get(_variable):
         CLICKATELL[_option] = int(os.environ[_variable])

@@ -167,13 +167,13 @@ def cancel_messages(
     gateway_retries: int = 0,
     database_retries: int = 0,
 ) -> dict[str, Any]:
-    """Stop many messages; selections larger than ``TASK_CHUNK_SIZE`` fan out into chunks.
+    """Stop many messages; selections larger than ``CANCEL_CHUNK_SIZE`` fan out into chunks.
 
     Chunks run in parallel on as many workers as there are; each chunk sends
     up to ``MAX_IN_FLIGHT`` ``delmsg`` requests at once over the kept-alive connections.
     """
     pks = [int(pk) for pk in message_pks]
-    size = app_settings.task_chunk_size
+    size = app_settings.cancel_chunk_size
     if len(pks) > size:
         for start in range(0, len(pks), size):
             cancel_messages.apply_async((pks[start : start + size],))
@@ -214,7 +214,7 @@ def cancel_batch_chunk(
     gateway_retries: int = 0,
     database_retries: int = 0,
 ) -> dict[str, Any]:
-    """Stop the messages of one chunk of a batch (at most ``TASK_CHUNK_SIZE``), claimed here.
+    """Stop the messages of one chunk of a batch (at most ``CANCEL_CHUNK_SIZE``), claimed here.
 
     Retries carry the same bounds: the chunk's messages that still wait are
     read again from the database.

@@ -150,8 +150,8 @@ def test_totals_stay_truthful_when_the_selection_changes_before_preparing(
 
 
 @pytest.mark.django_db
-def test_chunks_carry_bounds_of_task_chunk_size(admin_client: Client, settings: Any) -> None:
-    settings.CLICKATELL = {**settings.CLICKATELL, "TASK_CHUNK_SIZE": 50}
+def test_chunks_carry_bounds_of_cancel_chunk_size(admin_client: Client, settings: Any) -> None:
+    settings.CLICKATELL = {**settings.CLICKATELL, "CANCEL_CHUNK_SIZE": 50}
     many_messages(120)
     confirm_all(admin_client)
     batch = CancellationBatch.objects.get()
@@ -171,7 +171,7 @@ def test_a_batch_whose_preparation_died_is_recovered_by_requeue(
     Every message is stopped exactly once: the first page's messages wait ``PENDING``
     (requeued as stalled cancellations), the rest is resumed from ``prepared_through``.
     """
-    settings.CLICKATELL = {**settings.CLICKATELL, "TASK_CHUNK_SIZE": 5, "USE_CELERY": False}
+    settings.CLICKATELL = {**settings.CLICKATELL, "CANCEL_CHUNK_SIZE": 5, "USE_CELERY": False}
     scheduled_messages(simulator, 240)  # more than one page of 5 x PAGE_CHUNKS
     request = cancel_batches.request_batch_cancellation(OutboundMessage.objects.all(), via="admin")
     batch = request.batch

@@ -217,15 +217,22 @@ class ClickatellSettings:
     task_chunk_size = Option(
         count(10_000),
         50,
-        doc="Messages per send or cancellation task; larger selections fan out in parallel. "
-        "Each chunk costs about a dozen queries whatever its size, so larger chunks cut "
-        "queries and CPU per message (cancelling, measured: 0.25 queries per message at 50, "
-        "0.09 at 250, 0.05 at 1,000; worker CPU a third lower at 250), but fewer chunks run "
-        "at once: a send chunk goes one message at a time, and a small cancellation at "
-        "200 ms took 3.3 s at 250 against 1.7 s at 50. The default favours small batches and "
-        "sends; raise it (250, or 1,000 at intercontinental latency) where thousands are "
-        "cancelled at once (see benchmarks/README.md).",
-        example="250",
+        doc="Messages per send task; larger selections fan out in parallel. A send chunk goes "
+        "one message at a time (each is its own verifiable request), so smaller chunks "
+        "spread a large send over more workers. Cancellations have their own size, "
+        "``CANCEL_CHUNK_SIZE``.",
+        example="50",
+    )
+    cancel_chunk_size = Option(
+        count(10_000),
+        250,
+        doc="Messages per cancellation task; larger selections fan out in parallel, each "
+        "chunk keeping ``MAX_IN_FLIGHT`` requests outstanding. Each chunk costs about a "
+        "dozen queries whatever its size, so larger chunks cut queries and CPU per message "
+        "(measured: 0.25 queries per message at 50, 0.09 at 250, 0.05 at 1,000), while "
+        "fewer chunks run at once (a small cancellation at 200 ms took 3.3 s at 250, 1.7 s "
+        "at 50). Raise it to 1,000 at intercontinental latency (see benchmarks/README.md).",
+        example="1000",
     )
     max_in_flight = Option(
         count(32, unit="(the transport's keep-alive pool per host)"),

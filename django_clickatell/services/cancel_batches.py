@@ -21,10 +21,10 @@ a fixed amount of work whatever the size, and the broker carries a batch id:
    if the filters would match other rows by then.
 
 2. :func:`prepare_batch` (that task): reads the selection in key order, a page
-   of ``TASK_CHUNK_SIZE x PAGE_CHUNKS`` keys at a time; marks the page's
+   of ``CANCEL_CHUNK_SIZE x PAGE_CHUNKS`` keys at a time; marks the page's
    still-stoppable messages ``PENDING`` in this batch (one conditional
    ``UPDATE``), records how far it got, commits, and hands on one chunk task per
-   ``TASK_CHUNK_SIZE`` keys, carrying ``(batch_id, first_pk, last_pk)`` -- never
+   ``CANCEL_CHUNK_SIZE`` keys, carrying ``(batch_id, first_pk, last_pk)`` -- never
    a list of keys.  When the selection is exhausted the batch is *prepared*
    and its totals are recounted from its messages (a message that turned final
    or was taken by another request meanwhile is counted as skipped).
@@ -171,7 +171,7 @@ def prepare_batch(batch_id: int, hand_on: HandOn) -> int:
     batch = CancellationBatch.objects.filter(pk=batch_id).first()
     if batch is None or batch.prepared_at is not None:
         return 0
-    size = app_settings.task_chunk_size
+    size = app_settings.cancel_chunk_size
     marked = 0
     after = batch.prepared_through
     while chunks := _next_chunks(batch_id, after, size, size * PAGE_CHUNKS):

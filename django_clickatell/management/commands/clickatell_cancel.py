@@ -172,7 +172,7 @@ class Command(BaseCommand):
 
     def _cancel_now(self, pks: list[int]) -> None:
         totals = CancelReport()
-        size = app_settings.task_chunk_size
+        size = app_settings.cancel_chunk_size
         for start in range(0, len(pks), size):
             report = cancel_messages(pks[start : start + size], via=Via.COMMAND)
             _add(totals, report)
