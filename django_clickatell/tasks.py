@@ -322,8 +322,8 @@ def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, A
     waiting = report.retry + report.held_elsewhere
     if waiting:
         if not budgets.exhausted(GATEWAY):
-            at_least = report.retry_after if report.held_elsewhere else 0.0
-            raise _retry(task, waiting, budgets, GATEWAY, at_least=at_least)
+            # Another run's lease, or the gateway's Retry-After: whichever is later.
+            raise _retry(task, waiting, budgets, GATEWAY, at_least=report.retry_after)
         # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
         send_recovery.give_up(waiting, report.transient_error or "no answer after the last retry")
     return report.as_dict()

@@ -37,6 +37,7 @@ from ..signals import message_cancelled, message_status_changed
 from . import claims, recording
 from .recording import OutcomeWriter
 from .reports import Report
+from .send_run import gateway_wait
 from .status import status_updates
 
 logger = logging.getLogger("django_clickatell.cancellation")
@@ -53,7 +54,8 @@ class CancelReport(Report):
     gave_up: list[int] = field(default_factory=list)
     not_claimed: list[int] = field(default_factory=list)
     #: Claimed by another run whose lease is still alive: it is working on them, or it died
-    #: and they can be taken once the lease expires in ``retry_after`` seconds.
+    #: and they can be taken once the lease expires in ``retry_after`` seconds (or later:
+    #: the gateway's Retry-After).
     held_elsewhere: list[int] = field(default_factory=list)
     retry_after: float = 0.0
     #: Messages that turned final before a worker reached them: no request made.
@@ -217,6 +219,7 @@ class CancelRun:
         bucket = self.report.gave_up if self.give_up else self.report.retry
         self._settle(message, state, reason, bucket, exchange)
         self.report.transient_error = reason
+        self.report.retry_after = max(self.report.retry_after, gateway_wait(exc))
         return exc
 
 

@@ -21,6 +21,7 @@ from ..exceptions import (
     ClickatellError,
     CommandNotSent,
     GatewayError,
+    GatewayHTTPError,
     ProtocolError,
     UnknownMessage,
 )
@@ -45,6 +46,7 @@ class SendReport(Report):
     retry: list[int] = field(default_factory=list)
     #: Leased by another run that is alive (or not yet known dead): see ``retry_after``.
     held_elsewhere: list[int] = field(default_factory=list)
+    #: The least wait before the next run: another run's lease, or the gateway's Retry-After.
     retry_after: float = 0.0
     transient_error: str = ""
 
@@ -119,6 +121,10 @@ class SendRun:
             self._settle(message, SendState.REJECTED, recording.describe(exc))
             self.report.rejected.append(message.pk)
             return True
+        except GatewayHTTPError as exc:
+            # A 429, or a 503 naming when to come back: refused, nothing carried out.
+            state = SendState.QUEUED if exc.refused_for_now else SendState.VERIFYING
+            return self._stop(message, exchange, exc, state)
         except ClickatellError as exc:
             return self._stop(message, exchange, exc, SendState.VERIFYING)
         reply = replies[0] if len(replies) == 1 else None
@@ -225,7 +231,13 @@ class SendRun:
         prefix = "Not sent yet" if state == SendState.QUEUED else "Checking after"
         self._settle(message, state, recording.reason(prefix, reason))
         self.report.transient_error = reason
+        self.report.retry_after = max(self.report.retry_after, gateway_wait(error))
         return False
+
+
+def gateway_wait(error: ClickatellError) -> float:
+    """The seconds the gateway asked to wait before the next attempt (``Retry-After``)."""
+    return (error.retry_after or 0.0) if isinstance(error, GatewayHTTPError) else 0.0
 
 
 _ABSENT = object()
