@@ -353,3 +353,70 @@ def test_a_callback_kept_while_its_send_is_recorded_is_not_lost(kind: str) -> No
     assert UnmatchedCallback.objects.get().matched_message_id == message.pk
     assert callbacks.match_unmatched_callbacks(message) == 0  # applied once, not again
     assert message.exchanges.filter(command="callback").count() == 1
+
+
+# -- 8 (in-process part). a One API account beside a legacy default ----------------------
+
+
+@pytest.fixture
+def legacy_and_platform(simulator: ClickatellSimulator, settings: Any) -> ClickatellSimulator:
+    simulator.one_api.reset()
+    accounts = {"platform": simulator.one_api_settings()}
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False, "ACCOUNTS": accounts}
+    return simulator
+
+
+def test_a_one_api_accounts_schedule_is_held_beside_a_legacy_default(
+    legacy_and_platform: ClickatellSimulator,
+) -> None:
+    """Composing chose the hold policy of the default account, not the message's: a One API
+    message scheduled two hours ahead was queued with a schedule the One API refuses
+    (found by test_a_legacy_and_a_one_api_account_at_once: it ended ``unknown``)."""
+    simulator = legacy_and_platform
+    [legacy] = api.send_sms("27999000001", "l", deliver_in_minutes=120, wait=True)
+    [platform] = api.send_sms(
+        "27999000002", "p", deliver_in_minutes=120, account="platform", wait=True
+    )
+    legacy.refresh_from_db()
+    platform.refresh_from_db()
+    assert legacy.send_state == SendState.SENT
+    assert simulator.status_of(str(legacy.apimsgid)) == "011"  # held by Clickatell
+    assert (platform.send_state, platform.send_options) == (SendState.HELD, {})
+    assert platform.scheduled_for is not None
+    assert platform.release_at == platform.scheduled_for
+    assert simulator.one_api.sent == set()
+    assert release_due(now=platform.scheduled_for - timedelta(minutes=30)).released == []
+    report = release_due(now=platform.scheduled_for)
+    assert report.released == [platform.pk]
+    sending.send_messages(report.released, via=Via.TASK)
+    platform.refresh_from_db()
+    assert (platform.send_state, platform.send_options) == (SendState.SENT, {})
+    assert simulator.one_api.sent == {platform.apimsgid}
+
+
+def test_the_release_loop_uses_each_messages_accounts_policy(
+    legacy_and_platform: ClickatellSimulator,
+) -> None:
+    """A One API message held with an early release time (composed under another lead time
+    or backend) is held again until due -- the default legacy account's policy would hand
+    it over with a schedule the One API refuses."""
+    from django.utils import timezone
+
+    from django_clickatell.services import composing
+
+    [platform] = composing.create_messages(
+        "27999000002", "p", deliver_in_minutes=120, account="platform"
+    )
+    now = timezone.now()
+    due = now + timedelta(minutes=60)
+    OutboundMessage.objects.filter(pk=platform.pk).update(
+        scheduled_for=due, release_at=now - timedelta(seconds=1)
+    )
+    report = release_due(now=now)
+    assert (report.released, report.rescheduled) == ([], [platform.pk])
+    platform.refresh_from_db()
+    assert (platform.send_state, platform.release_at, platform.send_options) == (
+        SendState.HELD,
+        due,
+        {},
+    )

@@ -131,7 +131,7 @@ def create_messages(
     _check_climsgid(climsgid, len(numbers))
     now = timezone.now()
     fields, scheduled_for = how.gateway_fields(now)
-    policy = policy or current_policy()
+    policy = policy or current_policy(account)
     state, release_at = SendState.QUEUED, None
     if scheduled_for is not None and policy.holds(scheduled_for, now):
         state, release_at = SendState.HELD, policy.release_at(scheduled_for)

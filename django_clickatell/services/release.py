@@ -29,12 +29,14 @@ was, never queued with a half-written schedule or under a dead lease.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from ..conf import UnknownAccount
 from ..models import OutboundMessage, SendState
 from ..selections import releasable
 from . import claims
@@ -45,7 +47,7 @@ logger = logging.getLogger("django_clickatell.release")
 
 #: Rows one step claims: bounded, so a step is a few queries and a short transaction.
 DEFAULT_BATCH = 500
-_FIELDS = ("pk", "scheduled_for", "send_options")
+_FIELDS = ("pk", "scheduled_for", "send_options", "account")
 
 
 @dataclass
@@ -73,7 +75,7 @@ def release_due(
     which only a configuration change produces); idempotent.
     """
     now = now or timezone.now()
-    policy = policy or current_policy()
+    policy_of = _policies(policy)
     eligible = releasable(now)
     pks = list(
         OutboundMessage.objects.filter(eligible)
@@ -92,6 +94,7 @@ def release_due(
         rewritten: list[OutboundMessage] = []  # options changed: written back in one query
         for message in claim.messages:
             due = message.scheduled_for
+            policy = policy_of(message.account)
             if due is not None and not policy.may_go(due, now):
                 claims.release(
                     [message.pk],
@@ -123,6 +126,28 @@ def release_due(
             len(report.rescheduled),
         )
     return report
+
+
+def _policies(policy: HoldPolicy | None) -> Callable[[str], HoldPolicy]:
+    """Each message's policy: *policy* if given, else its own account's (a One API
+    account cannot be handed a schedule, whatever the default account can take).
+
+    A message of an account since removed from the settings gets the default
+    account's; the send path then records it "not sent" until the settings are fixed.
+    """
+    known: dict[str, HoldPolicy] = {}
+
+    def policy_of(account: str) -> HoldPolicy:
+        if policy is not None:
+            return policy
+        if account not in known:
+            try:
+                known[account] = current_policy(account)
+            except UnknownAccount:
+                known[account] = current_policy()
+        return known[account]
+
+    return policy_of
 
 
 def held_messages_overdue(now: datetime | None = None, *, grace_seconds: float = 300) -> int:
