@@ -107,8 +107,23 @@ def rows_containing(secret: str) -> dict[str, int]:
     from django.apps import apps
 
     found: dict[str, int] = {}
+    models = apps.get_app_config("django_clickatell").get_models()
+    if connection.vendor != "postgresql":  # (CLICKATELL_TEST_DB=sqlite) column by column
+        from django.db.models import Q, TextField
+        from django.db.models.functions import Cast
+
+        for model in models:
+            columns = [f.name for f in model._meta.concrete_fields]
+            casts = {f"_{name}": Cast(name, TextField()) for name in columns}
+            matches = Q()
+            for name in columns:
+                matches |= Q(**{f"_{name}__contains": secret})
+            count = model._default_manager.annotate(**casts).filter(matches).count()
+            if count:
+                found[model._meta.db_table] = count
+        return found
     with connection.cursor() as cursor:
-        for model in apps.get_app_config("django_clickatell").get_models():
+        for model in models:
             table = connection.ops.quote_name(model._meta.db_table)
             whole_rows = f"SELECT count(*) FROM {table} AS t WHERE t::text LIKE %s"  # noqa: S608
             cursor.execute(whole_rows, [f"%{secret}%"])

@@ -351,6 +351,7 @@ def test_a_callback_kept_while_its_send_is_recorded_is_not_lost(kind: str) -> No
     message.refresh_from_db()
     assert message.status == "003"
     assert UnmatchedCallback.objects.get().matched_message_id == message.pk
+    assert_no_false_stop()
     assert callbacks.match_unmatched_callbacks(message) == 0  # applied once, not again
     assert message.exchanges.filter(command="callback").count() == 1
 
@@ -359,11 +360,14 @@ def test_a_callback_kept_while_its_send_is_recorded_is_not_lost(kind: str) -> No
 
 
 @pytest.fixture
-def legacy_and_platform(simulator: ClickatellSimulator, settings: Any) -> ClickatellSimulator:
+def legacy_and_platform(
+    simulator: ClickatellSimulator, settings: Any
+) -> Iterator[ClickatellSimulator]:
     simulator.one_api.reset()
     accounts = {"platform": simulator.one_api_settings()}
     settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False, "ACCOUNTS": accounts}
-    return simulator
+    yield simulator
+    assert_no_false_stop()
 
 
 def test_a_one_api_accounts_schedule_is_held_beside_a_legacy_default(
@@ -420,3 +424,10 @@ def test_the_release_loop_uses_each_messages_accounts_policy(
         due,
         {},
     )
+
+
+def test_the_database_scan_finds_what_is_there() -> None:
+    """The scan the secrets test relies on finds a value in any column (JSON included)."""
+    OutboundMessage.objects.create(recipient="27999000001", send_options={"x": "pl4nted-v4lue"})
+    assert rows_containing("pl4nted-v4lue") == {OutboundMessage._meta.db_table: 1}
+    assert rows_containing("absent-v4lue") == {}
