@@ -431,3 +431,22 @@ def test_the_database_scan_finds_what_is_there() -> None:
     OutboundMessage.objects.create(recipient="27999000001", send_options={"x": "pl4nted-v4lue"})
     assert rows_containing("pl4nted-v4lue") == {OutboundMessage._meta.db_table: 1}
     assert rows_containing("absent-v4lue") == {}
+
+
+def test_a_send_the_backend_refuses_before_any_request_is_rejected_not_in_doubt(
+    legacy_and_platform: ClickatellSimulator,
+) -> None:
+    """A backend's InvalidInput means nothing was sent.  It was taken for a send in doubt:
+    on the One API (no look-up by client id) the message ended ``unknown`` -- as the
+    scheduled One API messages of a legacy-default project did before the hold fix."""
+    simulator = legacy_and_platform
+    [message] = api.send_sms("27999000002", "p", account="platform")  # queued (no Celery)
+    OutboundMessage.objects.filter(pk=message.pk).update(send_options={"deliv_time": 120})
+    report = sending.send_messages([message.pk], via=Via.TASK)
+    assert report.rejected == [message.pk]
+    message.refresh_from_db()
+    assert message.send_state == SendState.REJECTED
+    assert message.send_error.startswith("Not sent: The One API has no scheduling")
+    [exchange] = message.exchanges.all()
+    assert (exchange.command, exchange.outcome) == ("sendmsg", GatewayExchange.Outcome.NOT_SENT)
+    assert simulator.counts["total"] == 0

@@ -22,6 +22,7 @@ from ..exceptions import (
     CommandNotSent,
     GatewayError,
     GatewayHTTPError,
+    InvalidInput,
     ProtocolError,
     UnknownMessage,
 )
@@ -114,6 +115,13 @@ class SendRun:
         except CommandNotSent as exc:
             # Nothing left this process: the message is simply still queued.
             return self._stop(message, exchange, exc, SendState.QUEUED)
+        except InvalidInput as exc:
+            # Refused by the backend before any request (an option its API cannot carry):
+            # nothing was sent, so nothing is in doubt -- rejected, with the reason.
+            self._log(exchange, error=CommandNotSent("sendmsg", exc))
+            self._settle(message, SendState.REJECTED, recording.reason("Not sent", str(exc)))
+            self.report.rejected.append(message.pk)
+            return True
         except GatewayError as exc:
             if exc.retryable:  # "internal error, please retry": it may have been taken
                 return self._stop(message, exchange, exc, SendState.VERIFYING)
