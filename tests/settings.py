@@ -7,6 +7,7 @@ database name and the simulator URL passed in the environment.
 
 from __future__ import annotations
 
+import json
 import os
 
 SECRET_KEY = "tests-only-not-secret"
@@ -108,6 +109,9 @@ CLICKATELL = {
     "SESSION_MEMO_SECONDS": float(os.environ.get("CLICKATELL_TEST_SESSION_MEMO", "5")),
     "MAX_IN_FLIGHT": int(os.environ.get("CLICKATELL_TEST_MAX_IN_FLIGHT", "8")),
 }
+# A worker process for another backend or for several accounts (tests/test_every_backend*.py):
+# a JSON object merged into CLICKATELL, e.g. {"BACKEND": "rest", "API_KEY": ..., "ACCOUNTS": ...}.
+CLICKATELL.update(json.loads(os.environ.get("CLICKATELL_TEST_EXTRA_SETTINGS") or "{}"))
 
 CELERY_BROKER_URL = os.environ.get("CLICKATELL_TEST_BROKER", f"{REDIS_URL}/15")
 CELERY_TASK_ALWAYS_EAGER = False

@@ -142,6 +142,17 @@ class GatewayHTTPError(TransportError):
         self.retry_after = retry_after
         super().__init__(command, f"HTTP {status_code}")
 
+    @property
+    def refused_for_now(self) -> bool:
+        """Whether the gateway refused the request before carrying it out: a ``429``, or
+        a ``503`` that says when to come back (``Retry-After``).
+
+        Such a send is still simply queued -- resending it repeats nothing -- where any
+        other failure leaves it in doubt (a One API message in doubt cannot be checked
+        and would end ``unknown``, never sent, for a mere rate limit).
+        """
+        return self.status_code == 429 or (self.status_code == 503 and self.retry_after is not None)
+
 
 class SessionUnavailable(TransientError):
     """No session id could be obtained in time (another process holds the auth lock)."""

@@ -60,7 +60,7 @@ def record_callback(callback: StatusCallback) -> str:
         ).first()
         extra["apimsgid"] = callback.apimsgid
     if message is None:
-        UnmatchedCallback.objects.create(
+        return _keep_unmatched(
             apimsgid=callback.apimsgid,
             climsgid=callback.climsgid,
             recipient=callback.to,
@@ -69,8 +69,6 @@ def record_callback(callback: StatusCallback) -> str:
             reported_at=callback.reported_at,
             charge=callback.charge,
         )
-        logger.info("Status callback for unknown message %s kept for matching", callback.apimsgid)
-        return CallbackOutcome.UNMATCHED
     if callback.charge is not None:
         extra["charge"] = callback.charge
     applied = _apply_callback(message, callback.status, callback.reported_at, extra=extra)
@@ -109,8 +107,29 @@ def _apply_callback(
     return applied
 
 
+def _keep_unmatched(**fields: Any) -> str:
+    """Keep a callback for a message not known yet, then look for the message once more.
+
+    The send that learns the ``apimsgid`` matches kept callbacks right after
+    recording it; a callback looked up just before that record and kept just
+    after that matching would be missed by both.  Each side writes, then reads what
+    the other wrote, so at least one of them sees the other; a row is applied by
+    whichever claims it first (:func:`match_unmatched_callbacks`).
+    """
+    UnmatchedCallback.objects.create(**fields)
+    message = OutboundMessage.objects.filter(apimsgid=fields["apimsgid"]).first()
+    if message is not None and match_unmatched_callbacks(message):
+        return CallbackOutcome.APPLIED
+    logger.info("Status callback for unknown message %s kept for matching", fields["apimsgid"])
+    return CallbackOutcome.UNMATCHED
+
+
 def match_unmatched_callbacks(message: OutboundMessage) -> int:
-    """Apply callbacks that arrived before *message* knew its ``apimsgid``."""
+    """Apply callbacks that arrived before *message* knew its ``apimsgid``.
+
+    Each kept row is claimed (a conditional ``UPDATE``) before it is applied, so a
+    callback the send and the callback view both find is applied once.
+    """
     if not message.apimsgid:
         return 0
     pending = list(
@@ -118,15 +137,17 @@ def match_unmatched_callbacks(message: OutboundMessage) -> int:
             apimsgid=message.apimsgid, matched_message__isnull=True
         ).order_by("reported_at", "pk")
     )
+    applied = 0
     for callback in pending:
-        _apply_callback(
-            message, callback.status, callback.reported_at, note="matched after arrival"
-        )
-    if pending:
-        UnmatchedCallback.objects.filter(pk__in=[c.pk for c in pending]).update(
-            matched_message=message
-        )
-    return len(pending)
+        claimed = UnmatchedCallback.objects.filter(
+            pk=callback.pk, matched_message__isnull=True
+        ).update(matched_message=message)
+        if claimed:
+            _apply_callback(
+                message, callback.status, callback.reported_at, note="matched after arrival"
+            )
+            applied += 1
+    return applied
 
 
 # -- JSON callbacks (the One API) ----------------------------------------------------------
@@ -165,14 +186,12 @@ def _record_event(event: one_api.StatusEvent) -> str:
         ).first()
         extra["apimsgid"] = event.apimsgid
     if message is None:
-        UnmatchedCallback.objects.create(
+        return _keep_unmatched(
             apimsgid=event.apimsgid,
             climsgid=event.climsgid,
             status=status,
             reported_at=event.reported_at,
         )
-        logger.info("One API callback for unknown message %s kept for matching", event.apimsgid)
-        return CallbackOutcome.UNMATCHED
     applied = _apply_callback(
         message, status, event.reported_at, extra=extra, gateway_status=event.status.name
     )

@@ -54,7 +54,8 @@ class CancelReport(Report):
     gave_up: list[int] = field(default_factory=list)
     not_claimed: list[int] = field(default_factory=list)
     #: Claimed by another run whose lease is still alive: it is working on them, or it died
-    #: and they can be taken once the lease expires in ``retry_after`` seconds.
+    #: and they can be taken once the lease expires in ``retry_after`` seconds (or later:
+    #: the gateway's Retry-After).
     held_elsewhere: list[int] = field(default_factory=list)
     retry_after: float = 0.0
     #: Messages that turned final before a worker reached them: no request made.

@@ -29,12 +29,14 @@ was, never queued with a half-written schedule or under a dead lease.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from ..conf import UnknownAccount
 from ..models import OutboundMessage, SendState
 from ..selections import releasable
 from . import claims
@@ -73,16 +75,7 @@ def release_due(
     which only a configuration change produces); idempotent.
     """
     now = now or timezone.now()
-    policies: dict[str, HoldPolicy] = {}
-
-    def policy_of(message: OutboundMessage) -> HoldPolicy:
-        """*policy* if given, else the policy of the message's own account (read once)."""
-        if policy is not None:
-            return policy
-        if message.account not in policies:
-            policies[message.account] = current_policy(message.account)
-        return policies[message.account]
-
+    policy_of = _policies(policy)
     eligible = releasable(now)
     pks = list(
         OutboundMessage.objects.filter(eligible)
@@ -100,7 +93,8 @@ def release_due(
         going: list[OutboundMessage] = []
         rewritten: list[OutboundMessage] = []  # options changed: written back in one query
         for message in claim.messages:
-            due, rule = message.scheduled_for, policy_of(message)
+            due = message.scheduled_for
+            rule = policy_of(message.account)
             if due is not None and not rule.may_go(due, now):
                 claims.release(
                     [message.pk],
@@ -132,6 +126,28 @@ def release_due(
             len(report.rescheduled),
         )
     return report
+
+
+def _policies(policy: HoldPolicy | None) -> Callable[[str], HoldPolicy]:
+    """Each message's policy: *policy* if given, else its own account's (a One API
+    account cannot be handed a schedule, whatever the default account can take).
+
+    A message of an account since removed from the settings gets the default
+    account's; the send path then records it "not sent" until the settings are fixed.
+    """
+    known: dict[str, HoldPolicy] = {}
+
+    def policy_of(account: str) -> HoldPolicy:
+        if policy is not None:
+            return policy
+        if account not in known:
+            try:
+                known[account] = current_policy(account)
+            except UnknownAccount:
+                known[account] = current_policy()
+        return known[account]
+
+    return policy_of
 
 
 def held_messages_overdue(now: datetime | None = None, *, grace_seconds: float = 300) -> int:

@@ -21,6 +21,7 @@ from ..exceptions import (
     ClickatellError,
     CommandNotSent,
     GatewayError,
+    GatewayHTTPError,
     InvalidInput,
     ProtocolError,
     UnknownMessage,
@@ -46,6 +47,7 @@ class SendReport(Report):
     retry: list[int] = field(default_factory=list)
     #: Leased by another run that is alive (or not yet known dead): see ``retry_after``.
     held_elsewhere: list[int] = field(default_factory=list)
+    #: The least wait before the next run: another run's lease, or the gateway's Retry-After.
     retry_after: float = 0.0
     transient_error: str = ""
 
@@ -113,13 +115,6 @@ class SendRun:
         except CommandNotSent as exc:
             # Nothing left this process: the message is simply still queued.
             return self._stop(message, exchange, exc, SendState.QUEUED)
-        except GatewayError as exc:
-            if exc.retryable:  # "internal error, please retry": it may have been taken
-                return self._stop(message, exchange, exc, SendState.VERIFYING)
-            self._log(exchange, error=exc)
-            self._settle(message, SendState.REJECTED, recording.describe(exc))
-            self.report.rejected.append(message.pk)
-            return True
         except InvalidInput as exc:
             # The backend refused the message before any request (its API cannot carry
             # it): nothing left Django, so it is not in doubt -- it failed, with the reason.
@@ -127,6 +122,17 @@ class SendRun:
             self._settle(message, SendState.FAILED, recording.reason("Not sent", str(exc)))
             self.report.rejected.append(message.pk)
             return True
+        except GatewayError as exc:
+            if exc.retryable:  # "internal error, please retry": it may have been taken
+                return self._stop(message, exchange, exc, SendState.VERIFYING)
+            self._log(exchange, error=exc)
+            self._settle(message, SendState.REJECTED, recording.describe(exc))
+            self.report.rejected.append(message.pk)
+            return True
+        except GatewayHTTPError as exc:
+            # A 429, or a 503 naming when to come back: refused, nothing carried out.
+            state = SendState.QUEUED if exc.refused_for_now else SendState.VERIFYING
+            return self._stop(message, exchange, exc, state)
         except ClickatellError as exc:
             return self._stop(message, exchange, exc, SendState.VERIFYING)
         reply = replies[0] if len(replies) == 1 else None

@@ -98,6 +98,8 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
         if control:
             self._control(url.path.removeprefix("/_simulator/"), body)
             return
+        with simulator.lock:
+            simulator.api_requests[url.path.split("/")[1]] += 1
         if url.path.startswith("/rest/"):
             serve_rest(self, url, body)
             return

@@ -127,6 +127,9 @@ class GatewayState:
     #: ``(method, route)`` of every REST request, in order (``("DELETE", "message/{id}")``),
     #: so tests can see which method a stop used.
     rest_requests: list[tuple[str, str]] = field(default_factory=list, init=False)
+    #: Gateway requests received per API (``"http"``, ``"rest"``, ``"v1"``), so tests with
+    #: several accounts can see that each went only through its own API.
+    api_requests: Counter[str] = field(default_factory=Counter, init=False)
     #: Gateway requests being handled right now (a held or trickling one included).
     in_flight: int = field(default=0, init=False)
     callbacks_sent: int = field(default=0, init=False)
@@ -269,6 +272,7 @@ class GatewayState:
             self.control_connections = 0
             self.secrets_in_url = 0
             self.rest_requests.clear()
+            self.api_requests.clear()
             self.callbacks_sent = self.callbacks_failed = self.callback_attempts = 0
             self.callback_refusals = 0
 
