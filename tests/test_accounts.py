@@ -50,8 +50,10 @@ class NoRemoteStop(Backend):
     def query(
         self, *, apimsgid: str | None = None, climsgid: str | None = None
     ) -> MessageStatusReply:
+        """Asked instead of a stop: the message is on its way (003)."""
         self.calls.append("query")
-        raise AssertionError("not expected")
+        assert apimsgid, "asked by its id"
+        return MessageStatusReply(apimsgid, "003")
 
     def stop(
         self, *, apimsgid: str | None = None, climsgid: str | None = None
@@ -78,10 +80,11 @@ def _no_calls() -> None:
     NoRemoteStop.calls.clear()
 
 
-def test_no_remote_stop_is_too_late_without_any_request() -> None:
+def test_no_remote_stop_is_too_late_without_a_stop_request() -> None:
+    """No stop is asked (not even stop()); what became of the message is, and recorded."""
     [message] = scheduled_messages(None, 1)
     report = cancel_messages([message.pk], via=Via.API, backend=NoRemoteStop(app_settings))
-    assert NoRemoteStop.calls == []  # not even stop(): nothing was asked
+    assert NoRemoteStop.calls == ["query"]  # its status, instead of a stop that cannot be
     assert report.too_late == [message.pk]
     assert report.cancelled == report.retry == report.refused == []
     message.refresh_from_db()
@@ -89,9 +92,10 @@ def test_no_remote_stop_is_too_late_without_any_request() -> None:
     assert message.cancel_error == HANDED_OVER
     assert "already handed over" in message.cancel_error
     assert message.cancel_completed_at is not None
-    assert message.cancel_attempts == 0  # no request was made
-    assert message.status == "011"  # nothing new was said about it
-    assert not message.exchanges.exists()  # no request, so no exchange row
+    assert message.cancel_attempts == 0  # no stop was asked
+    assert message.status == "003"  # what the API said when asked
+    [asked] = message.exchanges.all()  # the one request made, logged as answered
+    assert (asked.command, asked.status) == ("querymsg", "003")
 
 
 def test_a_send_in_doubt_is_not_claimed_handed_over() -> None:
@@ -103,7 +107,7 @@ def test_a_send_in_doubt_is_not_claimed_handed_over() -> None:
     assert message.cancel_state == CancelState.TOO_LATE
     assert message.cancel_error == HANDED_OVER_OR_NOT
     assert "already handed over" not in message.cancel_error
-    assert NoRemoteStop.calls == []
+    assert NoRemoteStop.calls == ["query"]
 
 
 def test_the_gateways_guard_is_recorded_the_same_way() -> None:

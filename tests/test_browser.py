@@ -11,6 +11,7 @@ off, nothing scrolls sideways, every row's reason is on screen.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,9 @@ def rows_by_recipient(page: Any) -> dict[str, Any]:
     }
 
 
-def assert_row_tells(row: Any, state: str, *, reason: str = "", hint: str = "") -> None:
+def assert_row_tells(
+    row: Any, state: str | re.Pattern[str], *, reason: str = "", hint: str = ""
+) -> None:
     """The row's state, its reason and its next step are on screen, not cut off."""
     expect(row.locator(".ct-state")).to_have_text(state)
     explained = row.locator(".ct-reason")

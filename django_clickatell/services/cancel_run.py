@@ -106,7 +106,7 @@ class CancelRun:
         )
         backend = self.backends(message)
         if not backend.capabilities.remote_stop:
-            return Attempt(message, exchange, handed_over=True)
+            return self._ask_instead(backend, message)
         try:
             reply = self.stop_request(backend, message)
             if message.apimsgid and reply.apimsgid != message.apimsgid:
@@ -123,11 +123,43 @@ class CancelRun:
         recording.answered(exchange, reply.status)
         return Attempt(message, exchange, reply=reply, refused=backend.refused_attempts)
 
+    def _ask_instead(self, backend: Backend, message: OutboundMessage) -> Attempt:
+        """No stop call exists: nothing is stopped, but what became of it is asked.
+
+        The record then says "too late" with the message's real status (a
+        ``querymsg``, logged like any request) rather than with none -- unless
+        the message has no id to ask by, or asking fails: "too late" still, the
+        status left as it was (a refresh or a callback tells it later).
+        """
+        exchange = recording.new_exchange(
+            message.pk,
+            "querymsg",
+            via=self.via,
+            actor_id=self.actor_id or message.cancel_requested_by_id,
+            task_id=self.task_id,
+        )
+        if not message.apimsgid:
+            return Attempt(message, exchange, handed_over=True)
+        try:
+            reply = backend.query(apimsgid=message.apimsgid)
+        except ValueError:
+            return Attempt(message, exchange, handed_over=True)  # not asked: nothing to log
+        except ClickatellError as exc:
+            recording.failed(exchange, exc)
+            return Attempt(message, exchange, handed_over=True, asked=True)
+        if reply.apimsgid != message.apimsgid:
+            recording.failed(
+                exchange, ProtocolError("querymsg", "reply names another message", reply.apimsgid)
+            )
+            return Attempt(message, exchange, handed_over=True, asked=True)
+        recording.answered(exchange, reply.status)
+        return Attempt(message, exchange, handed_over=True, asked=True, reply=reply)
+
     def record(self, attempt: Attempt) -> ClickatellError | None:
         """Record *attempt* (on the run's thread); returns a transient error that stops the run."""
         message, exchange = attempt.message, attempt.exchange
         if attempt.handed_over:
-            self._handed_over(message)
+            self._handed_over(message, attempt)
             return None
         logged = [*recording.refusal_rows(attempt.refused, exchange), exchange]
         if attempt.invalid:
@@ -215,25 +247,37 @@ class CancelRun:
                 message.cancel_state = CancelState.CANCELLED
                 message_cancelled.send(sender=OutboundMessage, message=message, via=self.via)
 
-    def _handed_over(self, message: OutboundMessage) -> None:
-        """Too late without a request: the account's API has no call that stops a message.
+    def _handed_over(self, message: OutboundMessage, attempt: Attempt | None = None) -> None:
+        """Too late: the account's API has no call that stops a message.
 
-        Recorded as what it is -- no exchange row (nothing was asked, nothing
-        answered), no attempt counted, the status left as it was.
+        No stop was asked and no stop attempt is counted; the status is the one
+        the API reported when asked (through the lifecycle rule), else left as it
+        was.  Should the API report it stopped already (One API
+        ``STOPPED_BY_USER``, stopped in Clickatell's portal), it is recorded as
+        stopped: the gateway said so.
         """
+        logged = [attempt.exchange] if attempt is not None and attempt.asked else []
+        reply = attempt.reply if attempt is not None else None
+        if reply is not None and reply.status == CANCELLED_STATUS:
+            self._record_reply(message, reply, logged)
+            return
         unknown = message.send_state == SendState.UNKNOWN
         error = recording.clean_text(HANDED_OVER_OR_NOT if unknown else HANDED_OVER)
+        status = reply.status if reply is not None else ""
 
         def updates() -> dict[str, Any]:
             return {
+                **(status_updates(status, None) if status else {}),
                 "cancel_state": CancelState.TOO_LATE,
                 "cancel_error": error,
                 "cancel_completed_at": timezone.now(),
                 **claims.RELEASED,
             }
 
-        key = ("settled", CancelState.TOO_LATE, error, "no request")
-        self.writer.write(recording.Outcome(message.pk, key, updates, []))
+        key = ("settled", CancelState.TOO_LATE, error, "no stop", status)
+        self.writer.write(recording.Outcome(message.pk, key, updates, logged))
+        if status:
+            self._news.append((message, message.status, status))
         self.report.too_late.append(message.pk)
 
     def _settle(
@@ -283,8 +327,10 @@ class Attempt:
     error: ClickatellError | None = None
     #: Why no request could be made (an id Clickatell could not know).
     invalid: str = ""
-    #: The account's API cannot stop a submitted message: nothing was asked.
+    #: The account's API cannot stop a submitted message: no stop was asked.
     handed_over: bool = False
+    #: ... but its status was asked instead (``exchange`` is that ``querymsg``).
+    asked: bool = False
     #: The requests of this call that met ERR 003/005 before the repeat (each logged).
     refused: list[SessionExpired] = field(default_factory=list)
 
