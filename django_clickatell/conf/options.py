@@ -234,6 +234,17 @@ class ClickatellSettings:
         "at 50). Raise it to 1,000 at intercontinental latency (see benchmarks/README.md).",
         example="1000",
     )
+    max_requests_per_second = Option(
+        count(10_000, zero=True),
+        0,
+        doc="The account's throttle: at most this many requests a second to its API, counted "
+        "in the shared cache across every process and machine (one atomic ``incr`` per "
+        "request). A request over it waits for the next second, at most 5 s in all; past that "
+        "it is not made and is tried again later (never recorded as answered). ``0`` leaves "
+        "the account unthrottled. Set it to your Clickatell account's limit, or below it.",
+        example="30",
+        scope=ACCOUNT,
+    )
     max_in_flight = Option(
         count(32, unit="(the transport's keep-alive pool per host)"),
         16,

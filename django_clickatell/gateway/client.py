@@ -163,6 +163,10 @@ class ClickatellClient:
         """
         return list(getattr(self._attempts, "refused", ()))
 
+    def forget_refused_attempts(self) -> None:
+        """Start this thread's next call afresh (a call given up before it was made)."""
+        self._attempts.refused = []
+
     @sensitive_variables("session_id", "stale")
     def _call(self, command: str, fields: dict[str, str], parse: Parse[R]) -> R:
         self._attempts.refused = []

@@ -26,10 +26,14 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.core.cache import caches
 
 from ...exceptions import SessionExpired
 from ...protocol.replies import BalanceReply, ErrorReply, MessageStatusReply, SentMessageReply
+from ..throttle import Throttle
 
 if TYPE_CHECKING:
     from ...conf import ClickatellSettings
@@ -99,6 +103,21 @@ class Backend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} account={self.alias!r}>"
+
+    @cached_property
+    def throttle(self) -> Throttle:
+        """The account's ``MAX_REQUESTS_PER_SECOND``, shared by every process through the cache.
+
+        Backends call ``self.throttle.acquire(command)`` before each request to
+        their API; a request held back too long raises ``CommandNotSent``.
+        """
+        config = self.config
+        return Throttle(
+            caches[config.cache_alias],
+            f"{config.cache_key_prefix}:throttle:{self.alias}",
+            config.max_requests_per_second,
+            account=self.alias,
+        )
 
     # -- messages --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from ...exceptions import InvalidMessage, SessionExpired
+from ...exceptions import CommandNotSent, InvalidMessage, SessionExpired
 from ...protocol.encoding import encode_text
 from ...protocol.replies import BalanceReply, MessageStatusReply
 from ..client import ClickatellClient
@@ -52,26 +52,40 @@ class LegacyHttpBackend(Backend):
         if len(messages) != 1:
             # One message per sendmsg: each carries its own climsgid, verifiable on its own.
             raise InvalidMessage("The HTTP API backend sends one message per request.")
+        self._turn("sendmsg")
         return list(self.client.sendmsg(sendmsg_fields(messages[0])))
 
     def query(
         self, *, apimsgid: str | None = None, climsgid: str | None = None
     ) -> MessageStatusReply:
+        self._turn("querymsg")
         return self.client.querymsg(apimsgid=apimsgid, climsgid=climsgid)
 
     def stop(
         self, *, apimsgid: str | None = None, climsgid: str | None = None
     ) -> MessageStatusReply:
+        self._turn("delmsg")
         return self.client.delmsg(apimsgid=apimsgid, climsgid=climsgid)
 
     def balance(self) -> BalanceReply:
+        self._turn("getbalance")
         return self.client.getbalance()
 
     def check_credentials(self) -> None:
+        self._turn("auth")
         self.client.auth()
 
     def keep_alive(self) -> None:
+        self._turn("ping")
         self.client.ping()
+
+    def _turn(self, command: str) -> None:
+        """Wait for the account's throttle; a call given up here made no request at all."""
+        try:
+            self.throttle.acquire(command)
+        except CommandNotSent:
+            self.client.forget_refused_attempts()
+            raise
 
     @property
     def refused_attempts(self) -> list[SessionExpired]:

@@ -174,6 +174,7 @@ class OneApiBackend(Backend):
     def _call(
         self, command: str, method: str, path: str, payload: dict[str, Any] | None = None
     ) -> JsonReply:
+        self.throttle.acquire(command)
         reply = self.transport.request(
             method,
             path,

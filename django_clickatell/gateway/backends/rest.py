@@ -190,6 +190,7 @@ class RestBackend(Backend):
         if not self._api_key:
             # Never sent: a request without a key can only be refused.
             raise CommandNotSent(command, AuthenticationError(None, "API_KEY is not set"))
+        self.throttle.acquire(command)
         reply = self.transport.request(
             method,
             path,
