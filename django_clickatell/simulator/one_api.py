@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote
 
 from .faults import BEHAVIOURS
+from .json_exchange import JsonExchange, Reply
 from .state import FINAL_STATUSES, GatewayState, JsonPush, SimulatedMessage
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ ONE_API_STATUS: dict[str, tuple[str, int]] = {
 }
 
 #: (status code, JSON text, extra headers)
-Reply = tuple[int, str, dict[str, str]]
 
 
 class OneApiGateway:
@@ -177,7 +177,7 @@ def serve_one_api(handler: SimulatorRequestHandler, url: SplitResult, body: byte
             simulator.in_flight -= 1
 
 
-class OneApiExchange:
+class OneApiExchange(JsonExchange):
     """The :class:`.faults.Exchange` of one One API request: carries it out, answers in JSON.
 
     Faults answer "200 with the reply they earned"; that reply goes out with the
@@ -192,38 +192,12 @@ class OneApiExchange:
         route: str,
         body: bytes,
     ) -> None:
-        self.handler = handler
+        super().__init__(handler, command, route)
         self.gateway = gateway
-        self.command = command
-        self.route = route
         self.body = body
-        self.counted = False
-        self._earned: Reply | None = None
 
-    def carry_out(self) -> str:
-        self._earned = handle_one_api(self, count=not self.counted)
-        self.counted = True
-        return self._earned[1]
-
-    def answer(
-        self,
-        status: int,
-        text: str,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        if self._earned is not None and status == 200 and text == self._earned[1]:
-            status, headers = self._earned[0], {**self._earned[2], **(headers or {})}
-        self.handler.answer(status, text, content_type, headers)
-
-    def trickle(self, text: str, pause: float) -> None:
-        self.handler.trickle(text, pause)
-
-    def reset_connection(self) -> None:
-        self.handler.reset_connection()
-
-    def close_when_done(self) -> None:
-        self.handler.close_when_done()
+    def handle(self, *, count: bool) -> Reply:
+        return handle_one_api(self, count=count)
 
 
 def handle_one_api(request: OneApiExchange, *, count: bool = True) -> Reply:

@@ -28,6 +28,7 @@ from urllib.parse import SplitResult, parse_qs, unquote
 
 from ..protocol.encoding import decode_ucs2_hex
 from .faults import BEHAVIOURS
+from .json_exchange import JsonExchange, Reply
 from .state import GatewayState, SimulatedMessage
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ _STATUS_TEXT = {
 _STOPPABLE = frozenset({"011", "002", "001", "008"})
 
 #: (status code, JSON text, extra headers)
-Reply = tuple[int, str, dict[str, str]]
 
 
 def serve_rest(handler: SimulatorRequestHandler, url: SplitResult, body: bytes) -> None:
@@ -98,7 +98,7 @@ def serve_rest(handler: SimulatorRequestHandler, url: SplitResult, body: bytes) 
             simulator.in_flight -= 1
 
 
-class RestExchange:
+class RestExchange(JsonExchange):
     """The :class:`.faults.Exchange` of one REST request: carries it out, answers in JSON.
 
     Faults answer "200 with the reply they earned"; here that reply goes out
@@ -115,40 +115,14 @@ class RestExchange:
         query: dict[str, str],
         body: bytes,
     ) -> None:
-        self.handler = handler
+        super().__init__(handler, command, route)
         self.state = state
-        self.command = command
         self.method = method
-        self.route = route
         self.query = query
         self.body = body
-        self.counted = False
-        self._earned: Reply | None = None
 
-    def carry_out(self) -> str:
-        self._earned = handle_rest(self.state, self, count=not self.counted)
-        self.counted = True
-        return self._earned[1]
-
-    def answer(
-        self,
-        status: int,
-        text: str,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        if self._earned is not None and status == 200 and text == self._earned[1]:
-            status, headers = self._earned[0], {**self._earned[2], **(headers or {})}
-        self.handler.answer(status, text, content_type, headers)
-
-    def trickle(self, text: str, pause: float) -> None:
-        self.handler.trickle(text, pause)
-
-    def reset_connection(self) -> None:
-        self.handler.reset_connection()
-
-    def close_when_done(self) -> None:
-        self.handler.close_when_done()
+    def handle(self, *, count: bool) -> Reply:
+        return handle_rest(self.state, self, count=count)
 
 
 def handle_rest(state: GatewayState, request: RestExchange, *, count: bool = True) -> Reply:
