@@ -266,6 +266,15 @@ class UnmatchedCallback(models.Model):
     received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
     apimsgid = models.CharField(_("API message id"), max_length=64, db_index=True)
     climsgid = models.CharField(_("client message id"), max_length=32, blank=True)
+    account = models.CharField(
+        _("account"),
+        max_length=32,
+        blank=True,
+        help_text=_(
+            "The account whose callback URL it came to (One API); matched only to that "
+            "account's messages. Empty: the legacy callback, for any account."
+        ),
+    )
     recipient = models.CharField(_("recipient"), max_length=32, blank=True)
     sender = models.CharField(_("sender"), max_length=32, blank=True)
     status = models.CharField(_("status"), max_length=8, choices=status_choices)

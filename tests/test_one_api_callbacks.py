@@ -18,6 +18,7 @@ from django_clickatell.gateway.backends.one_api import OneApiBackend
 from django_clickatell.models import GatewayExchange, OutboundMessage, UnmatchedCallback
 from django_clickatell.protocol import one_api
 from django_clickatell.protocol.replies import SentMessageReply
+from django_clickatell.services.callbacks import match_unmatched_callbacks
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import wait_until
 
@@ -293,3 +294,58 @@ def test_a_failure_inside_shows_and_logs_no_secret(
     assert SECRET not in caplog.text  # tracebacks included
     for record in caplog.records:
         assert SECRET not in str(getattr(record, "request", ""))
+
+
+# -- one account's secret speaks for that account only --------------------------------------
+
+PLATFORM_SECRET = "platform-SECRET-0123456789abcdef"
+
+
+@pytest.fixture
+def two_accounts(settings: Any) -> None:
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        "CALLBACK_SECRET": SECRET,
+        "ACCOUNTS": {
+            "platform": {
+                "BACKEND": "one_api",
+                "API_KEY": "k" * 20,
+                "CALLBACK_SECRET": PLATFORM_SECRET,
+            }
+        },
+    }
+
+
+def test_a_callback_cannot_touch_another_accounts_message(
+    client: Client, two_accounts: None
+) -> None:
+    """Whoever holds the platform account's secret must not make a default-account message
+    look stopped (STOPPED_BY_USER is 006) -- nor anything else."""
+    legacy = message(status="011")
+    url = f"/clickatell/one-api/platform/{PLATFORM_SECRET}/"
+    response = post(client, envelope(event("STOPPED_BY_USER")), url=url)
+    assert response.status_code == 200
+    legacy.refresh_from_db()
+    assert legacy.status == "011"
+    assert legacy.cancel_state == ""
+    assert not UnmatchedCallback.objects.exists()  # not kept to be matched to it later either
+
+
+def test_a_kept_callback_is_matched_to_its_own_accounts_message_only(
+    client: Client, two_accounts: None
+) -> None:
+    url = f"/clickatell/one-api/platform/{PLATFORM_SECRET}/"
+    assert post(client, envelope(event("DEVICE_ACK")), url=url).status_code == 200
+    [kept] = UnmatchedCallback.objects.all()
+    assert kept.account == "platform"
+    # The id turns up on a message of another account: the kept callback is not its news.
+    other = message(apimsgid=None, climsgid="c2")
+    OutboundMessage.objects.filter(pk=other.pk).update(apimsgid=ID)
+    other.refresh_from_db()
+    assert match_unmatched_callbacks(other) == 0
+    # On a message of its own account, it is.
+    OutboundMessage.objects.filter(pk=other.pk).update(account="platform")
+    other.refresh_from_db()
+    assert match_unmatched_callbacks(other) == 1
+    other.refresh_from_db()
+    assert other.status == "004"

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Q
 
 from ..conf import ClickatellSettings
 from ..exceptions import InvalidCallback
@@ -117,7 +118,8 @@ def _keep_unmatched(**fields: Any) -> str:
     whichever claims it first (:func:`match_unmatched_callbacks`).
     """
     UnmatchedCallback.objects.create(**fields)
-    message = OutboundMessage.objects.filter(apimsgid=fields["apimsgid"]).first()
+    mine = Q(account=fields["account"]) if fields.get("account") else Q()
+    message = OutboundMessage.objects.filter(mine, apimsgid=fields["apimsgid"]).first()
     if message is not None and match_unmatched_callbacks(message):
         return CallbackOutcome.APPLIED
     logger.info("Status callback for unknown message %s kept for matching", fields["apimsgid"])
@@ -134,7 +136,9 @@ def match_unmatched_callbacks(message: OutboundMessage) -> int:
         return 0
     pending = list(
         UnmatchedCallback.objects.filter(
-            apimsgid=message.apimsgid, matched_message__isnull=True
+            Q(account="") | Q(account=message.account),  # a JSON callback: its account only
+            apimsgid=message.apimsgid,
+            matched_message__isnull=True,
         ).order_by("reported_at", "pk")
     )
     applied = 0
@@ -169,26 +173,35 @@ def receive_json_callback(account: str, body: bytes) -> list[str]:
     events older than the recorded status are logged and ignored; an unknown
     One API status means ``001`` and never replaces anything recorded.  Events
     for messages this database does not know are kept (``UnmatchedCallback``).
-    *account* is the alias the callback URL named (checked by the view); it is
-    not yet matched against the message's account.
+    *account* is the alias the callback URL named (its secret checked by the
+    view): the events touch that account's messages only, so one account's
+    secret can never change what another account's messages say.
     """
     events = one_api.parse_callback(body)
-    return [_record_event(event) for event in events]
+    return [_record_event(account, event) for event in events]
 
 
-def _record_event(event: one_api.StatusEvent) -> str:
+def _record_event(account: str, event: one_api.StatusEvent) -> str:
     status = event.status.meaning
-    message = OutboundMessage.objects.filter(apimsgid=event.apimsgid).first()
+    mine = OutboundMessage.objects.filter(account=account)
+    message = mine.filter(apimsgid=event.apimsgid).first()
     extra: dict[str, Any] = {}
     if message is None and event.climsgid:
-        message = OutboundMessage.objects.filter(
-            climsgid=event.climsgid, apimsgid__isnull=True
-        ).first()
+        message = mine.filter(climsgid=event.climsgid, apimsgid__isnull=True).first()
         extra["apimsgid"] = event.apimsgid
     if message is None:
+        if OutboundMessage.objects.filter(apimsgid=event.apimsgid).exists():
+            # Another account's message: not this account's to report on.
+            logger.warning(
+                "One API callback on account %r names another account's message %s: ignored",
+                account[:40],
+                event.apimsgid,
+            )
+            return CallbackOutcome.IGNORED
         return _keep_unmatched(
             apimsgid=event.apimsgid,
             climsgid=event.climsgid,
+            account=account,
             status=status,
             reported_at=event.reported_at,
         )
