@@ -69,7 +69,14 @@ else:
             "USER": os.environ.get("PGUSER", "postgres"),
             "NAME": os.environ.get("CLICKATELL_TEST_DB_NAME", "test"),
             # Worker processes started by tests connect to the test database itself.
-            "TEST": {"NAME": os.environ.get("CLICKATELL_TEST_DB_NAME", "test_django_clickatell")},
+            # CLICKATELL_TEST_PG_TEST_NAME gives each developer sharing a server a database of
+            # their own (the worker processes then get it as CLICKATELL_TEST_DB_NAME).
+            "TEST": {
+                "NAME": os.environ.get(
+                    "CLICKATELL_TEST_DB_NAME",
+                    os.environ.get("CLICKATELL_TEST_PG_TEST_NAME", "test_django_clickatell"),
+                )
+            },
         }
     }
 
