@@ -25,6 +25,14 @@ from django_clickatell.models import CancellationBatch, CancelState, OutboundMes
 from django_clickatell.services.cancel_requests import preview_cancellation
 from django_clickatell.simulator import ClickatellSimulator
 from tests.factories import scheduled_messages
+from tests.test_browser import (  # noqa: F401  (browser, page: fixtures)
+    browser,
+    check_and_shoot,
+    choose_action,
+    expect,
+    log_in,
+    page,
+)
 from tests.test_operator_view import CHANGELIST, post_action, text_of, user_messages
 
 pytestmark = pytest.mark.django_db
@@ -131,6 +139,29 @@ def test_the_test_backends_scripted_capabilities_count(settings: Any) -> None:
     assert testing.requests["delmsg"] == testing.requests["querymsg"] == 0
 
 
+def list_rows(response: Any) -> dict[int, str]:
+    """The message list's rows as text, by primary key (from each row's action checkbox)."""
+    content = html.unescape(response.content.decode())
+    rows = {}
+    for row in content.split("<tr")[1:]:
+        found = re.search(r'name="_selected_action" value="(\d+)"', row)
+        if found:
+            text = re.sub(r"<[^>]+>", " ", row.split("</tr>")[0])
+            rows[int(found.group(1))] = re.sub(r"\s+", " ", text)
+    return rows
+
+
+def test_the_state_column_says_what_the_account_can_do(
+    accounts: ClickatellSimulator, admin_client: Client
+) -> None:
+    """A One API message sent now showed "Accepted … Can still be stopped"."""
+    legacy, platform = one("default"), one(PLATFORM)
+    rows = list_rows(admin_client.get(CHANGELIST))
+    assert "Can still be stopped" in rows[legacy.pk]
+    assert "Can still be stopped" not in rows[platform.pk]
+    assert "this account's API cannot stop a submitted message" in rows[platform.pk]
+
+
 # -- an account removed from the settings ------------------------------------------------------
 
 
@@ -143,8 +174,8 @@ def test_an_account_no_longer_configured(
     assert list(OutboundMessage.objects.stoppable()) == [gone_held]
     preview = preview_cancellation(OutboundMessage.objects.all())
     assert (preview.stop_here, preview.account_not_configured) == (1, 1)
-    page = text_of(admin_client.get(CHANGELIST))
-    assert "account not configured: gone" in page.lower()
+    listed = text_of(admin_client.get(CHANGELIST))
+    assert "account not configured: gone" in listed.lower()
     confirm = text_of(post_action(admin_client, "cancel_delivery", [gone_sent.pk], confirm=False))
     assert "account not configured: gone" in confirm.lower()
 
@@ -158,11 +189,11 @@ def test_the_confirmation_page_shows_each_account_and_outcome(
     messages = mixed()
     pks = [m.pk for m in messages.values()]
     response = post_action(admin_client, "cancel_delivery", pks, confirm=False)
-    page = html.unescape(text_of(response))
+    shown = html.unescape(text_of(response))
     content = html.unescape(response.content.decode())
     # 3 stopped here (held, queued, and the one being sent waits for its send to settle).
-    assert "6 messages will be stopped." in page
-    assert "3 selected messages are skipped" in page
+    assert "6 messages will be stopped." in shown
+    assert "3 selected messages are skipped" in shown
     outcomes = dict(re.findall(r'data-outcome="(\w+)"><strong>(\d+)</strong>', content))
     assert outcomes == {
         "stop_here": "2",
@@ -170,7 +201,7 @@ def test_the_confirmation_page_shows_each_account_and_outcome(
         "at_clickatell": "3",
         "api_cannot_stop": "3",
     }
-    assert API_CANNOT_STOP in page
+    assert API_CANNOT_STOP in shown
     # Each row names its account and what will happen to it.
     rows = dict(re.findall(r'data-pk="(\d+)"[^>]*>(.*?)</tr>', content, re.S))
     for name, message in messages.items():
@@ -242,3 +273,47 @@ def test_cancel_sms_says_what_it_did(accounts: ClickatellSimulator) -> None:
     assert result.preview.api_cannot_stop == 3
     assert (result.preview.stop_here, result.preview.queued) == (2, 4)
     assert accounts.counts["querymsg"] == accounts.counts["delmsg"] == 0
+
+
+# -- in a real browser -------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_confirmation_page_in_the_browser(
+    page: Any,  # noqa: F811
+    live_server: Any,
+    accounts: ClickatellSimulator,
+) -> None:
+    """A One API and a legacy account mixed: the account column and every outcome, on screen."""
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("ops", "ops@example.com", "s3cret-pw")
+    messages = {
+        "legacy": one("default", status="011", recipient="27820010001"),
+        "platform held": one(
+            PLATFORM, send_state=SendState.HELD, apimsgid=None, recipient="27830010001"
+        ),
+        "platform sent": one(PLATFORM, recipient="27830010002"),
+    }
+    log_in(page, live_server, "ops", "s3cret-pw")
+    choose_action(page, [m.recipient for m in messages.values()], "cancel_delivery")
+    page.click("button[name=index]")
+    expect(page.locator("#cancel-summary")).to_contain_text("2 messages will be stopped.")
+    outcomes = page.locator("#cancel-outcomes")
+    expect(outcomes.locator("[data-outcome=stop_here]")).to_contain_text("1 stopped here")
+    expect(outcomes.locator("[data-outcome=at_clickatell]")).to_contain_text("1 asked at")
+    skipped = page.locator("#cancel-skipped [data-outcome=api_cannot_stop]")
+    expect(skipped).to_contain_text(f"1 {API_CANNOT_STOP}")
+    to_stop = page.locator("#cancel-sample")
+    expect(to_stop.locator("th", has_text="Account")).to_be_visible()
+    legacy_row = to_stop.locator("tr", has_text=messages["legacy"].recipient)
+    expect(legacy_row.locator(".ct-account")).to_have_text("default")
+    expect(legacy_row.locator(".ct-how")).to_contain_text("Asked at Clickatell")
+    held_row = to_stop.locator("tr", has_text=messages["platform held"].recipient)
+    expect(held_row.locator(".ct-account")).to_contain_text(PLATFORM)
+    expect(held_row.locator(".ct-how")).to_contain_text("Stopped here")
+    sent_row = page.locator("#cancel-skipped-rows tr", has_text=messages["platform sent"].recipient)
+    expect(sent_row.locator(".ct-account")).to_contain_text(PLATFORM)
+    expect(sent_row.locator(".ct-why")).to_contain_text(API_CANNOT_STOP)
+    check_and_shoot(page, "admin-confirm-accounts")

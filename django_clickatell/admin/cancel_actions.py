@@ -229,7 +229,7 @@ def _outcome_counts(preview: CancellationPreview) -> list[tuple[str, int, Any]]:
                 "cannot stop a submitted message)"
             ),
         ),
-        ("at_clickatell", _("asked at Clickatell to stop them (delmsg)")),
+        ("at_clickatell", _("asked at Clickatell (delmsg)")),
     )
     return [(key, getattr(preview, key), label) for key, label in labels if getattr(preview, key)]
 
