@@ -212,6 +212,28 @@ def test_the_confirmation_page_shows_each_account_and_outcome(
     assert API_CANNOT_STOP in rows[str(messages["one api handed over"].pk)]
 
 
+def test_the_confirmation_page_costs_the_same_for_any_size(
+    accounts: ClickatellSimulator, admin_client: Client
+) -> None:
+    """Grouped counts, a bounded listing: the queries do not grow with the selection."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(copies: int) -> int:
+        OutboundMessage.objects.all().delete()
+        for _ in range(copies):
+            mixed()
+        first = list(OutboundMessage.objects.values_list("pk", flat=True)[:5])
+        with CaptureQueriesContext(connection) as captured:
+            response = post_action(
+                admin_client, "cancel_delivery", first, confirm=False, select_across=True
+            )
+        assert f"{copies * 6} messages will be stopped." in text_of(response)
+        return len(captured.captured_queries)
+
+    assert queries(2) == queries(40)
+
+
 def test_the_banner_counts_what_was_done(
     accounts: ClickatellSimulator, admin_client: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
