@@ -106,8 +106,14 @@ def cancel_sms(
 ) -> CancellationRequest:
     """Stop the delivery of *messages*: at Clickatell (``delmsg``), or here if never sent.
 
-    Returns what was requested (``message_pks`` for the worker, the batch, and
-    the preview of what is skipped and why); see :mod:`.services.cancel_requests`.
+    Only what can still be stopped is taken on (``OutboundMessage.objects.stoppable()``,
+    decided per message from its account's API: a One API message already handed
+    over is skipped, since that API cannot stop it).  Returns what was done:
+    ``message_pks`` (queued for a worker to stop at Clickatell, some once their
+    send has settled), ``stopped_here`` (never handed over: stopped at once, no
+    request), ``skipped`` and ``preview`` -- the counts per outcome and per reason
+    skipped (``preview.api_cannot_stop``, ``preview.final``, …); see
+    :mod:`.services.cancel_requests`.
     """
     result = cancel_requests.request_cancellation(messages, via=Via.API, actor=actor)
     if wait:

@@ -94,7 +94,7 @@ def test_confirmed_action_queues_and_reports(
         response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
     assert len(callbacks) == 1  # one broker message, after commit
     content = response.content.decode()
-    assert "Cancellation of 4 messages queued." in content
+    assert "4 messages queued for Clickatell." in content
     assert "1 message skipped: 1 already final or stopped" in content
     batch = CancellationBatch.objects.get()
     assert (batch.total, batch.skipped, batch.requested_by) == (4, 1, admin_user)
@@ -209,7 +209,7 @@ def test_action_survives_gateway_outage(admin_client: Client, settings: Any) -> 
     pks = list(OutboundMessage.objects.values_list("pk", flat=True))
     response = admin_client.post(CHANGELIST, action_post(pks, confirm=True), follow=True)
     assert response.status_code == 200
-    assert "Cancellation of 2 messages queued." in response.content.decode()
+    assert "2 messages queued for Clickatell." in response.content.decode()
     prepare(CancellationBatch.objects.get())
     assert OutboundMessage.objects.filter(cancel_state=CancelState.PENDING).count() == 2
 

@@ -222,7 +222,7 @@ def test_operator_cancels_seven_of_ten_and_reads_the_list(
     check_and_shoot(page, "admin-confirm")
     page.click("#confirm-cancel")
     expect(page.locator(".messagelist .success")).to_contain_text(
-        "Cancellation of 6 messages queued."
+        "6 messages queued for Clickatell."
     )
     expect(page.locator(".messagelist li")).to_have_count(1)
     assert wait_until(

@@ -25,6 +25,7 @@ from django_clickatell.models import (
     Via,
 )
 from django_clickatell.services.cancel_run import HANDED_OVER
+from django_clickatell.services.cancelling import cancel_messages
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import WorkerProcess, wait_until
 from tests.every_backend import (
@@ -93,12 +94,30 @@ def _situations(simulator: ClickatellSimulator, backend: str) -> dict[str, Outbo
 
 
 def _assert_outcomes(
-    simulator: ClickatellSimulator, backend: str, messages: dict[str, OutboundMessage]
+    simulator: ClickatellSimulator,
+    backend: str,
+    messages: dict[str, OutboundMessage],
+    *,
+    selected: bool = False,
 ) -> None:
+    """*selected*: the stop went through the one rule (the admin, ``cancel_sms``), which
+    takes on only what the account's API can stop; otherwise the task was handed the keys."""
     for message in messages.values():
         message.refresh_from_db()
     scheduled, handed, delivered = messages["scheduled"], messages["handed"], messages["delivered"]
     asked = {c: simulator.counts[c] for c in ("sendmsg", "delmsg", "querymsg")}
+    if backend == "one_api" and selected:
+        # Held: stopped here.  Handed over: not taken on at all (the API has no stop call),
+        # so nothing is asked and nothing recorded as tried.
+        assert (scheduled.send_state, scheduled.cancel_state) == (
+            SendState.WITHDRAWN,
+            CancelState.CANCELLED,
+        )
+        for message in (handed, delivered):
+            assert (message.cancel_state, message.batch_id) == (CancelState.NOT_REQUESTED, None)
+        assert asked == {"sendmsg": 0, "delmsg": 0, "querymsg": 0}
+        assert not GatewayExchange.objects.filter(command__in=["delmsg", "querymsg"]).exists()
+        return
     if backend == "one_api":
         # Held: stopped here.  Handed over: too late -- no stop request (the API has none),
         # only a status query each, so the record says where it is.
@@ -142,13 +161,17 @@ def test_stop_from_the_admin(
 ) -> None:
     messages = _situations(simulator, backend)
     pks = [m.pk for m in messages.values()]
+    # On the One API only the held one is taken on: the others were handed over.
+    taken = [messages["scheduled"].pk] if backend == "one_api" else pks
     simulator.reset_counts()
     client = Client()
     client.force_login(admin_user)
     response = post_action(client, "cancel_delivery", pks, confirm=True)
     assert response.status_code == 200
-    assert wait_until(lambda: settled(pks), timeout=60), backend_worker.log_path.read_text()[-2000:]
-    _assert_outcomes(simulator, backend, messages)
+    assert wait_until(lambda: settled(taken), timeout=60), backend_worker.log_path.read_text()[
+        -2000:
+    ]
+    _assert_outcomes(simulator, backend, messages, selected=True)
     batch = CancellationBatch.objects.get()
     assert (batch.via, batch.requested_by_id) == (Via.ADMIN, admin_user.pk)
 
@@ -174,7 +197,16 @@ def test_too_late_carries_the_real_status(
     [delivered] = api.send_sms("27999000003", "delivered", wait=True)
     delivered.refresh_from_db()
     simulator.messages[str(delivered.apimsgid)].status = "004"
-    api.cancel_sms(OutboundMessage.objects.filter(pk=delivered.pk), wait=True)
+    selection = OutboundMessage.objects.filter(pk=delivered.pk)
+    if backend_name == "one_api":
+        # Not even taken on: the One API cannot stop a submitted message, and says so first.
+        result = api.cancel_sms(selection, wait=True)
+        assert (result.message_pks, result.preview.api_cannot_stop) == ([], 1)
+        assert simulator.counts["querymsg"] == 0
+        # A stop handed to a worker by key (a task) is still recorded with the real status.
+        cancel_messages([delivered.pk], via=Via.TASK)
+    else:
+        api.cancel_sms(selection, wait=True)
     delivered.refresh_from_db()
     assert delivered.cancel_state == CancelState.TOO_LATE
     assert delivered.status == "004"

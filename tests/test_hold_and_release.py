@@ -318,7 +318,7 @@ def test_held_message_stopped_from_the_admin(
     confirm = post_action(admin_client, "cancel_delivery", [message.pk], confirm=False)
     text = text_of(confirm)
     assert "1 message will be stopped." in text
-    assert "Here, at once: it was never handed to Clickatell." in text
+    assert "Stopped here, at once: it was never handed to Clickatell." in text
     with django_capture_on_commit_callbacks(execute=True):
         post_action(admin_client, "cancel_delivery", [message.pk], confirm=True)
     _assert_stopped_here(message, simulator)

@@ -335,7 +335,7 @@ def test_retry_failed_stops_requests_gave_up_and_refused_ones_again(
     text = text_of(page)
     assert "2 messages will be stopped." in text
     assert "5 selected messages have no failed stop and are left alone." in text
-    assert "At Clickatell, again (last time: Clickatell delmsg: HTTP 502)" in text
+    assert "Asked at Clickatell again (last time: Clickatell delmsg: HTTP 502)" in text
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         done = post_action(client, "retry_stops", pks, confirm=True)
     assert len(callbacks) == 1

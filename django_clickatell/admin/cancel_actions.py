@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..conf import account_aliases
 from ..dispatch import enqueue_batch
 from ..models import (
     CancellationBatch,
@@ -21,8 +22,10 @@ from ..models import (
     SendState,
     Via,
 )
+from ..selections import LOCAL_ONLY, NOT_CONFIGURED, REMOTE, StopReach, stop_reach
 from ..services.cancel_batches import BatchRequest, request_batch_cancellation
 from ..services.cancel_requests import (
+    SKIP_LABELS,
     CancellationPreview,
     preview_cancellation,
     preview_rows,
@@ -83,17 +86,41 @@ class CancelAction(ConfirmationPage):
         title: Any,
         left_alone: int = 0,
     ) -> HttpResponse:
-        preview = preview_cancellation(queryset)
+        """What the action will do, per outcome (grouped counts) and for the first rows.
+
+        The counts come from one grouped query whatever the size; the rows listed are
+        limited (``PREVIEW_ROWS`` a side).  Each row names its account when the accounts
+        differ in what they can stop, or there are several.
+        """
+        reach = stop_reach()
+        preview = preview_cancellation(queryset, reach)
         rows = preview_rows(queryset, limit=PREVIEW_ROWS)
+        show_account = (
+            len(account_aliases()) > 1
+            or queryset.exclude(account__in=reach.remote).exists()  # one cheap query
+        )
         return self.confirmation_page(
             request,
             "cancel_delivery_confirmation.html",
             title,
             action=action,
             preview=preview,
+            outcomes=_outcome_counts(preview),
             reasons=_skip_counts(preview),
-            to_stop=[(m, story.render_state(m, hint=False), _how(m)) for m in rows.to_stop],
-            skipped=[(m, story.render_state(m, hint=False), _why_skipped(m)) for m in rows.skipped],
+            show_account=show_account,
+            to_stop=[
+                (m, story.render_state(m, hint=False), _how(m, reach), _account_cell(m, reach))
+                for m in rows.to_stop
+            ],
+            skipped=[
+                (
+                    m,
+                    story.render_state(m, hint=False),
+                    _why_skipped(m),
+                    _account_cell(m, reach),
+                )
+                for m in rows.skipped
+            ],
             more_to_stop=max(preview.cancellable - len(rows.to_stop), 0),
             more_skipped=max(preview.skipped - len(rows.skipped), 0),
             left_alone=left_alone,
@@ -146,14 +173,14 @@ class CancelAction(ConfirmationPage):
     def _report_cancellation(
         self, request: HttpRequest, result: BatchRequest, published: bool
     ) -> None:
-        """One message for the whole outcome: what was queued, stopped here and skipped."""
+        """One message for the whole outcome: queued for Clickatell, stopped here, skipped."""
         queued, stopped_here = result.queued, result.stopped_here
         parts = []
         if queued and published:
             parts.append(
                 ngettext(
-                    "Cancellation of %(count)d message queued.",
-                    "Cancellation of %(count)d messages queued.",
+                    "%(count)d message queued for Clickatell.",
+                    "%(count)d messages queued for Clickatell.",
                     queued,
                 )
                 % {"count": queued}
@@ -190,15 +217,26 @@ class CancelAction(ConfirmationPage):
         )
 
 
-def _skip_counts(preview: CancellationPreview) -> list[tuple[str, int, Any]]:
-    """Each reason a message is skipped for, with how many: for the confirmation page."""
+def _outcome_counts(preview: CancellationPreview) -> list[tuple[str, int, Any]]:
+    """What happens to the messages taken on, with how many: for the confirmation page."""
     labels = (
-        ("final", _("already final or stopped (delivered, failed, expired or cancelled)")),
-        ("in_progress", _("already being stopped")),
-        ("too_late", _("handed on to the network (003): too late to stop")),
-        ("without_id", _("never reached Clickatell (rejected, or no id to name it by)")),
+        ("stop_here", _("stopped here: never handed to Clickatell, no request needed")),
+        (
+            "after_send",
+            _(
+                "being sent right now: stopped once the send has settled (here if it never "
+                "left; otherwise asked at Clickatell, or too late where the account's API "
+                "cannot stop a submitted message)"
+            ),
+        ),
+        ("at_clickatell", _("asked at Clickatell (delmsg)")),
     )
     return [(key, getattr(preview, key), label) for key, label in labels if getattr(preview, key)]
+
+
+def _skip_counts(preview: CancellationPreview) -> list[tuple[str, int, Any]]:
+    """Each reason a message is skipped for, with how many: for the confirmation page."""
+    return [(key, count, SKIP_LABELS[key]) for key, count in preview.skipped_by_reason()]
 
 
 def _skip_sentence(preview: CancellationPreview) -> str:
@@ -213,21 +251,44 @@ def _skip_sentence(preview: CancellationPreview) -> str:
     )
 
 
-def _how(message: OutboundMessage) -> str:
-    """How a message taken on will be stopped."""
-    if message.send_state in (SendState.HELD, SendState.QUEUED, SendState.FAILED):
-        return str(_("Here, at once: it was never handed to Clickatell."))
-    if message.send_state in (SendState.SENDING, SendState.VERIFYING):
-        return str(_("At Clickatell, once its send has settled."))
+def _how(message: OutboundMessage, reach: StopReach) -> str:
+    """How a message taken on will be stopped (its outcome, annotated as ``skip_reason``)."""
+    outcome = getattr(message, "skip_reason", "")
+    if outcome == "stop_here":
+        return str(_("Stopped here, at once: it was never handed to Clickatell."))
+    if outcome == "after_send":
+        if reach.of(message.account) == REMOTE:
+            return str(
+                _("Once its send has settled: here if it never left, otherwise at Clickatell.")
+            )
+        return str(
+            _(
+                "Once its send has settled: here if it never left; otherwise too late: this "
+                "account's API cannot stop a submitted message."
+            )
+        )
     if message.cancel_state in FAILED_STOPS:
         return str(
-            _("At Clickatell, again (last time: %(reason)s)")
+            _("Asked at Clickatell again (last time: %(reason)s)")
             % {
                 "reason": explanations.short_error(message.cancel_error)
                 or message.get_cancel_state_display()
             }
         )
-    return str(_("At Clickatell (delmsg)."))
+    return str(_("Asked at Clickatell (delmsg)."))
+
+
+def _account_cell(message: OutboundMessage, reach: StopReach) -> str:
+    """The account a message goes through, and what it cannot do (for the rows' column)."""
+    reach_of = reach.of(message.account)
+    if reach_of == NOT_CONFIGURED:
+        return explanations.account_not_configured(message.account)
+    if reach_of == LOCAL_ONLY:
+        return str(
+            _("%(account)s (its API cannot stop a submitted message)")
+            % {"account": message.account}
+        )
+    return message.account
 
 
 def _why_skipped(message: OutboundMessage) -> str:
@@ -248,6 +309,13 @@ def _why_skipped(message: OutboundMessage) -> str:
         )
     if reason == "too_late":
         return str(_("Clickatell has handed it on to the network (003): too late to stop."))
+    if reason == "api_cannot_stop":
+        return str(_("Handed over: too late: this account's API cannot stop a submitted message."))
+    if reason == "account_not_configured":
+        return str(
+            _("%(account)s: it was handed over, and there are no credentials to ask with.")
+            % {"account": explanations.account_not_configured(message.account)}
+        )
     if message.send_state == SendState.REJECTED:
         return str(
             _("Clickatell rejected it when it was sent (%(error)s): there is nothing to stop.")

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..models import OutboundMessage, SendState
+from ..selections import LOCAL_ONLY, NOT_CONFIGURED, stop_reach
 
 _ANSWERED = re.compile(r"^Clickatell \w+ answered ERR (?P<code>\d{3}): (?P<text>.*)$", re.S)
 _ERR_CODE = re.compile(r"\bERR (\d{3})\b")
@@ -168,19 +169,38 @@ def _explain_handed_on(message: OutboundMessage) -> tuple[str, Any]:
     return message.status_label, _("Too late to stop.")
 
 
+def account_not_configured(alias: str) -> str:
+    """ "Account not configured: <alias>": a message's account the settings no longer define."""
+    return str(_("Account not configured: %(account)s") % {"account": alias})
+
+
+def _stop_hint(message: OutboundMessage) -> str:
+    """Whether a message Clickatell has can still be stopped: as its account's API allows
+    (the rule of :func:`~..selections.stoppable_q`), never guessed for an account gone."""
+    reach = stop_reach().of(message.account)
+    if reach == LOCAL_ONLY:
+        return str(_("Too late to stop: this account's API cannot stop a submitted message."))
+    if reach == NOT_CONFIGURED:
+        return str(
+            _("%(reason)s; it cannot be stopped from here.")
+            % {"reason": account_not_configured(message.account)}
+        )
+    return str(_("Can still be stopped."))
+
+
 def _explain_scheduled(message: OutboundMessage) -> tuple[str, Any]:
     if message.scheduled_for:
         due = compact_when(message.scheduled_for)
-        return str(_("Due %(when)s.") % {"when": due}), _("Can still be stopped.")
-    return message.status_label, _("Can still be stopped.")
+        return str(_("Due %(when)s.") % {"when": due}), _stop_hint(message)
+    return message.status_label, _stop_hint(message)
 
 
 def _explain_accepted(message: OutboundMessage) -> tuple[str, Any]:
-    return str(_("Clickatell accepted it; no status reported yet.")), _("Can still be stopped.")
+    return str(_("Clickatell accepted it; no status reported yet.")), _stop_hint(message)
 
 
 def _explain_queued_at_gateway(message: OutboundMessage) -> tuple[str, Any]:
-    return message.status_label, _("Can still be stopped.")
+    return message.status_label, _stop_hint(message)
 
 
 def explain_other(message: OutboundMessage) -> tuple[str, Any]:

@@ -11,12 +11,13 @@ from django.utils.translation import gettext_lazy as _
 
 from ..conf import account_aliases
 from ..models import OutboundMessage
-from ..selections import STOPPABLE
+from ..selections import stoppable_q
 from .story import STATES
 
 
 class StoppableFilter(admin.SimpleListFilter):
-    """ "Can still be stopped": the one rule the cancel action and ``cancel_sms`` take on."""
+    """ "Can still be stopped": the one rule the cancel action and ``cancel_sms`` take on
+    (per message, from its account's capabilities: :func:`~..selections.stoppable_q`)."""
 
     title = _("what can still be stopped")
     parameter_name = "stoppable"
@@ -28,9 +29,9 @@ class StoppableFilter(admin.SimpleListFilter):
         self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
     ) -> QuerySet[OutboundMessage]:
         if self.value() == "yes":
-            return queryset.filter(STOPPABLE)
+            return queryset.filter(stoppable_q())
         if self.value() == "no":
-            return queryset.filter(~STOPPABLE)
+            return queryset.filter(~stoppable_q())
         return queryset
 
 

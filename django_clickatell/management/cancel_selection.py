@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from django_clickatell.models import CancellationBatch, OutboundMessage
-from django_clickatell.selections import STOPPABLE
+from django_clickatell.selections import stoppable_q
 from django_clickatell.services.lookups import (
     KNOWN_STATUSES,
     is_client_message_id,
@@ -130,7 +130,7 @@ def select(options: dict[str, Any]) -> Selection:
         ids |= Q(climsgid__in=options["climsgid"])
     filters = Q()
     if options.get("stoppable"):
-        filters &= STOPPABLE
+        filters &= stoppable_q()
     if statuses:
         filters &= Q(status__in=statuses)
     if after is not None:

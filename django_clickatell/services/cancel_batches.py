@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
@@ -68,7 +68,7 @@ from django.utils import timezone
 
 from ..conf import app_settings
 from ..models import BatchSelection, CancellationBatch, CancelState, OutboundMessage
-from ..selections import STOPPABLE
+from ..selections import stoppable_q
 from . import claims
 from .cancel_requests import CancellationPreview, preview_cancellation
 from .withdrawal import NEVER_SENT_STATES, withdraw
@@ -87,7 +87,11 @@ HandOn = Callable[[int, int, int], Any]
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """What the action recorded: the batch (its totals), and the counts for the report."""
+    """What the action recorded: the batch (its totals), and the counts for the report.
+
+    ``preview`` counts the skipped part by reason (the taken part is ``batch.total``:
+    ``stopped_here`` of them stopped right away, the rest ``queued`` for a worker).
+    """
 
     batch: CancellationBatch
     preview: CancellationPreview
@@ -96,7 +100,7 @@ class BatchRequest:
 
     @property
     def queued(self) -> int:
-        """Messages a worker will ask Clickatell to stop."""
+        """Messages a worker will ask Clickatell to stop (some once their send has settled)."""
         return self.batch.total - self.stopped_here
 
 
@@ -112,27 +116,31 @@ def request_batch_cancellation(
     batch = CancellationBatch.objects.create(
         requested_by_id=actor_id, via=via, prepare_touched_at=timezone.now()
     )
-    selected = _record_selection(batch, queryset)
+    stoppable = stoppable_q()  # read once: the stored selection and the counts agree
+    selected = _record_selection(batch, queryset.filter(stoppable))
     # Only the skipped part is grouped by reason: the taken part was just counted.
-    preview = replace(preview_cancellation(queryset.filter(~STOPPABLE)), cancellable=selected)
+    preview = preview_cancellation(queryset.filter(~stoppable))
     batch.total, batch.skipped = selected, preview.skipped
     batch.save(update_fields=["total", "skipped"])
     # Never sent: stopped now, before a send run could pick them up (they join the batch).
     never_sent = _selected(batch.pk) & Q(send_state__in=NEVER_SENT_STATES)
     OutboundMessage.objects.filter(never_sent).update(batch=batch)
-    stopped_here = len(withdraw(never_sent & Q(batch=batch), via=via))
+    # The scope must not repeat the send state: withdraw() reads back, by this scope, the
+    # messages it has just turned WITHDRAWN (with the state in it, it counted none).
+    stopped_here = len(withdraw(_selected(batch.pk) & Q(batch=batch), via=via))
     logger.info("Cancellation batch %s recorded %d messages via %s", batch.pk, selected, via)
     return BatchRequest(batch=batch, preview=preview, stopped_here=stopped_here)
 
 
 def _record_selection(batch: CancellationBatch, queryset: QuerySet[OutboundMessage]) -> int:
-    """The stoppable keys of *queryset*, stored as runs of consecutive keys; returns how many.
+    """The keys of *queryset* (its stoppable part), stored as runs of consecutive keys;
+    returns how many.
 
     ``key - ROW_NUMBER() OVER (ORDER BY key)`` is constant along a run of
     consecutive keys ("gaps and islands"), so grouping by it gives each run's
     first and last key: one statement, inside the database, whatever the size.
     """
-    keys = queryset.filter(STOPPABLE).order_by().values("pk")
+    keys = queryset.order_by().values("pk")
     sql, params = keys.query.sql_with_params()
     table = connection.ops.quote_name(BatchSelection._meta.db_table)
     with connection.cursor() as cursor:
@@ -225,7 +233,7 @@ def _next_chunks(batch_id: int, after: int, size: int, page: int) -> list[tuple[
 def _mark_page(batch: CancellationBatch, first: int, last: int) -> int:
     now = timezone.now()
     return OutboundMessage.objects.filter(
-        Q(pk__gte=first, pk__lte=last) & _selected(batch.pk) & STOPPABLE
+        Q(pk__gte=first, pk__lte=last) & _selected(batch.pk) & stoppable_q()
     ).update(
         cancel_state=CancelState.PENDING,
         batch=batch,

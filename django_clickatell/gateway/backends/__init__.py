@@ -52,6 +52,16 @@ def get_backend(account: str = DEFAULT_ACCOUNT) -> Backend:
     return backend_class(config.backend, config.key("BACKEND"))(config, alias=account)
 
 
+def account_capabilities(account: str = DEFAULT_ACCOUNT) -> Capabilities:
+    """What *account*'s backend can do, without building it (no client, no secret read).
+
+    ``ImproperlyConfigured`` (``UnknownAccount``, ``UnknownBackend``) when the account is
+    not configured or its ``BACKEND`` names no backend class.
+    """
+    config = account_settings(account)
+    return backend_class(config.backend, config.key("BACKEND")).current_capabilities()
+
+
 def reset_connections() -> None:
     """Drop every pooled connection and memoised session id (between tests).
 
@@ -68,6 +78,7 @@ __all__ = [
     "Capabilities",
     "OutgoingSms",
     "SendResult",
+    "account_capabilities",
     "account_settings",
     "backend_class",
     "get_backend",

@@ -104,6 +104,17 @@ class Backend(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} account={self.alias!r}>"
 
+    @classmethod
+    def current_capabilities(cls) -> Capabilities:
+        """What a backend of this class built now would declare, read without building one.
+
+        The selections ask it of every account whenever they decide what can still be
+        stopped: no client, no session, no secret is touched for that.  A class whose
+        instances may declare otherwise (the test backend's scripted capabilities)
+        answers here what its next instance will declare.
+        """
+        return cls.capabilities
+
     @cached_property
     def throttle(self) -> Throttle:
         """The account's ``MAX_REQUESTS_PER_SECOND``, shared by every process through the cache.

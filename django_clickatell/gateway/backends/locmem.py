@@ -341,6 +341,11 @@ class TestBackend(Backend):
         # An instance's own answer to the class's question; the services only read it.
         self.__dict__["capabilities"] = chosen
 
+    @classmethod
+    def current_capabilities(cls) -> Capabilities:
+        """What ``script.capabilities()`` set for the backends built from now on, if anything."""
+        return STATE.capabilities(cls.capabilities)
+
     # -- messages --------------------------------------------------------------------------
 
     def send(self, messages: Sequence[OutgoingSms]) -> list[SendResult]:

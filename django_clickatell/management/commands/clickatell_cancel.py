@@ -65,9 +65,10 @@ class Command(BaseCommand):
             "--stoppable",
             action="store_true",
             help=(
-                "Only messages that can still be stopped, from what this app knows: accepted "
-                "by Clickatell (even before any status arrived) or never handed over, not "
-                "final, not handed on (003), not already being cancelled."
+                "Only messages that can still be stopped, from what this app knows: never "
+                "handed over (on any account), or accepted by Clickatell (even before any "
+                "status arrived) through an account whose API can stop a submitted message; "
+                "not final, not handed on (003), not already being cancelled."
             ),
         )
         parser.add_argument("--scheduled-after", help="ISO 8601 date and time (inclusive).")
@@ -140,9 +141,11 @@ class Command(BaseCommand):
                 transaction.set_rollback(True)
         preview = result.preview
         skipped = preview.total - len(pks) - stopped_here
+        here = f"{stopped_here} stopped here, " if stopped_here else ""
+        why = preview.describe_skipped() if skipped == preview.skipped else ""
         self.stdout.write(
-            f"Selected {preview.total}: {len(pks)} to cancel, {skipped} skipped "
-            f"(final, too late, in progress or never sent)."
+            f"Selected {preview.total}: {len(pks)} to cancel, {here}{skipped} skipped"
+            + (f" ({why})." if why else ".")
         )
         if stopped_here:
             self.stdout.write(

@@ -164,9 +164,11 @@ class Command(BaseCommand):
             pk__in=[sent[p.recipient].pk for p in PLANS if p.stop]
         )
         request = cancel_sms(to_stop)
+        skipped = request.preview.describe_skipped()
         self.stdout.write(
             f"Cancel: one operation for {to_stop.count()} messages on both accounts "
-            f"({len(request.message_pks)} for the workers, the rest stopped here at once)"
+            f"({len(request.message_pks)} for the workers, {len(request.stopped_here)} stopped "
+            f"here at once, {request.skipped} skipped{': ' + skipped if skipped else ''})"
         )
         deadline = time.monotonic() + 15
         while to_stop.filter(cancel_state__in=[CancelState.PENDING, CancelState.IN_FLIGHT]):
