@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Task, current_app, shared_task
 from django.db import InterfaceError, OperationalError
 
 from . import dispatch
@@ -303,6 +303,16 @@ def release_due_messages() -> dict[str, int]:
     visibility timeout.
     """
     return dispatch.release_held(via=Via.TASK)
+
+
+def beat_schedule() -> Any:
+    """The beat schedule of this process's Celery app (what ``celery beat`` would run).
+
+    Read by the release-loop system check (:mod:`.release_loop`), which may not import
+    Celery itself.  Reading ``conf`` loads the app's configuration (for a Django project,
+    its ``CELERY_*`` settings); it connects to nothing.
+    """
+    return current_app.conf.beat_schedule
 
 
 @shared_task(name="django_clickatell.cleanup", ignore_result=True)
