@@ -321,12 +321,6 @@ def cleanup(days: int = 90) -> dict[str, int]:
     return delete_old_history(int(days))
 
 
-@shared_task(name="django_clickatell.requeue_stalled_cancellations", ignore_result=True)
-def requeue_stalled_cancellations() -> int:
-    """Kept for existing beat schedules: use ``requeue_stalled_work``, which does this too."""
-    return sum(requeue_stalled_work().values())
-
-
 def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, Any]:
     report = sending.send_messages(pks, via=Via.TASK, task_id=task.request.id or "")
     waiting = report.retry + report.held_elsewhere
