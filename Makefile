@@ -17,7 +17,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[celery,test,lint,redis,docs]'
+	$(PY) -m pip install --quiet -e '.[celery,dev,lint,redis,docs]'
 	touch $@
 
 install: $(STAMP)

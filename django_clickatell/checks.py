@@ -34,7 +34,9 @@ from .conf import (
     user_settings,
 )
 from .conf.errors import describe
+from .release_loop import RELEASE_TASK, release_loop_scheduled
 from .services.account import backend_problem
+from .services.scheduling import current_policy
 
 #: The view a project routes when it includes ``django_clickatell.urls`` (by dotted name:
 #: checks sit beside the views in the layers and do not import them).
@@ -116,6 +118,11 @@ PROCESS_KEY_IN_ACCOUNT = Problem(
     "a process-wide key in an account's dict (it is read from the top level only)",
 )
 
+RELEASE_LOOP_NOT_SCHEDULED = Problem(
+    "django_clickatell.W007",
+    "an account may hold scheduled messages here, but the release task is not scheduled",
+)
+
 PROBLEMS = (
     MISSING_CREDENTIAL,
     WRONG_TYPE,
@@ -136,6 +143,7 @@ PROBLEMS = (
     BAD_ALIAS,
     UNKNOWN_BACKEND,
     PROCESS_KEY_IN_ACCOUNT,
+    RELEASE_LOOP_NOT_SCHEDULED,
 )
 BY_ID = {problem.id: problem for problem in PROBLEMS}
 
@@ -174,6 +182,37 @@ def check_deployment(app_configs: Sequence[Any] | None = None, **kwargs: Any) ->
             hint="Set CALLBACK_USERNAME and CALLBACK_PASSWORD (or CALLBACK_BASIC_AUTH) to "
             "the HTTP Basic credentials entered in the Clickatell account, or stop "
             "including django_clickatell.urls.",
+        )
+    ]
+
+
+@register("django_clickatell")
+def check_release_loop(
+    app_configs: Sequence[Any] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """W007: messages would be held here and nothing releases them.
+
+    A held message looks normal ("Held here until due") and never leaves unless the
+    release loop runs; see :mod:`.release_loop` for where the schedule is looked for.
+    """
+    try:
+        holding = [alias for alias in account_aliases() if current_policy(alias).may_hold]
+    except SettingError:
+        return []  # check_settings reports the settings themselves
+    if not holding or release_loop_scheduled(databases) is not False:
+        return []
+    names = ", ".join(repr(alias) for alias in holding)
+    return [
+        RELEASE_LOOP_NOT_SCHEDULED(
+            f"Account(s) {names} hold scheduled messages in Django until they are due "
+            f"(the API cannot schedule them, or not that far ahead), but the task "
+            f"{RELEASE_TASK!r} is not in the beat schedule: such messages would never be sent.",
+            hint=f'Add {{"task": "{RELEASE_TASK}", "schedule": 30.0}} to CELERY_BEAT_SCHEDULE '
+            "(or a django-celery-beat periodic task). If cron or a systemd timer runs "
+            "'manage.py clickatell_release' instead, add 'django_clickatell.W007' to "
+            "SILENCED_SYSTEM_CHECKS.",
         )
     ]
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Task, current_app, shared_task
 from django.db import InterfaceError, OperationalError
 
 from . import dispatch
@@ -305,16 +305,20 @@ def release_due_messages() -> dict[str, int]:
     return dispatch.release_held(via=Via.TASK)
 
 
+def beat_schedule() -> Any:
+    """The beat schedule of this process's Celery app (what ``celery beat`` would run).
+
+    Read by the release-loop system check (:mod:`.release_loop`), which may not import
+    Celery itself.  Reading ``conf`` loads the app's configuration (for a Django project,
+    its ``CELERY_*`` settings); it connects to nothing.
+    """
+    return current_app.conf.beat_schedule
+
+
 @shared_task(name="django_clickatell.cleanup", ignore_result=True)
 def cleanup(days: int = 90) -> dict[str, int]:
     """Delete exchanges and unmatched callbacks older than *days* (schedule daily with beat)."""
     return delete_old_history(int(days))
-
-
-@shared_task(name="django_clickatell.requeue_stalled_cancellations", ignore_result=True)
-def requeue_stalled_cancellations() -> int:
-    """Kept for existing beat schedules: use ``requeue_stalled_work``, which does this too."""
-    return sum(requeue_stalled_work().values())
 
 
 def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, Any]:

@@ -126,6 +126,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CLICKATELL_TEST_QUEUE", "celery")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# As a project's: the release loop is scheduled (check W007), though no test runs beat.
+CELERY_BEAT_SCHEDULE = {
+    "clickatell-release": {"task": "django_clickatell.release_due_messages", "schedule": 30.0},
+}
 
 LOGGING = {
     "version": 1,

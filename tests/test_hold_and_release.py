@@ -73,7 +73,7 @@ def test_beyond_the_seven_day_horizon_it_is_held_and_not_sent(
     simulator: ClickatellSimulator,
 ) -> None:
     due = timezone.now() + timedelta(days=30)
-    [message] = send_sms("27999000001", "x", scheduled_at=due, wait=True)
+    [message] = send_sms("27999000001", "x", scheduled_for=due, wait=True)
     assert message.send_state == SendState.HELD
     assert message.scheduled_for == due
     assert message.release_at == message.scheduled_for - timedelta(days=7)
@@ -117,12 +117,12 @@ def test_a_lead_below_ten_minutes_releases_at_the_due_time(settings: Any) -> Non
         ({"deliver_in_minutes": 9}, "between 10 and 525600"),
         ({"deliver_in_minutes": 525601}, "between 10 and 525600"),
         ({"deliver_in_minutes": True}, "between 10 and 525600"),
-        ({"scheduled_at": timedelta(days=366)}, "at most a year"),
+        ({"scheduled_for": timedelta(days=366)}, "at most a year"),
     ],
 )
 def test_schedules_beyond_a_year_are_refused(options: dict[str, Any], error: str) -> None:
-    if "scheduled_at" in options:
-        options = {"scheduled_at": timezone.now() + options["scheduled_at"]}
+    if "scheduled_for" in options:
+        options = {"scheduled_for": timezone.now() + options["scheduled_for"]}
     with pytest.raises(InvalidMessage, match=error):
         composing.create_messages("27999000001", "x", **options)
     assert not OutboundMessage.objects.exists()
@@ -201,7 +201,7 @@ def test_a_backend_change_never_sends_a_held_message_early(settings: Any) -> Non
     """Composed for Clickatell to schedule it 7 days ahead, released under a backend that
     cannot schedule: held again until its due time."""
     due = timezone.now() + timedelta(days=20)
-    [message] = composing.create_messages("27999000001", "x", scheduled_at=due)
+    [message] = composing.create_messages("27999000001", "x", scheduled_for=due)
     now = due - timedelta(days=7)
     report = release_due(now, policy=NO_NATIVE)
     assert (report.released, report.rescheduled) == ([], [message.pk])
@@ -280,7 +280,7 @@ def test_a_held_message_is_stopped_here_with_no_request(
     settings: Any, simulator: ClickatellSimulator
 ) -> None:
     due = timezone.now() + timedelta(days=30)
-    [message] = send_sms("27999000001", "x", scheduled_at=due)
+    [message] = send_sms("27999000001", "x", scheduled_for=due)
     selection = OutboundMessage.objects.filter(pk=message.pk)
     assert preview_cancellation(selection).cancellable == 1
     result = request_cancellation(selection, via=Via.API)
@@ -295,7 +295,7 @@ def test_a_held_message_is_stopped_here_with_no_request(
 
 
 def _held(due_in: timedelta = timedelta(days=30), number: str = "27999000001") -> OutboundMessage:
-    [message] = send_sms(number, "held", scheduled_at=timezone.now() + due_in)
+    [message] = send_sms(number, "held", scheduled_for=timezone.now() + due_in)
     assert message.send_state == SendState.HELD
     return message
 

@@ -26,6 +26,7 @@ from django_clickatell.gateway.transport import reset_transports
 from django_clickatell.protocol.replies import ErrorReply, SentMessageReply
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import wait_until
+from tests.simulator_cli import base_url_printed_for
 
 
 @pytest.fixture
@@ -177,13 +178,9 @@ def test_command_line_takes_the_key_from_the_environment() -> None:
     )
     try:
         assert process.stdout is not None
-        process.stdout.readline()  # the legacy HTTP API
-        process.stdout.readline()  # the legacy REST API
-        line = process.stdout.readline()
-        assert "One API" in line
-        url = line.rsplit(" ", 1)[1].strip()
+        url = base_url_printed_for(process.stdout, "One API")
         request = urllib.request.Request(
-            url + "balance", headers={"Authorization": env["CLICKATELL_ONE_API_KEY"]}
+            url + "v1/balance", headers={"Authorization": env["CLICKATELL_ONE_API_KEY"]}
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.loads(response.read())["currency"] == "ZAR"

@@ -24,6 +24,8 @@ THROWAWAY_SETTINGS = textwrap.dedent(
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": "redis://127.0.0.1:6379/11"}}
     CLICKATELL = {"USERNAME": "u", "PASSWORD": "p4ssword", "API_ID": "1234567"}
+    CELERY_BEAT_SCHEDULE = {"release": {"task": "django_clickatell.release_due_messages",
+                                        "schedule": 30.0}}
     """
 )
 IMPORT_ALL = textwrap.dedent(

@@ -37,6 +37,7 @@ from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.gateway.transport import reset_transports
 from django_clickatell.protocol.replies import MessageStatusReply, SentMessageReply
 from django_clickatell.simulator import ClickatellSimulator
+from tests.simulator_cli import base_url_printed_for
 
 ROOT = "https://gw.test/rest/"
 KEY = "rest-key-0123456789abcdefXYZ"
@@ -535,7 +536,7 @@ def test_secrets_never_in_urls_errors_or_reprs(
 
 
 def test_command_line_serves_rest_with_the_key_from_the_environment() -> None:
-    env = {**os.environ, "CLICKATELL_API_KEY": "cli-rest-key"}
+    env = {**os.environ, "CLICKATELL_REST_API_KEY": "cli-rest-key"}
     process = subprocess.Popen(
         [sys.executable, "-m", "django_clickatell.simulator", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -545,9 +546,7 @@ def test_command_line_serves_rest_with_the_key_from_the_environment() -> None:
     try:
         assert process.stdout is not None
         assert "listening on http://127.0.0.1:" in process.stdout.readline()
-        line = process.stdout.readline()
-        assert "REST API on http://127.0.0.1:" in line
-        url = line.rsplit(" ", 1)[1].strip()
+        url = base_url_printed_for(process.stdout, "Legacy REST API:")
         headers = {"Authorization": "Bearer cli-rest-key", "X-Version": "1"}
         reply = requests.get(url + "account/balance", headers=headers, timeout=5)
         assert reply.status_code == 200

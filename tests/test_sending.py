@@ -111,8 +111,8 @@ def test_text_can_be_dropped_after_sending(simulator: ClickatellSimulator, setti
         # A year at most (beyond Clickatell's 7 days, messages are held here: see
         # test_hold_and_release.py).
         ({"to": "27999000001", "text": "x", "deliver_in_minutes": 525601}, "10 and 525600"),
-        ({"to": "27999000001", "text": "x", "scheduled_at": "366d"}, "a year"),
-        ({"to": "27999000001", "text": "x", "scheduled_at": "past"}, "future"),
+        ({"to": "27999000001", "text": "x", "scheduled_for": "366d"}, "a year"),
+        ({"to": "27999000001", "text": "x", "scheduled_for": "past"}, "future"),
         ({"to": ["27999000001", "27999000002"], "text": "x", "climsgid": "abc"}, "one recipient"),
         ({"to": "27999000001", "text": "x", "climsgid": "with-dash"}, "letters and digits"),
         ({"to": "27999000001", "text": "x", "callback": 9}, "callback"),
@@ -126,17 +126,17 @@ def test_invalid_messages_record_and_send_nothing(
         "366d": timezone.now() + timedelta(days=366),
         "past": timezone.now() - timedelta(minutes=1),
     }
-    if "scheduled_at" in kwargs:
-        kwargs["scheduled_at"] = when[kwargs["scheduled_at"]]
+    if "scheduled_for" in kwargs:
+        kwargs["scheduled_for"] = when[kwargs["scheduled_for"]]
     with pytest.raises(InvalidMessage, match=reason):
         send_sms(wait=True, **kwargs)
     assert not OutboundMessage.objects.exists()
     assert simulator.counts["total"] == 0
 
 
-def test_scheduled_at_is_sent_as_unix_time(simulator: ClickatellSimulator) -> None:
+def test_scheduled_for_is_sent_as_unix_time(simulator: ClickatellSimulator) -> None:
     when = timezone.now() + timedelta(days=2)
-    [message] = send_sms("27999000001", "x", scheduled_at=when, wait=True)
+    [message] = send_sms("27999000001", "x", scheduled_for=when, wait=True)
     deliver_at = simulator.messages[str(message.apimsgid)].deliver_at
     assert deliver_at is not None
     assert abs(deliver_at - when.timestamp()) < 2

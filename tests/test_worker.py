@@ -115,7 +115,7 @@ def test_stalled_cancellations_are_requeued(
     )
     # Recently queued: its task may still be on its way, so it is left alone.
     OutboundMessage.objects.filter(pk=messages[3].pk).update(cancel_state=CancelState.PENDING)
-    assert tasks.requeue_stalled_cancellations() == 3
+    assert sum(tasks.requeue_stalled_work().values()) == 3
     assert wait_until(lambda: settled(3), timeout=30)
     assert OutboundMessage.objects.get(pk=messages[3].pk).cancel_state == CancelState.PENDING
     assert simulator.executed["delmsg"] == 3

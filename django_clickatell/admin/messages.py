@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.contrib import admin
+from django.contrib.auth import get_permission_codename
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import date as format_date
@@ -47,6 +48,16 @@ class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore
     def get_queryset(self, request: HttpRequest) -> QuerySet[GatewayExchange]:
         queryset: QuerySet[GatewayExchange] = super().get_queryset(request)
         return queryset.select_related("message", "actor")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The exchange log is part of the message's record: whoever may view the message
+        sees it (read-only), without a second permission an operator would not know to ask
+        for -- the page would otherwise drop the log without a word."""
+        opts = self.parent_model._meta
+        return any(
+            request.user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
+            for action in ("view", "change")
+        )
 
     @admin.display(description=_("at"), ordering="occurred_at")
     def at(self, exchange: GatewayExchange) -> str:
@@ -130,6 +141,7 @@ class OutboundMessageAdmin(
         (
             _("Clickatell"),
             (
+                "account",
                 "apimsgid",
                 "climsgid",
                 "status",

@@ -76,7 +76,7 @@ class ClickatellSettings:
         SECRET,
         doc="API key (token) of the REST and One API backends, sent in the ``Authorization`` "
         "header only; held in a ``Secret`` like the password. Read it from the environment.",
-        example='os.environ["CLICKATELL_API_KEY"]',
+        example='os.environ["CLICKATELL_ONE_API_KEY"]',
         scope=ACCOUNT,
         required_for=API_KEY_BACKENDS,
         blank=Secret(""),

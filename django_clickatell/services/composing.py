@@ -42,7 +42,7 @@ class SendOptions:
 
     sender: str = ""
     deliver_in_minutes: int | None = None
-    scheduled_at: datetime | None = None
+    scheduled_for: datetime | None = None
     callback: int | None = None
     concat: int | None = None
     validity_minutes: int | None = None
@@ -68,9 +68,9 @@ class SendOptions:
         return fields, scheduled_for
 
     def _schedule(self, now: datetime) -> tuple[dict[str, Any], datetime | None]:
-        minutes, at = self.deliver_in_minutes, self.scheduled_at
+        minutes, at = self.deliver_in_minutes, self.scheduled_for
         if minutes is not None and at is not None:
-            raise InvalidMessage("Give deliver_in_minutes or scheduled_at, not both.")
+            raise InvalidMessage("Give deliver_in_minutes or scheduled_for, not both.")
         if minutes is not None:
             if (
                 isinstance(minutes, bool)
@@ -84,9 +84,11 @@ class SendOptions:
             return {"deliv_time": minutes}, now + timedelta(minutes=minutes)
         if at is not None:
             if timezone.is_naive(at):
-                raise InvalidMessage("scheduled_at must be timezone-aware.")
+                raise InvalidMessage("scheduled_for must be timezone-aware.")
             if not now < at <= now + MAX_AHEAD:
-                raise InvalidMessage("scheduled_at must be in the future and at most a year ahead.")
+                raise InvalidMessage(
+                    "scheduled_for must be in the future and at most a year ahead."
+                )
             return {"scheduled_time": int(at.timestamp())}, at
         return {}, None
 
@@ -112,7 +114,7 @@ def create_messages(
     *account* is the alias of the Clickatell account to send through (one of
     ``ACCOUNTS``, or ``"default"``); every later request about the messages
     uses it.  *options* are the fields of :class:`SendOptions` (``sender``,
-    ``deliver_in_minutes``, ``scheduled_at``, ``callback``, ``concat``,
+    ``deliver_in_minutes``, ``scheduled_for``, ``callback``, ``concat``,
     ``validity_minutes``).  A message due further ahead than *policy* lets
     Clickatell hold it (default: the account's backend and ``HOLD_LEAD_TIME``)
     is ``HELD``: its options keep no schedule (a relative ``deliv_time`` would

@@ -55,6 +55,12 @@ class HoldPolicy:
         at_gateway = lead if horizon is None else min(lead, horizon)
         return cls(native=True, at_gateway=at_gateway, horizon=horizon)
 
+    @property
+    def may_hold(self) -> bool:
+        """Whether some message may be held here: one the API cannot schedule at all, or
+        one beyond its horizon -- then only the release loop ever hands it over."""
+        return not self.native or self.horizon is not None
+
     def can_schedule(self, remaining: timedelta) -> bool:
         """Whether Clickatell itself can hold a message due in *remaining*."""
         return (

@@ -107,7 +107,12 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
             serve_one_api(self, url, body)
             return
         if not url.path.startswith("/http/"):
-            self.answer(404, "Not found", content_type="text/plain")
+            self.answer(
+                404,
+                f"Not found: {url.path}. BASE_URL should be {simulator.base_url} (legacy HTTP), "
+                f"{simulator.rest_url} (REST) or {simulator.root_url} (One API)",
+                content_type="text/plain",
+            )
             return
         with simulator.lock:
             simulator.in_flight += 1

@@ -155,7 +155,8 @@ def serve_one_api(handler: SimulatorRequestHandler, url: SplitResult, body: byte
             time.sleep(simulator.latency)
         command = _command(handler.command, route)
         if command is None:
-            handler.answer(404, _error(0, "Not found"), "application/json")
+            hint = f"No One API endpoint {url.path}: BASE_URL should be {simulator.root_url}"
+            handler.answer(404, _error(0, hint), "application/json")
             return
         exchange = OneApiExchange(handler, gateway, command, route, body)
         if command == "sendmsg":

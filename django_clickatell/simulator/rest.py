@@ -76,7 +76,8 @@ def serve_rest(handler: SimulatorRequestHandler, url: SplitResult, body: bytes) 
         command = _command(method, route)
         if command is None:
             status = 405 if route.startswith("message") or route == "account/balance" else 404
-            handler.answer(status, _error("", "Not found"), "application/json")
+            hint = f"No REST API endpoint {url.path}: BASE_URL should be {simulator.rest_url}"
+            handler.answer(status, _error("", hint), "application/json")
             return
         exchange = RestExchange(handler, simulator, command, method, route, query, body)
         if command == "sendmsg":

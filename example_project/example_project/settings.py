@@ -124,11 +124,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Clickatell drops an idle session after 15 minutes.
     "clickatell-ping": {"task": "django_clickatell.ping", "schedule": 600.0},
-    "clickatell-requeue": {
-        "task": "django_clickatell.requeue_stalled_cancellations",
-        "schedule": 300.0,
-    },
+    "clickatell-requeue": {"task": "django_clickatell.requeue_stalled_work", "schedule": 300.0},
     "clickatell-refresh": {"task": "django_clickatell.refresh_statuses", "schedule": 900.0},
+    # The "platform" account (One API) cannot schedule: its scheduled messages are held
+    # here and handed over when due by this task (check W007 asks for it).
+    "clickatell-release": {"task": "django_clickatell.release_due_messages", "schedule": 30.0},
 }
 
 LOGGING = {
