@@ -17,6 +17,7 @@ from .accounts import ACCOUNTS_KIND, DEFAULT_ACCOUNT, account_values, aliases
 from .base_url import BASE_URL
 from .descriptor import ACCOUNT, Derived, Option, user_settings
 from .errors import AccountKey
+from .region import REGION
 from .values import (
     API_ID,
     BASIC_USER,
@@ -347,6 +348,17 @@ class ClickatellSettings:
         "The top-level keys are the account ``default``; a named account inherits none of "
         "them. See Accounts.",
         example='{"platform": {"BACKEND": "one_api", "API_KEY": os.environ["PLATFORM_KEY"]}}',
+    )
+    default_region = Option(
+        REGION,
+        "",
+        doc='The country national phone numbers are written in (``"ZA"``), for every '
+        "account. Recipients are stored and sent as E.164 numbers (``27831234567``); with it, "
+        "digits without ``+`` or ``00`` are read as that country's numbers (``083 123 4567`` "
+        "becomes ``27831234567``) and other countries' numbers need their ``+`` or ``00``. "
+        "Left empty, a national number is refused (``InvalidMessage``) and digits without a "
+        "prefix must start with the country code. See Phone numbers in the API docs.",
+        example='"ZA"',
     )
     keep_text = Option(
         BOOLEAN,
