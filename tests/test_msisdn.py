@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
+from django.urls import reverse
 
 from django_clickatell import testing
 from django_clickatell.api import InvalidMessage, send_sms
@@ -219,3 +221,19 @@ def test_the_test_backend_records_the_normalised_number(settings: Any) -> None:
     testing.reset_outbox()
     send_sms("07911 123456", "Hello", wait=True)
     assert [sms.to for sms in testing.outbox] == ["447911123456"]
+
+
+# -- the admin -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_finds_a_number_however_it_is_written(admin_client: Client) -> None:
+    mine = OutboundMessage.objects.create(recipient="27831234567", climsgid="mine")
+    other = OutboundMessage.objects.create(recipient="27831234568", climsgid="other")
+    url = reverse("admin:django_clickatell_outboundmessage_changelist")
+    for written in ("+27 83 123 4567", "0027831234567", "27831234567"):
+        found = admin_client.get(url, {"q": written}).context["cl"].result_list
+        assert list(found) == [mine], written
+    # a part of a number, or an id, is searched as before
+    assert admin_client.get(url, {"q": "2783123456"}).context["cl"].result_count == 2
+    assert list(admin_client.get(url, {"q": "other"}).context["cl"].result_list) == [other]

@@ -100,6 +100,14 @@ def normalize_recipient(number: str, region: str | None = None) -> str:
     return parse_recipient(number, region or default_region())
 
 
+def as_recipient(text: str) -> str | None:
+    """*text* as a stored recipient if it is a whole phone number, else None (for searches)."""
+    try:
+        return normalize_recipient(text)
+    except InvalidMessage:
+        return None
+
+
 def default_region() -> str | None:
     """``DEFAULT_REGION``: the region national numbers are read in, or None (refused)."""
     return app_settings.default_region or None
