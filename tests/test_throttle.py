@@ -231,6 +231,7 @@ def test_many_backends_in_one_process_keep_to_the_limit_when_the_cache_is_down(
     settings: Any,
     closed_port: int,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Real HTTP, a real Redis cache client at a refused port, four threads, and a new
     backend for every request (as every task run builds its own): 5 a second, not 5 each."""
@@ -245,8 +246,16 @@ def test_many_backends_in_one_process_keep_to_the_limit_when_the_cache_is_down(
         {**simulator.rest_settings(), "MAX_REQUESTS_PER_SECOND": 5, "CACHE_ALIAS": "down"}
     )
     caplog.set_level(logging.WARNING, logger="django_clickatell.gateway")
-    stamps: list[float] = []
+    stamps: list[float] = []  # when each request was let through, for the per-second count
     lock = threading.Lock()
+    acquire = Throttle.acquire
+
+    def noted(gate: Throttle, command: str) -> None:
+        acquire(gate, command)
+        with lock:
+            stamps.append(time.time())
+
+    monkeypatch.setattr(Throttle, "acquire", noted)
     until = time.time() + 2.2
 
     def sender() -> None:
@@ -255,8 +264,6 @@ def test_many_backends_in_one_process_keep_to_the_limit_when_the_cache_is_down(
                 RestBackend(config).balance()
             except CommandNotSent:
                 continue
-            with lock:
-                stamps.append(time.time())
 
     threads = [threading.Thread(target=sender) for _ in range(4)]
     started = time.time()
@@ -266,8 +273,9 @@ def test_many_backends_in_one_process_keep_to_the_limit_when_the_cache_is_down(
         thread.join()
     seconds_touched = int(time.time()) - int(started) + 1
     made = simulator.counts["getbalance"]
+    assert made == len(stamps)
     assert 5 <= made <= 5 * seconds_touched  # the old per-object count let hundreds through
-    assert busiest_second(stamps) <= 5 + 2  # margin: a reply may land in the next second
+    assert busiest_second(stamps) <= 5 + 1  # margin: a thread preempted after its turn
     warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1  # once per outage, not per request or per backend
 
@@ -291,7 +299,8 @@ from django_clickatell.gateway.backends.rest import RestBackend
 
 stamps = []
 time.sleep(max(0.0, float(start_at) - time.time()))
-while time.time() < float(until):
+until = max(float(until), time.time() + 2.0)  # a process that started late still sends
+while time.time() < until:
     try:  # every request on a backend of its own, as every task run builds one
         RestBackend(ClickatellSettings()).throttle.acquire("sendmsg")
     except CommandNotSent:
