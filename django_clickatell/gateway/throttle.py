@@ -195,7 +195,9 @@ class Throttle:
                     self.rate,
                     self.processes,
                 )
-            return _PROCESS_COUNTS.take(self.key, now, self.share)
+            # Read the clock again: a cache that refuses slowly (the first connection
+            # attempt) would otherwise count this request in a second already gone.
+            return _PROCESS_COUNTS.take(self.key, self.clock(), self.share)
         if _PROCESS_COUNTS.came_back(self.key):
             logger.info(
                 "Throttle of account %r: the cache answers again; requests are counted "
