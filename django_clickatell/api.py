@@ -63,8 +63,11 @@ def send_sms(
 ) -> list[OutboundMessage]:
     """Record one message per recipient and send them (now or scheduled).
 
-    Raises :class:`InvalidMessage` (nothing recorded) for a bad number, an
-    empty text, a schedule outside 10 minutes to a year, …  A message due
+    *to* is one number or several, international (``+27 83 123 4567``,
+    ``0027831234567``, ``27831234567``; national ones only with
+    ``DEFAULT_REGION``), stored and sent as E.164 digits (``27831234567``).
+    Raises :class:`InvalidMessage` (nothing recorded, for any recipient) for a
+    bad number, an empty text, a schedule outside 10 minutes to a year, …  A message due
     further ahead than ``HOLD_LEAD_TIME`` (or any scheduled one, on a backend
     without native scheduling) is held here, ``HELD``, and handed to Clickatell
     by the release loop when due (see Scheduling in the README).

@@ -6,10 +6,11 @@ from django.contrib import admin
 
 from ..models import UnmatchedCallback
 from .common import ReadOnlyMixin
+from .search import RecipientSearch
 
 
 @admin.register(UnmatchedCallback)
-class UnmatchedCallbackAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class UnmatchedCallbackAdmin(RecipientSearch, ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "apimsgid",
         "status",

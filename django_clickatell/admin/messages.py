@@ -30,6 +30,7 @@ from .cancel_actions import CancelAction
 from .common import WIDE_PAGE, ReadOnlyMixin, WidePages
 from .filters import AccountFilter, StateFilter, StoppableFilter
 from .refresh_action import RefreshAction
+from .search import RecipientSearch
 from .send_actions import SendActions
 
 #: Characters of the text shown in the list; the whole text is on hover and on the page.
@@ -92,6 +93,7 @@ class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore
 
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(
+    RecipientSearch,
     WidePages,
     CancelAction,
     SendActions,

@@ -17,6 +17,7 @@ from .accounts import ACCOUNTS_KIND, DEFAULT_ACCOUNT, account_values, aliases
 from .base_url import BASE_URL
 from .descriptor import ACCOUNT, Derived, Option, user_settings
 from .errors import AccountKey
+from .region import REGION
 from .values import (
     API_ID,
     BASIC_USER,
@@ -241,9 +242,23 @@ class ClickatellSettings:
         "in the shared cache across every process and machine (one atomic ``incr`` per "
         "request). A request over it waits for the next second, at most 5 s in all; past that "
         "it is not made and is tried again later (never recorded as answered). ``0`` leaves "
-        "the account unthrottled. Set it to your Clickatell account's limit, or below it.",
+        "the account unthrottled. Set it to your Clickatell account's limit, or below it. "
+        "While the cache is down each process counts alone: see ``THROTTLE_PROCESSES``.",
         example="30",
         scope=ACCOUNT,
+    )
+    throttle_processes = Option(
+        count(10_000),
+        1,
+        doc="How many processes, on every machine together, make requests to Clickatell "
+        "(web processes that send, plus worker processes). Read only while the cache is "
+        "down: the processes cannot count together then, so each keeps on its own to "
+        "``MAX_REQUESTS_PER_SECOND / THROTTLE_PROCESSES`` a second (rounded down; below one "
+        "a second, one request per window of several seconds), and together they stay "
+        "within the limit as long as this is at least the real number. The default ``1`` "
+        "lets each process keep to the whole limit: N processes may then make up to N x "
+        "the limit. The outage is logged once when it starts and once when it ends.",
+        example="8",
     )
     max_in_flight = Option(
         count(32, unit="(the transport's keep-alive pool per host)"),
@@ -333,6 +348,17 @@ class ClickatellSettings:
         "The top-level keys are the account ``default``; a named account inherits none of "
         "them. See Accounts.",
         example='{"platform": {"BACKEND": "one_api", "API_KEY": os.environ["PLATFORM_KEY"]}}',
+    )
+    default_region = Option(
+        REGION,
+        "",
+        doc='The country national phone numbers are written in (``"ZA"``), for every '
+        "account. Recipients are stored and sent as E.164 numbers (``27831234567``); with it, "
+        "digits without ``+`` or ``00`` are read as that country's numbers (``083 123 4567`` "
+        "becomes ``27831234567``) and other countries' numbers need their ``+`` or ``00``. "
+        "Left empty, a national number is refused (``InvalidMessage``) and digits without a "
+        "prefix must start with the country code. See Phone numbers in the API docs.",
+        example='"ZA"',
     )
     keep_text = Option(
         BOOLEAN,

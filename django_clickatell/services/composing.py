@@ -24,10 +24,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..conf import DEFAULT_ACCOUNT, account_aliases
+from ..conf import DEFAULT_ACCOUNT, account_aliases, app_settings
 from ..exceptions import InvalidMessage
 from ..models import OutboundMessage, SendState
-from ..protocol.msisdn import normalize_msisdn
+from ..protocol.msisdn import parse_recipient
 from ..protocol.replies import is_client_message_id
 from .scheduling import MAX_AHEAD, SCHEDULE_OPTIONS, HoldPolicy, current_policy
 
@@ -93,11 +93,26 @@ class SendOptions:
         return {}, None
 
 
-def normalize_recipient(number: str) -> str:
-    digits = normalize_msisdn(number)
-    if digits is None:
-        raise InvalidMessage(f"Not an international phone number: {number[:32]!r}")
-    return digits
+def normalize_recipient(number: str, region: str | None = None) -> str:
+    """*number* in the form stored and sent (E.164 digits, ``27831234567``), or InvalidMessage.
+
+    The one MSISDN rule (:mod:`~django_clickatell.protocol.msisdn`), read with
+    ``DEFAULT_REGION`` for national numbers unless *region* is given.
+    """
+    return parse_recipient(number, region or default_region())
+
+
+def as_recipient(text: str) -> str | None:
+    """*text* as a stored recipient if it is a whole phone number, else None (for searches)."""
+    try:
+        return normalize_recipient(text)
+    except InvalidMessage:
+        return None
+
+
+def default_region() -> str | None:
+    """``DEFAULT_REGION``: the region national numbers are read in, or None (refused)."""
+    return app_settings.default_region or None
 
 
 def create_messages(
@@ -166,12 +181,17 @@ def to_send(messages: Sequence[OutboundMessage]) -> list[int]:
 
 
 def _recipients(recipients: str | Sequence[str]) -> list[str]:
+    """Every recipient normalised, before anything is recorded: one bad number refuses all."""
     numbers = [recipients] if isinstance(recipients, str) else list(recipients)
-    normalized = [normalize_recipient(n) for n in numbers]
+    region = default_region()
+    normalized = [parse_recipient(n, region) for n in numbers]
     if not normalized:
         raise InvalidMessage("No recipients.")
-    if len(set(normalized)) != len(normalized):
-        raise InvalidMessage("A recipient is listed twice.")
+    seen: set[str] = set()
+    for number in normalized:
+        if number in seen:
+            raise InvalidMessage(f"A recipient is listed twice: +{number}.")
+        seen.add(number)
     return normalized
 
 

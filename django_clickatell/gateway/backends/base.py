@@ -128,6 +128,7 @@ class Backend(abc.ABC):
             f"{config.cache_key_prefix}:throttle:{self.alias}",
             config.max_requests_per_second,
             account=self.alias,
+            processes=config.throttle_processes,
         )
 
     # -- messages --------------------------------------------------------------------------
