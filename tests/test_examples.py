@@ -75,9 +75,9 @@ def examples_in(path: Path) -> list[Example]:
             continue
         name = str(path.relative_to(ROOT))
         directive = DIRECTIVE.match(lines[number + 1]) if number + 1 < len(lines) else None
-        assert directive and directive["indent"] == marker["indent"], (
-            f"{name}:{number + 1}: a runnable marker must sit right above a python code-block"
-        )
+        where = f"{name}:{number + 1}: a runnable marker must sit right above a python code-block"
+        assert directive, where
+        assert directive["indent"] == marker["indent"], where
         body = []
         for following in lines[number + 2 :]:
             if following.strip() and len(following) - len(following.lstrip()) <= len(
@@ -126,7 +126,7 @@ class _Environment(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "1234567" if key.endswith("API_ID") else f"example-{key.lower().replace('_', '-')}"
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return self[key]
 
 
@@ -209,7 +209,7 @@ def test_code_runs(
     caplog: pytest.LogCaptureFixture,
     redis_cache: None,
 ) -> None:
-    document, backend = page
+    document = page[0]
     namespace: dict[str, Any] = {}
     with caplog.at_level(logging.WARNING, logger="django_clickatell"):
         for example in of_kind("python"):
