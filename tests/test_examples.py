@@ -44,12 +44,16 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
+from django_clickatell.models import OutboundMessage
 from django_clickatell.simulator import ClickatellSimulator
+from django_clickatell.states import SendState
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = sorted([ROOT / "README.rst", *(ROOT / "docs").glob("*.rst")])
 MARKER = re.compile(r"^(?P<indent> *)\.\. runnable: (?P<kind>[\w-]+)(?P<options>[^\n]*)$")
 DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. code-block:: python\s*$")
+#: Where a message sent by an example may end: accepted, held for later, or stopped here.
+SETTLED = (SendState.SENT, SendState.HELD, SendState.WITHDRAWN)
 KINDS = {"settings", "module", "python", "test-settings", "conftest", "pytest"}
 
 
@@ -65,7 +69,7 @@ class Example:
         return f"{self.document}:{self.line}"
 
 
-def examples_in(path: Path) -> list[Example]:
+def examples_in(path: Path, root: Path = ROOT) -> list[Example]:
     """The marked blocks of *path*; a marker not followed by a Python code block fails."""
     lines = path.read_text().splitlines()
     found = []
@@ -73,7 +77,7 @@ def examples_in(path: Path) -> list[Example]:
         marker = MARKER.match(line)
         if not marker:
             continue
-        name = str(path.relative_to(ROOT))
+        name = str(path.relative_to(root))
         directive = DIRECTIVE.match(lines[number + 1]) if number + 1 < len(lines) else None
         where = f"{name}:{number + 1}: a runnable marker must sit right above a python code-block"
         assert directive, where
@@ -147,15 +151,13 @@ def page_beat_schedule(document: str) -> dict[str, Any] | None:
     return None
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("example", of_kind("settings"), ids=str)
-def test_settings_pass_the_checks(example: Example) -> None:
+def problems_of(example: Example) -> list[str]:
+    """What the system checks say of a settings example, bar the warnings it allows."""
     values = evaluate(example)
-    if "INSTALLED_APPS" in values:
-        assert "django_clickatell" in values["INSTALLED_APPS"]
+    if "INSTALLED_APPS" in values and "django_clickatell" not in values["INSTALLED_APPS"]:
+        return ["INSTALLED_APPS lacks django_clickatell"]
     if "CLICKATELL" not in values:
-        assert values, f"{example}: defines no setting"
-        return
+        return [] if values else ["defines no setting"]
     overrides: dict[str, Any] = {"CLICKATELL": values["CLICKATELL"]}
     schedule = values.get("CELERY_BEAT_SCHEDULE") or page_beat_schedule(example.document)
     overrides["CELERY_BEAT_SCHEDULE"] = schedule or {}
@@ -166,12 +168,36 @@ def test_settings_pass_the_checks(example: Example) -> None:
             for message in checks.run_checks(include_deployment_checks=False)
             if str(message.id or "").startswith("django_clickatell.")
         ]
-    problems = [
+    return [
         f"{message.id}: {message.msg}"
         for message in found
         if message.level >= checks.ERROR or str(message.id).split(".")[-1] not in allowed
     ]
-    assert problems == [], f"{example}: {problems}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("example", of_kind("settings"), ids=str)
+def test_settings_pass_the_checks(example: Example) -> None:
+    assert problems_of(example) == [], str(example)
+
+
+@pytest.mark.django_db
+def test_a_broken_settings_example_is_reported() -> None:
+    """The check above can fail: a key missing, a typo, an unscheduled release loop."""
+    missing_key = Example("docs/x.rst", 1, "settings", {}, 'CLICKATELL = {"BACKEND": "one_api"}\n')
+    assert any("E001" in problem for problem in problems_of(missing_key))
+    code = 'CLICKATELL = {"BACKEND": "one_api", "API_KEY": "k", "TIMOUT": 3}\n'
+    typo = Example("docs/x.rst", 1, "settings", {"allow": "W007"}, code)
+    assert [problem[:22] for problem in problems_of(typo)] == ["django_clickatell.W002"]
+    unscheduled = Example("docs/x.rst", 1, "settings", {}, code.replace(', "TIMOUT": 3', ""))
+    assert [problem[:22] for problem in problems_of(unscheduled)] == ["django_clickatell.W007"]
+
+
+def test_a_marker_without_its_code_block_is_refused(tmp_path: Path) -> None:
+    page = tmp_path / "page.rst"
+    page.write_text("Text\n\n.. runnable: settings\n\nCLICKATELL = {}\n")
+    with pytest.raises(AssertionError, match="right above a python code-block"):
+        examples_in(page, root=tmp_path)
 
 
 @pytest.mark.parametrize("example", of_kind("module"), ids=str)
@@ -218,6 +244,9 @@ def test_code_runs(
             exec(compile(example.code, str(example), "exec"), namespace)  # noqa: S102
     warnings = [r.getMessage() for r in caplog.records if r.name.startswith("django_clickatell")]
     assert warnings == [], f"{document}: {warnings}"
+    # The work was done, and done well: nothing refused, failed, in doubt or left waiting.
+    unsettled = OutboundMessage.objects.exclude(send_state__in=SETTLED)
+    assert list(unsettled.values_list("send_state", "send_error")) == [], document
 
 
 # -- the testing guide, in a project of its own ----------------------------------------------
