@@ -109,3 +109,30 @@ def test_the_patches_are_undone() -> None:
     with testing.running_on_commit_work():
         assert Atomic.__exit__ is not before[1]
     assert (BaseDatabaseWrapper.on_commit, Atomic.__exit__) == before
+
+
+@pytest.mark.django_db
+def test_the_mixin_runs_the_work_under_djangos_test_runner() -> None:
+    """Django's runner has no plugin: the mixin does the same in its ``TestCase``."""
+    import unittest
+
+    from django.test import TestCase
+
+    sent: list[int] = []
+
+    class Case(testing.ClickatellTestMixin, TestCase):
+        def test_sends(self) -> None:
+            send_sms("27999000001", "Hello")
+            sent.append(len(testing.outbox))
+
+    class Plain(TestCase):
+        def test_sends(self) -> None:
+            send_sms("27999000001", "Hello")
+            sent.append(len(testing.outbox))
+
+    for case in (Case("test_sends"), Plain("test_sends")):
+        testing.reset_outbox()
+        result = unittest.TestResult()
+        case.run(result)
+        assert result.wasSuccessful(), result.errors
+    assert sent == [1, 0]  # without the mixin the work waits for a commit that never comes
