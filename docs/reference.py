@@ -1,10 +1,12 @@
-"""Write the settings and system-check references into README.rst and docs/configuration.rst.
+"""Write the settings, system-check and backend references into the docs, once.
 
 The code is the source: every key, type, bound, default, paragraph and example
 comes from the options in ``django_clickatell/conf/options.py``, every check id
-from ``PROBLEMS`` in ``django_clickatell/checks.py``.  Each file holds the
-generated text between ``.. BEGIN <name>`` and ``.. END <name>`` comments; the
-rest is written by hand.  After changing an option or a check, run::
+from ``PROBLEMS`` in ``django_clickatell/checks.py``, every backend's abilities
+from its declared capabilities.  Each region is generated into one page of the
+docs (``docs/configuration.rst``, ``docs/backends.rst``) between ``.. BEGIN
+<name>`` and ``.. END <name>`` comments; the rest is written by hand.  The README
+links to them instead of carrying a copy.  After changing an option or a check, run::
 
     .venv/bin/python docs/reference.py
 
@@ -33,9 +35,8 @@ SCOPES = {
     PROCESS: "Scope: process-wide (top level only, for every account).",
 }
 
-#: Each file and the generated regions it carries.
+#: Each file and the generated regions it carries: each region in one place only.
 FILES: dict[Path, tuple[str, ...]] = {
-    ROOT / "README.rst": ("settings reference", "system checks", "backend capabilities"),
     ROOT / "docs" / "configuration.rst": ("settings reference", "system checks"),
     ROOT / "docs" / "backends.rst": ("backend capabilities",),
 }

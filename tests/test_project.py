@@ -30,9 +30,24 @@ def test_readme_renders_cleanly() -> None:
     )
 
 
-def test_readme_opens_with_the_two_commands() -> None:
-    head = (ROOT / "README.rst").read_text()[:600]
-    assert head.index("make demo") < head.index("make test")
+def test_readme_is_for_users_first_and_contributors_after() -> None:
+    """Issue 21: the README opened with ``make demo`` / ``make test`` and ran to 1,081
+    lines, with only legacy credentials in its installation section."""
+    text = (ROOT / "README.rst").read_text()
+    assert len(text.splitlines()) <= 310
+    order = [
+        "pip install",
+        '"BACKEND": "one_api"',
+        '"API_ID"',
+        "django_clickatell.release_due_messages",
+        "[now] = send_sms(",
+        "Cancel scheduled delivery",
+        "make demo",
+        "make test",
+    ]
+    positions = [text.index(landmark) for landmark in order]
+    assert positions == sorted(positions)
+    assert text.index("Contributing\n====") > text.index("Quick start\n====")
 
 
 def imports_of(path: Path) -> set[str]:

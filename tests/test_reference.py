@@ -1,4 +1,4 @@
-"""The settings and check references in README.rst and the docs are the code's own words.
+"""The settings, check and backend references in the docs are the code's own words.
 
 ``docs/reference.py`` writes them from the options in ``conf/options.py`` and
 ``checks.PROBLEMS``; these tests fail when a committed file says something else
@@ -23,7 +23,7 @@ from django_clickatell.conf import ClickatellSettings, Derived, app_settings
 from django_clickatell.protocol.redaction import Secret
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["README.rst", "docs/configuration.rst"]
+DOCUMENTS = ["docs/configuration.rst"]
 
 
 def load_generator() -> ModuleType:
@@ -52,16 +52,24 @@ def test_committed_backend_table_is_what_the_backends_declare(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """docs/backends.rst's table is generated; a changed capability makes it stale."""
-    for document in ("docs/backends.rst", "README.rst"):
-        text = (ROOT / document).read_text()
-        assert "backend capabilities" in reference.marked_regions(text)
-        assert reference.splice(text) == text, f"{document} is stale: run docs/reference.py"
+    text = (ROOT / "docs/backends.rst").read_text()
+    assert "backend capabilities" in reference.marked_regions(text)
+    assert reference.splice(text) == text, "docs/backends.rst is stale: run docs/reference.py"
     from django_clickatell.gateway.backends.one_api import OneApiBackend
 
     text = (ROOT / "docs/backends.rst").read_text()
     changed = dataclasses.replace(OneApiBackend.capabilities, remote_stop=True)
     monkeypatch.setattr(OneApiBackend, "capabilities", changed)
     assert reference.splice(text) != text
+
+
+def test_each_reference_is_generated_once_into_the_docs() -> None:
+    """The README links to the references; a second copy would be a second thing to keep."""
+    readme = (ROOT / "README.rst").read_text()
+    assert reference.marked_regions(readme) == set()
+    assert ROOT / "README.rst" not in reference.FILES
+    owners = [region for regions in reference.FILES.values() for region in regions]
+    assert sorted(owners) == sorted(set(owners)) == sorted(reference.REGIONS)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)

@@ -477,6 +477,35 @@ def test_deliver_callback_for_another_api_product_is_refused() -> None:
         testing.deliver_callback(sent_id(result), "004", api_id="7654321")
 
 
+@pytest.mark.django_db
+def test_deliver_callback_needs_no_api_id_with_the_test_backend(settings: Any) -> None:
+    """The test backend needs no legacy credentials; its callbacks carried ``API_ID``, and
+    without one raised "missing or malformed api_id"."""
+    settings.CLICKATELL = {"BACKEND": "test", "USE_CELERY": False}
+    [result] = backend().send([sms(1)])
+    message = OutboundMessage.objects.create(
+        apimsgid=sent_id(result), climsgid="c1", recipient="27999000001", status="002"
+    )
+    assert testing.deliver_callback(message, "004") == "applied"
+    with pytest.raises(InvalidCallback, match="api_id"):  # another product is still refused
+        testing.deliver_callback(message, "004", api_id="7654321")
+
+
+@pytest.mark.usefixtures("test_backend_settings")
+def test_the_simulator_fixture_reaches_the_simulator_whatever_the_backend(
+    settings: Any, clickatell_simulator: Any
+) -> None:
+    """Test settings name the test backend; the fixture left ``BACKEND`` at "test", so a
+    test of the HTTP path never reached the simulator."""
+    assert settings.CLICKATELL["BACKEND"] == "legacy_http"
+    assert settings.CLICKATELL["BASE_URL"] == clickatell_simulator.base_url
+
+
+@pytest.fixture
+def test_backend_settings(settings: Any) -> None:
+    settings.CLICKATELL = {"BACKEND": "test", "USE_CELERY": False}
+
+
 def test_helpers_refuse_a_message_without_ids() -> None:
     with pytest.raises(ValueError, match="no apimsgid"):
         testing.set_status(OutboundMessage(recipient="27999000001"), "004")

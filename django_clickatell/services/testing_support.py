@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from ..conf import app_settings
 from ..gateway.backends import reset_connections
-from ..gateway.backends.locmem import STATE, Script, SentSms
+from ..gateway.backends.locmem import STATE, TEST_API_ID, Script, SentSms
 
 #: Every message the test backend sent in this process, in send order.
 outbox: list[SentSms] = STATE.outbox
@@ -57,7 +57,9 @@ def deliver_callback(
     gateway's current status if not given; given, the gateway takes it too, so
     a later refresh agrees) and goes through :func:`.callbacks.receive_callback`
     -- the service the callback view calls -- so signal handlers run as in
-    production.  ``api_id`` defaults to the configured ``API_ID``.  Returns the
+    production.  ``api_id`` defaults to the configured ``API_ID`` -- or, when the
+    account sets none (the test backend needs none), the test gateway's own
+    :data:`~..gateway.backends.locmem.TEST_API_ID`.  Returns the
     outcome (``applied``, ``ignored``, ``unmatched``); ``InvalidCallback`` if
     the callback would be refused.
     """
@@ -67,7 +69,7 @@ def deliver_callback(
         script.status(reference, status)
     sms = STATE.find(reference)
     when = reported_at or datetime.now(timezone.utc)
-    configured = app_settings.api_id
+    configured = app_settings.api_id or TEST_API_ID
     params = {
         "api_id": api_id or configured,
         "apiMsgId": sms.apimsgid,

@@ -69,6 +69,9 @@ QUEUED = "002"
 SCHEDULED = "011"
 STOPPED = "006"
 DEFAULT_CREDIT = Decimal("100.000000")
+#: The ``api_id`` the test gateway's status callbacks carry when the account sets no
+#: ``API_ID`` (the test backend needs no legacy credentials; a legacy callback needs one).
+TEST_API_ID = "1"
 
 #: What the test backend can do unless told otherwise: the legacy HTTP API's
 #: abilities, without sessions and with batches (so both send paths get exercised).
