@@ -13,5 +13,8 @@ class ClickatellConfig(AppConfig):
         from django.core import checks
 
         from .checks import check_settings
+        from .views import redact_request_logs
 
         checks.register(check_settings, "django_clickatell")
+        # Request logs write paths, and a One API callback's path carries its secret.
+        redact_request_logs()
