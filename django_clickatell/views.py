@@ -194,43 +194,6 @@ def callback_not_found(request: HttpRequest) -> HttpResponse:
     return _quiet(_text(404, "Not Found"))
 
 
-class RedactCallbackSecrets(logging.Filter):
-    """Replaces the secret of any One API callback path in a log record with ``[secret]``.
-
-    The callback views answer without Django's request logging, but a web
-    server's access log writes every request line: ``runserver``'s
-    (``django.server``) for every answer, a 200 included.  The app puts this
-    filter on the ``django.server`` and ``django.request`` loggers when it starts;
-    add it to your own access log's handlers too (see the security docs).
-    """
-
-    #: ``/one-api/<alias>/`` and everything after it up to a space, quote, ``?`` or ``#``.
-    PATH = re.compile(r"(one-api/[^/\s\"']*/)[^\s\"'?#]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            return True  # not ours to mend; the handler reports a broken record
-        if "one-api/" in message:
-            record.msg, record.args = self.PATH.sub(r"\1[secret]", message), ()
-        return True
-
-
-#: The filter the app puts on Django's request loggers (:func:`redact_request_logs`).
-REDACT_CALLBACK_SECRETS = RedactCallbackSecrets()
-#: The loggers that write request paths: Django's request log and ``runserver``'s access log.
-REQUEST_LOGGERS = ("django.request", "django.server")
-
-
-def redact_request_logs() -> None:
-    """Put :data:`REDACT_CALLBACK_SECRETS` on :data:`REQUEST_LOGGERS` (once; from ``ready``)."""
-    for name in REQUEST_LOGGERS:
-        request_logger = logging.getLogger(name)
-        if REDACT_CALLBACK_SECRETS not in request_logger.filters:
-            request_logger.addFilter(REDACT_CALLBACK_SECRETS)
-
-
 def _secret_matches(config: ClickatellSettings | None, presented: str) -> bool:
     """Whether *presented* is the account's callback secret, in constant time.
 

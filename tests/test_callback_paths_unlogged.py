@@ -23,6 +23,8 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.test import Client
 
+from tests.conftest import wait_until
+
 #: Django's request log and runserver's access log: both write request paths.
 REQUEST_LOGGERS = ("django.request", "django.server")
 SECRET = "Zr8_kQ2-vN5xLp0Ws7Tu4Yb1Mc9Dh6Ef3Gj-Ka8_Pq"
@@ -127,7 +129,8 @@ def runserver(configured: None) -> Iterator[tuple[str, int]]:
     server.set_app(WSGIHandler())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server.server_address[:2]
+    host, port = server.server_address[:2]
+    yield str(host), int(port)
     server.shutdown()
     server.server_close()
     thread.join(5)
@@ -153,9 +156,13 @@ def test_runserver_access_log_writes_no_secret(
     assert fetch(runserver, "GET", right + "?x=1") == 405
     for path in SECRET_PATHS.values():
         assert fetch(runserver, "POST", path) in (403, 404)
-    access = [r for r in request_logs.records if r.name == "django.server"]
-    assert len(access) == 2 + len(SECRET_PATHS)
-    assert all("one-api/" in r.getMessage() for r in access)  # the line is kept, redacted
+    expected = 2 + len(SECRET_PATHS)  # each line is written just after its answer is sent
+
+    def access() -> list[logging.LogRecord]:
+        return [r for r in request_logs.records if r.name == "django.server"]
+
+    assert wait_until(lambda: len(access()) == expected, timeout=10), len(access())
+    assert all("one-api/" in r.getMessage() for r in access())  # the line is kept, redacted
     assert_unseen(SECRET, logged(request_logs))
     for path in SECRET_PATHS.values():
         assert_unseen(secret_of(path), logged(request_logs))
@@ -163,7 +170,20 @@ def test_runserver_access_log_writes_no_secret(
 
 def test_the_filter_is_on_both_request_loggers() -> None:
     """Put there when the app starts, for every project that installs it."""
-    from django_clickatell.views import REDACT_CALLBACK_SECRETS
+    from django_clickatell.protocol.redaction import RedactCallbackSecrets
 
     for name in REQUEST_LOGGERS:
-        assert REDACT_CALLBACK_SECRETS in logging.getLogger(name).filters
+        filters = logging.getLogger(name).filters
+        assert [type(f) for f in filters].count(RedactCallbackSecrets) == 1
+
+
+def test_the_filter_mends_a_gunicorn_access_record() -> None:
+    """As documented for your own access log: gunicorn formats with a dict of atoms."""
+    from django_clickatell.protocol.redaction import RedactCallbackSecrets
+
+    atoms = {"h": "10.0.0.1", "r": f"POST /clickatell/one-api/default/{SECRET}/ HTTP/1.1"}
+    record = logging.LogRecord(
+        "gunicorn.access", logging.INFO, "", 0, '%(h)s "%(r)s"', (atoms,), None
+    )
+    assert RedactCallbackSecrets().filter(record)
+    assert record.getMessage() == '10.0.0.1 "POST /clickatell/one-api/default/[secret] HTTP/1.1"'

@@ -111,7 +111,10 @@ CLICKATELL = {
             "BACKEND": "one_api",
             "API_KEY": env("CLICKATELL_ONE_API_KEY", "demo-one-api-key"),
             "BASE_URL": env("CLICKATELL_ONE_API_URL", "http://127.0.0.1:8911/"),
-            "CALLBACK_SECRET": env("CLICKATELL_CALLBACK_SECRET", "demo-callback-secret-0123456789-Xy"),
+            # URL-safe, at least 32 characters (check W007): secrets.token_urlsafe(32).
+            "CALLBACK_SECRET": env(
+                "CLICKATELL_CALLBACK_SECRET", "demo-callback-secret-0123456789-Xy"
+            ),
         }
     },
 }
