@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -235,3 +240,84 @@ def test_simulator_callbacks_reach_a_named_legacy_account(
         simulator.callback_url = None
         simulator.callback_auth = None
         simulator.handset_delay = 1.0
+
+
+# -- the simulator from the command line: one per legacy account, each pushing callbacks ----
+
+
+@contextmanager
+def simulator_process(api_id: str, callback_url: str, pair: tuple[str, str]) -> Iterator[str]:
+    """``python -m django_clickatell.simulator`` for one legacy account; yields its base URL."""
+    env = {
+        **os.environ,
+        "CLICKATELL_PASSWORD": f"pw-{api_id}",
+        "CLICKATELL_CALLBACK_USERNAME": pair[0],
+        "CLICKATELL_CALLBACK_PASSWORD": pair[1],
+    }
+    command = [sys.executable, "-m", "django_clickatell.simulator", "--port", "0"]
+    command += ["--api-id", api_id, "--callback-url", callback_url]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "listening on http://127.0.0.1:" in first, first
+        shown = [process.stdout.readline() for _ in range(3)]
+        assert f"Legacy status callbacks (api_id {api_id}) pushed to {callback_url}" in shown[-1]
+        yield first.rsplit(" ", 1)[1].strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_the_simulators_help_lists_the_legacy_callback_settings() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "django_clickatell.simulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    for name in ("--callback-url", "--callback-username", "CLICKATELL_CALLBACK_PASSWORD"):
+        assert name in result.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simulated_legacy_accounts_push_their_callbacks_end_to_end(
+    live_server: Any, settings: Any
+) -> None:
+    """Each account's simulator pushes to the one callback URL with its own api_id and
+    pair; each account's message gets its own statuses."""
+    url = live_server.url + URL
+    with (
+        simulator_process(DEFAULT_ID, url, DEFAULT_PAIR) as first,
+        simulator_process(SECOND_ID, url, SECOND_PAIR) as second,
+    ):
+        settings.CLICKATELL = {
+            **settings.CLICKATELL,
+            "USERNAME": "demo",
+            "PASSWORD": f"pw-{DEFAULT_ID}",
+            "API_ID": DEFAULT_ID,
+            "BASE_URL": first,
+            "CALLBACK_USERNAME": DEFAULT_PAIR[0],
+            "CALLBACK_PASSWORD": DEFAULT_PAIR[1],
+            "ACCOUNTS": {
+                "second": second_account(
+                    USERNAME="demo", PASSWORD=f"pw-{SECOND_ID}", BASE_URL=second
+                )
+            },
+        }
+        [mine] = api.send_sms("27999000001", "hello", callback=3, wait=True)
+        [theirs] = api.send_sms("27999000002", "hello", callback=3, account="second", wait=True)
+
+        def delivered() -> bool:
+            statuses = OutboundMessage.objects.filter(pk__in=[mine.pk, theirs.pk])
+            return set(statuses.values_list("status", flat=True)) == {"004"}
+
+        assert wait_until(delivered, timeout=30)
+    # A callback may outrun its send's record; kept, it was then applied to its message.
+    assert not UnmatchedCallback.objects.filter(matched_message__isnull=True).exists()
+    for message in (mine, theirs):
+        callbacks = message.exchanges.filter(command="callback").order_by("pk")
+        assert list(callbacks.values_list("status", flat=True)) == ["003", "004"]
