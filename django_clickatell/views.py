@@ -148,6 +148,12 @@ def status_callback(request: HttpRequest) -> HttpResponse:
             account=config.alias,
         )
     except ForeignCallback as exc:
+        # Authenticated, so a real callback: most likely a REST account without API_ID.
+        logger.warning(
+            "Status callback refused: api_id %r is no account's API_ID (set API_ID of the "
+            "account whose API product sends it)",
+            api_id[:20],
+        )
         return _text(403, str(exc))
     except InvalidCallback as exc:
         return _text(400, str(exc))

@@ -129,11 +129,13 @@ def test_one_accounts_callback_never_touches_another_accounts_message(
 
 
 def test_an_unknown_api_id_is_refused_after_the_default_credentials(
-    client: Client, two_accounts: None
+    client: Client, two_accounts: None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="django_clickatell")
     [message] = scheduled_messages(None, 1)
     response = client.post(URL, fields(message, "999"), **basic(DEFAULT_PAIR))
     assert (response.status_code, response.content) == (403, b"Unknown api_id")
+    assert "api_id '999' is no account's API_ID" in caplog.text
     assert client.post(URL, fields(message, "999"), **basic(SECOND_PAIR)).status_code == 401
     message.refresh_from_db()
     assert message.status == "011"
