@@ -323,3 +323,30 @@ def test_two_simulated_legacy_accounts_push_their_callbacks_end_to_end(
     for message in (mine, theirs):
         callbacks = message.exchanges.filter(command="callback").order_by("pk")
         assert list(callbacks.values_list("status", flat=True)) == ["003", "004"]
+
+
+def test_a_failure_inside_a_named_accounts_callback_shows_no_secret_on_the_debug_page(
+    settings: Any, two_accounts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DEBUG on, the service broken: Django's error page shows every frame's locals and
+    the request; neither the account's callback password nor its API password is there."""
+    from django_clickatell import views
+
+    def broken(params: Any, *, api_id: str, account: str) -> str:
+        assert account == "second"  # routed to the account that owns the api_id
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(views, "receive_callback", broken)
+    settings.DEBUG = True
+    [message] = scheduled_messages(None, 1, account="second")
+    client = Client(raise_request_exception=False)
+    for accept in ("text/html", "text/plain"):
+        response = client.post(
+            URL, fields(message, SECOND_ID), HTTP_ACCEPT=accept, **basic(SECOND_PAIR)
+        )
+        assert response.status_code == 500
+        page = response.content.decode()
+        assert "database on fire" in page  # the page is the technical one
+        for secret in (SECOND_PAIR[1], "second-api-pass", DEFAULT_PAIR[1]):
+            assert secret not in page
+        assert basic(SECOND_PAIR)["HTTP_AUTHORIZATION"].split()[1] not in page
