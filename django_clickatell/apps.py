@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import logging
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
+
+from .protocol.redaction import RedactCallbackSecrets
 
 
 class ClickatellConfig(AppConfig):
@@ -15,3 +19,17 @@ class ClickatellConfig(AppConfig):
         from .checks import check_settings
 
         checks.register(check_settings, "django_clickatell")
+        redact_request_logs()
+
+
+#: The loggers that write request paths: Django's request log and runserver's access log.
+REQUEST_LOGGERS = ("django.request", "django.server")
+
+
+def redact_request_logs() -> None:
+    """Put :class:`~.protocol.redaction.RedactCallbackSecrets` on :data:`REQUEST_LOGGERS`,
+    once: a One API callback's path carries its secret."""
+    for name in REQUEST_LOGGERS:
+        request_logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactCallbackSecrets) for f in request_logger.filters):
+            request_logger.addFilter(RedactCallbackSecrets())

@@ -111,7 +111,8 @@ def deliver_callback(
     Signal handlers run as they would for Clickatell's callback.  Returns
     ``"applied"``, ``"ignored"`` (duplicate, stale or after a final status) or
     ``"unmatched"`` (kept until the message is known).  The callback carries the
-    account's ``API_ID``, or the test backend's own when none is configured.
+    ``API_ID`` of the message's account, or the test backend's own when none is
+    configured, and speaks for that account's messages only, as the callback view does.
     """
     return testing_support.deliver_callback(
         _reference(message), status, charge=charge, reported_at=reported_at, api_id=api_id

@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Sequence
 
@@ -26,8 +27,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_http_methods
 
-from .conf import MAX_CALLBACK_CREDENTIALS, ClickatellSettings, app_settings
+from .conf import MAX_CALLBACK_CREDENTIALS, ClickatellSettings, SettingError, app_settings
+from .conf.errors import describe
 from .exceptions import InvalidCallback
+from .services.callback_accounts import AmbiguousApiId, route_callback
 from .services.callbacks import (
     ForeignCallback,
     callback_account,
@@ -106,23 +109,51 @@ def matches_one(presented: tuple[Digest, Digest], candidates: Sequence[Candidate
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def status_callback(request: HttpRequest) -> HttpResponse:
+    """A legacy status callback, for whichever account owns the ``api_id`` it carries.
+
+    The account whose ``API_ID`` the callback names (see
+    :mod:`.services.callback_accounts`) authenticates it with its own
+    ``CALLBACK_*`` credentials, and only its messages are touched.  A callback
+    naming no account's ``API_ID`` is checked against the default account's
+    credentials, then refused (``403 Unknown api_id``).
+    """
+    params = request.POST if request.method == "POST" else request.GET
+    api_id = params.get("api_id", "")
     # Settings first: a settings error must not surface while a sent password is in a frame.
-    candidates = _candidates()
+    try:
+        route = route_callback(api_id)
+    except AmbiguousApiId as exc:
+        logger.error("Status callback refused: %s", exc)
+        return _text(500, "Callback settings are invalid")
+    config = route.account
+    candidates = _candidates(config)
     if not any(real for _, _, real in candidates):
         logger.error(
-            "Status callback refused: no callback credentials set (CALLBACK_USERNAME and "
-            "CALLBACK_PASSWORD, or CALLBACK_BASIC_AUTH)"
+            "Status callback for account %r refused: no callback credentials set (%s and "
+            "%s, or %s)%s",
+            config.alias,
+            describe(config.key("CALLBACK_USERNAME")),
+            describe(config.key("CALLBACK_PASSWORD")),
+            describe(config.key("CALLBACK_BASIC_AUTH")),
+            "" if route.owned else f"; no account has API_ID {api_id[:20]!r}",
         )
         return _text(403, "Callbacks are not configured")
     presented = _presented(request)
     if presented is None or not matches_one(presented, candidates):
         return _unauthorized()
-    params = request.POST if request.method == "POST" else request.GET
     try:
         outcome = receive_callback(
-            {key: params.get(key, "") for key in params}, api_id=app_settings.api_id
+            {key: params.get(key, "") for key in params},
+            api_id=config.api_id if route.owned else "",
+            account=config.alias,
         )
     except ForeignCallback as exc:
+        # Authenticated, so a real callback: most likely a REST account without API_ID.
+        logger.warning(
+            "Status callback refused: api_id %r is no account's API_ID (set API_ID of the "
+            "account whose API product sends it)",
+            api_id[:20],
+        )
         return _text(403, str(exc))
     except InvalidCallback as exc:
         return _text(400, str(exc))
@@ -145,6 +176,28 @@ def _quiet(response: HttpResponse) -> HttpResponse:
     with the path) from writing the callback URL, which carries the secret, to a log."""
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
+
+
+#: The alias of a path under ``one-api/`` (not secret), to name it in the log.
+_ONE_API_ALIAS = re.compile(r"one-api/([A-Za-z0-9_-]{1,64})/")
+
+
+@csrf_exempt
+def callback_not_found(request: HttpRequest) -> HttpResponse:
+    """Any path under the callback URLs that names no callback: a bare 404, quietly.
+
+    Django would log "Not Found: <path>" (``django.request``) and, with ``DEBUG``
+    on, render the path on its 404 page; under ``one-api/`` the path carries a
+    secret -- a mistyped one, a rotated one Clickatell still uses, or one with a
+    ``/`` that no route can match.  Logged here without the path.
+    """
+    found = _ONE_API_ALIAS.search(request.path_info)
+    logger.warning(
+        "A request to the callback URLs matched no callback%s: a mistyped or malformed "
+        "callback URL (the path is not logged: it may carry a secret)",
+        f" (One API account {found.group(1)!r})" if found else "",
+    )
+    return _quiet(_text(404, "Not Found"))
 
 
 def _secret_matches(config: ClickatellSettings | None, presented: str) -> bool:
@@ -171,6 +224,10 @@ def one_api_callback(request: HttpRequest, account: str, secret: str) -> HttpRes
     """
     try:
         return _quiet(_one_api_callback(request, account, secret))
+    except SettingError as exc:
+        # Its message names the key and the account, never the value (check E007/E008).
+        logger.error("One API callback for account %s refused: %s", account[:64], exc)
+        return _quiet(_text(500, "Callback settings are invalid"))
     except Exception:
         # Django would log the path (the secret) and a DEBUG page would show it.
         logger.exception("One API callback for account %s failed", account[:64])

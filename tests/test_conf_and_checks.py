@@ -332,7 +332,15 @@ PROBLEM_CASES: dict[str, tuple[dict[str, Any], Any, str]] = {
         None,
         NO_CALLBACK,
     ),
+    "django_clickatell.E014": (
+        {**BASE, "ACCOUNTS": {"other": {**LEGACY, "API_ID": BASE["API_ID"]}}},
+        None,
+        NO_CALLBACK,
+    ),
+    "django_clickatell.W008": ({**BASE, "CALLBACK_SECRET": "short-secret"}, None, NO_CALLBACK),
 }
+#: A secret W008 has nothing to say about: secrets.token_urlsafe(32)'s length and variety.
+GOOD_SECRET = "Xq3_vB9-kLm2Np7RsT4uWy8zA1cD5eF6gH0jK3oP9iQ"
 
 
 #: Problems that rest on more than ``CLICKATELL``, caches and URLs, tested by id in their
@@ -373,6 +381,7 @@ class TestCheckIds:
             "django_clickatell.E010",
             "django_clickatell.W003",
             "django_clickatell.W005",
+            "django_clickatell.W008",
         }
 
     def test_every_setting_error_maps_to_a_documented_id(self) -> None:
@@ -398,6 +407,12 @@ class TestCheckIds:
             ("CALLBACK_BASIC_AUTH", [("cb", f"pw{n}") for n in range(6)], "E007"),
             ("CALLBACK_BASIC_AUTH", [("cb", "")], "E008"),
             ("CALLBACK_BASIC_AUTH", [("c:b", "pw")], "E008"),
+            # A secret the callback URL cannot carry as it is (issue 19): base64's / + =.
+            ("CALLBACK_SECRET", "abcdefghij/klmnopqrstuvwxyz0123456789ABCD", "E008"),
+            ("CALLBACK_SECRET", "abcdefghij+klmnopqrstuvwxyz0123456789ABC=", "E008"),
+            ("CALLBACK_SECRET", "abcdefghij klmnopqrstuvwxyz0123456789ABCD", "E008"),
+            ("CALLBACK_SECRET", GOOD_SECRET * 7, "E007"),
+            ("CALLBACK_SECRET", 12345678, "E002"),
         ],
     )
     def test_type_bounds_and_form_are_told_apart(
@@ -413,6 +428,77 @@ class TestCheckIds:
         listed = {**BASE, "CALLBACK_BASIC_AUTH": [("cb", "x")]}
         assert ids(listed, urlconf=routed, deploy=True) == []
         assert ids(BASE, deploy=True) == []  # not routed: callbacks are not in use
+
+    def test_w003_looks_at_each_account_and_names_it(self) -> None:
+        """W003 asked for credentials the legacy account had set (it looked at the top
+        level only); now each account receiving callbacks is asked for its own."""
+        routed = "tests.urls"
+        pair = {"CALLBACK_USERNAME": "cb", "CALLBACK_PASSWORD": "x0ther-cb"}
+        one_api = {"BACKEND": "one_api", "API_KEY": "k3y", "CALLBACK_SECRET": GOOD_SECRET}
+        # A One API default account with its secret, the legacy account named, with its pair.
+        config = {**one_api, "ACCOUNTS": {"legacy": {**LEGACY, **pair}}}
+        assert ids(config, urlconf=routed, deploy=True) == []
+        # Without the pair: W003 names the account and its keys.
+        config = {**one_api, "ACCOUNTS": {"legacy": LEGACY}}
+        found = messages(config, None, routed, ["django_clickatell"])
+        assert [m.id for m in found] == ["django_clickatell.W003"]
+        assert "account 'legacy'" in found[0].msg
+        assert "settings.CLICKATELL['ACCOUNTS']['legacy']['CALLBACK_USERNAME']" in found[0].msg
+        # A One API account without its secret: W003 names CALLBACK_SECRET and its account.
+        config = {**BASE, **pair, "ACCOUNTS": {"platform": {**one_api, "CALLBACK_SECRET": ""}}}
+        found = messages(config, None, routed, ["django_clickatell"])
+        assert [m.id for m in found] == ["django_clickatell.W003"]
+        assert "settings.CLICKATELL['ACCOUNTS']['platform']['CALLBACK_SECRET']" in found[0].msg
+        # An account whose API pushes no callbacks is asked for nothing.
+        assert (
+            ids({**BASE, **pair, "ACCOUNTS": {"dev": {"BACKEND": "console"}}}, None, routed, True)
+            == []
+        )
+
+    def test_callback_checks_name_the_account_and_the_key(self) -> None:
+        other = {
+            **LEGACY,
+            "CALLBACK_USERNAME": "cb",
+            "CALLBACK_BASIC_AUTH": [("cb", LEGACY["PASSWORD"])],
+            "CALLBACK_SECRET": "too-short",
+        }
+        found = messages(
+            {**BASE, "ACCOUNTS": {"other": other}}, None, NO_CALLBACK, ["django_clickatell"]
+        )
+        by_id = {m.id: m.msg for m in found}
+        assert set(by_id) == {
+            "django_clickatell.W004",
+            "django_clickatell.W005",
+            "django_clickatell.W008",
+        }
+        where = "settings.CLICKATELL['ACCOUNTS']['other']"
+        assert f"{where}['CALLBACK_USERNAME']" in by_id["django_clickatell.W004"]
+        assert f"{where}['CALLBACK_PASSWORD']" in by_id["django_clickatell.W004"]
+        assert "account 'other'" in by_id["django_clickatell.W005"]
+        assert f"{where}['PASSWORD']" in by_id["django_clickatell.W005"]
+        assert f"{where}['CALLBACK_SECRET']" in by_id["django_clickatell.W008"]
+        assert "too-short" not in " ".join(f"{m.msg} {m.hint}" for m in found)
+
+    @pytest.mark.parametrize(
+        "secret",
+        ["a" * 40, "abab" * 10, "0123456789abcdefghijklmnopqrstu"],  # repetitive; 31 chars
+    )
+    def test_a_weak_secret_is_w007(self, secret: str) -> None:
+        assert ids({**BASE, "CALLBACK_SECRET": secret}) == ["django_clickatell.W008"]
+
+    def test_a_malformed_secret_is_named_never_shown(self) -> None:
+        secret = "S3cr3t/with+base64=chars0123456789abcdef"
+        with override_settings(
+            CLICKATELL={**BASE, "ACCOUNTS": {"other": {**LEGACY, "CALLBACK_SECRET": secret}}}
+        ):
+            found = list(run_checks(tags=["django_clickatell"]))
+            with pytest.raises(Malformed) as info:
+                account_settings("other").callback_secret  # noqa: B018
+        assert [m.id for m in found] == ["django_clickatell.E008"]
+        assert "settings.CLICKATELL['ACCOUNTS']['other']['CALLBACK_SECRET']" in found[0].msg
+        for text in (found[0].msg, str(info.value)):
+            assert "S3cr3t" not in text
+            assert "base64=" not in text
 
     def test_w003_is_a_deploy_check(self) -> None:
         """Not before every management command (routing the view before configuring it is

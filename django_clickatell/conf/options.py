@@ -22,6 +22,7 @@ from .values import (
     API_ID,
     BASIC_USER,
     BOOLEAN,
+    CALLBACK_SECRET,
     CREDENTIAL_PAIRS,
     MAX_SESSION_TTL,
     SECRET,
@@ -313,13 +314,16 @@ class ClickatellSettings:
         scope=ACCOUNT,
     )
     callback_secret = Option(
-        SECRET_OR_EMPTY,
+        CALLBACK_SECRET,
         "",
         doc="Secret in the path of the account's JSON callback URL (One API: "
         "``<prefix>/one-api/<account>/<secret>/``, set in the Clickatell portal), compared in "
         "constant time, since the API signs nothing. Until it is set every JSON callback is "
-        "refused (403). Use a long random value (``secrets.token_urlsafe(32)``); it is never "
-        "logged or stored.",
+        "refused (403). It must stand in the URL as it is: URL-safe characters only (check "
+        "``E008``; ordinary base64's ``/``, ``+`` and ``=`` are refused) and at most 128 of "
+        "them (``E007``). Use a long random value, ``secrets.token_urlsafe(32)``: a short or "
+        "repetitive one is reported by check ``W008``. It is never logged or stored, and "
+        "request logs show the path with ``[secret]`` in its place.",
         example='os.environ["CLICKATELL_CALLBACK_SECRET"]',
         scope=ACCOUNT,
     )

@@ -9,6 +9,7 @@ problem; a message names the key and echoes a value only when it is not secret.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -206,4 +207,54 @@ CREDENTIAL_PAIRS = Kind(
     _credential_pairs,
     "list of (user, password) pairs, passwords secret",
     f"at most {MAX_CALLBACK_CREDENTIALS} pairs, none empty, users without ``:``",
+)
+
+
+# -- the callback secret -------------------------------------------------------------------
+
+#: Longest ``CALLBACK_SECRET``: ``secrets.token_urlsafe(96)``; longer only makes URLs unwieldy.
+MAX_CALLBACK_SECRET = 128
+#: Shorter is weak (warning ``W008``): ``secrets.token_urlsafe(32)`` gives 43 characters.
+MIN_CALLBACK_SECRET = 32
+#: Fewer different characters is weak too (``"a" * 40``, a word repeated); ``W008``.
+MIN_CALLBACK_SECRET_VARIETY = 10
+#: What a callback secret may hold: the characters of ``secrets.token_urlsafe``, which
+#: stand in a URL path segment as they are.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _callback_secret(key: str, value: object) -> Secret:
+    """A secret that fits the callback URL as it is; no message echoes any of it."""
+    text = _string(key, value)
+    if len(text) > MAX_CALLBACK_SECRET:
+        raise OutOfRange(
+            f"{describe(key)} must be at most {MAX_CALLBACK_SECRET} characters, got "
+            f"{len(text)}: Clickatell must be able to call the URL that carries it."
+        )
+    if not _URL_SAFE.fullmatch(text):
+        raise Malformed(
+            f"{describe(key)} may hold only letters, digits, '-' and '_': it is a segment of "
+            "the callback URL, where '/', '+' or '=' (of ordinary base64) or a space would "
+            "make the URL answer 404. Generate one with secrets.token_urlsafe(32)."
+        )
+    return Secret(text)
+
+
+def weak_callback_secret(secret: str) -> str:
+    """Why *secret* is guessable ("" if it is not, or unset): for check ``W008``."""
+    if not secret:
+        return ""
+    if len(secret) < MIN_CALLBACK_SECRET:
+        return f"shorter than {MIN_CALLBACK_SECRET} characters"
+    if len(set(secret)) < MIN_CALLBACK_SECRET_VARIETY:
+        return f"made of fewer than {MIN_CALLBACK_SECRET_VARIETY} different characters"
+    return ""
+
+
+CALLBACK_SECRET = Kind(
+    _callback_secret,
+    "str, secret",
+    f"empty (unset), or at most {MAX_CALLBACK_SECRET} letters, digits, ``-`` or ``_``; "
+    f"under {MIN_CALLBACK_SECRET} characters or {MIN_CALLBACK_SECRET_VARIETY} different "
+    "ones is weak (``W008``)",
 )

@@ -15,6 +15,7 @@ other): the text is hostile and may be large.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Iterable
 
@@ -211,3 +212,40 @@ def _hex_pattern(digits: str) -> str:
 def _redact_shape(match: re.Match[str]) -> str:
     group = match.lastgroup or ""
     return match.group("p" + group[1:]) + REDACTED
+
+
+# -- callback paths in request logs ----------------------------------------------------------
+
+#: ``one-api/<alias>/`` of a One API callback path, and after it, up to a space, a quote,
+#: ``?`` or ``#``, the secret (with any ``/`` a malformed one has).  Linear: two runs of
+#: disjoint classes around one ``/``.
+_CALLBACK_PATH = re.compile(r"(one-api/[^/\s\"']{0,256}/)[^\s\"'?#]+")
+CALLBACK_SECRET_SHOWN = "[secret]"  # noqa: S105 (what is shown, not a secret)
+
+
+def redact_callback_paths(text: str) -> str:
+    """*text* with the secret of every One API callback path in it replaced."""
+    if "one-api/" not in text:
+        return text
+    return _CALLBACK_PATH.sub(rf"\1{CALLBACK_SECRET_SHOWN}", text)
+
+
+class RedactCallbackSecrets(logging.Filter):
+    """Writes ``[secret]`` in place of the secret of a One API callback path in a record.
+
+    The callback views answer without Django's request log, but an access log
+    writes every request line -- ``runserver``'s (``django.server``) for every
+    answer, a 200 included.  The app puts this filter on ``django.server`` and
+    ``django.request`` when it starts; add it to your own access log (gunicorn's
+    ``logconfig_dict``: it imports no Django code, so it loads before Django does).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            return True  # not ours to mend: the handler reports a broken record
+        redacted = redact_callback_paths(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True

@@ -17,7 +17,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 
-from ..conf import ClickatellSettings
+from ..conf import DEFAULT_ACCOUNT, ClickatellSettings
 from ..exceptions import InvalidCallback
 from ..gateway.backends import account_settings
 from ..models import OutboundMessage, UnmatchedCallback, Via
@@ -35,33 +35,35 @@ class CallbackOutcome:
     UNMATCHED = "unmatched"
 
 
-def receive_callback(params: Mapping[str, str], *, api_id: str) -> str:
+def receive_callback(
+    params: Mapping[str, str], *, api_id: str, account: str = DEFAULT_ACCOUNT
+) -> str:
     """Validate a pushed callback's fields and record it; raises ``InvalidCallback``.
 
     A callback for another API product (``api_id``) is refused as invalid too:
-    it cannot concern this account's messages.
+    it cannot concern this account's messages.  It touches *account*'s messages only.
     """
     callback = parse_callback(params)
     if callback.api_id != api_id:
         raise ForeignCallback("Unknown api_id")
-    return record_callback(callback)
+    return record_callback(callback, account=account)
 
 
 class ForeignCallback(InvalidCallback):
     """The callback names another API product than the configured one."""
 
 
-def record_callback(callback: StatusCallback) -> str:
+def record_callback(callback: StatusCallback, *, account: str = DEFAULT_ACCOUNT) -> str:
     """Apply a status callback to its message, or keep it for later matching."""
-    message = OutboundMessage.objects.filter(apimsgid=callback.apimsgid).first()
+    mine = OutboundMessage.objects.filter(account=account)
+    message = mine.filter(apimsgid=callback.apimsgid).first()
     extra: dict[str, Any] = {}
     if message is None and callback.climsgid:
-        message = OutboundMessage.objects.filter(
-            climsgid=callback.climsgid, apimsgid__isnull=True
-        ).first()
+        message = mine.filter(climsgid=callback.climsgid, apimsgid__isnull=True).first()
         extra["apimsgid"] = callback.apimsgid
     if message is None:
         return _keep_unmatched(
+            account=account,
             apimsgid=callback.apimsgid,
             climsgid=callback.climsgid,
             recipient=callback.to,

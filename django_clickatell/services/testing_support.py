@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from ..conf import app_settings
+from ..conf import account_settings
 from ..gateway.backends import reset_connections
 from ..gateway.backends.locmem import STATE, TEST_API_ID, Script, SentSms
 
@@ -57,9 +57,10 @@ def deliver_callback(
     gateway's current status if not given; given, the gateway takes it too, so
     a later refresh agrees) and goes through :func:`.callbacks.receive_callback`
     -- the service the callback view calls -- so signal handlers run as in
-    production.  ``api_id`` defaults to the configured ``API_ID`` -- or, when the
-    account sets none (the test backend needs none), the test gateway's own
-    :data:`~..gateway.backends.locmem.TEST_API_ID`.  Returns the
+    production.  ``api_id`` defaults to the ``API_ID`` of the message's account -- or,
+    when it sets none (the test backend needs none), the test gateway's own
+    :data:`~..gateway.backends.locmem.TEST_API_ID` -- and the callback speaks for that
+    account's messages only.  Returns the
     outcome (``applied``, ``ignored``, ``unmatched``); ``InvalidCallback`` if
     the callback would be refused.
     """
@@ -69,7 +70,7 @@ def deliver_callback(
         script.status(reference, status)
     sms = STATE.find(reference)
     when = reported_at or datetime.now(timezone.utc)
-    configured = app_settings.api_id or TEST_API_ID
+    configured = account_settings(sms.account).api_id or TEST_API_ID
     params = {
         "api_id": api_id or configured,
         "apiMsgId": sms.apimsgid,
@@ -80,7 +81,7 @@ def deliver_callback(
         "status": STATE.status_of(sms.apimsgid),
         "charge": "" if charge is None else f"{Decimal(charge):f}",
     }
-    return receive_callback(params, api_id=configured)
+    return receive_callback(params, api_id=configured, account=sms.account)
 
 
 __all__ = [

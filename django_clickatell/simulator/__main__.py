@@ -113,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
         "--callback-url", default=env(CALLBACK_URL.name) or None, help=CALLBACK_URL.help
     )
     arguments.add_argument(
+        "--callback-username",
+        default=env(CALLBACK_USERNAME.name) or None,
+        help=CALLBACK_USERNAME.help + f" (its password: ${CALLBACK_PASSWORD.name})",
+    )
+    arguments.add_argument(
         "--callback-method",
         choices=("GET", "POST"),
         default="POST",
@@ -131,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     env = os.environ.get
-    callback_user = env(CALLBACK_USERNAME.name, "")
+    callback_user = args.callback_username or ""
     callback_auth = (callback_user, env(CALLBACK_PASSWORD.name, "")) if callback_user else None
     simulator = ClickatellSimulator(
         args.host,

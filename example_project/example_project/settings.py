@@ -111,7 +111,10 @@ CLICKATELL = {
             "BACKEND": "one_api",
             "API_KEY": env("CLICKATELL_ONE_API_KEY", "demo-one-api-key"),
             "BASE_URL": env("CLICKATELL_ONE_API_URL", "http://127.0.0.1:8911/"),
-            "CALLBACK_SECRET": env("CLICKATELL_CALLBACK_SECRET", "demo-callback-secret-0123456789"),
+            # URL-safe, at least 32 characters (check W008): secrets.token_urlsafe(32).
+            "CALLBACK_SECRET": env(
+                "CLICKATELL_CALLBACK_SECRET", "demo-callback-secret-0123456789-Xy"
+            ),
         }
     },
 }
@@ -127,7 +130,7 @@ CELERY_BEAT_SCHEDULE = {
     "clickatell-requeue": {"task": "django_clickatell.requeue_stalled_work", "schedule": 300.0},
     "clickatell-refresh": {"task": "django_clickatell.refresh_statuses", "schedule": 900.0},
     # The "platform" account (One API) cannot schedule: its scheduled messages are held
-    # here and handed over when due by this task (check W007 asks for it).
+    # here and handed over when due by this task (check W008 asks for it).
     "clickatell-release": {"task": "django_clickatell.release_due_messages", "schedule": 30.0},
 }
 
