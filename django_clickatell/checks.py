@@ -116,6 +116,15 @@ PROCESS_KEY_IN_ACCOUNT = Problem(
     "a process-wide key in an account's dict (it is read from the top level only)",
 )
 
+# -- open work of an account that is not in the settings (a database check) ------------------
+ACCOUNT_MISSING_WITH_WORK = Problem(
+    "django_clickatell.W010",
+    "an account not in ``ACCOUNTS`` has open work in the database; it waits until the "
+    "account is back (database check: ``migrate``, ``check --database``)",
+)
+#: Problems found by reading the database: reported only when Django passes ``databases``.
+DATABASE_PROBLEMS = (ACCOUNT_MISSING_WITH_WORK,)
+
 PROBLEMS = (
     MISSING_CREDENTIAL,
     WRONG_TYPE,
@@ -136,6 +145,7 @@ PROBLEMS = (
     BAD_ALIAS,
     UNKNOWN_BACKEND,
     PROCESS_KEY_IN_ACCOUNT,
+    *DATABASE_PROBLEMS,
 )
 BY_ID = {problem.id: problem for problem in PROBLEMS}
 
@@ -378,3 +388,47 @@ def _routes_callback(patterns: Iterable[URLPattern | URLResolver]) -> bool:
         elif pattern.lookup_str == CALLBACK_VIEW:
             return True
     return False
+
+
+# -- open work of an account that is not in the settings -----------------------------------
+
+
+@register(Tags.database, "django_clickatell")
+def check_waiting_work(
+    app_configs: Sequence[Any] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """W010: accounts that are not in the settings but have queued, held, in-doubt messages
+    or queued stops -- which wait until the account is back (services/waiting.py).
+
+    Django's rule for database checks: only with ``databases`` (``migrate``,
+    ``check --database``).  Fails safe: a database that does not exist yet, or
+    tables not migrated yet, report nothing (the query runs in a savepoint, so a
+    caller's transaction is not spoilt).
+    """
+    from django.db import DatabaseError, router, transaction
+
+    from .models import OutboundMessage
+    from .services.waiting import open_work_of_missing_accounts
+
+    found: dict[str, int] = {}
+    for alias in databases or ():
+        if not router.allow_migrate_model(alias, OutboundMessage):
+            continue
+        try:
+            with transaction.atomic(using=alias):
+                for account, count in open_work_of_missing_accounts(alias).items():
+                    found[account] = found.get(account, 0) + count
+        except DatabaseError:
+            continue  # not there or not migrated yet: nothing can be waiting in it
+    return [
+        ACCOUNT_MISSING_WITH_WORK(
+            f"Clickatell account {account[:40]!r} is not in settings.CLICKATELL['ACCOUNTS'], "
+            f"but {count} of its messages are queued, held, in doubt or have a stop queued. "
+            "They wait, and go out (each once) when the account is configured again.",
+            hint=f"Add {account[:40]!r} back to ACCOUNTS, or stop its messages "
+            f"(manage.py clickatell_cancel, or the admin).",
+        )
+        for account, count in sorted(found.items())
+    ]

@@ -172,9 +172,7 @@ class OutboundMessage(models.Model):
         editable=False,
         help_text=_("Why its send, release or stop waits; it goes out once this is resolved."),
     )
-    waiting_since = models.DateTimeField(
-        _("waiting since"), null=True, blank=True, editable=False
-    )
+    waiting_since = models.DateTimeField(_("waiting since"), null=True, blank=True, editable=False)
     # The one lease on a message, whoever holds it (a send run or a cancel run): see
     # services/claims.py.  ``updated_at`` is maintained by every service write, so
     # stall detection can tell work that is waiting from work that was lost.

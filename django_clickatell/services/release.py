@@ -91,7 +91,12 @@ def release_due(
     token = claims.new_token()
     with transaction.atomic():
         claim = claims.acquire(
-            pks, token, eligible=eligible, updates={"send_state": SendState.QUEUED}, fields=_FIELDS
+            pks,
+            token,
+            eligible=eligible,
+            # Released: whatever it waited for (its account, back now) is over.
+            updates={"send_state": SendState.QUEUED, "waiting_for": "", "waiting_since": None},
+            fields=_FIELDS,
         )
         going: list[OutboundMessage] = []
         rewritten: list[OutboundMessage] = []  # options changed: written back in one query
