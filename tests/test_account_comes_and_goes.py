@@ -135,7 +135,8 @@ def test_removed_accounts_work_waits_and_goes_out_once_when_back(
     assert "its stop is sent to Clickatell when the account is configured again" in page
     # A clear error names each account whose work waits.
     errors = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
-    assert "account 'legacy' wait" in errors and "account 'platform' wait" in errors
+    assert "account 'legacy' wait" in errors
+    assert "account 'platform' wait" in errors
 
     # The accounts are back: the periodic tasks alone send and stop each once.
     with_accounts(settings, simulator)
@@ -197,7 +198,8 @@ def test_the_check_names_accounts_with_open_work(
         "Clickatell account 'legacy'",
         "Clickatell account 'platform'",
     ]
-    assert "4 of its messages" in found[0].msg and "2 of its messages" in found[1].msg
+    assert "4 of its messages" in found[0].msg
+    assert "2 of its messages" in found[1].msg
     assert all(not m.is_serious() for m in found)  # a warning: the work waits, it is not lost
 
 

@@ -227,7 +227,8 @@ def test_a_message_of_an_account_since_removed_waits(
     assert (report.sent, report.retry, report.waiting) == ([], [], [message.pk])
     message.refresh_from_db()
     assert (message.send_state, message.waiting_for) == (SendState.QUEUED, WaitingFor.ACCOUNT)
-    assert message.waiting_since is not None and message.claim_token == ""
+    assert message.waiting_since is not None
+    assert message.claim_token == ""
     assert not message.exchanges.exists()  # no request was made, so none is logged
     assert sum(gateway.counts["total"] for gateway in two_accounts) == 0
 
