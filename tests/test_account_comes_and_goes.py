@@ -62,6 +62,11 @@ def due_held(recipient: str, account: str) -> OutboundMessage:
 @pytest.fixture
 def open_work(simulator: ClickatellSimulator, settings: Any) -> dict[str, OutboundMessage]:
     """Open work of both accounts, recorded while they were configured."""
+    return record_open_work(simulator, settings)
+
+
+def record_open_work(simulator: ClickatellSimulator, settings: Any) -> dict[str, OutboundMessage]:
+    """Queued, in doubt and held messages of both accounts, and a stop queued for one sent."""
     simulator.one_api.reset()
     with_accounts(settings, simulator)
     [legacy_queued] = composing.create_messages("27990000001", "q", account="legacy")
