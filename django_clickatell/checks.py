@@ -119,8 +119,7 @@ PROCESS_KEY_IN_ACCOUNT = Problem(
 # -- open work of an account that is not in the settings (a database check) ------------------
 ACCOUNT_MISSING_WITH_WORK = Problem(
     "django_clickatell.W010",
-    "an account not in ``ACCOUNTS`` has open work in the database; it waits until the "
-    "account is back (database check: ``migrate``, ``check --database``)",
+    "an account not in ``ACCOUNTS`` has open work, which waits for it (``check --database``)",
 )
 #: Problems found by reading the database: reported only when Django passes ``databases``.
 DATABASE_PROBLEMS = (ACCOUNT_MISSING_WITH_WORK,)

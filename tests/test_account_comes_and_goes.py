@@ -23,7 +23,7 @@ from django.core.checks import run_checks
 from django.test import Client
 from django.utils import timezone
 
-from django_clickatell import checks, dispatch, tasks
+from django_clickatell import api, checks, dispatch, tasks
 from django_clickatell.admin.story import describe
 from django_clickatell.models import CancelState, OutboundMessage, SendState, Via
 from django_clickatell.services import composing, refreshing
@@ -219,3 +219,32 @@ def test_the_check_is_quiet_about_a_database_it_cannot_read(settings: Any) -> No
             assert checks.check_waiting_work(databases=["default"]) == []
         finally:
             cursor.execute("ALTER TABLE _away RENAME TO django_clickatell_outboundmessage")
+
+
+def test_waiting_messages_never_handed_over_can_still_be_stopped_here(
+    open_work: dict[str, OutboundMessage],
+    simulator: ClickatellSimulator,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """A removed account's held and queued messages need no request to stop: stopped here."""
+    without_accounts(settings)
+    run_every_periodic_path(open_work)
+    simulator.reset_counts()
+    never_sent = [open_work[k].pk for k in ("platform held", "legacy queued")]
+    api.cancel_sms(OutboundMessage.objects.filter(pk__in=never_sent), wait=True)
+    states = set(
+        OutboundMessage.objects.filter(pk__in=never_sent).values_list("send_state", "cancel_state")
+    )
+    assert states == {(SendState.WITHDRAWN, CancelState.CANCELLED)}
+    assert simulator.counts["total"] == 0
+    assert all(
+        describe(m).key == "stopped_here" for m in OutboundMessage.objects.filter(pk__in=never_sent)
+    )
+    # Once back, the requeue hands on what still waits -- and not these.
+    with_accounts(settings, simulator)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.requeue_stalled()
+    assert simulator.sendmsg_requests_by_recipient() == {
+        open_work[k].recipient: 1 for k in ("platform queued", "legacy in doubt")
+    }
