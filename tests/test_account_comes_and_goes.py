@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.core.checks import run_checks
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -248,3 +250,19 @@ def test_waiting_messages_never_handed_over_can_still_be_stopped_here(
     assert simulator.sendmsg_requests_by_recipient() == {
         open_work[k].recipient: 1 for k in ("platform queued", "legacy in doubt")
     }
+
+
+def test_clickatell_cancel_says_the_stop_waits_for_its_account(
+    open_work: dict[str, OutboundMessage], simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """``--sync`` on a removed account: exit 4 ("left waiting"), and why; nothing asked."""
+    without_accounts(settings)
+    stop = open_work["legacy stop"]
+    out = StringIO()
+    with pytest.raises(CommandError, match="their account is not in") as error:
+        call_command("clickatell_cancel", "--resume", "--sync", str(stop.pk), stdout=out)
+    assert error.value.returncode == 4
+    assert "waiting for their account 1" in out.getvalue()
+    stop.refresh_from_db()
+    assert (stop.cancel_state, stop.waiting_for) == (CancelState.PENDING, "account")
+    assert simulator.counts["total"] == 0
