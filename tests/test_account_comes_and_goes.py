@@ -266,3 +266,27 @@ def test_clickatell_cancel_says_the_stop_waits_for_its_account(
     stop.refresh_from_db()
     assert (stop.cancel_state, stop.waiting_for) == (CancelState.PENDING, "account")
     assert simulator.counts["total"] == 0
+
+
+def test_untried_stops_of_a_missing_account_wait_when_the_run_gives_up(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """The last try fails on another account's gateway error: the stops it could not try
+    are given up -- except those whose account is missing, which wait for it."""
+    with_accounts(settings, simulator)
+    # The run goes by key: the default account's stop first, then the legacy account's.
+    [first] = scheduled_messages(simulator, 1, send_state=SendState.SENT)
+    [stop] = scheduled_messages(
+        simulator, 1, send_state=SendState.SENT, account="legacy", recipient="27990000009"
+    )
+    pks = [first.pk, stop.pk]
+    OutboundMessage.objects.filter(pk__in=pks).update(cancel_state=CancelState.PENDING)
+    without_accounts(settings)
+    simulator.inject("http_502", command="delmsg")
+    tasks.cancel_messages.apply(args=(pks,), kwargs=LAST_TRY)
+    first.refresh_from_db()
+    stop.refresh_from_db()
+    assert first.cancel_state == CancelState.GAVE_UP  # its own gateway failed: as before
+    assert (stop.cancel_state, stop.waiting_for) == (CancelState.PENDING, "account")
+    assert stop.cancel_error == ""
+    assert not stop.exchanges.exists()

@@ -333,7 +333,10 @@ def _release(
     if not pks:
         return
     if give_up:
-        pks = waiting.stops_set_aside(pks, token)  # their account is missing: they wait
+        rest = waiting.stops_set_aside(pks, token)  # their account is missing: they wait
+        kept = set(rest)
+        report.waiting.extend(pk for pk in pks if pk not in kept)
+        pks = rest
         claims.release(
             pks,
             token,
