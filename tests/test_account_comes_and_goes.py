@@ -147,6 +147,9 @@ def test_removed_accounts_work_waits_and_goes_out_once_when_back(
 
     # The accounts are back: the periodic tasks alone send and stop each once.
     with_accounts(settings, simulator)
+    back = describe(rows["platform held"])
+    assert (back.key, back.hint) == ("waiting", "Nothing to do.")
+    assert "Account “platform” is configured again: it is handed to Clickatell" in back.reason
     for _ in range(2):  # a second round finds nothing left to do
         with capture_on_commit(execute=True):  # (work is handed on once committed)
             dispatch.release_held()

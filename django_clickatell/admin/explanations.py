@@ -191,13 +191,16 @@ def explain_other(message: OutboundMessage) -> tuple[str, Any]:
 
 def _explain_waiting(message: OutboundMessage) -> tuple[str, Any]:
     """Waiting for its account: what waits, since when, and what happens once it is back."""
+    if message.waiting_for != WaitingFor.ACCOUNT:
+        return str(message.get_waiting_for_display()), ""
     account, since = message.account, compact_when(message.waiting_since)
-    if message.cancel_state == CancelState.PENDING and message.send_state not in (
+    stop = message.cancel_state == CancelState.PENDING and message.send_state not in (
         SendState.HELD,
         SendState.QUEUED,
         SendState.SENDING,
         SendState.VERIFYING,
-    ):
+    )
+    if stop:
         what = _("its stop is sent to Clickatell")
     elif message.send_state == SendState.HELD:
         what = _("it is handed to Clickatell")
@@ -205,23 +208,21 @@ def _explain_waiting(message: OutboundMessage) -> tuple[str, Any]:
         what = _("Clickatell is asked whether it has it (nothing is resent before)")
     else:
         what = _("it goes out")
-    if message.waiting_for != WaitingFor.ACCOUNT:
-        return str(message.get_waiting_for_display()), ""
-    if missing_account(account):
+    if not missing_account(account):
         reason = _(
-            "Waiting: account “%(account)s” is not in the settings since %(since)s — "
-            "%(what)s when the account is configured again."
-        ) % {"account": account, "since": since, "what": what}
-        hint = _("Add “%(account)s” back to settings.CLICKATELL[“%(key)s”], or stop it.") % {
-            "account": account,
-            "key": ACCOUNTS,
-        }
-        return str(reason), hint
+            "Account “%(account)s” is configured again: %(what)s at the next run of "
+            "requeue_stalled_work (or the release loop)."
+        ) % {"account": account, "what": what}
+        return str(reason), _("Nothing to do.")
     reason = _(
-        "Account “%(account)s” is configured again: %(what)s at the next run of "
-        "requeue_stalled_work (or the release loop)."
-    ) % {"account": account, "what": what}
-    return str(reason), _("Nothing to do.")
+        "Waiting: account “%(account)s” is not in the settings since %(since)s — "
+        "%(what)s when the account is configured again."
+    ) % {"account": account, "since": since, "what": what}
+    if stop:
+        hint = _("Add “%(account)s” back to settings.CLICKATELL[“%(key)s”].")
+    else:
+        hint = _("Add “%(account)s” back to settings.CLICKATELL[“%(key)s”], or stop it here.")
+    return str(reason), hint % {"account": account, "key": ACCOUNTS}
 
 
 EXPLAIN = {
