@@ -22,6 +22,13 @@ pause of the account is meant to be the next, through the same functions.
   hands each message on, and returns them for the send and stop paths, which
   claim them again before any request: each goes out once.  Held ones need no
   hand-on: the release loop takes them once their account is usable.
+
+A new reason (the pause of issue 22) is a :class:`~..states.WaitingFor` value,
+an entry in :func:`obstacles` (which accounts it holds back, as a ``Q``) and a
+test in :func:`send_waits_for` (by ``backend.alias``); :func:`request_waits_for`
+stays as it is when the reason must never hold a stop.  The admin's "Waiting"
+state, the requeue, the release loop, the logs and the task budgets then treat
+it like a missing account, with no other change.
 """
 
 from __future__ import annotations
