@@ -154,6 +154,8 @@ def stops_set_aside(pks: list[int], token: str) -> list[int]:
         return pks
     aside: set[int] = set()
     for reason, held_back in obstacles():
+        if reason != WaitingFor.ACCOUNT:
+            continue  # only a missing account holds a stop back (a pause never does)
         mine = OutboundMessage.objects.filter(held_back, pk__in=pks, claim_token=token)
         found = set(mine.values_list("pk", flat=True))
         claims.release(found, token, cancel_state=CancelState.PENDING, **marks(reason))
