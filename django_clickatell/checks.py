@@ -140,6 +140,14 @@ RELEASE_LOOP_NOT_SCHEDULED = Problem(
     "an account may hold scheduled messages here, but the release task is not scheduled",
 )
 
+# -- open work of an account that is not in the settings (a database check) ------------------
+ACCOUNT_MISSING_WITH_WORK = Problem(
+    "django_clickatell.W009",
+    "an account not in ``ACCOUNTS`` has open work, which waits for it (``check --database``)",
+)
+#: Problems found by reading the database: reported only when Django passes ``databases``.
+DATABASE_PROBLEMS = (ACCOUNT_MISSING_WITH_WORK,)
+
 PROBLEMS = (
     MISSING_CREDENTIAL,
     WRONG_TYPE,
@@ -163,6 +171,7 @@ PROBLEMS = (
     RELEASE_LOOP_NOT_SCHEDULED,
     AMBIGUOUS_API_ID,
     WEAK_CALLBACK_SECRET,
+    *DATABASE_PROBLEMS,
 )
 BY_ID = {problem.id: problem for problem in PROBLEMS}
 
@@ -496,3 +505,47 @@ def _views_in(patterns: Iterable[URLPattern | URLResolver]) -> set[str]:
         else:
             found.add(pattern.lookup_str)
     return found
+
+
+# -- open work of an account that is not in the settings -----------------------------------
+
+
+@register(Tags.database, "django_clickatell")
+def check_waiting_work(
+    app_configs: Sequence[Any] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """W009: accounts that are not in the settings but have queued, held, in-doubt messages
+    or queued stops -- which wait until the account is back (services/waiting.py).
+
+    Django's rule for database checks: only with ``databases`` (``migrate``,
+    ``check --database``).  Fails safe: a database that does not exist yet, or
+    tables not migrated yet, report nothing (the query runs in a savepoint, so a
+    caller's transaction is not spoilt).
+    """
+    from django.db import DatabaseError, router, transaction
+
+    from .models import OutboundMessage
+    from .services.waiting import open_work_of_missing_accounts
+
+    found: dict[str, int] = {}
+    for alias in databases or ():
+        if not router.allow_migrate_model(alias, OutboundMessage):
+            continue
+        try:
+            with transaction.atomic(using=alias):
+                for account, count in open_work_of_missing_accounts(alias).items():
+                    found[account] = found.get(account, 0) + count
+        except DatabaseError:
+            continue  # not there or not migrated yet: nothing can be waiting in it
+    return [
+        ACCOUNT_MISSING_WITH_WORK(
+            f"Clickatell account {account[:40]!r} is not in settings.CLICKATELL['ACCOUNTS'], "
+            f"but {count} of its messages are queued, held, in doubt or have a stop queued. "
+            "They wait, and go out (each once) when the account is configured again.",
+            hint=f"Add {account[:40]!r} back to ACCOUNTS, or stop its messages "
+            f"(manage.py clickatell_cancel, or the admin).",
+        )
+        for account, count in sorted(found.items())
+    ]

@@ -71,6 +71,9 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     its retries while its messages still wait, a worker that died holding a
     lease that has since expired.  Work merely waiting for its retry is left
     alone until it is overdue (``CLAIM_TIMEOUT`` + ``TASK_RETRY_BACKOFF_MAX``).
+    Work that waited for its account (not in the settings) is handed on as soon
+    as the account is back (:func:`.services.waiting.resume`), and the work that
+    still waits is logged as an error.
     The beat task ``requeue_stalled_work`` and ``manage.py clickatell_requeue``
     both call this.
     """
@@ -78,8 +81,13 @@ def requeue_stalled(*, via: str = "task") -> dict[str, int]:
     from .services.cancelling import stalled_cancellations
     from .services.release import held_messages_overdue
     from .services.send_recovery import stalled_sends
+    from .services.waiting import resume
 
     sends, cancels = stalled_sends(hand_on=True), stalled_cancellations(hand_on=True)
+    # Work that waited for its account (removed from the settings, now back): once each.
+    resumed = resume()
+    sends = sorted({*sends, *resumed.sends})
+    cancels = sorted({*cancels, *resumed.stops})
     batches = stalled_batches(hand_on=True)
     overdue = held_messages_overdue()
     if overdue:

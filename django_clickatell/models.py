@@ -21,6 +21,7 @@ from .states import (
     CancelState,
     SendState,
     Via,
+    WaitingFor,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SendState",
     "UnmatchedCallback",
     "Via",
+    "WaitingFor",
 ]
 
 
@@ -159,6 +161,18 @@ class OutboundMessage(models.Model):
         on_delete=models.SET_NULL,
         related_name="messages",
     )
+    # Open work that cannot go out for a reason only the settings (or an operator) can lift:
+    # see services/waiting.py.  Set and cleared by the services only.
+    waiting_for = models.CharField(
+        _("waiting for"),
+        max_length=16,
+        blank=True,
+        default=WaitingFor.NOTHING,
+        choices=WaitingFor.choices,
+        editable=False,
+        help_text=_("Why its send, release or stop waits; it goes out once this is resolved."),
+    )
+    waiting_since = models.DateTimeField(_("waiting since"), null=True, blank=True, editable=False)
     # The one lease on a message, whoever holds it (a send run or a cancel run): see
     # services/claims.py.  ``updated_at`` is maintained by every service write, so
     # stall detection can tell work that is waiting from work that was lost.
@@ -182,6 +196,13 @@ class OutboundMessage(models.Model):
             models.Index(fields=["batch", "cancel_state"], name="clickatell_batch_state"),
             # The release loop's selection: held messages by release time.
             models.Index(fields=["send_state", "release_at"], name="clickatell_held_release"),
+            # The few messages that wait (services/waiting.py), by account: found without
+            # reading the rest.
+            models.Index(
+                fields=["account"],
+                condition=~models.Q(waiting_for=""),
+                name="clickatell_waiting",
+            ),
         ]
         constraints = [
             # Clickatell is asked about a send in doubt by its climsgid: two messages

@@ -47,6 +47,20 @@ class SendState(models.TextChoices):
 OPEN_SEND_STATES = (SendState.QUEUED, SendState.SENDING, SendState.VERIFYING)
 
 
+class WaitingFor(models.TextChoices):
+    """Why open work (a send, a release, a stop) waits instead of going out or failing.
+
+    Not a failure and not a state of its own: the message stays queued, in doubt,
+    held or with its stop queued, and goes out once the reason is gone
+    (:mod:`.services.waiting`).  One reason per cause that only the settings or an
+    operator can lift; a pause of the account is meant to be the next one.
+    """
+
+    NOTHING = "", _("Not waiting")
+    #: Its account is not in ``settings.CLICKATELL`` (removed, or ``ACCOUNTS`` broken).
+    ACCOUNT = "account", _("Its account is not in the settings")
+
+
 class Via(models.TextChoices):
     ADMIN = "admin", _("Admin")
     TASK = "task", _("Celery task")

@@ -15,7 +15,14 @@ from django_clickatell.conf import app_settings
 from django_clickatell.exceptions import InvalidMessage, RemoteStopUnsupported
 from django_clickatell.gateway import backends
 from django_clickatell.gateway.backends import Backend, Capabilities, OutgoingSms, SendResult
-from django_clickatell.models import CancelState, GatewayExchange, OutboundMessage, SendState, Via
+from django_clickatell.models import (
+    CancelState,
+    GatewayExchange,
+    OutboundMessage,
+    SendState,
+    Via,
+    WaitingFor,
+)
 from django_clickatell.protocol.replies import BalanceReply, MessageStatusReply
 from django_clickatell.services import account, balance, composing, sending
 from django_clickatell.services.cancel_run import HANDED_OVER, HANDED_OVER_OR_NOT
@@ -209,21 +216,20 @@ def test_an_unknown_account_is_refused_and_nothing_recorded(
     assert not OutboundMessage.objects.exists()
 
 
-def test_a_message_of_an_account_since_removed_is_not_sent(
+def test_a_message_of_an_account_since_removed_waits(
     two_accounts: tuple[ClickatellSimulator, ClickatellSimulator], settings: Any
 ) -> None:
-    """Its run records "not sent" and stops; the message waits for the settings to be fixed."""
+    """Its run asks nothing and retries nothing: the message waits, queued, with the reason."""
     [message] = composing.create_messages("27990000001", "hello", account="other")
     settings.CLICKATELL = {k: v for k, v in settings.CLICKATELL.items() if k != "ACCOUNTS"}
     cache.clear()
     report = sending.send_messages([message.pk], via=Via.TASK)
-    assert report.sent == []
-    assert report.retry == [message.pk]
+    assert (report.sent, report.retry, report.waiting) == ([], [], [message.pk])
     message.refresh_from_db()
-    assert message.send_state == SendState.QUEUED
-    assert "No Clickatell account named 'other'" in message.send_error
-    [exchange] = message.exchanges.all()
-    assert (exchange.command, exchange.outcome) == ("sendmsg", "not_sent")
+    assert (message.send_state, message.waiting_for) == (SendState.QUEUED, WaitingFor.ACCOUNT)
+    assert message.waiting_since is not None
+    assert message.claim_token == ""
+    assert not message.exchanges.exists()  # no request was made, so none is logged
     assert sum(gateway.counts["total"] for gateway in two_accounts) == 0
 
 

@@ -13,8 +13,10 @@ from django.template.defaultfilters import date as format_date
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import OutboundMessage, SendState
+from ..conf import ACCOUNTS
+from ..models import CancelState, OutboundMessage, SendState, WaitingFor
 from ..selections import LOCAL_ONLY, NOT_CONFIGURED, stop_reach
+from ..services.waiting import missing_account
 
 _ANSWERED = re.compile(r"^Clickatell \w+ answered ERR (?P<code>\d{3}): (?P<text>.*)$", re.S)
 _ERR_CODE = re.compile(r"\bERR (\d{3})\b")
@@ -207,7 +209,44 @@ def explain_other(message: OutboundMessage) -> tuple[str, Any]:
     return _status_text(message) or str(_("No status reported yet.")), ""
 
 
+def _explain_waiting(message: OutboundMessage) -> tuple[str, Any]:
+    """Waiting for its account: what waits, since when, and what happens once it is back."""
+    if message.waiting_for != WaitingFor.ACCOUNT:
+        return str(message.get_waiting_for_display()), ""
+    account, since = message.account, compact_when(message.waiting_since)
+    stop = message.cancel_state == CancelState.PENDING and message.send_state not in (
+        SendState.HELD,
+        SendState.QUEUED,
+        SendState.SENDING,
+        SendState.VERIFYING,
+    )
+    if stop:
+        what = _("its stop is sent to Clickatell")
+    elif message.send_state == SendState.HELD:
+        what = _("it is handed to Clickatell")
+    elif message.send_state == SendState.VERIFYING:
+        what = _("Clickatell is asked whether it has it (nothing is resent before)")
+    else:
+        what = _("it goes out")
+    if not missing_account(account):
+        reason = _(
+            "Account “%(account)s” is configured again: %(what)s at the next run of "
+            "requeue_stalled_work (or the release loop)."
+        ) % {"account": account, "what": what}
+        return str(reason), _("Nothing to do.")
+    reason = _(
+        "Waiting: account “%(account)s” is not in the settings since %(since)s — "
+        "%(what)s when the account is configured again."
+    ) % {"account": account, "since": since, "what": what}
+    if stop:
+        hint = _("Add “%(account)s” back to settings.CLICKATELL[“%(key)s”].")
+    else:
+        hint = _("Add “%(account)s” back to settings.CLICKATELL[“%(key)s”], or stop it here.")
+    return str(reason), hint % {"account": account, "key": ACCOUNTS}
+
+
 EXPLAIN = {
+    "waiting": _explain_waiting,
     "stopped_here": _explain_stopped_here,
     "stopped": _explain_stopped,
     "too_late": _explain_too_late,

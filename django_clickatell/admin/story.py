@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import CancelState, OutboundMessage, SendState
 from ..selections import FINAL, HANDED_ON
+from ..services.waiting import WAITING
 from .explanations import (
     EXPLAIN,
     error_code,
@@ -80,6 +81,9 @@ STATES: tuple[OperatorState, ...] = (
         WARN,
         Q(cancel_state__in=[CancelState.TOO_LATE, CancelState.SKIPPED]) | (_STOP_REQUESTED & FINAL),
     ),
+    # A send, release or stop that cannot go now and is not retried: it goes out once
+    # the reason is gone (services/waiting.py) -- say so rather than "queued" or "held".
+    OperatorState("waiting", _("Waiting"), WARN, WAITING),
     OperatorState("stop_queued", _("Stop queued"), WAIT, Q(cancel_state=CancelState.PENDING)),
     OperatorState("stopping", _("Stopping"), WAIT, Q(cancel_state=CancelState.IN_FLIGHT)),
     OperatorState("stop_retrying", _("Retrying"), WARN, Q(cancel_state=CancelState.RETRYING)),

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ..conf import SettingError, account_aliases, account_settings, app_settings
+from ..conf import (
+    MalformedAccounts,
+    SettingError,
+    UnknownAccount,
+    account_aliases,
+    account_settings,
+    app_settings,
+)
 from ..exceptions import ClickatellError, CommandNotSent, InvalidInput
 from ..gateway.backends import (
     DEFAULT_ACCOUNT,
@@ -69,10 +76,20 @@ class BackendPool:
         if alias not in self._built:
             try:
                 self._built[alias] = get_backend(alias)
+            except (UnknownAccount, MalformedAccounts) as exc:
+                # A message recorded for an account since removed from the settings: its
+                # work waits, with that reason, until the account is back (services/waiting.py).
+                logger.error(
+                    "Clickatell account %r is not in the settings: its messages wait until it "
+                    "is configured again (%s)",
+                    alias[:40],
+                    exc,
+                )
+                self._built[alias] = Unconfigured(alias, str(exc), missing=True)
             except ImproperlyConfigured as exc:
-                # A message recorded for an account since removed or broken in the settings:
-                # nothing can be asked; each request is "not sent", to be tried again once
-                # the settings are fixed -- never a crash that leaves its claim to expire.
+                # There but broken: nothing can be asked; each request is "not sent", to be
+                # tried again once the settings are fixed -- never a crash that leaves its
+                # claim to expire.
                 logger.error("Clickatell account %r is unusable: %s", alias[:40], exc)
                 self._built[alias] = Unconfigured(alias, str(exc))
         return self._built[alias]
@@ -101,9 +118,12 @@ class Unconfigured(Backend):
         query_by_client_id=True,
     )
 
-    def __init__(self, alias: str, reason: str) -> None:
+    def __init__(self, alias: str, reason: str, *, missing: bool = False) -> None:
         super().__init__(app_settings, alias=alias)
         self.reason = reason
+        #: The account is not in the settings at all: its work waits rather than retries
+        #: (services/waiting.py); nothing is asked of this backend then.
+        self.missing = missing
 
     def _refuse(self, command: str) -> NoReturn:
         raise CommandNotSent(command, InvalidInput(self.reason))

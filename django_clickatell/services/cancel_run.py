@@ -35,7 +35,7 @@ from ..models import CancelState, GatewayExchange, OutboundMessage, SendState
 from ..protocol.codes import CANCELLED_STATUS, describe_status
 from ..protocol.replies import MessageStatusReply
 from ..signals import message_cancelled, message_status_changed
-from . import claims, recording
+from . import claims, recording, waiting
 from .recording import OutcomeWriter
 from .reports import Report
 from .status import status_updates
@@ -63,6 +63,8 @@ class CancelReport(Report):
     #: Never handed to Clickatell: stopped here, no request made.
     withdrawn: list[int] = field(default_factory=list)
     transient_error: str = ""
+    #: Not asked: waiting for their account to be configured again (services/waiting.py).
+    waiting: list[int] = field(default_factory=list)
 
 
 class CancelRun:
@@ -105,6 +107,9 @@ class CancelRun:
             task_id=self.task_id,
         )
         backend = self.backends(message)
+        reason = waiting.request_waits_for(backend)
+        if reason:
+            return Attempt(message, exchange, waiting=reason)
         if not backend.capabilities.remote_stop:
             return self._ask_instead(backend, message)
         try:
@@ -158,6 +163,12 @@ class CancelRun:
     def record(self, attempt: Attempt) -> ClickatellError | None:
         """Record *attempt* (on the run's thread); returns a transient error that stops the run."""
         message, exchange = attempt.message, attempt.exchange
+        if attempt.waiting:  # no request made or logged; still queued, with the reason
+            updates = waiting.stop_wait_updates(attempt.waiting)
+            key = ("waiting", attempt.waiting)
+            self.writer.write(recording.Outcome(message.pk, key, lambda: updates, []))
+            self.report.waiting.append(message.pk)
+            return None
         if attempt.handed_over:
             self._handed_over(message, attempt)
             return None
@@ -331,6 +342,8 @@ class Attempt:
     handed_over: bool = False
     #: ... but its status was asked instead (``exchange`` is that ``querymsg``).
     asked: bool = False
+    #: Why the stop waits instead (its account is not in the settings): nothing asked.
+    waiting: str = ""
     #: The requests of this call that met ERR 003/005 before the repeat (each logged).
     refused: list[SessionExpired] = field(default_factory=list)
 

@@ -34,7 +34,7 @@ from ..models import (
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
 from ..selections import AT_GATEWAY, FINAL
 from ..signals import message_cancelled
-from . import claims, recording
+from . import claims, recording, waiting
 from .account import BackendPool
 from .cancel_run import Attempt, CancelReport, CancelRun
 from .recording import outcome_writer
@@ -247,6 +247,7 @@ def stalled_cancellations(*, hand_on: bool = False) -> list[int]:
             Q(
                 cancel_state__in=[CancelState.PENDING, CancelState.RETRYING],
                 updated_at__lt=claims.overdue_cutoff(now),
+                waiting_for="",  # waiting, not lost: services/waiting.resume hands it on
             )
             | Q(cancel_state=CancelState.IN_FLIGHT, claim_expires_at__lt=now)
         )
@@ -332,6 +333,10 @@ def _release(
     if not pks:
         return
     if give_up:
+        rest = waiting.stops_set_aside(pks, token)  # their account is missing: they wait
+        kept = set(rest)
+        report.waiting.extend(pk for pk in pks if pk not in kept)
+        pks = rest
         claims.release(
             pks,
             token,

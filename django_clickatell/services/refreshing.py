@@ -14,7 +14,7 @@ from typing import Any
 from ..exceptions import ClickatellError
 from ..gateway.backends import Backend
 from ..models import OutboundMessage
-from . import recording
+from . import recording, waiting
 from .account import BackendPool
 from .reports import Report
 from .status import apply_status
@@ -29,6 +29,8 @@ class RefreshReport(Report):
     failed: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
     transient_error: str = ""
+    #: Not asked: their account is not in the settings (asked again by a later refresh).
+    waiting: list[int] = field(default_factory=list)
 
 
 def refreshable_messages() -> list[int]:
@@ -56,6 +58,9 @@ def refresh_statuses(
     for index, message in enumerate(messages):
         exchange = recording.new_exchange(message.pk, "querymsg", via=via, actor_id=actor_id)
         gateway = backends(message)
+        if waiting.request_waits_for(gateway):
+            report.waiting.append(message.pk)
+            continue
         try:
             if message.apimsgid:
                 reply = gateway.query(apimsgid=message.apimsgid)

@@ -39,7 +39,7 @@ from django.utils import timezone
 from ..conf import UnknownAccount
 from ..models import OutboundMessage, SendState
 from ..selections import releasable
-from . import claims
+from . import claims, waiting
 from .reports import Report
 from .scheduling import HoldPolicy, current_policy
 
@@ -76,7 +76,10 @@ def release_due(
     """
     now = now or timezone.now()
     policy_of = _policies(policy)
-    eligible = releasable(now)
+    # Held messages of an account not in the settings stay held, with the reason, until
+    # it is back (services/waiting.py); the others are released as ever.
+    waiting.hold_back(releasable(now), now)
+    eligible = releasable(now) & waiting.usable()
     pks = list(
         OutboundMessage.objects.filter(eligible)
         .order_by("release_at", "pk")
@@ -88,7 +91,12 @@ def release_due(
     token = claims.new_token()
     with transaction.atomic():
         claim = claims.acquire(
-            pks, token, eligible=eligible, updates={"send_state": SendState.QUEUED}, fields=_FIELDS
+            pks,
+            token,
+            eligible=eligible,
+            # Released: whatever it waited for (its account, back now) is over.
+            updates={"send_state": SendState.QUEUED, "waiting_for": "", "waiting_since": None},
+            fields=_FIELDS,
         )
         going: list[OutboundMessage] = []
         rewritten: list[OutboundMessage] = []  # options changed: written back in one query
@@ -132,8 +140,9 @@ def _policies(policy: HoldPolicy | None) -> Callable[[str], HoldPolicy]:
     """Each message's policy: *policy* if given, else its own account's (a One API
     account cannot be handed a schedule, whatever the default account can take).
 
-    A message of an account since removed from the settings gets the default
-    account's; the send path then records it "not sent" until the settings are fixed.
+    Messages of an account not in the settings are not released (they wait, see
+    :mod:`.waiting`); should one be removed during a step, its messages get the
+    default account's policy and then wait in the send path.
     """
     known: dict[str, HoldPolicy] = {}
 
@@ -154,7 +163,10 @@ def held_messages_overdue(now: datetime | None = None, *, grace_seconds: float =
     """How many held messages should have been handed over more than *grace_seconds* ago.
 
     More than zero means no release loop is running (see Scheduling in the README).
+    Messages that wait for their account (the loop saw them and left them) are not counted.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=grace_seconds)
-    return OutboundMessage.objects.filter(send_state=SendState.HELD, release_at__lt=cutoff).count()
+    return OutboundMessage.objects.filter(
+        send_state=SendState.HELD, release_at__lt=cutoff, waiting_for=""
+    ).count()

@@ -25,7 +25,9 @@ def give_up(message_pks: Iterable[int], reason: str) -> int:
     asks Clickatell again (:func:`recheck`).
     """
     now = timezone.now()
-    mine = OutboundMessage.objects.filter(Q(pk__in=list(message_pks)) & claims.free_for("", now))
+    mine = OutboundMessage.objects.filter(
+        Q(pk__in=list(message_pks), waiting_for="") & claims.free_for("", now)
+    )
     failed = mine.filter(send_state=SendState.QUEUED, cancel_state=CancelState.NOT_REQUESTED)
     count = failed.update(
         send_state=SendState.FAILED,
@@ -72,6 +74,7 @@ def stalled_sends(*, hand_on: bool = False) -> list[int]:
         send_state__in=[SendState.QUEUED, SendState.VERIFYING],
         claim_token="",
         updated_at__lt=claims.overdue_cutoff(now),
+        waiting_for="",  # waiting for a reason, not lost: services/waiting.resume hands it on
     ) & ~Q(send_state=SendState.QUEUED, cancel_state__gt="")
     orphaned = Q(send_state__in=[SendState.SENDING, SendState.VERIFYING], claim_expires_at__lt=now)
     pks = list(

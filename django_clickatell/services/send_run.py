@@ -29,7 +29,7 @@ from ..exceptions import (
 from ..gateway.backends import Backend, OutgoingSms
 from ..models import GatewayExchange, OutboundMessage, SendState
 from ..protocol.replies import ErrorReply, SentMessageReply
-from . import claims, recording
+from . import claims, recording, waiting
 from .callbacks import match_unmatched_callbacks
 from .recording import clean_text
 from .reports import Report
@@ -50,6 +50,8 @@ class SendReport(Report):
     #: The least wait before the next run: another run's lease, or the gateway's Retry-After.
     retry_after: float = 0.0
     transient_error: str = ""
+    #: Not tried: waiting for their account to be configured again (services/waiting.py).
+    waiting: list[int] = field(default_factory=list)
 
 
 class SendRun:
@@ -84,6 +86,11 @@ class SendRun:
         if not self.keeper.holds(message.pk):
             return True  # taken over after our lease lapsed: the other run decides it
         self.backend = self.backends(message)
+        reason = waiting.send_waits_for(self.backend)
+        if reason:  # nothing asked, nothing retried: it goes out once the reason is gone
+            waiting.send_waits(message, self.token, reason)
+            self.report.waiting.append(message.pk)
+            return True
         if message.send_state == SendState.VERIFYING:
             found = self._verify(message)
             if found is not _ABSENT:

@@ -12,7 +12,8 @@ Exit codes (a script can act on them; the last stderr line says why, in one line
   Clickatell refused the request, or the retries were exhausted.
 * ``4`` -- at least one message is left waiting (Clickatell or the task queue
   could not be reached); the error line prints the ``--resume`` command that
-  carries exactly those messages out.
+  carries exactly those messages out.  Also when a stop waits for its account,
+  which is not in the settings: it is sent once the account is back.
 
 Precedence: ``4`` over ``3`` -- what is still waiting is what an operator can act on.
 """
@@ -39,7 +40,15 @@ EXIT_BAD_INPUT = 1
 EXIT_NOT_STOPPED = 3
 EXIT_LEFT_WAITING = 4
 
-_REPORT_LISTS = ("cancelled", "too_late", "refused", "retry", "gave_up", "not_claimed")
+_REPORT_LISTS = (
+    "cancelled",
+    "too_late",
+    "refused",
+    "retry",
+    "gave_up",
+    "not_claimed",
+    "waiting",
+)
 
 
 class Command(BaseCommand):
@@ -193,6 +202,13 @@ class Command(BaseCommand):
                 f"requeue_stalled_work task (or clickatell_requeue) picks them up.",
                 returncode=EXIT_LEFT_WAITING,
             )
+        if totals.waiting:
+            raise CommandError(
+                f"{len(totals.waiting)} messages wait: their account is not in "
+                "settings.CLICKATELL['ACCOUNTS']. Their stops are sent once it is configured "
+                "again (by requeue_stalled_work or clickatell_requeue).",
+                returncode=EXIT_LEFT_WAITING,
+            )
         failed = len(totals.refused) + len(totals.gave_up)
         if failed:
             raise CommandError(
@@ -227,11 +243,13 @@ class Command(BaseCommand):
         # final before it reached them and those another live run holds.
         skipped = len(report.not_claimed) - len(report.held_elsewhere)
         elsewhere = f", held by another run {len(report.held_elsewhere)}"
+        waiting = f", waiting for their account {len(report.waiting)}"
         self.stdout.write(
             f"Cancelled {len(report.cancelled)}, too late {len(report.too_late)}, "
             f"refused {len(report.refused)}, skipped {skipped}, "
             f"left to retry {len(report.retry)}, gave up {len(report.gave_up)}"
-            f"{elsewhere if report.held_elsewhere else ''}."
+            f"{elsewhere if report.held_elsewhere else ''}"
+            f"{waiting if report.waiting else ''}."
         )
 
 
