@@ -14,6 +14,7 @@ import responses
 from django_clickatell.conf import ClickatellSettings
 from django_clickatell.exceptions import (
     AuthenticationError,
+    ClickatellError,
     CommandNotSent,
     GatewayError,
     GatewayHTTPError,
@@ -203,7 +204,7 @@ def test_a_refused_key_is_not_sent_and_never_shown(
     [(400, GatewayError), (402, GatewayError), (404, WrongBaseUrl), (500, GatewayServerError)],
 )
 def test_request_level_errors_are_typed(
-    gw: responses.RequestsMock, status: int, error: type[Exception]
+    gw: responses.RequestsMock, status: int, error: type[ClickatellError]
 ) -> None:
     gw.post(BASE + "v1/message", status=status, json={"error": {"code": 7, "description": "x"}})
     with pytest.raises(error) as caught:

@@ -83,8 +83,30 @@ def _explain_stopping(message: OutboundMessage) -> tuple[str, Any]:
     return str(_("The stop request is on its way to Clickatell.")), ""
 
 
+#: A failure only the user can fix names its account (``CredentialsRefused``, ``WrongBaseUrl``).
+_ACCOUNT_NAMED = re.compile(r"Clickatell account '(?P<account>[A-Za-z0-9_-]{1,32})': ")
+
+
+def _only_you_can_fix(error: str) -> Any:
+    """The next step when *error* is one only the user can fix (a setting, the account), or ""."""
+    named = _ACCOUNT_NAMED.search(error)
+    if named is not None and "settings.CLICKATELL" in error:
+        return _(
+            "Fix the setting named here (account “%(account)s”): only you can. "
+            "It is then retried by itself."
+        ) % {"account": named.group("account")}
+    if named is not None or error_code(error) in _ACCOUNT_ERRORS:
+        # IP lockdown, a frozen account -- or a row recorded before errors named settings.
+        return _(
+            "Only you can fix this: the account or its credentials (see the reason). "
+            "It is then retried by itself."
+        )
+    return ""
+
+
 def _explain_stop_retrying(message: OutboundMessage) -> tuple[str, Any]:
-    return message.cancel_error, _("Retried automatically; nothing to do.")
+    hint = _only_you_can_fix(message.cancel_error)
+    return message.cancel_error, hint or _("Retried automatically; nothing to do.")
 
 
 def _explain_stop_gave_up(message: OutboundMessage) -> tuple[str, Any]:
@@ -104,7 +126,8 @@ def _explain_stop_refused(message: OutboundMessage) -> tuple[str, Any]:
 
 def _explain_queued(message: OutboundMessage) -> tuple[str, Any]:
     if message.send_error:
-        return message.send_error, _("Retried automatically; nothing to do.")
+        hint = _only_you_can_fix(message.send_error)
+        return message.send_error, hint or _("Retried automatically; nothing to do.")
     return str(_("Waiting for a worker to send it.")), ""
 
 
