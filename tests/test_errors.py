@@ -337,3 +337,39 @@ def test_a_one_api_refused_recipient_keeps_its_own_code(
     assert "ERR 026: Number opted out" in message.send_error
     exchange = message.exchanges.get()
     assert (exchange.error_code, exchange.error_description) == (26, "Number opted out")
+
+
+def refused_key_error() -> str:
+    """What a message records after a refused key (as ``recording.reason`` writes it)."""
+    from django_clickatell.exceptions import AuthenticationError as Refusal
+
+    error = CredentialsRefused(
+        "sendmsg",
+        Refusal(1, "Invalid or missing Integration API Key", command="sendmsg"),
+        account=ALIAS,
+        problem="its API key was refused",
+        fix=f"fix {ACCOUNT_DICT}['API_KEY']",
+        settings=(f"{ACCOUNT_DICT}['API_KEY']",),
+    )
+    return f"Not sent yet: {error}"
+
+
+@pytest.mark.parametrize(
+    ("state", "fields"),
+    [
+        ("queued", {"send_error": refused_key_error()}),
+        ("failed", {"send_error": refused_key_error().replace("Not sent yet", "Gave up sending")}),
+        ("stop_retrying", {"cancel_error": refused_key_error()}),
+        ("stop_gave_up", {"cancel_error": refused_key_error()}),
+        # A row recorded before errors named their setting: the legacy code still tells.
+        ("queued", {"send_error": "Not sent yet: Clickatell sendmsg was not sent: ERR 001: x"}),
+    ],
+)
+def test_the_admin_says_what_to_fix_never_nothing_to_do(state: str, fields: dict[str, str]) -> None:
+    from django_clickatell.admin.explanations import EXPLAIN
+
+    reason, hint = EXPLAIN[state](OutboundMessage(account=ALIAS, **fields))
+    assert "nothing to do" not in str(hint)
+    assert "Only you can" in str(hint) or "only you can" in str(hint)
+    if "settings.CLICKATELL" in reason:
+        assert f"account “{ALIAS}”" in str(hint)

@@ -28,7 +28,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         except AccountMisconfigured as exc:
             # Names the account and the setting to fix, in one line.
-            raise CommandError(f"Balance unavailable. {exc}") from exc
+            reason = BalanceReading(None, failure_code(exc)).reason
+            raise CommandError(f"Balance unavailable ({reason}). {exc}") from exc
         except ClickatellError as exc:
             reason = BalanceReading(None, failure_code(exc)).reason
             raise CommandError(
