@@ -33,7 +33,7 @@ class Command(BaseCommand):
         except ClickatellError as exc:
             reason = BalanceReading(None, failure_code(exc)).reason
             raise CommandError(
-                f"Balance of Clickatell account {options['account']!r} unavailable ({reason}): "
+                f"Balance unavailable for Clickatell account {options['account']!r} ({reason}): "
                 f"{exc}"
             ) from exc
         self.stdout.write(f"Credit: {credit}")
