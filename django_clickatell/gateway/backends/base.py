@@ -12,8 +12,11 @@ package's own vocabulary:
   a table of its own (the One API) translates *by meaning* through that table,
   never by number, and reports its API's own name in ``gateway_status``;
 * failures are the typed errors of :mod:`django_clickatell.exceptions`, with
-  the same meaning for every API: ``CommandNotSent`` when nothing was carried
-  out, ``retryable`` only when asking again later can help.
+  the same meaning -- and the same type -- for every API: ``CommandNotSent``
+  when nothing was carried out, ``retryable`` only when asking again later can
+  help; refused credentials and a wrong ``BASE_URL`` become
+  ``CredentialsRefused`` and ``WrongBaseUrl`` through :meth:`Backend.failures`,
+  naming the account and the setting to fix.
 
 Commands are logged under the legacy names (``sendmsg``, ``querymsg``,
 ``delmsg``, ``getbalance``) whatever the API, so the exchange log and the

@@ -22,11 +22,12 @@ Every request carries the raw API key in the ``Authorization`` header (no
   (``InvalidMessage``) -- the hold-and-release loop sends held messages without one.
 * **balance**: ``GET /v1/balance`` (also the credentials check).
 
-``401`` is ``CommandNotSent`` wrapping ``AuthenticationError``: the API carried
-nothing out.  ``400``/``402``/``404`` are the request's fault (``404`` to a query
-is ``UnknownMessage``); ``429``/``503``/other ``5xx`` are transient and carry
-their ``Retry-After`` as ``retry_after``.  The API key is never in a URL, a log,
-an exception or a repr.
+``401`` is ``CredentialsRefused`` (a ``CommandNotSent``: the API carried nothing
+out) and a ``404`` to a call that names no message ``WrongBaseUrl``, the types
+every backend raises, naming the account and the setting to fix.  ``400``/``402``
+are the request's fault (``404`` to a query is ``UnknownMessage``);
+``429``/``503``/other ``5xx`` are transient and carry their ``Retry-After`` as
+``retry_after``.  The API key is never in a URL, a log, an exception or a repr.
 """
 
 from __future__ import annotations

@@ -8,11 +8,13 @@ sends them through the process-wide transport and maps failures onto the
 package's meanings:
 
 * a refused key (``401``, or a legacy authentication code) becomes
-  :class:`CommandNotSent` wrapping the :class:`AuthenticationError`: the
-  request was answered and nothing was carried out, as the HTTP client treats
-  a refused account;
-* ``429``/``503``/other ``5xx`` are a transient :class:`GatewayHTTPError` whose
-  ``retry_after`` is the gateway's ``Retry-After`` (bounded), for the caller's
+  :class:`CredentialsRefused` (a :class:`CommandNotSent`: answered, nothing
+  carried out), and a ``404`` to a call that names no message
+  :class:`WrongBaseUrl` -- the types every backend raises, naming the account
+  and the setting to fix;
+* ``429`` (:class:`GatewayRateLimited`), ``503`` and other ``5xx``
+  (:class:`GatewayServerError`) are transient; ``retry_after`` is the
+  gateway's ``Retry-After`` (bounded), for the caller's
   next attempt -- the backend itself never retries, a send or a stop is never
   repeated blindly;
 * a stop by ``climsgid`` first asks for the message by ``clientMessageId``
