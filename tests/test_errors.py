@@ -373,3 +373,38 @@ def test_the_admin_says_what_to_fix_never_nothing_to_do(state: str, fields: dict
     assert "Only you can" in str(hint) or "only you can" in str(hint)
     if "settings.CLICKATELL" in reason:
         assert f"account “{ALIAS}”" in str(hint)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "description"),
+    [
+        (json.dumps(ONE_MESSAGE_400[0]), 105, "Invalid destination address"),
+        (json.dumps(ONE_MESSAGE_400[1]), 105, "Invalid destination address"),
+        (json.dumps(ONE_MESSAGE_400[2]), 105, "Invalid destination address"),
+        # The documented request-level error wins over the messages' own.
+        (json.dumps({"messages": [], "error": {"code": 101, "description": "Bad"}}), 101, "Bad"),
+        # Two messages refused for different reasons: no one code speaks for the request.
+        (
+            json.dumps(
+                {
+                    "messages": [
+                        {"to": "1", "error": {"code": 105, "description": "a"}},
+                        {"to": "2", "error": {"code": 26, "description": "b"}},
+                    ]
+                }
+            ),
+            None,
+            "HTTP 400",
+        ),
+        ("[" * 100_000, None, "HTTP 400"),  # hostile nesting: no code, no crash
+        ("<html>Bad Request</html>", None, "HTTP 400"),
+    ],
+)
+def test_a_one_api_400_body_is_read_defensively(
+    body: str, code: int | None, description: str
+) -> None:
+    from django_clickatell.protocol import one_api
+
+    error = one_api.error_for_status("sendmsg", 400, body)
+    assert type(error) is GatewayError
+    assert (error.code, error.description) == (code, description)

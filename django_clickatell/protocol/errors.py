@@ -338,7 +338,8 @@ class WrongBaseUrl(AccountMisconfigured):
     @property
     def answer(self) -> str:
         status = getattr(self.cause, "status_code", None)
-        return f"{self.command} answered HTTP {status}" if status else str(self.cause)
+        command = getattr(self.cause, "command", None) or self.command  # the login's, if it was
+        return f"{command} answered HTTP {status}" if status else str(self.cause)[:_SAID]
 
 
 class RemoteStopUnsupported(ClickatellError):
