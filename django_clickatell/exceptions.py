@@ -8,12 +8,16 @@ public home.
 from __future__ import annotations
 
 from .protocol.errors import (
+    AccountMisconfigured,
     AuthenticationError,
     ClickatellError,
     CommandNotSent,
+    CredentialsRefused,
     GatewayBusy,
     GatewayError,
     GatewayHTTPError,
+    GatewayRateLimited,
+    GatewayServerError,
     GatewayTimeout,
     GatewayUnreachable,
     InvalidCallback,
@@ -27,16 +31,21 @@ from .protocol.errors import (
     TransientError,
     TransportError,
     UnknownMessage,
+    WrongBaseUrl,
     error_for_code,
 )
 
 __all__ = [
+    "AccountMisconfigured",
     "AuthenticationError",
     "ClickatellError",
     "CommandNotSent",
+    "CredentialsRefused",
     "GatewayBusy",
     "GatewayError",
     "GatewayHTTPError",
+    "GatewayRateLimited",
+    "GatewayServerError",
     "GatewayTimeout",
     "GatewayUnreachable",
     "InvalidCallback",
@@ -50,5 +59,6 @@ __all__ = [
     "TransientError",
     "TransportError",
     "UnknownMessage",
+    "WrongBaseUrl",
     "error_for_code",
 ]

@@ -131,7 +131,8 @@ SCENARIOS = [
     ("delmsg_transport_error", "GatewayUnreachable"),
     ("delmsg_timeout", "GatewayTimeout"),
     ("delmsg_reply_echoing_secrets", "ProtocolError"),
-    ("sendmsg_http_error", "GatewayHTTPError"),
+    # A 502: the GatewayHTTPError of a server error, one type on every API.
+    ("sendmsg_http_error", "GatewayServerError"),
     ("sendmsg_reset", "GatewayUnreachable"),
     ("session_refused_twice", "CommandNotSent"),
 ]

@@ -23,6 +23,7 @@ from django_clickatell.exceptions import (
     AuthenticationError,
     ClickatellError,
     CommandNotSent,
+    CredentialsRefused,
     GatewayHTTPError,
     GatewayTimeout,
     GatewayUnreachable,
@@ -266,12 +267,13 @@ def test_a_refused_key_is_command_not_sent(gw: responses.RequestsMock) -> None:
 
 
 def test_check_credentials_raises_the_refusal_itself(gw: responses.RequestsMock) -> None:
-    """As the HTTP API's login does: the refusal is the answer asked for."""
+    """As on every API: ``CredentialsRefused``, an ``AuthenticationError`` with the code."""
     gw.get(ROOT + "account/balance", status=401, json={"error": {"code": "007"}})
     with pytest.raises(AuthenticationError) as caught:
         backend().check_credentials()
-    assert not isinstance(caught.value, CommandNotSent)
+    assert type(caught.value) is CredentialsRefused
     assert caught.value.code == 7
+    assert "IP lockdown" in str(caught.value)
     gw.replace(responses.GET, ROOT + "account/balance", status=503)
     with pytest.raises(GatewayHTTPError):
         backend().check_credentials()

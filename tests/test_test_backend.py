@@ -27,6 +27,7 @@ from django_clickatell.conf import app_settings
 from django_clickatell.exceptions import (
     AuthenticationError,
     CommandNotSent,
+    CredentialsRefused,
     GatewayBusy,
     GatewayTimeout,
     InvalidCallback,
@@ -298,11 +299,13 @@ def test_a_refused_account_fails_the_whole_send_and_sends_nothing() -> None:
     [
         ("querymsg", 901, GatewayBusy),
         ("querymsg", 104, UnknownMessage),
-        ("delmsg", 1, CommandNotSent),
+        # A refused account: CredentialsRefused on every call, as on every backend (it is
+        # an AuthenticationError and a CommandNotSent: nothing was carried out).
+        ("delmsg", 1, CredentialsRefused),
         ("delmsg", 5, CommandNotSent),
         ("getbalance", 901, GatewayBusy),
-        ("ping", 4, CommandNotSent),
-        ("auth", 1, AuthenticationError),  # the refusal is auth's answer, not "not sent"
+        ("ping", 4, CredentialsRefused),
+        ("auth", 1, CredentialsRefused),
     ],
 )
 def test_refusals_of_other_commands_are_their_typed_errors(

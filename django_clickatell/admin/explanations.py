@@ -86,12 +86,39 @@ def _explain_stopping(message: OutboundMessage) -> tuple[str, Any]:
     return str(_("The stop request is on its way to Clickatell.")), ""
 
 
+#: A failure only the user can fix names its account (``CredentialsRefused``, ``WrongBaseUrl``).
+_ACCOUNT_NAMED = re.compile(r"Clickatell account '(?P<account>[A-Za-z0-9_-]{1,32})': ")
+
+
+def _only_you_can_fix(error: str, then: Any = None) -> Any:
+    """The next step when *error* is one only the user can fix (a setting, the account), or "".
+
+    *then* is what to do once it is fixed; by default nothing: it is retried by itself.
+    """
+    then = then or _("It is then retried by itself.")
+    named = _ACCOUNT_NAMED.search(error)
+    if named is not None and "settings.CLICKATELL" in error:
+        return _("Fix the setting named here (account “%(account)s”): only you can. %(then)s") % {
+            "account": named.group("account"),
+            "then": then,
+        }
+    if named is not None or error_code(error) in _ACCOUNT_ERRORS:
+        # IP lockdown, a frozen account -- or a row recorded before errors named settings.
+        return _(
+            "Only you can fix this: the account or its credentials (see the reason). %(then)s"
+        ) % {"then": then}
+    return ""
+
+
 def _explain_stop_retrying(message: OutboundMessage) -> tuple[str, Any]:
-    return message.cancel_error, _("Retried automatically; nothing to do.")
+    hint = _only_you_can_fix(message.cancel_error)
+    return message.cancel_error, hint or _("Retried automatically; nothing to do.")
 
 
 def _explain_stop_gave_up(message: OutboundMessage) -> tuple[str, Any]:
-    return message.cancel_error, _("Fix the cause, then choose “Retry failed stops”.")
+    retry = _("Then choose “Retry failed stops”.")
+    hint = _only_you_can_fix(message.cancel_error, retry)
+    return message.cancel_error, hint or _("Fix the cause, then choose “Retry failed stops”.")
 
 
 def _explain_stop_refused(message: OutboundMessage) -> tuple[str, Any]:
@@ -107,7 +134,8 @@ def _explain_stop_refused(message: OutboundMessage) -> tuple[str, Any]:
 
 def _explain_queued(message: OutboundMessage) -> tuple[str, Any]:
     if message.send_error:
-        return message.send_error, _("Retried automatically; nothing to do.")
+        hint = _only_you_can_fix(message.send_error)
+        return message.send_error, hint or _("Retried automatically; nothing to do.")
     return str(_("Waiting for a worker to send it.")), ""
 
 
@@ -160,7 +188,8 @@ def _explain_unknown(message: OutboundMessage) -> tuple[str, Any]:
 
 
 def _explain_failed(message: OutboundMessage) -> tuple[str, Any]:
-    return message.send_error, _("Choose “Send again” once Clickatell can be reached.")
+    hint = _only_you_can_fix(message.send_error, _("Then choose “Send again”."))
+    return message.send_error, hint or _("Choose “Send again” once Clickatell can be reached.")
 
 
 def _explain_status(message: OutboundMessage) -> tuple[str, Any]:

@@ -30,7 +30,8 @@ from urllib3.util import Timeout
 
 from .. import __version__
 from ..conf import require_secure_base_url
-from ..exceptions import GatewayHTTPError, GatewayTimeout, GatewayUnreachable, TransportError
+from ..exceptions import GatewayTimeout, GatewayUnreachable, TransportError
+from ..protocol.errors import http_error
 from ..protocol.redaction import Secret
 from .deadline import DeadlineAdapter
 
@@ -143,7 +144,7 @@ class Transport:
         elapsed = (time.perf_counter() - started) * 1000
         if status != 200:
             logger.warning("Clickatell %s answered HTTP %s after %.0f ms", command, status, elapsed)
-            raise GatewayHTTPError(command, status)
+            raise http_error(command, status)
         logger.debug("Clickatell %s answered after %.0f ms", command, elapsed)
         # Served as text/html without a charset; the protocol itself is ASCII.
         return body.decode("utf-8", errors="replace")

@@ -154,6 +154,37 @@ class GatewayHTTPError(TransportError):
         return self.status_code == 429 or (self.status_code == 503 and self.retry_after is not None)
 
 
+class GatewayServerError(GatewayHTTPError):
+    """Clickatell (or a proxy in front of it) answered ``5xx``: its trouble, try again later.
+
+    The same type on every API.  Whether the request was carried out is unknown
+    unless :attr:`refused_for_now` (a ``503`` naming when to come back).
+    """
+
+
+class GatewayRateLimited(GatewayHTTPError):
+    """Clickatell answered ``429 Too Many Requests``: nothing was carried out.
+
+    The same type on every API; ``retry_after`` is the wait it asked for, if
+    any.  Lower ``MAX_REQUESTS_PER_SECOND`` if it happens often.
+    """
+
+
+def http_error(
+    command: str, status_code: int, *, retry_after: float | None = None
+) -> GatewayHTTPError:
+    """The :class:`GatewayHTTPError` of the right kind for an unexpected HTTP status.
+
+    One rule for every API, so a server error or a rate limit has one type
+    whichever backend met it.
+    """
+    if status_code == 429:
+        return GatewayRateLimited(command, status_code, retry_after=retry_after)
+    if status_code >= 500:
+        return GatewayServerError(command, status_code, retry_after=retry_after)
+    return GatewayHTTPError(command, status_code, retry_after=retry_after)
+
+
 class SessionUnavailable(TransientError):
     """No session id could be obtained in time (another process holds the auth lock)."""
 
@@ -179,6 +210,136 @@ class CommandNotSent(TransientError):
         self.cause = cause
         self.code: int | None = getattr(cause, "code", None)
         super().__init__(f"Clickatell {command} was not sent: {cause}")
+
+
+#: How much of the gateway's own words a self-describing error quotes: short, so that the
+#: fix still fits the 255 characters a message's recorded reason keeps.
+_SAID = 80
+
+
+class AccountMisconfigured(CommandNotSent):
+    """Only the user can fix this: a setting of the account is wrong (or Clickatell's side of it).
+
+    Raised the same way by every backend, for any command, and carried out
+    nothing -- so it is also a :class:`CommandNotSent`: the services keep the
+    message waiting and it goes out once the setting is fixed.  It describes
+    itself in one line that names the account (``account``), what to fix
+    (``fix``: the settings, as ``settings.CLICKATELL[...]`` references, in
+    ``settings``) and the gateway's own code and words (``code``,
+    ``description``) -- never a secret's value.
+    """
+
+    kind = "not_sent"
+
+    def __init__(
+        self,
+        command: str,
+        cause: ClickatellError,
+        *,
+        account: str,
+        problem: str,
+        fix: str,
+        settings: tuple[str, ...] = (),
+    ) -> None:
+        self.account = account
+        self.problem = problem
+        self.fix = fix
+        self.settings = settings
+        self.command = command
+        self.cause = cause
+        self.code = getattr(cause, "code", None)
+        # Not CommandNotSent's "was not sent: <cause>" (nor, for CredentialsRefused, the
+        # GatewayError initialiser next in line): this error says it in its own words.
+        Exception.__init__(self, self._describe())
+
+    def _describe(self) -> str:
+        return (
+            f"Clickatell account {self.account!r}: {self.problem} ({self.answer}); "
+            f"{self.fix}. Nothing was carried out."
+        )
+
+    @property
+    def answer(self) -> str:
+        """What the gateway said, in a few words."""
+        return str(self.cause)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(account={self.account!r}, command={self.command!r}, "
+            f"code={self.code!r})"
+        )
+
+
+class CredentialsRefused(AccountMisconfigured, AuthenticationError):  # type: ignore[misc]
+    """Clickatell refused the account's credentials: the same type on every API, every call.
+
+    Both an :class:`AuthenticationError` (``except AuthenticationError`` catches
+    it whatever the backend) and a :class:`CommandNotSent` (nothing was carried
+    out; a message waits until the credentials are fixed).  ``code`` and
+    ``description`` are the gateway's (``001``, ``"Authentication failed"``...).
+    """
+
+    def __init__(
+        self,
+        command: str,
+        cause: ClickatellError,
+        *,
+        account: str,
+        problem: str,
+        fix: str,
+        settings: tuple[str, ...] = (),
+    ) -> None:
+        self.description = getattr(cause, "description", "") or str(cause)
+        self.to = None
+        super().__init__(
+            command, cause, account=account, problem=problem, fix=fix, settings=settings
+        )
+
+    @property
+    def answer(self) -> str:
+        cause = self.cause
+        if isinstance(cause, GatewayError):
+            said = f"ERR {cause.code_str}: " if cause.code is not None else ""
+            return f"{cause.command or self.command} answered {said}{cause.description[:_SAID]}"
+        return str(cause)[:_SAID]
+
+
+class WrongBaseUrl(AccountMisconfigured):
+    """Nothing answers at the account's ``BASE_URL`` (HTTP 404): the URL is wrong.
+
+    Never reported as refused credentials.  ``url`` is the URL the requests went
+    to (a ``BASE_URL`` carries no secret: the checks refuse one with
+    credentials or a query).
+    """
+
+    def __init__(
+        self,
+        command: str,
+        cause: ClickatellError,
+        *,
+        account: str,
+        url: str,
+        fix: str,
+        settings: tuple[str, ...] = (),
+    ) -> None:
+        self.url = url
+        super().__init__(
+            command,
+            cause,
+            account=account,
+            problem=f"nothing answers at BASE_URL {url}",
+            fix=fix,
+            settings=settings,
+        )
+
+    @property
+    def answer(self) -> str:
+        status = getattr(self.cause, "status_code", None)
+        command = getattr(self.cause, "command", None) or self.command  # the login's, if it was
+        return f"{command} answered HTTP {status}" if status else str(self.cause)[:_SAID]
 
 
 class RemoteStopUnsupported(ClickatellError):

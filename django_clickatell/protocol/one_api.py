@@ -27,10 +27,10 @@ from .errors import (
     AuthenticationError,
     ClickatellError,
     GatewayError,
-    GatewayHTTPError,
     InvalidCallback,
     ProtocolError,
     UnknownMessage,
+    http_error,
 )
 from .msisdn import is_msisdn
 from .redaction import Secret, clean, excerpt
@@ -288,7 +288,7 @@ def error_for_status(
     if status_code in (400, 402, 404, 405, 410):
         return GatewayError(code, description or f"HTTP {status_code}", command=command)
     # 429, 5xx: transient, asked again later
-    return GatewayHTTPError(command, status_code, retry_after=retry_after)
+    return http_error(command, status_code, retry_after=retry_after)
 
 
 def _submission(entry: object, body: str | bytes, secrets: tuple[Any, ...]) -> Submission:
@@ -305,7 +305,7 @@ def _submission(entry: object, body: str | bytes, secrets: tuple[Any, ...]) -> S
         raise unreadable()
     if accepted and apimsgid is None:
         raise unreadable()  # accepted, but under no id we could ask about
-    code, description = _error_fields(entry.get("error"), secrets)
+    code, description = _any_error(entry, secrets)
     return Submission(to.removeprefix("+"), accepted, apimsgid, code, description)
 
 
@@ -348,13 +348,45 @@ def _event(update: object, *, flat: bool = False) -> StatusEvent:
 
 
 def _error_detail(body: str | bytes, secrets: tuple[Any, ...]) -> tuple[int | None, str]:
+    """The error code and description of a request-level answer, wherever the body puts them.
+
+    Read defensively, in this order: the documented ``{"error": {"code",
+    "description"}}``; the flat ``errorCode`` / ``errorDescription`` (or an
+    ``error`` string) of the Platform API's replies; then the messages' own
+    errors (``messages[].error``), which a ``400`` about a single message may be
+    the only place to carry -- kept when every message refused carries the same.
+    """
     try:
         document = json.loads(_text(body)) if len(body) <= MAX_BODY else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, ""
     if not isinstance(document, Mapping):
         return None, ""
-    return _error_fields(document.get("error"), secrets)
+    code, description = _any_error(document, secrets)
+    if code is None and not description:
+        code, description = _messages_error(document.get("messages"), secrets)
+    return code, description
+
+
+def _any_error(holder: Mapping[str, Any], secrets: tuple[Any, ...]) -> tuple[int | None, str]:
+    """``error: {code, description}``, else the flat ``errorCode`` / ``errorDescription``."""
+    code, description = _error_fields(holder.get("error"), secrets)
+    if code is not None or description:
+        return code, description
+    flat = {"code": holder.get("errorCode"), "description": holder.get("errorDescription")}
+    if not isinstance(flat["description"], str) and isinstance(holder.get("error"), str):
+        flat["description"] = holder["error"]
+    return _error_fields(flat, secrets)
+
+
+def _messages_error(entries: object, secrets: tuple[Any, ...]) -> tuple[int | None, str]:
+    """The one error the refused messages of a request-level answer share, if they share one."""
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_BATCH:
+        return None, ""
+    errors = {_any_error(entry, secrets) for entry in entries if isinstance(entry, Mapping)} - {
+        (None, "")
+    }
+    return errors.pop() if len(errors) == 1 else (None, "")
 
 
 def _error_fields(error: object, secrets: tuple[Any, ...]) -> tuple[int | None, str]:

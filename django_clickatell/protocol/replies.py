@@ -36,13 +36,25 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18})")
 
 @dataclass(frozen=True)
 class ErrorReply:
-    """One ``ERR:`` line; ``to`` is set on multi-recipient ``sendmsg`` replies."""
+    """One ``ERR:`` line; ``to`` is set on multi-recipient ``sendmsg`` replies.
+
+    ``code`` is the gateway's own error code, kept for the record (the exchange
+    log, the message's ``send_error``).  ``table`` names the API whose error
+    table it belongs to: ``"legacy"`` (the HTTP and REST APIs) or ``"one_api"``,
+    whose numbers mean other things (26: opted out) and are never read through
+    the legacy table.
+    """
 
     code: int | None
     description: str
     to: str | None = None
+    table: str = "legacy"
 
     def as_exception(self, command: str | None = None) -> GatewayError:
+        if self.table != "legacy":
+            # A refusal of this one message, in another API's numbers: never a session
+            # error or a "please retry" of the legacy table.
+            return GatewayError(self.code, self.description, command=command, to=self.to)
         return error_for_code(self.code, self.description, command=command, to=self.to)
 
 

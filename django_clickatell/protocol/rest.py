@@ -38,10 +38,10 @@ from .errors import (
     AuthenticationError,
     ClickatellError,
     GatewayError,
-    GatewayHTTPError,
     ProtocolError,
     UnknownMessage,
     error_for_code,
+    http_error,
 )
 from .msisdn import is_msisdn
 from .redaction import Secret, clean, excerpt, redact
@@ -182,7 +182,7 @@ def error_for_status(
         # No sessions in this API: a session code here is an ordinary refusal of the request.
         return GatewayError(code, description, command=command) if code in SESSION_ERRORS else error
     wait = retry_after(_header(headers, "Retry-After"), now=now)
-    return GatewayHTTPError(command, status_code, retry_after=wait)
+    return http_error(command, status_code, retry_after=wait)
 
 
 # -- reading a reply -----------------------------------------------------------------------

@@ -45,6 +45,7 @@ from ..exceptions import (
     SessionExpired,
     SessionUnavailable,
     TransportError,
+    WrongBaseUrl,
 )
 from ..gateway.backends import DEFAULT_ACCOUNT, Backend, get_backend
 
@@ -60,6 +61,7 @@ REASONS: dict[str, Promise] = {
     "unreachable": _("gateway unreachable"),
     "timeout": _("gateway too slow"),
     "http": _("gateway answered HTTP %(detail)s"),
+    "url": _("wrong BASE_URL"),
     "credentials": _("credentials refused"),
     "session": _("no session with Clickatell"),
     "unreadable": _("unreadable reply"),
@@ -152,6 +154,8 @@ def balance_for_display(
 
 def failure_code(exc: ClickatellError) -> str:
     """A short code for why a fetch failed, built from typed fields only (never reply text)."""
+    if isinstance(exc, WrongBaseUrl):
+        return "url"
     if isinstance(exc, CommandNotSent):
         if isinstance(exc.cause, CommandNotSent | SessionExpired | SessionUnavailable):
             return "session"

@@ -33,6 +33,7 @@ from typing import Any
 from django.utils import timezone
 
 from ..exceptions import (
+    AccountMisconfigured,
     ClickatellError,
     CommandNotSent,
     GatewayError,
@@ -89,7 +90,11 @@ def failed(exchange: GatewayExchange, error: ClickatellError) -> GatewayExchange
     """The request failed, was refused, or was never sent: the outcome is the error's kind."""
     _finish(exchange)
     exchange.outcome = error.kind
-    if isinstance(error, CommandNotSent):
+    if isinstance(error, AccountMisconfigured):
+        # Says what to fix (the account and its setting), never only the gateway's words.
+        exchange.error_code = error.code
+        exchange.detail = clean_text(str(error))
+    elif isinstance(error, CommandNotSent):
         exchange.error_code = error.code
         exchange.detail = clean_text(str(error.cause))
     elif isinstance(error, GatewayError):

@@ -111,6 +111,14 @@ def _http_429(exchange: Exchange, fault: Fault) -> None:
     exchange.answer(429, error, "application/json", _retry_after(fault))
 
 
+def _http_400(exchange: Exchange, fault: Fault) -> None:
+    """Bad request, nothing carried out; ``body`` is the JSON error body to answer with."""
+    error = (
+        fault.body or '{"error": {"code": "101", "description": "Invalid or missing parameters"}}'
+    )
+    exchange.answer(400, error, "application/json")
+
+
 def _http_503(exchange: Exchange, fault: Fault) -> None:
     """Try again later, nothing carried out; ``body`` is the ``Retry-After`` value, if any."""
     page = _ERROR_PAGE.format(status=503, reason="Service Unavailable")
@@ -181,6 +189,7 @@ BEHAVIOURS: dict[str, Callable[[Exchange, Fault], None]] = {
     "http_500": _http_500,
     "http_502": _http_502,
     "http_429": _http_429,
+    "http_400": _http_400,
     "http_503": _http_503,
     "malformed": _malformed,
     "reset": _reset,

@@ -12,8 +12,11 @@ package's own vocabulary:
   a table of its own (the One API) translates *by meaning* through that table,
   never by number, and reports its API's own name in ``gateway_status``;
 * failures are the typed errors of :mod:`django_clickatell.exceptions`, with
-  the same meaning for every API: ``CommandNotSent`` when nothing was carried
-  out, ``retryable`` only when asking again later can help.
+  the same meaning -- and the same type -- for every API: ``CommandNotSent``
+  when nothing was carried out, ``retryable`` only when asking again later can
+  help; refused credentials and a wrong ``BASE_URL`` become
+  ``CredentialsRefused`` and ``WrongBaseUrl`` through :meth:`Backend.failures`,
+  naming the account and the setting to fix.
 
 Commands are logged under the legacy names (``sendmsg``, ``querymsg``,
 ``delmsg``, ``getbalance``) whatever the API, so the exchange log and the
@@ -23,7 +26,8 @@ admin read the same for every account.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -31,12 +35,49 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.cache import caches
 
-from ...exceptions import SessionExpired
+from ...conf.accounts import DEFAULT_ACCOUNT
+from ...conf.errors import AccountKey, describe
+from ...exceptions import (
+    AccountMisconfigured,
+    AuthenticationError,
+    ClickatellError,
+    CommandNotSent,
+    CredentialsRefused,
+    GatewayHTTPError,
+    SessionExpired,
+    WrongBaseUrl,
+)
+from ...protocol.redaction import Secret, redact
 from ...protocol.replies import BalanceReply, ErrorReply, MessageStatusReply, SentMessageReply
 from ..throttle import Throttle
 
 if TYPE_CHECKING:
     from ...conf import ClickatellSettings
+
+#: Commands about one message: a ``404`` to them means that message is unknown, where
+#: to any other call it means nothing answers at ``BASE_URL``.
+MESSAGE_COMMANDS = frozenset({"querymsg", "delmsg"})
+
+#: What a refusal is about, the settings that hold it, and advice where no setting helps.
+Refusal = tuple[str, tuple[str, ...], str]
+
+
+def legacy_account_refusal(code: int | None) -> Refusal | None:
+    """A refusal the legacy codes (HTTP and REST APIs) blame on the account, not a setting."""
+    if code == 4:
+        return (
+            "Clickatell says it is frozen",
+            (),
+            "ask Clickatell to unfreeze it: no setting here can fix it",
+        )
+    if code == 7:
+        return (
+            "its requests from this server's IP address are refused (IP lockdown)",
+            (),
+            "allow this server's IP address for the API in Clickatell's portal",
+        )
+    return None
+
 
 #: One result per message sent, in the order given.
 SendResult = SentMessageReply | ErrorReply
@@ -96,6 +137,8 @@ class Backend(abc.ABC):
     #: Short name used in ``BACKEND`` and shown in the docs' capability table.
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    #: What ``BASE_URL`` looks like for this API, said when nothing answers at it.
+    base_url_example: ClassVar[str] = ""
 
     def __init__(self, config: ClickatellSettings, *, alias: str = "default") -> None:
         self.config = config
@@ -179,5 +222,81 @@ class Backend(abc.ABC):
         """
         return []
 
+    # -- failures the user must fix ---------------------------------------------------------
 
-__all__ = ["Backend", "Capabilities", "OutgoingSms", "SendResult"]
+    @property
+    def request_url(self) -> str:
+        """The URL this backend's requests go to (its API's root, from ``BASE_URL``)."""
+        return str(self.config.base_url)
+
+    @contextmanager
+    def failures(self, command: str) -> Iterator[None]:
+        """Inside the block, a failure only the user can fix becomes its one type, on every API.
+
+        Refused credentials become :class:`CredentialsRefused` and a ``404`` at the
+        API's root :class:`WrongBaseUrl`, whichever call met them and however the
+        API said it; both name this account and the setting to fix.  Anything
+        else passes unchanged.
+        """
+        try:
+            yield
+        except ClickatellError as exc:
+            translated = self.failure(exc, command)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def failure(self, exc: ClickatellError, command: str) -> ClickatellError:
+        """*exc* as the user should read it: see :meth:`failures`."""
+        if isinstance(exc, AccountMisconfigured):
+            return exc
+        cause = exc.cause if isinstance(exc, CommandNotSent) else exc
+        if isinstance(cause, AuthenticationError):
+            problem, keys, advice = self.refused_credentials(cause.code)
+            return CredentialsRefused(
+                command,
+                cause,
+                account=self.alias,
+                problem=problem,
+                fix=advice or self._fix(keys),
+                settings=tuple(self.setting(key) for key in keys),
+            )
+        if isinstance(cause, GatewayHTTPError) and cause.status_code == 404:
+            example = f": {self.base_url_example}" if self.base_url_example else ""
+            return WrongBaseUrl(
+                command,
+                cause,
+                account=self.alias,
+                url=redact(self.request_url, self._secrets_of_config()),
+                fix=f"{self._fix(('BASE_URL',))}{example}",
+                settings=(self.setting("BASE_URL"),),
+            )
+        return exc
+
+    def refused_credentials(self, code: int | None) -> Refusal:
+        """What was refused, the settings that hold it, and advice when no setting can fix it.
+
+        The APIs with a key: the ``API_KEY``.  The legacy API overrides this (its
+        codes tell a wrong login from a frozen account or an IP lockdown).
+        """
+        return "its API key was refused", ("API_KEY",), ""
+
+    def setting(self, key: str) -> str:
+        """How the docs and the checks name this account's *key*: ``settings.CLICKATELL[...]``."""
+        return describe(key if self.alias == DEFAULT_ACCOUNT else AccountKey(key, self.alias))
+
+    def _fix(self, keys: Sequence[str]) -> str:
+        if len(keys) == 1:
+            return f"fix {self.setting(keys[0])}"
+        where = (
+            "settings.CLICKATELL"
+            if self.alias == DEFAULT_ACCOUNT
+            else f"settings.CLICKATELL['ACCOUNTS'][{self.alias!r}]"
+        )
+        return f"check {', '.join(keys[:-1])} and {keys[-1]} in {where}"
+
+    def _secrets_of_config(self) -> tuple[Secret | str | None, ...]:
+        return tuple(getattr(self.config, name, None) for name in ("password", "api_key"))
+
+
+__all__ = ["MESSAGE_COMMANDS", "Backend", "Capabilities", "OutgoingSms", "SendResult"]

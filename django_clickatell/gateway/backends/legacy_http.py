@@ -15,7 +15,14 @@ from ...exceptions import CommandNotSent, InvalidMessage, SessionExpired
 from ...protocol.encoding import encode_text
 from ...protocol.replies import BalanceReply, MessageStatusReply
 from ..client import ClickatellClient
-from .base import Backend, Capabilities, OutgoingSms, SendResult
+from .base import (
+    Backend,
+    Capabilities,
+    OutgoingSms,
+    Refusal,
+    SendResult,
+    legacy_account_refusal,
+)
 
 if TYPE_CHECKING:
     from ...conf import ClickatellSettings
@@ -28,6 +35,7 @@ class LegacyHttpBackend(Backend):
     """Accounts of Clickatell's "Developers' Central" with the HTTP API product."""
 
     name = "legacy_http"
+    base_url_example = "the HTTP API's root, e.g. https://api.clickatell.com/http/"
     capabilities = Capabilities(
         remote_stop=True,
         sessions=True,
@@ -53,31 +61,37 @@ class LegacyHttpBackend(Backend):
             # One message per sendmsg: each carries its own climsgid, verifiable on its own.
             raise InvalidMessage("The HTTP API backend sends one message per request.")
         self._turn("sendmsg")
-        return list(self.client.sendmsg(sendmsg_fields(messages[0])))
+        with self.failures("sendmsg"):
+            return list(self.client.sendmsg(sendmsg_fields(messages[0])))
 
     def query(
         self, *, apimsgid: str | None = None, climsgid: str | None = None
     ) -> MessageStatusReply:
         self._turn("querymsg")
-        return self.client.querymsg(apimsgid=apimsgid, climsgid=climsgid)
+        with self.failures("querymsg"):
+            return self.client.querymsg(apimsgid=apimsgid, climsgid=climsgid)
 
     def stop(
         self, *, apimsgid: str | None = None, climsgid: str | None = None
     ) -> MessageStatusReply:
         self._turn("delmsg")
-        return self.client.delmsg(apimsgid=apimsgid, climsgid=climsgid)
+        with self.failures("delmsg"):
+            return self.client.delmsg(apimsgid=apimsgid, climsgid=climsgid)
 
     def balance(self) -> BalanceReply:
         self._turn("getbalance")
-        return self.client.getbalance()
+        with self.failures("getbalance"):
+            return self.client.getbalance()
 
     def check_credentials(self) -> None:
         self._turn("auth")
-        self.client.auth()
+        with self.failures("auth"):
+            self.client.auth()
 
     def keep_alive(self) -> None:
         self._turn("ping")
-        self.client.ping()
+        with self.failures("ping"):
+            self.client.ping()
 
     def _turn(self, command: str) -> None:
         """Wait for the account's throttle; a call given up here made no request at all."""
@@ -90,6 +104,18 @@ class LegacyHttpBackend(Backend):
     @property
     def refused_attempts(self) -> list[SessionExpired]:
         return self.client.refused_attempts
+
+    def refused_credentials(self, code: int | None) -> Refusal:
+        """The HTTP API's codes tell a wrong login from a frozen account or an IP lockdown."""
+        if code == 108:
+            return "its API_ID was refused", ("API_ID",), ""
+        if code == 2:
+            return "its login was refused", ("USERNAME", "PASSWORD"), ""
+        return legacy_account_refusal(code) or (
+            "its login was refused",
+            ("USERNAME", "PASSWORD", "API_ID"),
+            "",
+        )
 
     @property
     def username(self) -> str:

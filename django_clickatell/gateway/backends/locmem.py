@@ -39,7 +39,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ...exceptions import CommandNotSent, InvalidMessage, UnknownMessage
+from ...exceptions import ClickatellError, CommandNotSent, InvalidMessage, UnknownMessage
 from ...protocol.codes import (
     AUTHENTICATION_ERRORS,
     SESSION_ERRORS,
@@ -54,7 +54,7 @@ from ...protocol.replies import (
     is_client_message_id,
     is_message_id,
 )
-from .base import Backend, Capabilities, OutgoingSms, SendResult
+from .base import Backend, Capabilities, OutgoingSms, Refusal, SendResult
 
 if TYPE_CHECKING:
     from ...conf import ClickatellSettings
@@ -411,15 +411,28 @@ class TestBackend(Backend):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _answer(step: _Step | None, command: str) -> None:
-        """Raise what *step* scripted for *command*, if anything."""
+    def _answer(self, step: _Step | None, command: str) -> None:
+        """Raise what *step* scripted for *command*, if anything, as every backend raises it.
+
+        A refused account becomes ``CredentialsRefused`` (and a 404
+        ``WrongBaseUrl``), the one type each has on every backend.
+        """
         if step is None:
             return
+        if isinstance(step.error, ClickatellError):
+            raise self.failure(step.error, command)
         if step.error is not None:
             raise step.error
         if step.refusal is not None:
-            raise _refused(command, step.refusal)
+            raise self.failure(_refused(command, step.refusal), command)
+
+    def refused_credentials(self, code: int | None) -> Refusal:
+        """Nothing to fix in the settings: ``testing.script`` scripted this refusal."""
+        return (
+            "the test gateway refused its credentials",
+            (),
+            "as testing.script scripted (refuse_next)",
+        )
 
     def _check(self, message: OutgoingSms) -> None:
         """Refuse what the capabilities say the services should never have sent."""
@@ -475,7 +488,7 @@ def _refuses_a_message(step: _Step) -> bool:
     return step.refusal is not None and step.refusal.code not in _ACCOUNT_REFUSALS
 
 
-def _refused(command: str, refusal: ErrorReply) -> Exception:
+def _refused(command: str, refusal: ErrorReply) -> ClickatellError:
     """The typed error an ``ERR`` answer to *command* stands for, as the HTTP backend raises it.
 
     A refused account or session means the command was not carried out

@@ -22,11 +22,12 @@ Every request carries the raw API key in the ``Authorization`` header (no
   (``InvalidMessage``) -- the hold-and-release loop sends held messages without one.
 * **balance**: ``GET /v1/balance`` (also the credentials check).
 
-``401`` is ``CommandNotSent`` wrapping ``AuthenticationError``: the API carried
-nothing out.  ``400``/``402``/``404`` are the request's fault (``404`` to a query
-is ``UnknownMessage``); ``429``/``503``/other ``5xx`` are transient and carry
-their ``Retry-After`` as ``retry_after``.  The API key is never in a URL, a log,
-an exception or a repr.
+``401`` is ``CredentialsRefused`` (a ``CommandNotSent``: the API carried nothing
+out) and a ``404`` to a call that names no message ``WrongBaseUrl``, the types
+every backend raises, naming the account and the setting to fix.  ``400``/``402``
+are the request's fault (``404`` to a query is ``UnknownMessage``);
+``429``/``503``/other ``5xx`` are transient and carry their ``Retry-After`` as
+``retry_after``.  The API key is never in a URL, a log, an exception or a repr.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ...exceptions import (
     RemoteStopUnsupported,
 )
 from ...protocol import one_api
+from ...protocol.errors import http_error
 from ...protocol.redaction import Secret, excerpt
 from ...protocol.replies import (
     BalanceReply,
@@ -56,7 +58,7 @@ from ...protocol.replies import (
 )
 from ...protocol.retry_after import retry_after
 from ..transport import JsonReply, Transport, get_transport
-from .base import Backend, Capabilities, OutgoingSms, SendResult
+from .base import MESSAGE_COMMANDS, Backend, Capabilities, OutgoingSms, SendResult
 
 if TYPE_CHECKING:
     from ...conf import ClickatellSettings
@@ -79,6 +81,7 @@ class OneApiBackend(Backend):
     """Platform accounts (created since about November 2016), through the One API."""
 
     name = "one_api"
+    base_url_example = "the One API's root, without /v1/, e.g. https://platform.clickatell.com/"
     capabilities = Capabilities(
         remote_stop=False,
         sessions=False,
@@ -103,6 +106,10 @@ class OneApiBackend(Backend):
     def base_url(self) -> str:
         url = self.config.base_url
         return PLATFORM_URL if url == _LEGACY_DEFAULT_URL else url
+
+    @property
+    def request_url(self) -> str:
+        return self.base_url
 
     @property
     def transport(self) -> Transport:
@@ -175,17 +182,21 @@ class OneApiBackend(Backend):
         self, command: str, method: str, path: str, payload: dict[str, Any] | None = None
     ) -> JsonReply:
         self.throttle.acquire(command)
-        reply = self.transport.request(
-            method,
-            path,
-            command=command,
-            credential=self._api_key(),
-            scheme="",  # the One API takes the raw key, no "Bearer"
-            json_body=payload,
-        )
-        if reply.status_code == 401:
-            # Refused before anything was carried out: nothing happened to any message.
-            raise CommandNotSent(command, self._error(command, reply))
+        with self.failures(command):
+            reply = self.transport.request(
+                method,
+                path,
+                command=command,
+                credential=self._api_key(),
+                scheme="",  # the One API takes the raw key, no "Bearer"
+                json_body=payload,
+            )
+            if reply.status_code == 401:
+                # Refused before anything was carried out: nothing happened to any message.
+                raise CommandNotSent(command, self._error(command, reply))
+            if reply.status_code == 404 and command not in MESSAGE_COMMANDS:
+                # Calls that name no message are never "not found": the URL is wrong.
+                raise http_error(command, 404)
         return reply
 
     def _error(self, command: str, reply: JsonReply) -> ClickatellError:
@@ -253,10 +264,12 @@ def match_results(
         if submission.accepted and submission.apimsgid:
             results.append(SentMessageReply(submission.apimsgid, submission.to))
         else:
-            # The One API's error codes are not the legacy table's: kept in the text only.
-            where = f"One API error {submission.error_code}" if submission.error_code else "Refused"
-            description = f"{where}: {submission.error_description or 'not accepted'}"
-            results.append(ErrorReply(None, description[:200], submission.to))
+            # The message's own code is kept (26: opted out), marked as the One API's: its
+            # numbers are not the legacy table's.
+            description = submission.error_description or "not accepted"
+            results.append(
+                ErrorReply(submission.error_code, description[:200], submission.to, table="one_api")
+            )
     return results
 
 

@@ -8,11 +8,13 @@ sends them through the process-wide transport and maps failures onto the
 package's meanings:
 
 * a refused key (``401``, or a legacy authentication code) becomes
-  :class:`CommandNotSent` wrapping the :class:`AuthenticationError`: the
-  request was answered and nothing was carried out, as the HTTP client treats
-  a refused account;
-* ``429``/``503``/other ``5xx`` are a transient :class:`GatewayHTTPError` whose
-  ``retry_after`` is the gateway's ``Retry-After`` (bounded), for the caller's
+  :class:`CredentialsRefused` (a :class:`CommandNotSent`: answered, nothing
+  carried out), and a ``404`` to a call that names no message
+  :class:`WrongBaseUrl` -- the types every backend raises, naming the account
+  and the setting to fix;
+* ``429`` (:class:`GatewayRateLimited`), ``503`` and other ``5xx``
+  (:class:`GatewayServerError`) are transient; ``retry_after`` is the
+  gateway's ``Retry-After`` (bounded), for the caller's
   next attempt -- the backend itself never retries, a send or a stop is never
   repeated blindly;
 * a stop by ``climsgid`` first asks for the message by ``clientMessageId``
@@ -36,12 +38,14 @@ from ...exceptions import (
     AuthenticationError,
     ClickatellError,
     CommandNotSent,
+    CredentialsRefused,
     InvalidMessage,
     ProtocolError,
     UnknownMessage,
 )
 from ...protocol import rest
 from ...protocol.encoding import encode_text
+from ...protocol.errors import http_error
 from ...protocol.redaction import Secret
 from ...protocol.replies import (
     BalanceReply,
@@ -50,7 +54,15 @@ from ...protocol.replies import (
     is_message_id,
 )
 from ..transport import JsonReply, Transport, get_transport
-from .base import Backend, Capabilities, OutgoingSms, SendResult
+from .base import (
+    MESSAGE_COMMANDS,
+    Backend,
+    Capabilities,
+    OutgoingSms,
+    Refusal,
+    SendResult,
+    legacy_account_refusal,
+)
 
 if TYPE_CHECKING:
     from ...conf import ClickatellSettings
@@ -65,6 +77,7 @@ class RestBackend(Backend):
     """Legacy ("Developers' Central") accounts with the REST API product and its API key."""
 
     name = "rest"
+    base_url_example = "the REST API's root, e.g. https://api.clickatell.com/rest/"
     capabilities = Capabilities(
         remote_stop=True,  # DELETE /rest/message/{id}, with delmsg's limits
         sessions=False,
@@ -124,7 +137,7 @@ class RestBackend(Backend):
             except UnknownMessage as exc:
                 raise UnknownMessage(exc.code, exc.description, command="delmsg") from None
             except CommandNotSent as exc:
-                raise CommandNotSent("delmsg", exc.cause) from None
+                raise self.failure(CommandNotSent("delmsg", exc.cause), "delmsg") from None
             except ClickatellError as exc:
                 # The lookup failed: no DELETE was sent, nothing was stopped.
                 raise CommandNotSent("delmsg", exc) from None
@@ -143,16 +156,17 @@ class RestBackend(Backend):
     def check_credentials(self) -> None:
         """The cheapest authenticated call: the balance.
 
-        A refused key raises the :class:`AuthenticationError` itself, as the HTTP
-        API's login does: here the refusal is the answer asked for, not a
-        command that was not carried out.
+        A refused key raises :class:`CredentialsRefused`, as on every API.
         """
-        try:
-            self.balance()
-        except CommandNotSent as exc:
-            if isinstance(exc.cause, AuthenticationError):
-                raise exc.cause from None
-            raise
+        self.balance()
+
+    @property
+    def request_url(self) -> str:
+        return rest_root(str(self.config.base_url))
+
+    def refused_credentials(self, code: int | None) -> Refusal:
+        """The REST API's codes are the legacy ones: a frozen account, an IP lockdown."""
+        return legacy_account_refusal(code) or super().refused_credentials(code)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -189,22 +203,33 @@ class RestBackend(Backend):
     ) -> R:
         if not self._api_key:
             # Never sent: a request without a key can only be refused.
-            raise CommandNotSent(command, AuthenticationError(None, "API_KEY is not set"))
+            raise CredentialsRefused(
+                command,
+                AuthenticationError(None, "API_KEY is not set"),
+                account=self.alias,
+                problem="it has no API key",
+                fix=self._fix(("API_KEY",)),
+                settings=(self.setting("API_KEY"),),
+            )
         self.throttle.acquire(command)
-        reply = self.transport.request(
-            method,
-            path,
-            command=command,
-            credential=self._api_key,
-            json_body=json_body,
-            params=params,
-            extra_headers=HEADERS,
-        )
-        try:
-            return _parsed(parse, reply, (self._api_key,))
-        except AuthenticationError as exc:
-            # The key was refused: answered, nothing carried out (as the HTTP client does).
-            raise CommandNotSent(command, exc) from exc
+        with self.failures(command):
+            reply = self.transport.request(
+                method,
+                path,
+                command=command,
+                credential=self._api_key,
+                json_body=json_body,
+                params=params,
+                extra_headers=HEADERS,
+            )
+            if reply.status_code == 404 and command not in MESSAGE_COMMANDS:
+                # Calls that name no message are never "not found": the URL is wrong.
+                raise http_error(command, 404)
+            try:
+                return _parsed(parse, reply, (self._api_key,))
+            except AuthenticationError as exc:
+                # The key was refused: answered, nothing carried out (as the HTTP client does).
+                raise CommandNotSent(command, exc) from exc
 
 
 def rest_root(base_url: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_clickatell.exceptions import ClickatellError
+from django_clickatell.exceptions import AccountMisconfigured, ClickatellError
 from django_clickatell.services.account import check_credentials
 
 
@@ -31,8 +31,14 @@ class Command(BaseCommand):
             account = check_credentials(options["account"])
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
+        except AccountMisconfigured as exc:
+            # Names the account and the setting to fix, in one line.
+            raise CommandError(str(exc)) from exc
         except ClickatellError as exc:
-            raise CommandError(f"Authentication failed: {exc}") from exc
+            raise CommandError(
+                f"Could not check the credentials of Clickatell account {options['account']!r}: "
+                f"{exc}"
+            ) from exc
         if account.username:
             said = (
                 f"Clickatell accepted user {account.username!r} (API id {account.api_id}); "

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_clickatell.exceptions import ClickatellError
+from django_clickatell.exceptions import AccountMisconfigured, ClickatellError
 from django_clickatell.services.balance import BalanceReading, failure_code, get_balance
 
 
@@ -26,7 +26,14 @@ class Command(BaseCommand):
             credit = get_balance(cached=False, account=options["account"])
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
+        except AccountMisconfigured as exc:
+            # Names the account and the setting to fix, in one line.
+            reason = BalanceReading(None, failure_code(exc)).reason
+            raise CommandError(f"Balance unavailable ({reason}). {exc}") from exc
         except ClickatellError as exc:
             reason = BalanceReading(None, failure_code(exc)).reason
-            raise CommandError(f"Balance unavailable ({reason}): {exc}") from exc
+            raise CommandError(
+                f"Balance unavailable for Clickatell account {options['account']!r} ({reason}): "
+                f"{exc}"
+            ) from exc
         self.stdout.write(f"Credit: {credit}")

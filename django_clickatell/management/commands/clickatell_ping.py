@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_clickatell.exceptions import ClickatellError
+from django_clickatell.exceptions import AccountMisconfigured, ClickatellError
 from django_clickatell.services.account import keep_session_alive
 
 
@@ -26,6 +26,10 @@ class Command(BaseCommand):
             keep_session_alive(options["account"])
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
+        except AccountMisconfigured as exc:
+            # Names the account and the setting to fix, in one line.
+            raise CommandError(f"Ping failed. {exc}") from exc
         except ClickatellError as exc:
-            raise CommandError(f"Ping failed: {exc}") from exc
+            which = f" of Clickatell account {options['account']!r}" if options["account"] else ""
+            raise CommandError(f"Ping{which} failed: {exc}") from exc
         self.stdout.write(self.style.SUCCESS("Clickatell answered: the session is alive."))
