@@ -16,7 +16,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from ..conf import app_settings
+from django.core.exceptions import ImproperlyConfigured
+
+from ..conf import account_settings, app_settings
 from ..gateway.backends import reset_connections
 from ..gateway.backends.locmem import STATE, Script, SentSms
 
@@ -56,8 +58,9 @@ def deliver_callback(
     The callback carries the message's ids, numbers and *status* (the test
     gateway's current status if not given; given, the gateway takes it too, so
     a later refresh agrees) and goes through :func:`.callbacks.receive_callback`
-    -- the service the callback view calls -- so signal handlers run as in
-    production.  ``api_id`` defaults to the configured ``API_ID``.  Returns the
+    -- the service the callback view calls, for the account that sent it -- so
+    signal handlers run as in production.  ``api_id`` defaults to that account's
+    ``API_ID`` (the top-level one if it sets none).  Returns the
     outcome (``applied``, ``ignored``, ``unmatched``); ``InvalidCallback`` if
     the callback would be refused.
     """
@@ -67,7 +70,7 @@ def deliver_callback(
         script.status(reference, status)
     sms = STATE.find(reference)
     when = reported_at or datetime.now(timezone.utc)
-    configured = app_settings.api_id
+    configured = _api_id_of(sms.account)
     params = {
         "api_id": api_id or configured,
         "apiMsgId": sms.apimsgid,
@@ -78,7 +81,14 @@ def deliver_callback(
         "status": STATE.status_of(sms.apimsgid),
         "charge": "" if charge is None else f"{Decimal(charge):f}",
     }
-    return receive_callback(params, api_id=configured)
+    return receive_callback(params, api_id=configured, account=sms.account)
+
+
+def _api_id_of(alias: str) -> str:
+    try:
+        return account_settings(alias).api_id or app_settings.api_id
+    except ImproperlyConfigured:  # the account was removed since it sent
+        return app_settings.api_id
 
 
 __all__ = [
