@@ -246,3 +246,26 @@ def test_callbacks_kept_before_they_were_scoped_still_match_any_account() -> Non
     UnmatchedCallback.objects.create(apimsgid=ID, status="003", account="")
     sms = message(account="second", apimsgid=ID, send_state=SendState.SENT)
     assert callbacks.match_unmatched_callbacks(sms) == 1
+
+
+def test_a_send_left_in_doubt_with_the_id_a_callback_gave_is_settled_without_a_request(
+    simulator: Any, settings: Any
+) -> None:
+    """A callback came while the send was in flight (so it recorded only the id), then the
+    send lost its reply.  The One API cannot be asked by client id: the verification
+    ended ``unknown`` although the id was known.  Clickatell named it: it has it."""
+    from django_clickatell.models import Via
+    from django_clickatell.services import sending
+
+    simulator.one_api.reset()
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        **simulator.one_api_settings(),
+        "USE_CELERY": False,
+    }
+    sms = message(send_state=SendState.VERIFYING, apimsgid=ID)
+    report = sending.send_messages([sms.pk], via=Via.TASK)
+    assert report.sent == [sms.pk]
+    sms.refresh_from_db()
+    assert (sms.send_state, sms.apimsgid, sms.claim_token) == ("sent", ID, "")
+    assert simulator.counts["total"] == 0  # nothing asked, nothing sent again
