@@ -451,3 +451,34 @@ def test_a_callback_settles_a_send_whose_reply_was_lost(platform: ClickatellSimu
     assert "recorded sent" in callback.detail
     assert platform.executed["sendmsg"] == 1
     assert platform.duplicate_sends() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_during_a_send_whose_reply_is_lost_settles_it_afterwards(
+    platform: ClickatellSimulator, settings: Any
+) -> None:
+    """The callbacks come while the send is still waiting for its reply (the gateway
+    carried it out and answers too late): the run holds the message, so the callback
+    records only the id and the statuses.  The send then times out -- in doubt -- and its
+    verification, which cannot ask the One API by client id, ended ``unknown`` though
+    the id was known.  It is settled from that id, with no request and no resend."""
+    from django_clickatell import api
+    from django_clickatell.models import SendState, Via
+    from django_clickatell.services import sending
+
+    settings.CLICKATELL = {**settings.CLICKATELL, "TIMEOUT": (2.0, 1.0)}
+    platform.inject("delay_after", command="sendmsg", delay=2.0)
+    [sms] = api.send_sms("27999000001", "once", wait=True)
+    sms.refresh_from_db()
+    [at_gateway] = platform.accepted_sends()
+    assert sms.send_state == SendState.VERIFYING
+    assert sms.apimsgid == at_gateway.apimsgid  # recorded by a callback meanwhile
+    requests = platform.counts["total"]
+    sending.send_messages([sms.pk], via=Via.TASK)
+    sms.refresh_from_db()
+    assert (sms.send_state, sms.apimsgid) == (SendState.SENT, at_gateway.apimsgid)
+    assert platform.counts["total"] == requests  # settled without asking
+    assert wait_until(lambda: OutboundMessage.objects.get(pk=sms.pk).status == "004", timeout=10)
+    assert platform.executed["sendmsg"] == 1
+    assert platform.duplicate_sends() == []
+    assert not UnmatchedCallback.objects.filter(matched_message__isnull=True).exists()
