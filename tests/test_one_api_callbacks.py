@@ -387,7 +387,11 @@ def test_a_query_older_than_a_callback_never_moves_the_status_back(
     sms = OutboundMessage.objects.create(
         recipient="27999000001", climsgid="order1", apimsgid=apimsgid, send_state="sent"
     )
-    pushed_at = _ms(queued_at) + 50
+    import time
+
+    time.sleep(0.05)
+    pushed_at = _ms(time.time())  # after QUEUED, and not in the future (which counts as now)
+    assert pushed_at > _ms(queued_at)
     platform.one_api.push_status(apimsgid, "SENT_TO_SUPPLIER", code=4, at_ms=pushed_at)
     assert wait_until(lambda: OutboundMessage.objects.get(pk=sms.pk).status == "003", timeout=10)
     report = refresh_statuses([sms.pk], via="task")
@@ -466,8 +470,9 @@ def test_a_callback_during_a_send_whose_reply_is_lost_settles_it_afterwards(
     from django_clickatell.models import SendState, Via
     from django_clickatell.services import sending
 
-    settings.CLICKATELL = {**settings.CLICKATELL, "TIMEOUT": (2.0, 1.0)}
-    platform.inject("delay_after", command="sendmsg", delay=2.0)
+    # The callbacks are pushed as the gateway accepts it: two seconds to arrive.
+    settings.CLICKATELL = {**settings.CLICKATELL, "TIMEOUT": (2.0, 2.0)}
+    platform.inject("delay_after", command="sendmsg", delay=2.5)
     [sms] = api.send_sms("27999000001", "once", wait=True)
     sms.refresh_from_db()
     [at_gateway] = platform.accepted_sends()
