@@ -292,8 +292,9 @@ class UnmatchedCallback(models.Model):
         max_length=32,
         blank=True,
         help_text=_(
-            "The account whose callback URL it came to (One API); matched only to that "
-            "account's messages. Empty: the legacy callback, for any account."
+            "The account it came to (its callback URL, or the api_id of a legacy "
+            "callback); matched only to that account's messages. Empty: kept before "
+            "callbacks were scoped to an account, matched to any."
         ),
     )
     recipient = models.CharField(_("recipient"), max_length=32, blank=True)

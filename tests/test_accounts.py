@@ -108,12 +108,26 @@ def test_no_remote_stop_is_too_late_without_a_stop_request() -> None:
 def test_a_send_in_doubt_is_not_claimed_handed_over() -> None:
     """Whether Clickatell got a message whose send ended unknown is not known: say so."""
     [message] = scheduled_messages(None, 1)
-    OutboundMessage.objects.filter(pk=message.pk).update(send_state=SendState.UNKNOWN)
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        send_state=SendState.UNKNOWN, apimsgid=None
+    )
     cancel_messages([message.pk], via=Via.API, backend=NoRemoteStop(app_settings))
     message.refresh_from_db()
     assert message.cancel_state == CancelState.TOO_LATE
     assert message.cancel_error == HANDED_OVER_OR_NOT
     assert "already handed over" not in message.cancel_error
+    assert NoRemoteStop.calls == []  # no id to ask by
+    assert message.send_state == SendState.UNKNOWN
+
+
+def test_a_send_in_doubt_that_a_query_finds_is_settled_sent() -> None:
+    """Asked by its id (a callback told it) and answered: Clickatell has it (issue 19)."""
+    [message] = scheduled_messages(None, 1)
+    OutboundMessage.objects.filter(pk=message.pk).update(send_state=SendState.UNKNOWN)
+    cancel_messages([message.pk], via=Via.API, backend=NoRemoteStop(app_settings))
+    message.refresh_from_db()
+    assert (message.send_state, message.status) == (SendState.SENT, "003")
+    assert message.cancel_error == HANDED_OVER
     assert NoRemoteStop.calls == ["query"]
 
 

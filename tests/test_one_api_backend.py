@@ -70,7 +70,7 @@ def result(to: str, apimsgid: str | None, error: dict[str, Any] | None = None) -
     ("name", "ours"),
     [
         ("UNKNOWN", "001"),
-        ("QUEUED", "002"),
+        ("QUEUED", "008"),  # accepted, before SENT_TO_SUPPLIER: not legacy 002
         ("SCHEDULED", "011"),
         ("SENT_TO_SUPPLIER", "003"),
         ("DELIVERED_TO_GATEWAY", "003"),

@@ -114,7 +114,7 @@ def test_stopped_by_user_is_the_one_stop(client: Client, configured: None) -> No
 def test_unknown_messages_are_kept_and_climsgid_matches(client: Client, configured: None) -> None:
     assert post(client, envelope(event("QUEUED", apimsgid="e" * 32))).content == b"OK unmatched"
     kept = UnmatchedCallback.objects.get()
-    assert (kept.apimsgid, kept.status) == ("e" * 32, "002")
+    assert (kept.apimsgid, kept.status) == ("e" * 32, "008")  # QUEUED: accepted, not sent on
     sms = message(apimsgid=None, climsgid="order42")
     post(client, envelope(event("SENT_TO_SUPPLIER", apimsgid="f" * 32, climsgid="order42")))
     sms.refresh_from_db()
@@ -349,3 +349,141 @@ def test_a_kept_callback_is_matched_to_its_own_accounts_message_only(
     assert match_unmatched_callbacks(other) == 1
     other.refresh_from_db()
     assert other.status == "004"
+
+
+# -- issue 19: reports ordered by when they happened; a callback settles a send in doubt -----
+
+
+@pytest.fixture
+def platform(pushing: ClickatellSimulator, settings: Any) -> ClickatellSimulator:
+    """The default account on the One API at the simulator, its callbacks pushed to the live
+    server, everything in this process (no Celery)."""
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        **pushing.one_api_settings(),
+        "CALLBACK_SECRET": SECRET,
+        "USE_CELERY": False,
+    }
+    return pushing
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_older_than_a_callback_never_moves_the_status_back(
+    platform: ClickatellSimulator,
+) -> None:
+    """The issue's report: SENT_TO_SUPPLIER (003) pushed, then a status query answering
+    QUEUED with an older timestamp -- the record went back to 002.  QUEUED was read as
+    legacy 002 ("awaiting redelivery", the same stage as 003, so the newer clock won) and
+    the query was stamped with the time its reply arrived.  QUEUED comes before
+    SENT_TO_SUPPLIER: it never replaces it, and the reply's own time is kept."""
+    from django_clickatell.services.refreshing import refresh_statuses
+
+    apimsgid = platform.add_message(status="002", deliver_in=None)  # QUEUED there, since t0
+    queued_at = platform.messages[apimsgid].status_at
+    sms = OutboundMessage.objects.create(
+        recipient="27999000001", climsgid="order1", apimsgid=apimsgid, send_state="sent"
+    )
+    import time
+
+    time.sleep(0.05)
+    pushed_at = _ms(time.time())  # after QUEUED, and not in the future (which counts as now)
+    assert pushed_at > _ms(queued_at)
+    platform.one_api.push_status(apimsgid, "SENT_TO_SUPPLIER", code=4, at_ms=pushed_at)
+    assert wait_until(lambda: OutboundMessage.objects.get(pk=sms.pk).status == "003", timeout=10)
+    report = refresh_statuses([sms.pk], via="task")
+    assert report.unchanged == [sms.pk]
+    sms.refresh_from_db()
+    assert sms.status == "003"
+    assert sms.status_changed_at is not None
+    assert _ms(sms.status_changed_at.timestamp()) == pushed_at
+    [query] = GatewayExchange.objects.filter(message=sms, command="querymsg")
+    assert query.status == "008"  # the reply was read and logged, then not applied
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_records_when_the_status_happened_not_when_it_arrived(
+    platform: ClickatellSimulator,
+) -> None:
+    import time
+
+    from django_clickatell.services.refreshing import refresh_statuses
+
+    apimsgid = platform.add_message(status="002", deliver_in=None)
+    happened = _ms(platform.messages[apimsgid].status_at)
+    sms = OutboundMessage.objects.create(
+        recipient="27999000001", climsgid="order2", apimsgid=apimsgid, send_state="sent"
+    )
+    time.sleep(0.3)
+    assert refresh_statuses([sms.pk], via="task").changed == [sms.pk]
+    sms.refresh_from_db()
+    assert sms.status == "008"
+    assert sms.status_changed_at is not None
+    assert _ms(sms.status_changed_at.timestamp()) == happened  # not 300 ms later
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_settles_a_send_whose_reply_was_lost(platform: ClickatellSimulator) -> None:
+    """The issue's report: a One API send whose reply was lost stays ``unknown`` (the API
+    has no look-up by client id) even after a callback names it, id, status and all.  The
+    callback carries our clientMessageId: it proves Clickatell accepted the send."""
+    from django_clickatell import api
+    from django_clickatell.models import SendState, Via
+    from django_clickatell.services import sending
+
+    callback_url = platform.one_api.callback_url
+    platform.one_api.callback_url = None  # nothing pushed until the send is given up on
+    platform.inject("drop_reply", command="sendmsg")
+    [sms] = api.send_sms("27999000001", "once", wait=True)
+    sending.send_messages([sms.pk], via=Via.TASK)
+    sms.refresh_from_db()
+    assert (sms.send_state, sms.apimsgid) == (SendState.UNKNOWN, None)
+    [at_gateway] = platform.accepted_sends()
+    platform.one_api.callback_url = callback_url
+    platform.one_api.push_status(at_gateway.apimsgid, "DEVICE_ACK", code=5)
+    assert wait_until(
+        lambda: OutboundMessage.objects.get(pk=sms.pk).send_state == SendState.SENT, timeout=10
+    )
+    sms.refresh_from_db()
+    assert (sms.apimsgid, sms.status, sms.send_error) == (at_gateway.apimsgid, "004", "")
+    assert (sms.claim_token, sms.claim_expires_at) == ("", None)
+    callback = GatewayExchange.objects.filter(message=sms, command="callback").first()
+    assert callback is not None
+    assert "recorded sent" in callback.detail
+    assert platform.executed["sendmsg"] == 1
+    assert platform.duplicate_sends() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_during_a_send_whose_reply_is_lost_settles_it_afterwards(
+    platform: ClickatellSimulator, settings: Any
+) -> None:
+    """The callbacks come while the send is still waiting for its reply (the gateway
+    carried it out and answers too late): the run holds the message, so the callback
+    records only the id and the statuses.  The send then times out -- in doubt -- and its
+    verification, which cannot ask the One API by client id, ended ``unknown`` though
+    the id was known.  It is settled from that id, with no request and no resend."""
+    from django_clickatell import api
+    from django_clickatell.models import SendState, Via
+    from django_clickatell.services import sending
+
+    # The callbacks are pushed as the gateway accepts it: two seconds to arrive.
+    settings.CLICKATELL = {**settings.CLICKATELL, "TIMEOUT": (2.0, 2.0)}
+    platform.inject("delay_after", command="sendmsg", delay=2.5)
+    [sms] = api.send_sms("27999000001", "once", wait=True)
+    sms.refresh_from_db()
+    [at_gateway] = platform.accepted_sends()
+    assert sms.send_state == SendState.VERIFYING
+    assert sms.apimsgid == at_gateway.apimsgid  # recorded by a callback meanwhile
+    requests = platform.counts["total"]
+    sending.send_messages([sms.pk], via=Via.TASK)
+    sms.refresh_from_db()
+    assert (sms.send_state, sms.apimsgid) == (SendState.SENT, at_gateway.apimsgid)
+    assert platform.counts["total"] == requests  # settled without asking
+    assert wait_until(lambda: OutboundMessage.objects.get(pk=sms.pk).status == "004", timeout=10)
+    assert platform.executed["sendmsg"] == 1
+    assert platform.duplicate_sends() == []
+    assert not UnmatchedCallback.objects.filter(matched_message__isnull=True).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -125,6 +126,69 @@ def test_status_reply_and_millisecond_timestamps() -> None:
     assert event.reported_at == datetime(2017, 9, 28, 14, 8, 18, tzinfo=timezone.utc)
     with pytest.raises(ProtocolError, match="timestamp"):
         one_api.parse_status(json.dumps({"sms": {"status": "QUEUED", "timestamp": 10**20}}), ID)
+
+
+def test_a_status_reply_carries_the_time_the_status_happened() -> None:
+    """A status query's own timestamp was dropped on the way to the record (issue 19)."""
+    body = json.dumps({"sms": {"status": "SENT_TO_SUPPLIER", "timestamp": 1506607698000}})
+    reply = one_api.status_reply(one_api.parse_status(body, ID))
+    assert (reply.status, reply.gateway_status) == ("003", "SENT_TO_SUPPLIER")
+    assert reply.reported_at == datetime(2017, 9, 28, 14, 8, 18, tzinfo=timezone.utc)
+
+
+def test_statuses_rank_in_the_one_apis_own_order() -> None:
+    """QUEUED (accepted, not yet with the network) comes before SENT_TO_SUPPLIER.  It was
+    read as legacy 002 ("awaiting redelivery"), the same stage as 003: a QUEUED report
+    with a newer clock then replaced a recorded SENT_TO_SUPPLIER (issue 19)."""
+    from django_clickatell.protocol.lifecycle import FINAL_RANK, lifecycle_rank
+
+    def rank(name: str) -> int:
+        return lifecycle_rank(one_api.describe_status(name).meaning)
+
+    order = ["UNKNOWN", "SCHEDULED", "QUEUED", "SENT_TO_SUPPLIER", "DEVICE_ACK"]
+    ranks = [rank(name) for name in order]
+    assert ranks == sorted(set(ranks)), dict(zip(order, ranks, strict=True))
+    assert rank("DELIVERED_TO_GATEWAY") == rank("SENT_TO_SUPPLIER")
+    assert all(rank(name) == FINAL_RANK for name, s in one_api.STATUSES.items() if s.final)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1506607698000, datetime(2017, 9, 28, 14, 8, 18, tzinfo=timezone.utc)),
+        (1506607698000.0, datetime(2017, 9, 28, 14, 8, 18, tzinfo=timezone.utc)),
+        ("1506607698000", datetime(2017, 9, 28, 14, 8, 18, tzinfo=timezone.utc)),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_millisecond_timestamps_are_read_liberally(value: object, expected: object) -> None:
+    assert one_api.milliseconds(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        1506607698000.5,
+        float("nan"),
+        float("inf"),
+        "soon",
+        "-1506607698000",
+        "1506607698000.0",
+        "\u0661" * 13,  # Arabic-Indic digits: not ours
+        "9" * 100_000,  # refused by its length, never converted
+        10**30,
+        946_684_799_999,  # before 2000
+        4_102_444_800_001,  # after 2100
+        [1506607698000],
+    ],
+)
+def test_hostile_timestamps_are_value_errors(value: object) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="timestamp"):
+        one_api.milliseconds(value)
+    assert time.perf_counter() - started < 0.05
 
 
 def test_callbacks_in_both_shapes() -> None:

@@ -14,6 +14,12 @@ Clickatell's lifecycle::
 * Two different statuses at the same stage (002 "awaiting redelivery" and 003
   "delivered to gateway" alternate while the network retries) are ordered by
   their report times, the newer winning; ties go to the report that arrives later.
+  A report's time is when the gateway says the status happened (a callback's
+  ``timestamp``, the One API's status ``timestamp``); only a reply that carries
+  none (``querymsg``, ``delmsg``, REST) counts as made when it arrived.
+* Each API's statuses are translated *by meaning* before they meet this rule, so
+  that its order is the API's own: the One API's ``QUEUED`` (accepted, before
+  ``SENT_TO_SUPPLIER``) is ``008``, not ``002`` (see :mod:`.one_api`).
 * A report time in the future is clamped to "now" before it is compared or
   stored, so one callback from a gateway with a fast clock cannot freeze a message.
 

@@ -81,7 +81,12 @@ def _row(name: str, code: int, meaning: str, *, final: bool = True) -> OneApiSta
 #: One API status (code)                   ours  why
 #: ======================================  ====  ======================================
 #: UNKNOWN (1)                             001   "message not found": message unknown
-#: QUEUED (2)                              002   queued at Clickatell
+#: QUEUED (2)                              008   accepted, queued at Clickatell, not yet
+#:                                               with the network: *before* SENT_TO_SUPPLIER.
+#:                                               Not legacy 002 ("awaiting redelivery"),
+#:                                               which alternates with 003 at the same
+#:                                               stage: a QUEUED read that way replaced a
+#:                                               recorded SENT_TO_SUPPLIER (issue 19)
 #: SCHEDULED (3)                           011   queued for later delivery
 #: SENT_TO_SUPPLIER (4)                    003   handed to the network ("delivered to
 #: DELIVERED_TO_GATEWAY (4, older name)          gateway" in legacy terms; not final)
@@ -104,7 +109,7 @@ STATUSES: dict[str, OneApiStatus] = {
     status.name: status
     for status in (
         _row("UNKNOWN", 1, "001", final=False),
-        _row("QUEUED", 2, "002", final=False),
+        _row("QUEUED", 2, "008", final=False),
         _row("SCHEDULED", 3, "011", final=False),
         _row("SENT_TO_SUPPLIER", 4, "003", final=False),
         # The name a third-party callback definition uses for code 4 (unverified).
@@ -175,8 +180,12 @@ class StatusEvent:
 
 
 def status_reply(event: StatusEvent) -> MessageStatusReply:
-    """A status report in the package's terms: the meaning as ``status``, the name kept."""
-    return MessageStatusReply(event.apimsgid, event.status.meaning, event.status.name)
+    """A status report in the package's terms: the meaning as ``status``, the name and
+    the time the status happened kept (the reply is ordered by that time, not by when it
+    arrived)."""
+    return MessageStatusReply(
+        event.apimsgid, event.status.meaning, event.status.name, event.reported_at
+    )
 
 
 def parse_send(
@@ -256,12 +265,35 @@ def parse_callback(body: str | bytes) -> list[StatusEvent]:
     return [_event(update, flat=flat) for update in updates]
 
 
+#: The timestamps a report may carry (2000-01-01 to 2100-01-01, in milliseconds): anything
+#: outside is nonsense, refused rather than guessed at.  A time in the future within the
+#: range is kept here and clamped to "now" where it is compared (``lifecycle.clamp``).
+EARLIEST_MS = 946_684_800_000
+LATEST_MS = 4_102_444_800_000
+_MS_DIGITS = re.compile(r"[0-9]{1,16}")
+
+
 def milliseconds(value: object) -> datetime | None:
-    """A One API timestamp (milliseconds since the epoch) as an aware UTC datetime."""
+    """A One API timestamp (milliseconds since the epoch) as an aware UTC datetime.
+
+    Absent (``None``, ``""``) is None: the caller stands in the time the report
+    arrived.  A JSON integer, an integral number written as a float
+    (``1506607698000.0``) or a string of digits is read; anything else -- a
+    boolean, a fraction, text, NaN, a number outside :data:`EARLIEST_MS` ..
+    :data:`LATEST_MS` -- raises ``ValueError`` (the callers' typed errors).  A
+    string is matched against a bounded pattern before it is converted: linear,
+    whatever its length.
+    """
     if value is None or value == "":
         return None
     number = _as_int(value)
-    if number is None or not 946_684_800_000 <= number <= 4_102_444_800_000:
+    if number is None and isinstance(value, float) and math.isfinite(value):
+        number = int(value) if value.is_integer() and abs(value) < 1e17 else None
+    if number is None and isinstance(value, str) and _MS_DIGITS.fullmatch(value.strip()):
+        number = int(value.strip())
+    if number is None:
+        raise ValueError("unreadable timestamp")
+    if not EARLIEST_MS <= number <= LATEST_MS:
         raise ValueError("timestamp out of range")
     return datetime.fromtimestamp(number / 1000, tz=timezone.utc)
 

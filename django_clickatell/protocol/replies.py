@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from .codes import describe_status, normalize_status
@@ -77,11 +78,16 @@ class MessageStatusReply:
     ``status`` is always the package's code (the legacy table).  ``gateway_status``
     is the API's own name for it where the API has a table of its own (the One
     API's ``SENT_TO_SUPPLIER``), kept for the exchange log; empty for the legacy API.
+    ``reported_at`` is when the status happened, where the API says so (the One
+    API's millisecond ``timestamp``): statuses are ordered by it, not by when the
+    reply arrived.  None where the reply carries no time (``querymsg``, REST):
+    then the time the reply arrived stands in.
     """
 
     apimsgid: str
     status: str
     gateway_status: str = ""
+    reported_at: datetime | None = None
 
     @property
     def description(self) -> str:

@@ -1,17 +1,24 @@
 """Status callbacks pushed by Clickatell: applied to their message, or kept until it appears.
 
 Clickatell retries callbacks for days, so duplicates and reordering are
-normal: each goes through the one lifecycle rule (:func:`.status.apply_status`)
-and is logged whether it changed anything or not.  A callback for a message
-this database does not know yet is kept (``UnmatchedCallback``) and applied
-when the message learns its ``apimsgid``.
+normal: each goes through the one lifecycle rule (:func:`.status.apply_status`),
+ordered by the time the callback says the status happened, and is logged
+whether it changed anything or not.  A callback speaks for one account's
+messages only -- the account whose URL (One API) or ``api_id`` (legacy) it came
+to: a message of another account is never touched, and a message this
+database does not know yet is kept (``UnmatchedCallback``) and applied when the
+message learns its ``apimsgid``.  A callback that names a message whose send
+is in doubt proves Clickatell accepted it, and settles it
+(:func:`.status.settle_send`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -20,28 +27,49 @@ from django.db.models import Q
 from ..conf import DEFAULT_ACCOUNT, ClickatellSettings
 from ..exceptions import InvalidCallback
 from ..gateway.backends import account_settings
-from ..models import OutboundMessage, UnmatchedCallback, Via
+from ..models import OutboundMessage, SendState, UnmatchedCallback, Via
 from ..protocol import one_api
 from ..protocol.callbacks import StatusCallback, parse_callback
 from . import recording
-from .status import apply_status
+from .status import apply_status, settle_send
 
 logger = logging.getLogger("django_clickatell.status")
 
 
 class CallbackOutcome:
     APPLIED = "applied"
-    IGNORED = "ignored"  # duplicate, stale, or after a final status
+    IGNORED = "ignored"  # duplicate, stale, after a final status, or another account's
     UNMATCHED = "unmatched"
+
+
+#: Send states in which a callback naming the message may settle its send.
+_DOUBTFUL = frozenset({SendState.SENDING, SendState.VERIFYING, SendState.UNKNOWN})
+
+
+@dataclass(frozen=True)
+class _Report:
+    """One status report of a callback, whichever API's form it came in."""
+
+    apimsgid: str
+    climsgid: str
+    status: str
+    reported_at: datetime | None
+    charge: Decimal | None = None
+    recipient: str = ""
+    sender: str = ""
+    #: The API's own name for the status (the One API's ``SENT_TO_SUPPLIER``).
+    gateway_status: str = ""
 
 
 def receive_callback(
     params: Mapping[str, str], *, api_id: str, account: str = DEFAULT_ACCOUNT
 ) -> str:
-    """Validate a pushed callback's fields and record it; raises ``InvalidCallback``.
+    """Validate a pushed callback's fields and record it for *account*; raises ``InvalidCallback``.
 
     A callback for another API product (``api_id``) is refused as invalid too:
-    it cannot concern this account's messages.  It touches *account*'s messages only.
+    it cannot concern this account's messages.  *account* is the alias of the
+    account that owns *api_id* (the view routes by it): the callback touches
+    that account's messages only.
     """
     callback = parse_callback(params)
     if callback.api_id != api_id:
@@ -54,63 +82,95 @@ class ForeignCallback(InvalidCallback):
 
 
 def record_callback(callback: StatusCallback, *, account: str = DEFAULT_ACCOUNT) -> str:
-    """Apply a status callback to its message, or keep it for later matching."""
-    mine = OutboundMessage.objects.filter(account=account)
-    message = mine.filter(apimsgid=callback.apimsgid).first()
-    extra: dict[str, Any] = {}
-    if message is None and callback.climsgid:
-        message = mine.filter(climsgid=callback.climsgid, apimsgid__isnull=True).first()
-        extra["apimsgid"] = callback.apimsgid
-    if message is None:
-        return _keep_unmatched(
-            account=account,
+    """Apply a legacy status callback to its message on *account*, or keep it for later."""
+    return _record(
+        account,
+        _Report(
             apimsgid=callback.apimsgid,
             climsgid=callback.climsgid,
-            recipient=callback.to,
-            sender=callback.sender,
             status=callback.status,
             reported_at=callback.reported_at,
             charge=callback.charge,
+            recipient=callback.to,
+            sender=callback.sender,
+        ),
+    )
+
+
+def _record(account: str, report: _Report) -> str:
+    """Find the report's message among *account*'s, apply it, or keep it for matching.
+
+    Looked up by ``apimsgid``, then by ``climsgid`` among messages that have no
+    id yet (a send whose reply was lost, or still being recorded).  Only a
+    message that truly belongs to another account refuses the report (logged,
+    not kept: it is not this account's news).  The send may be recording the id
+    while this runs: a message found under it on this account after the first
+    look missed is this account's and is applied; one recorded after both looks
+    is found when the kept report looks again (:func:`_keep_unmatched`).
+    """
+    mine = OutboundMessage.objects.filter(account=account)
+    message = mine.filter(apimsgid=report.apimsgid).first()
+    if message is None:
+        holder = (
+            OutboundMessage.objects.filter(apimsgid=report.apimsgid)
+            .values_list("account", flat=True)
+            .first()
         )
-    if callback.charge is not None:
-        extra["charge"] = callback.charge
-    applied = _apply_callback(message, callback.status, callback.reported_at, extra=extra)
+        if holder is not None and holder != account:
+            logger.warning(
+                "Status callback on account %r names another account's message %s: ignored",
+                account[:40],
+                report.apimsgid,
+            )
+            return CallbackOutcome.IGNORED
+        if holder is not None:  # this account's: its send recorded the id meanwhile
+            message = mine.filter(apimsgid=report.apimsgid).first()
+        elif report.climsgid:
+            message = mine.filter(climsgid=report.climsgid, apimsgid__isnull=True).first()
+    if message is None:
+        return _keep_unmatched(account, report)
+    had_id = bool(message.apimsgid)
+    applied = _apply_callback(message, report)
+    if not had_id and message.apimsgid:
+        # It learned its id from this report: reports kept under that id are its too.
+        applied = bool(match_unmatched_callbacks(message)) or applied
     return CallbackOutcome.APPLIED if applied else CallbackOutcome.IGNORED
 
 
-def _apply_callback(
-    message: OutboundMessage,
-    status: str,
-    reported_at: datetime | None,
-    *,
-    extra: dict[str, Any] | None = None,
-    note: str = "",
-    gateway_status: str = "",
-) -> bool:
-    """Apply a callback's status and log it in the exchange log, applied or not.
+def _apply_callback(message: OutboundMessage, report: _Report, *, note: str = "") -> bool:
+    """Apply a report's status, settle a send in doubt, and log it, applied or not.
 
-    *gateway_status* is the API's own name for the status (the One API's
-    ``SENT_TO_SUPPLIER``), shown first in the exchange's detail.
+    The report names the message, so Clickatell has it: a send in doubt is
+    settled (or, while a run holds it, the id recorded) before the status is
+    applied.  Skipped -- no query -- for the usual message, sent under this id.
     """
-    applied = apply_status(message, status, reported_at=reported_at, via=Via.CALLBACK, extra=extra)
+    settled = False
+    if message.apimsgid != report.apimsgid or message.send_state in _DOUBTFUL:
+        settled = settle_send(message, report.apimsgid)
+    extra: dict[str, Any] = {} if report.charge is None else {"charge": report.charge}
+    applied = apply_status(
+        message, report.status, reported_at=report.reported_at, via=Via.CALLBACK, extra=extra
+    )
     exchange = recording.answered(
-        recording.new_exchange(message.pk, "callback", via=Via.CALLBACK), status
+        recording.new_exchange(message.pk, "callback", via=Via.CALLBACK), report.status
     )
     exchange.duration_ms = None
-    detail = (
-        note
-        if applied
-        else "not applied: duplicate, earlier in the lifecycle than the recorded status, "
-        "or after a final one"
-    )
-    if gateway_status:
-        detail = f"{gateway_status}; {detail}" if detail else gateway_status
-    exchange.detail = recording.clean_text(detail)
+    details = [report.gateway_status] if report.gateway_status else []
+    if applied:
+        details += [note] if note else []
+    else:
+        details.append(
+            "not applied: duplicate, older than the recorded status, earlier in the "
+            "lifecycle, or after a final one"
+        )
+    if settled:
+        details.append("the send was in doubt: Clickatell has it, recorded sent")
+    exchange.detail = recording.clean_text("; ".join(details))
     recording.save(exchange)
     return applied
 
 
-def _keep_unmatched(**fields: Any) -> str:
+def _keep_unmatched(account: str, report: _Report) -> str:
     """Keep a callback for a message not known yet, then look for the message once more.
 
     The send that learns the ``apimsgid`` matches kept callbacks right after
@@ -119,12 +179,20 @@ def _keep_unmatched(**fields: Any) -> str:
     the other wrote, so at least one of them sees the other; a row is applied by
     whichever claims it first (:func:`match_unmatched_callbacks`).
     """
-    UnmatchedCallback.objects.create(**fields)
-    mine = Q(account=fields["account"]) if fields.get("account") else Q()
-    message = OutboundMessage.objects.filter(mine, apimsgid=fields["apimsgid"]).first()
+    UnmatchedCallback.objects.create(
+        apimsgid=report.apimsgid,
+        climsgid=report.climsgid,
+        account=account,
+        recipient=report.recipient,
+        sender=report.sender,
+        status=report.status,
+        reported_at=report.reported_at,
+        charge=report.charge,
+    )
+    message = OutboundMessage.objects.filter(account=account, apimsgid=report.apimsgid).first()
     if message is not None and match_unmatched_callbacks(message):
         return CallbackOutcome.APPLIED
-    logger.info("Status callback for unknown message %s kept for matching", fields["apimsgid"])
+    logger.info("Status callback for unknown message %s kept for matching", report.apimsgid)
     return CallbackOutcome.UNMATCHED
 
 
@@ -132,13 +200,15 @@ def match_unmatched_callbacks(message: OutboundMessage) -> int:
     """Apply callbacks that arrived before *message* knew its ``apimsgid``.
 
     Each kept row is claimed (a conditional ``UPDATE``) before it is applied, so a
-    callback the send and the callback view both find is applied once.
+    callback the send and the callback view both find is applied once.  Only
+    rows kept for the message's own account match (and rows kept before
+    callbacks were scoped to an account, whose account is empty).
     """
     if not message.apimsgid:
         return 0
     pending = list(
         UnmatchedCallback.objects.filter(
-            Q(account="") | Q(account=message.account),  # a JSON callback: its account only
+            Q(account="") | Q(account=message.account),
             apimsgid=message.apimsgid,
             matched_message__isnull=True,
         ).order_by("reported_at", "pk")
@@ -149,9 +219,14 @@ def match_unmatched_callbacks(message: OutboundMessage) -> int:
             pk=callback.pk, matched_message__isnull=True
         ).update(matched_message=message)
         if claimed:
-            _apply_callback(
-                message, callback.status, callback.reported_at, note="matched after arrival"
+            report = _Report(
+                apimsgid=callback.apimsgid,
+                climsgid=callback.climsgid,
+                status=callback.status,
+                reported_at=callback.reported_at,
+                charge=callback.charge,
             )
+            _apply_callback(message, report, note="matched after arrival")
             applied += 1
     return applied
 
@@ -171,43 +246,24 @@ def receive_json_callback(account: str, body: bytes) -> list[str]:
     """Apply every status event of a One API callback; one outcome per event, in order.
 
     Raises ``InvalidCallback`` (nothing applied) for a body that is not a
-    callback.  Each event goes through the one lifecycle rule: duplicates and
-    events older than the recorded status are logged and ignored; an unknown
-    One API status means ``001`` and never replaces anything recorded.  Events
-    for messages this database does not know are kept (``UnmatchedCallback``).
-    *account* is the alias the callback URL named (its secret checked by the
-    view): the events touch that account's messages only, so one account's
-    secret can never change what another account's messages say.
+    callback.  Each event goes through the one lifecycle rule, ordered by its
+    own millisecond ``timestamp``: duplicates and events older than the
+    recorded status are logged and ignored; an unknown One API status means
+    ``001`` and never replaces anything recorded.  Events for messages this
+    database does not know are kept (``UnmatchedCallback``).  *account* is the
+    alias the callback URL named (its secret checked by the view): the events
+    touch that account's messages only, so one account's secret can never
+    change what another account's messages say.
     """
     events = one_api.parse_callback(body)
-    return [_record_event(account, event) for event in events]
+    return [_record(account, _event_report(event)) for event in events]
 
 
-def _record_event(account: str, event: one_api.StatusEvent) -> str:
-    status = event.status.meaning
-    mine = OutboundMessage.objects.filter(account=account)
-    message = mine.filter(apimsgid=event.apimsgid).first()
-    extra: dict[str, Any] = {}
-    if message is None and event.climsgid:
-        message = mine.filter(climsgid=event.climsgid, apimsgid__isnull=True).first()
-        extra["apimsgid"] = event.apimsgid
-    if message is None:
-        if OutboundMessage.objects.filter(apimsgid=event.apimsgid).exists():
-            # Another account's message: not this account's to report on.
-            logger.warning(
-                "One API callback on account %r names another account's message %s: ignored",
-                account[:40],
-                event.apimsgid,
-            )
-            return CallbackOutcome.IGNORED
-        return _keep_unmatched(
-            apimsgid=event.apimsgid,
-            climsgid=event.climsgid,
-            account=account,
-            status=status,
-            reported_at=event.reported_at,
-        )
-    applied = _apply_callback(
-        message, status, event.reported_at, extra=extra, gateway_status=event.status.name
+def _event_report(event: one_api.StatusEvent) -> _Report:
+    return _Report(
+        apimsgid=event.apimsgid,
+        climsgid=event.climsgid,
+        status=event.status.meaning,
+        reported_at=event.reported_at,
+        gateway_status=event.status.name,
     )
-    return CallbackOutcome.APPLIED if applied else CallbackOutcome.IGNORED

@@ -198,7 +198,7 @@ class CancelRun:
             return {
                 # Through the lifecycle rule: a final status recorded by a callback while
                 # this request was in flight is not replaced by the reply's older news.
-                **status_updates(status, None),
+                **status_updates(status, reply.reported_at),
                 "cancel_state": CancelState.CANCELLED if cancelled else CancelState.TOO_LATE,
                 "cancel_completed_at": timezone.now(),
                 "cancel_attempts": F("cancel_attempts") + 1,
@@ -206,7 +206,9 @@ class CancelRun:
                 **claims.RELEASED,
             }
 
-        key: tuple[Any, ...] = ("reply", status)
+        # The values are built once per group: replies stamped with different times (the
+        # One API's) are different groups.
+        key: tuple[Any, ...] = ("reply", status, reply.reported_at)
         build = updates
         if not message.apimsgid and not (
             OutboundMessage.objects.filter(apimsgid=reply.apimsgid).exclude(pk=message.pk).exists()
@@ -216,10 +218,7 @@ class CancelRun:
                 return {
                     **updates(),
                     "apimsgid": reply.apimsgid,
-                    "send_state": Case(
-                        When(send_state=SendState.UNKNOWN, then=Value(SendState.SENT)),
-                        default=F("send_state"),
-                    ),
+                    "send_state": _SETTLED_IF_UNKNOWN,
                 }
 
             key = ("found", message.pk)
@@ -272,20 +271,24 @@ class CancelRun:
         if reply is not None and reply.status == CANCELLED_STATUS:
             self._record_reply(message, reply, logged)
             return
-        unknown = message.send_state == SendState.UNKNOWN
+        # Asked by its id and answered: Clickatell has it, whatever the sending record doubted.
+        found = reply is not None
+        unknown = message.send_state == SendState.UNKNOWN and not found
         error = recording.clean_text(HANDED_OVER_OR_NOT if unknown else HANDED_OVER)
         status = reply.status if reply is not None else ""
+        reported_at = reply.reported_at if reply is not None else None
 
         def updates() -> dict[str, Any]:
             return {
-                **(status_updates(status, None) if status else {}),
+                **(status_updates(status, reported_at) if status else {}),
+                **({"send_state": _SETTLED_IF_UNKNOWN} if found else {}),
                 "cancel_state": CancelState.TOO_LATE,
                 "cancel_error": error,
                 "cancel_completed_at": timezone.now(),
                 **claims.RELEASED,
             }
 
-        key = ("settled", CancelState.TOO_LATE, error, "no stop", status)
+        key = ("settled", CancelState.TOO_LATE, error, "no stop", status, reported_at, found)
         self.writer.write(recording.Outcome(message.pk, key, updates, logged))
         if status:
             self._news.append((message, message.status, status))
@@ -347,6 +350,11 @@ class Attempt:
     #: The requests of this call that met ERR 003/005 before the repeat (each logged).
     refused: list[SessionExpired] = field(default_factory=list)
 
+
+#: A reply about the message proves Clickatell has it: a send given up as unknown is sent.
+_SETTLED_IF_UNKNOWN = Case(
+    When(send_state=SendState.UNKNOWN, then=Value(SendState.SENT)), default=F("send_state")
+)
 
 #: Why a message of an account without remote stop is "too late".
 HANDED_OVER = (

@@ -82,7 +82,9 @@ def refresh_statuses(
         recording.log_refused_attempts(gateway, exchange)
         recording.save(recording.answered(exchange, reply.status))
         extra = {} if message.apimsgid else {"apimsgid": reply.apimsgid}
-        if apply_status(message, reply.status, reported_at=None, via=via, extra=extra):
+        # Ordered by when the status happened where the reply says (the One API), else
+        # by when the reply arrived.
+        if apply_status(message, reply.status, reported_at=reply.reported_at, via=via, extra=extra):
             report.changed.append(message.pk)
         else:
             report.unchanged.append(message.pk)

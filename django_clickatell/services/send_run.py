@@ -176,6 +176,11 @@ class SendRun:
 
     def _verify(self, message: OutboundMessage) -> object:
         """True/False (go on / stop the run) once resolved; ``_ABSENT`` if never received."""
+        if message.apimsgid:
+            # A report from Clickatell named it while its send was in doubt (a callback that
+            # came while the send was in flight: services.status.settle_send): it has it.
+            self._accepted(message, message.apimsgid, status=None)
+            return True
         exchange = self._exchange(message, "querymsg")
         try:
             reply = self._backend.query(climsgid=message.climsgid)

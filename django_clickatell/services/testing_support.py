@@ -16,7 +16,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from ..conf import account_settings
+from django.core.exceptions import ImproperlyConfigured
+
+from ..conf import account_settings, app_settings
 from ..gateway.backends import reset_connections
 from ..gateway.backends.locmem import STATE, TEST_API_ID, Script, SentSms
 
@@ -56,11 +58,11 @@ def deliver_callback(
     The callback carries the message's ids, numbers and *status* (the test
     gateway's current status if not given; given, the gateway takes it too, so
     a later refresh agrees) and goes through :func:`.callbacks.receive_callback`
-    -- the service the callback view calls -- so signal handlers run as in
-    production.  ``api_id`` defaults to the ``API_ID`` of the message's account -- or,
-    when it sets none (the test backend needs none), the test gateway's own
-    :data:`~..gateway.backends.locmem.TEST_API_ID` -- and the callback speaks for that
-    account's messages only.  Returns the
+    -- the service the callback view calls, for the account that sent it -- so
+    signal handlers run as in production.  ``api_id`` defaults to that account's
+    ``API_ID`` (the top-level one if it sets none; the test gateway's own
+    :data:`~..gateway.backends.locmem.TEST_API_ID` if neither does: the test backend
+    needs none), and the callback speaks for that account's messages only.  Returns the
     outcome (``applied``, ``ignored``, ``unmatched``); ``InvalidCallback`` if
     the callback would be refused.
     """
@@ -70,7 +72,7 @@ def deliver_callback(
         script.status(reference, status)
     sms = STATE.find(reference)
     when = reported_at or datetime.now(timezone.utc)
-    configured = account_settings(sms.account).api_id or TEST_API_ID
+    configured = _api_id_of(sms.account)
     params = {
         "api_id": api_id or configured,
         "apiMsgId": sms.apimsgid,
@@ -82,6 +84,13 @@ def deliver_callback(
         "charge": "" if charge is None else f"{Decimal(charge):f}",
     }
     return receive_callback(params, api_id=configured, account=sms.account)
+
+
+def _api_id_of(alias: str) -> str:
+    try:
+        return account_settings(alias).api_id or app_settings.api_id or TEST_API_ID
+    except ImproperlyConfigured:  # the account was removed since it sent
+        return app_settings.api_id or TEST_API_ID
 
 
 __all__ = [

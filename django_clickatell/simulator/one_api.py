@@ -104,7 +104,8 @@ class OneApiGateway:
         if message.apimsgid not in self.sent or not self.callback_url:
             return
         name, code = ONE_API_STATUS.get(message.status, ("UNKNOWN", 1))
-        push = self._push(message.apimsgid, message.climsgid, name, code, None)
+        at_ms = int(message.status_at * 1000)
+        push = self._push(message.apimsgid, message.climsgid, name, code, at_ms)
         held = self._held.pop(message.apimsgid, None)
         if held is None and self.reorder_callbacks and message.status not in FINAL_STATUSES:
             self._held[message.apimsgid] = push
@@ -222,7 +223,8 @@ def handle_one_api(request: OneApiExchange, *, count: bool = True) -> Reply:
             return 404, _error(0, "Message not found"), {}
         state._advance(message)
         name, code = ONE_API_STATUS.get(message.status, ("UNKNOWN", 1))
-        sms = {"status": name, "statusCode": code, "timestamp": int(time.time() * 1000)}
+        # When the status happened, as the One API reports it -- not when it answers.
+        sms = {"status": name, "statusCode": code, "timestamp": int(message.status_at * 1000)}
         return 200, json.dumps({"messageId": apimsgid, "sms": sms}), {}
 
 

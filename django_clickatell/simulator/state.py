@@ -62,6 +62,9 @@ class SimulatedMessage:
     charge: str = "1.000000"
     callback: int = 0  # sendmsg's callback level: 1 intermediate, 2 final, 3 both
     history: list[str] = field(default_factory=list)
+    #: Unix time of the last status change: what the gateway reports as the status's time
+    #: (callbacks' ``timestamp``, the One API's status ``timestamp``), not the time it answers.
+    status_at: float = field(default_factory=time.time)
     #: Created by an accepted ``sendmsg`` (an SMS that goes out), not put there by a test.
     sent: bool = False
 
@@ -78,7 +81,7 @@ class SimulatedMessage:
             "cliMsgId": self.climsgid,
             "to": self.to,
             "from": self.sender,
-            "timestamp": str(int(time.time())),
+            "timestamp": str(int(self.status_at)),
             "status": self.status,
             "charge": self.charge,
         }
@@ -217,6 +220,7 @@ class GatewayState:
     def _set_status(self, message: SimulatedMessage, status: str) -> None:
         message.history.append(status)
         message.status = status
+        message.status_at = time.time()
         if self.callback_url and message.wants_callback():
             self._pending_callbacks.put((message.callback_fields(self.api_id), 0))
         for listener in self.status_listeners:
