@@ -251,7 +251,8 @@ def test_the_admin_pauses_with_its_own_permission_a_confirmation_and_a_log_entry
     assert viewer.post(pause_url("legacy"), {"reason": "x"}).status_code == 403
     assert not AccountPause.objects.exists()
     listing = viewer.get(PAUSES).content.decode()
-    assert 'data-account="legacy"' in listing and "pause-legacy" not in listing
+    assert 'data-account="legacy"' in listing
+    assert "pause-legacy" not in listing
 
     User.objects.filter(username="operator").delete()
     client = operator(["view_outboundmessage", "pause_account"])
@@ -266,6 +267,7 @@ def test_the_admin_pauses_with_its_own_permission_a_confirmation_and_a_log_entry
     response = client.post(pause_url("legacy"), {"reason": "wrong text"}, follow=True)
     assert "Account “legacy” is paused" in response.content.decode()
     pause = AccountPause.objects.get()
+    assert pause.paused_by is not None
     assert (pause.account, pause.paused_by.username, pause.reason) == (
         "legacy",
         "operator",
@@ -319,11 +321,12 @@ def test_every_page_of_the_app_shows_the_pause(
         assert "clickatell-pause-banner" not in page.content.decode(), url
     api.pause_account("platform", reason="bad promo", by=admin_user)
     for url in pages:
-        page = admin_client.get(url).content.decode()
-        assert 'id="clickatell-pause-banner"' in page, url
-        assert "Account “platform” is paused" in page, url
-        assert "by admin at" in page and "(bad promo)" in page, url
-        assert "stops still go out" in page, url
+        text = admin_client.get(url).content.decode()
+        assert 'id="clickatell-pause-banner"' in text, url
+        assert "Account “platform” is paused" in text, url
+        assert "by admin at" in text, url
+        assert "(bad promo)" in text, url
+        assert "stops still go out" in text, url
     # The send confirmation page (an action) shows it too.
     confirmation = admin_client.post(
         reverse("admin:django_clickatell_outboundmessage_changelist"),

@@ -293,9 +293,7 @@ def _explain_paused(message: OutboundMessage) -> tuple[str, Any]:
         "when": compact_when(pause.paused_at),
         "why": pause.reason or _("no reason given"),
     }
-    reason = (
-        _("Waiting: account “%(account)s” paused by %(user)s at %(when)s (%(why)s).") % values
-    )
+    reason = _("Waiting: account “%(account)s” paused by %(user)s at %(when)s (%(why)s).") % values
     return str(reason), _("It goes out once the account is resumed; or stop it here.")
 
 

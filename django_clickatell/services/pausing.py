@@ -24,7 +24,8 @@ before each ``sendmsg`` leaves (after any verification), and the release loop
 leaves due held messages of a paused account held (:func:`.waiting.usable`).
 Each process reads the pauses from the database at most
 :data:`PAUSE_FRESH_SECONDS` late (one indexed query per process per period;
-the process that sets or lifts a pause sees it at once).  So once a pause is
+the process that sets or lifts a pause sees it at once; the release loop's claim
+reads it in the same statement).  So once a pause is
 committed, no send request *starts* later than ``PAUSE_FRESH_SECONDS``
 afterwards, on any worker on any machine; requests already on the wire (at
 most ``MAX_IN_FLIGHT`` per run) are answered and recorded as usual.
@@ -118,9 +119,9 @@ def pause_of(alias: str) -> Pause | None:
 
 
 def holds_back() -> Q:
-    """The messages a pause holds back (by their account); matches nothing if none is paused."""
-    paused = paused_accounts()
-    return Q(account__in=paused) if paused else Q(pk__in=[])
+    """The messages a pause holds back, by their account: a subquery, so the release loop's
+    claim (one ``UPDATE``) sees a pause committed before it, with no query of its own."""
+    return Q(account__in=AccountPause.objects.values("account"))
 
 
 def _clean_reason(reason: str) -> str:
