@@ -167,6 +167,10 @@ def test_a_pause_of_an_unknown_account_or_with_a_long_reason_is_refused(
     with pytest.raises(InvalidInput, match="at most 200 characters"):
         api.pause_account("legacy", reason="x" * 201)
     assert not AccountPause.objects.exists()
+    # Control characters (a NUL PostgreSQL refuses, a terminal escape) never reach the row.
+    pause = api.pause_account("legacy", reason="bad\x00 text\x1b[31m\n\u2028here")
+    assert pause.reason == "bad text [31m here"
+    assert AccountPause.objects.get().reason == "bad text [31m here"
 
 
 def test_pausing_twice_keeps_the_first_pause(

@@ -44,6 +44,7 @@ only) and always logged as a warning.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
@@ -125,7 +126,13 @@ def holds_back() -> Q:
 
 
 def _clean_reason(reason: str) -> str:
-    text = " ".join(str(reason or "").split())
+    """One line of printable text: control characters (a NUL PostgreSQL refuses, terminal
+    escapes in a log) become spaces, runs of space one."""
+    printable = "".join(
+        " " if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") else char
+        for char in str(reason or "")
+    )
+    text = " ".join(printable.split())
     if len(text) > REASON_LENGTH:
         raise InvalidInput(f"The reason for a pause is at most {REASON_LENGTH} characters")
     return text
