@@ -35,6 +35,7 @@ from django_clickatell.models import (
 )
 from django_clickatell.services import pausing, sending
 from django_clickatell.simulator import ClickatellSimulator
+from tests.every_backend import BACKENDS
 from tests.factories import scheduled_messages
 from tests.test_account_comes_and_goes import (
     FINAL_STATES,
@@ -42,6 +43,9 @@ from tests.test_account_comes_and_goes import (
     record_open_work,
     run_every_periodic_path,
 )
+from tests.test_every_backend import backend
+
+__all__ = ["backend"]  # the fixture: the default account on each HTTP backend
 
 pytestmark = pytest.mark.django_db
 
@@ -375,3 +379,44 @@ def test_the_commands_pause_and_resume(
     out = StringIO()
     call_command("clickatell_resume", account="legacy", stdout=out)
     assert "is not paused" in out.getvalue()
+
+
+# -- every backend --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_a_pause_holds_every_backend_over_http(
+    backend: str, simulator: ClickatellSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
+    """legacy_http, rest and one_api: not one request while paused; once each on resume."""
+    api.pause_account("default", reason="incident")
+    [message] = api.send_sms("27999000001", "paused", wait=True)
+    tasks.send_messages.apply(args=([message.pk],), kwargs=LAST_TRY)
+    assert simulator.counts["total"] == 0
+    assert not simulator.api_requests
+    assert OutboundMessage.objects.get(pk=message.pk).waiting_for == WaitingFor.PAUSED
+    with django_capture_on_commit_callbacks(execute=True):
+        api.resume_account("default")
+    message.refresh_from_db()
+    assert message.send_state == SendState.SENT
+    assert len(simulator.accepted_sends()) == 1
+    assert simulator.duplicate_sends() == []
+
+
+@pytest.mark.parametrize("name", ["test", "console"])
+def test_a_pause_holds_the_local_backends(
+    name: str, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django_clickatell import testing
+
+    settings.CLICKATELL = {**settings.CLICKATELL, "BACKEND": name, "USE_CELERY": False}
+    testing.reset_outbox()
+    api.pause_account("default")
+    [message] = api.send_sms("27999000001", "paused", wait=True)
+    assert OutboundMessage.objects.get(pk=message.pk).waiting_for == WaitingFor.PAUSED
+    assert testing.outbox == []
+    with django_capture_on_commit_callbacks(execute=True):
+        api.resume_account("default")
+    assert OutboundMessage.objects.get(pk=message.pk).send_state == SendState.SENT
+    if name == "test":
+        assert [sms.to for sms in testing.outbox] == ["27999000001"]
