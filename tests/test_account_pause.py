@@ -420,3 +420,16 @@ def test_a_pause_holds_the_local_backends(
     assert OutboundMessage.objects.get(pk=message.pk).send_state == SendState.SENT
     if name == "test":
         assert [sms.to for sms in testing.outbox] == ["27999000001"]
+
+
+def test_a_resume_elsewhere_is_seen_at_once_by_a_process_that_saw_the_pause(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """A worker that read the pause a moment ago must not hold back the work a resume on
+    another machine just handed on (it would wait for the next requeue, minutes away)."""
+    record_open_work(simulator, settings)
+    api.pause_account("legacy")
+    assert pausing.pauses() != {}  # this process has the pause in its view now
+    AccountPause.objects.all().delete()  # resumed by another process: our view is stale
+    [message] = api.send_sms("27990000070", "goes", account="legacy", wait=True)
+    assert OutboundMessage.objects.get(pk=message.pk).send_state == SendState.SENT

@@ -119,6 +119,19 @@ def pause_of(alias: str) -> Pause | None:
     return pauses().get(alias)
 
 
+def is_paused(alias: str) -> bool:
+    """Whether a send through account *alias* must wait: asked before each send request.
+
+    A pause set elsewhere is seen at most :data:`PAUSE_FRESH_SECONDS` late (the
+    cache); a pause the cache still shows is confirmed in the database, so the
+    work a resume hands on is never held back again by a stale view (a query per
+    message only while the account is paused, when nothing is sent anyway).
+    """
+    if alias not in pauses():
+        return False
+    return alias in pauses(fresh=True)
+
+
 def holds_back() -> Q:
     """The messages a pause holds back, by their account: a subquery, so the release loop's
     claim (one ``UPDATE``) sees a pause committed before it, with no query of its own."""

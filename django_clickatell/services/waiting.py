@@ -119,7 +119,7 @@ def send_waits_for(backend: Backend) -> str:
     account, or a paused one (read at most ``pausing.PAUSE_FRESH_SECONDS`` late).
     """
     reason = request_waits_for(backend)
-    if not reason and pausing.pause_of(backend.alias) is not None:
+    if not reason and pausing.is_paused(backend.alias):
         return WaitingFor.PAUSED
     return reason
 
