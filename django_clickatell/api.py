@@ -25,10 +25,19 @@ from . import dispatch
 from .exceptions import ClickatellError, InvalidMessage
 from .models import OutboundMessage, Via
 from .selections import REFRESHABLE
-from .services import balance, cancel_requests, cancelling, composing, refreshing, sending
+from .services import (
+    balance,
+    cancel_requests,
+    cancelling,
+    composing,
+    pausing,
+    refreshing,
+    sending,
+)
 from .services.account import Account
 from .services.account import check_credentials as _check_credentials
 from .services.cancel_requests import CancellationRequest
+from .services.pausing import Pause
 from .services.refreshing import RefreshReport
 
 logger = logging.getLogger("django_clickatell.api")
@@ -38,11 +47,15 @@ __all__ = [
     "CancellationRequest",
     "ClickatellError",
     "InvalidMessage",
+    "Pause",
     "RefreshReport",
     "cancel_sms",
     "check_credentials",
     "get_balance",
+    "pause_account",
+    "paused_accounts",
     "refresh_sms",
+    "resume_account",
     "send_sms",
 ]
 
@@ -75,6 +88,10 @@ def send_sms(
     *account* names the Clickatell account to send through (an alias of
     ``CLICKATELL["ACCOUNTS"]``; ``"default"``: the top-level settings); an
     unknown one raises :class:`InvalidMessage`.
+
+    On a paused account (:func:`pause_account`) the messages are recorded and
+    queued as usual -- not refused -- and wait, sending nothing, until the
+    account is resumed.
 
     ``wait=True`` belongs outside a transaction: inside one, the records and
     the claim are not committed when the request leaves, so a rollback
@@ -152,6 +169,37 @@ def check_credentials(account: str = "default") -> Account:
     """Prove the account's credentials work (for the HTTP API: open its shared session),
     or raise why Clickatell refused."""
     return _check_credentials(account)
+
+
+def pause_account(account: str, *, reason: str = "", by: Any = None) -> Pause:
+    """Pause *account*: nothing more is sent through it until :func:`resume_account`.
+
+    Sends (new, released, retried) wait, recorded as waiting for the pause;
+    stops and status queries go on.  Every worker sees the pause within
+    ``PAUSE_FRESH_SECONDS`` (1 s) of the commit.  Already paused: the first
+    pause stays as it was.  *by* (a user) is recorded and writes the admin's
+    LogEntry.  Raises ``InvalidInput`` (a ``ValueError``) for an account not in
+    the settings or a reason over 200 characters.
+    """
+    pause, _created = pausing.pause_account(account, reason=reason, by=by, via=Via.API)
+    return pause
+
+
+def resume_account(account: str, *, by: Any = None) -> bool:
+    """Lift the pause of *account* and hand its waiting messages on (each goes out once).
+
+    Returns whether it was paused.  Held messages that came due meanwhile are
+    released by the release loop at its next run.
+    """
+    resumed = pausing.resume_account(account, by=by, via=Via.API)
+    if resumed:
+        dispatch.requeue_stalled(via=Via.API)
+    return resumed
+
+
+def paused_accounts() -> list[Pause]:
+    """The paused accounts: alias, who paused it (user name or ""), when, and why."""
+    return [pause for _alias, pause in sorted(pausing.pauses(fresh=True).items())]
 
 
 def _warn_inside_a_transaction(what: str) -> None:

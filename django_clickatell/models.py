@@ -27,6 +27,7 @@ from .states import (
 __all__ = [
     "ACTIVE_CANCEL_STATES",
     "OPEN_SEND_STATES",
+    "AccountPause",
     "CancelState",
     "CancellationBatch",
     "GatewayExchange",
@@ -393,3 +394,37 @@ class BatchSelection(models.Model):
     @property
     def size(self) -> int:
         return self.last_id - self.first_id + 1
+
+
+class AccountPause(models.Model):
+    """An account an operator paused: nothing more is sent through it until it is resumed.
+
+    One row per paused account; resuming deletes it.  Stored here (not in a
+    setting or the cache) so that it survives restarts and every worker on
+    every machine sees it (services/pausing.py reads it at most
+    ``PAUSE_FRESH_SECONDS`` late).  Set and cleared only through
+    ``services.pausing`` (admin, ``clickatell_pause``/``clickatell_resume``,
+    ``api.pause_account``), which also writes the admin's LogEntry.
+    """
+
+    account = models.CharField(_("account"), max_length=32, unique=True)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("paused by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    paused_at = models.DateTimeField(_("paused at"), default=timezone.now)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("account pause")
+        verbose_name_plural = _("account pauses")
+        ordering = ("account",)
+        default_permissions = ("view",)
+        permissions = [("pause_account", _("Can pause and resume a Clickatell account"))]
+
+    def __str__(self) -> str:
+        return str(_("Pause of account “%(account)s”") % {"account": self.account})

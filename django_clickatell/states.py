@@ -53,12 +53,15 @@ class WaitingFor(models.TextChoices):
     Not a failure and not a state of its own: the message stays queued, in doubt,
     held or with its stop queued, and goes out once the reason is gone
     (:mod:`.services.waiting`).  One reason per cause that only the settings or an
-    operator can lift; a pause of the account is meant to be the next one.
+    operator can lift: a missing account, a paused one.
     """
 
     NOTHING = "", _("Not waiting")
     #: Its account is not in ``settings.CLICKATELL`` (removed, or ``ACCOUNTS`` broken).
     ACCOUNT = "account", _("Its account is not in the settings")
+    #: Its account is paused by an operator (services/pausing.py): sends and releases
+    #: wait; stops and status queries never do.
+    PAUSED = "paused", _("Its account is paused")
 
 
 class Via(models.TextChoices):

@@ -35,6 +35,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_pauses() -> Iterator[None]:
+    """A pause read (and cached for a second) by one test is not seen by the next, whose
+    database no longer has it (services/pausing.py)."""
+    from django_clickatell.services import pausing
+
+    pausing.forget()
+    yield
+    pausing.forget()
+
+
 @pytest.fixture(scope="session")
 def gateway() -> Iterator[ClickatellSimulator]:
     """One simulator for the whole run (worker processes are pointed at its URL)."""

@@ -5,14 +5,17 @@ One module per page or job: :mod:`.messages` (the message list and page),
 step), :mod:`.filters`; the actions an operator can take on a selection, each
 a thin face over a service behind its permission and a confirmation page
 (:mod:`.confirmation`): :mod:`.cancel_actions`, :mod:`.send_actions`,
-:mod:`.refresh_action`; :mod:`.batches` and :mod:`.callbacks` (monitoring).
+:mod:`.refresh_action`; :mod:`.batches` and :mod:`.callbacks` (monitoring);
+:mod:`.pauses` (pausing and resuming an account).
 """
 
 from .batches import CancellationBatchAdmin
 from .callbacks import UnmatchedCallbackAdmin
 from .messages import GatewayExchangeInline, OutboundMessageAdmin
+from .pauses import AccountPauseAdmin
 
 __all__ = [
+    "AccountPauseAdmin",
     "CancellationBatchAdmin",
     "GatewayExchangeInline",
     "OutboundMessageAdmin",

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from ..conf import ACCOUNTS
 from ..models import CancelState, OutboundMessage, SendState, WaitingFor
 from ..selections import LOCAL_ONLY, NOT_CONFIGURED, stop_reach
+from ..services.pausing import pause_of
 from ..services.waiting import missing_account
 
 _ANSWERED = re.compile(r"^Clickatell \w+ answered ERR (?P<code>\d{3}): (?P<text>.*)$", re.S)
@@ -240,6 +241,8 @@ def explain_other(message: OutboundMessage) -> tuple[str, Any]:
 
 def _explain_waiting(message: OutboundMessage) -> tuple[str, Any]:
     """Waiting for its account: what waits, since when, and what happens once it is back."""
+    if message.waiting_for == WaitingFor.PAUSED:
+        return _explain_paused(message)
     if message.waiting_for != WaitingFor.ACCOUNT:
         return str(message.get_waiting_for_display()), ""
     account, since = message.account, compact_when(message.waiting_since)
@@ -272,6 +275,26 @@ def _explain_waiting(message: OutboundMessage) -> tuple[str, Any]:
     else:
         hint = _("Add “%(account)s” back to settings.CLICKATELL[“%(key)s”], or stop it here.")
     return str(reason), hint % {"account": account, "key": ACCOUNTS}
+
+
+def _explain_paused(message: OutboundMessage) -> tuple[str, Any]:
+    """Waiting for the pause of its account: who paused it, when, why (the pauses are read
+    once a second per process, not per row)."""
+    pause = pause_of(message.account)
+    if pause is None:
+        reason = _(
+            "Account “%(account)s” is resumed: it goes out at the next run of "
+            "requeue_stalled_work (or the release loop)."
+        ) % {"account": message.account}
+        return str(reason), _("Nothing to do.")
+    values = {
+        "account": message.account,
+        "user": pause.paused_by or _("a command or the API"),
+        "when": compact_when(pause.paused_at),
+        "why": pause.reason or _("no reason given"),
+    }
+    reason = _("Waiting: account “%(account)s” paused by %(user)s at %(when)s (%(why)s).") % values
+    return str(reason), _("It goes out once the account is resumed; or stop it here.")
 
 
 EXPLAIN = {

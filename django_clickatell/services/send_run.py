@@ -86,7 +86,7 @@ class SendRun:
         if not self.keeper.holds(message.pk):
             return True  # taken over after our lease lapsed: the other run decides it
         self.backend = self.backends(message)
-        reason = waiting.send_waits_for(self.backend)
+        reason = waiting.request_waits_for(self.backend)
         if reason:  # nothing asked, nothing retried: it goes out once the reason is gone
             waiting.send_waits(message, self.token, reason)
             self.report.waiting.append(message.pk)
@@ -102,6 +102,11 @@ class SendRun:
             # that stop ended): stop it here rather than send it.
             self._settle(message, SendState.QUEUED, "")
             withdraw(Q(pk=message.pk), via=self.via, any_request=True)
+            return True
+        reason = waiting.send_waits_for(self.backend)  # e.g. paused: asked right before it leaves
+        if reason:
+            waiting.send_held_back(message, self.token, reason)
+            self.report.waiting.append(message.pk)
             return True
         return self._send(message)
 

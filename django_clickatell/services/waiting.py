@@ -23,7 +23,13 @@ pause of the account is meant to be the next, through the same functions.
   claim them again before any request: each goes out once.  Held ones need no
   hand-on: the release loop takes them once their account is usable.
 
-A new reason (the pause of issue 22) is a :class:`~..states.WaitingFor` value,
+The second reason is a pause of the account (:attr:`WaitingFor.PAUSED`,
+:mod:`.pausing`): it holds sends and releases only -- :func:`request_waits_for`
+never sees it, so stops and queries (including the verification of a send in
+doubt) go on, and :func:`send_waits_for` is asked right before each
+``sendmsg`` leaves, after any verification.
+
+A new reason is a :class:`~..states.WaitingFor` value,
 an entry in :func:`obstacles` (which accounts it holds back, as a ``Q``) and a
 test in :func:`send_waits_for` (by ``backend.alias``); :func:`request_waits_for`
 stays as it is when the reason must never hold a stop.  The admin's "Waiting"
@@ -53,7 +59,7 @@ from ..conf import (
 )
 from ..gateway.backends import Backend
 from ..models import CancelState, OutboundMessage, SendState, WaitingFor
-from . import claims
+from . import claims, pausing
 from .account import Unconfigured
 
 logger = logging.getLogger("django_clickatell.waiting")
@@ -92,7 +98,10 @@ def configured_accounts() -> list[str]:
 
 def obstacles() -> list[tuple[str, Q]]:
     """Each reason to wait, with the messages it holds back (by their account)."""
-    return [(WaitingFor.ACCOUNT, ~Q(account__in=configured_accounts()))]
+    return [
+        (WaitingFor.ACCOUNT, ~Q(account__in=configured_accounts())),
+        (WaitingFor.PAUSED, pausing.holds_back()),
+    ]
 
 
 def usable() -> Q:
@@ -104,14 +113,21 @@ def usable() -> Q:
 
 
 def send_waits_for(backend: Backend) -> str:
-    """The reason a send (or the verification of one in doubt) through *backend* waits, or ""."""
-    return request_waits_for(backend)
+    """The reason a ``sendmsg`` through *backend* must not leave now, or "".
+
+    Asked right before each send request (after any verification): a missing
+    account, or a paused one (read at most ``pausing.PAUSE_FRESH_SECONDS`` late).
+    """
+    reason = request_waits_for(backend)
+    if not reason and pausing.is_paused(backend.alias):
+        return WaitingFor.PAUSED
+    return reason
 
 
 def request_waits_for(backend: Backend) -> str:
-    """The reason a stop or a status query through *backend* waits, or "".
+    """The reason any request through *backend* waits (a stop, a query, a verification), or "".
 
-    Only a missing account: a pause will hold sends, never a stop.
+    Only a missing account: a pause holds sends, never a stop or a query.
     """
     if isinstance(backend, Unconfigured) and backend.missing:
         return WaitingFor.ACCOUNT
@@ -140,6 +156,14 @@ def send_waits(message: OutboundMessage, token: str, reason: str) -> None:
     message.send_state = (
         SendState.QUEUED if message.send_state == SendState.SENDING else message.send_state
     )
+
+
+def send_held_back(message: OutboundMessage, token: str, reason: str) -> None:
+    """Hand back a claimed send that was about to leave (never sent, or verified absent):
+    queued again, waiting for *reason*; no request made.  Queued, not in doubt, so a
+    stop of it is carried out here at once."""
+    claims.release([message.pk], token, send_state=SendState.QUEUED, **marks(reason))
+    message.send_state = SendState.QUEUED
 
 
 def stop_wait_updates(reason: str) -> dict[str, Any]:
@@ -221,7 +245,8 @@ def resume() -> Resumed:
                 resumed.held += 1
         if claim.messages:
             logger.warning(
-                "%d waiting messages can go now (their account is configured again): "
+                "%d waiting messages can go now (their account is configured again, or "
+                "resumed): "
                 "%d sends and %d stops handed on, %d held ones left to the release loop",
                 len(claim.messages),
                 len(resumed.sends),
@@ -256,6 +281,14 @@ def log_waiting() -> None:
                 account[:40],
                 since.isoformat() if since else "?",
                 ACCOUNTS,
+            )
+        elif reason == WaitingFor.PAUSED:
+            logger.warning(
+                "%d messages of Clickatell account %r wait (sends or releases) since %s: "
+                "the account is paused. They go out, each once, when it is resumed.",
+                count,
+                account[:40],
+                since.isoformat() if since else "?",
             )
 
 
