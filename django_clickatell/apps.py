@@ -15,3 +15,9 @@ class ClickatellConfig(AppConfig):
         from .checks import check_settings
 
         checks.register(check_settings, "django_clickatell")
+        from .dispatch import celery_in_use
+
+        if celery_in_use():
+            # The task module publishes work for dispatch (which never imports it): load
+            # it now, so the tasks are registered with Celery and dispatch can reach them.
+            from . import tasks  # noqa: F401
