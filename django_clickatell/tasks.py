@@ -325,6 +325,7 @@ _RUNS: dict[str, Task[Any, Any]] = {
     dispatch.CancelWork.task: cancel_messages,
     dispatch.CancelBatchWork.task: cancel_batch,
     dispatch.RefreshWork.task: refresh_messages,
+    dispatch.ReleaseWork.task: release_due_messages,
 }
 
 

@@ -99,3 +99,52 @@ def test_a_broker_outage_or_a_missing_task_module_is_reported_not_raised(
     monkeypatch.setattr(dispatch, "_publisher", [])
     assert dispatch.enqueue_refresh([1]) is False
     assert dispatch.enqueue_sending([]) is True  # nothing to hand on
+
+
+def _held_and_due(settings: Any, count: int) -> list[int]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_clickatell.models import OutboundMessage
+    from django_clickatell.services import composing
+
+    settings.CLICKATELL = {**settings.CLICKATELL, "HOLD_LEAD_TIME": 3600}
+    recipients = [f"2799950{n:05d}" for n in range(count)]
+    pks = [m.pk for m in composing.create_messages(recipients, "x", deliver_in_minutes=120)]
+    OutboundMessage.objects.update(release_at=timezone.now() - timedelta(seconds=1))
+    return pks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_release_that_stops_at_its_bound_goes_on_at_once_on_a_worker(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a beat later: 10,000 rows a beat made 100,000 due at once take five minutes."""
+    from django_clickatell.dispatch import ReleaseWork
+
+    pks = _held_and_due(settings, 5)
+    recorder = Recorder()
+    monkeypatch.setattr(dispatch, "_publisher", [recorder])
+    result = dispatch.release_held(max_batches=2, batch=2)
+    assert result == {"released": 4, "rescheduled": 0, "continued": 1}
+    assert recorder.published == [
+        SendWork(tuple(pks[:2])),
+        SendWork(tuple(pks[2:4])),
+        ReleaseWork(),
+    ]
+    # The worker that picks it up goes on where this pass stopped.
+    assert dispatch.release_held(max_batches=2, batch=2) == {"released": 1, "rescheduled": 0}
+    assert recorder.published[-1] == SendWork((pks[4],))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_celery_the_callers_next_pass_goes_on(
+    settings: Any, simulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _held_and_due(settings, 3)
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False}
+    recorder = Recorder()
+    monkeypatch.setattr(dispatch, "_publisher", [recorder])
+    assert dispatch.release_held(max_batches=1, batch=2) == {"released": 2, "rescheduled": 0}
+    assert recorder.published == []
