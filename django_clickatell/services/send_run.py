@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.models import Case, F, Q, Value, When
 
 from ..conf import app_settings
@@ -148,7 +149,10 @@ class SendRun:
             try:
                 self.writer.close()
             finally:
-                self._log_earlier()
+                try:
+                    self._log_earlier()
+                except DatabaseError:  # the run stops with the writer's error, if any
+                    logger.exception("Could not log the verifications of an unfinished run")
 
     # -- before a request: the run's thread -------------------------------------------------
 

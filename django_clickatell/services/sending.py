@@ -4,7 +4,9 @@ Records are written first (``QUEUED``), each with its own ``climsgid``, unique
 in the database, so nothing is sent that is not recorded and every send can be
 asked about.  A run claims the messages it sends with the one lease mechanism
 (:mod:`.claims`) before any request leaves, then sends one message per
-request, so each request carries exactly one ``climsgid``.
+request, so each request carries exactly one ``climsgid`` -- up to
+``MAX_IN_FLIGHT`` requests at once, their outcomes written in groups
+(:mod:`.send_run`).
 
 Whenever the outcome of a request is not known -- a timeout, a reset, a 5xx,
 an unreadable reply, a worker killed after the request left, the database cut
