@@ -374,7 +374,9 @@ def test_rate_limited_with_retry_after(
     else:
         # The legacy transport does not read Retry-After, so its 503 is a failure that may
         # have been carried out: in doubt, asked about first (ERR 104), never resent blindly.
-        assert simulator.counts["querymsg"] == 5
+        # (A message found absent by a run that another 503 then stopped is asked again by
+        # the retry: once more at most per refused send.)
+        assert 5 <= simulator.counts["querymsg"] <= 10
     assert sendmsg_requests(simulator) == N + 5
 
 
