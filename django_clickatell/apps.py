@@ -20,6 +20,12 @@ class ClickatellConfig(AppConfig):
 
         checks.register(check_settings, "django_clickatell")
         redact_request_logs()
+        from .dispatch import celery_in_use
+
+        if celery_in_use():
+            # The task module publishes work for dispatch (which never imports it): load
+            # it now, so the tasks are registered with Celery and dispatch can reach them.
+            from . import tasks  # noqa: F401
 
 
 #: The loggers that write request paths: Django's request log and runserver's access log.

@@ -321,6 +321,26 @@ def cleanup(days: int = 90) -> dict[str, int]:
     return delete_old_history(int(days))
 
 
+#: The task that carries out each kind of work, by the name the work kind gives.  (Keyed
+#: by those names, not ``task.name``: reading a shared task's attributes at import would
+#: bind it to whichever Celery app is current then, before the project's own exists.)
+_RUNS: dict[str, Task[Any, Any]] = {
+    dispatch.SendWork.task: send_messages,
+    dispatch.CancelWork.task: cancel_messages,
+    dispatch.CancelBatchWork.task: cancel_batch,
+    dispatch.RefreshWork.task: refresh_messages,
+    dispatch.ReleaseWork.task: release_due_messages,
+}
+
+
+def publish(work: dispatch.Work) -> None:
+    """Queue one piece of *work* for its task (retrying the broker briefly, see dispatch)."""
+    _RUNS[work.task].apply_async(work.task_args(), retry=True, retry_policy=dispatch.PUBLISH_RETRY)
+
+
+dispatch.publish_with(publish)
+
+
 def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, Any]:
     report = sending.send_messages(pks, via=Via.TASK, task_id=task.request.id or "")
     waiting = report.retry + report.held_elsewhere

@@ -293,7 +293,7 @@ def test_failed_write_stops_the_run_before_more_requests(
 
     from django_clickatell.services import recording
 
-    def database_down(*args: Any) -> None:
+    def database_down(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("connection to server was lost")
 
     messages = scheduled_messages(simulator, 10)

@@ -128,7 +128,6 @@ class TestSettings:
             ("TASK_RETRY_BACKOFF_MAX", 1e308),
             ("REFRESH_CHUNK_SIZE", 10**9),
             ("BALANCE_CACHE_SECONDS", 10**12),
-            ("SEND_BATCH_SIZE", 301),
         ],
     )
     def test_numbers_are_finite_and_bounded(self, key: str, value: object) -> None:

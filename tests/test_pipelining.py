@@ -136,10 +136,10 @@ def test_outcomes_are_written_in_groups_exchanges_first(
     writes: list[int] = []
     real = recording.write_outcomes
 
-    def counted(outcomes: Any, token: str) -> int:
+    def counted(outcomes: Any, token: str, **options: Any) -> int:
         writes.append(len(outcomes))
         with CaptureQueriesContext(connection) as queries:
-            written = real(outcomes, token)
+            written = real(outcomes, token, **options)
         # One INSERT of every exchange first, then one UPDATE for the group (all answered
         # 006).  Transaction control is left out: Django 5.2's bulk_create wraps its one
         # batch in BEGIN/COMMIT, Django 6's does not.
@@ -311,11 +311,11 @@ def test_killed_after_replies_before_their_group_was_written_asks_again_harmless
     real = recording.write_outcomes
     calls = []
 
-    def dies_on_second_group(outcomes: Any, token: str) -> int:
+    def dies_on_second_group(outcomes: Any, token: str, **options: Any) -> int:
         calls.append(len(outcomes))
         if len(calls) == 2:
             raise SystemExit("worker killed")  # nothing of this group is written
-        return real(outcomes, token)
+        return real(outcomes, token, **options)
 
     monkeypatch.setattr(recording, "write_outcomes", dies_on_second_group)
     with pytest.raises(SystemExit):

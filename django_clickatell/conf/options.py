@@ -219,10 +219,11 @@ class ClickatellSettings:
     task_chunk_size = Option(
         count(10_000),
         50,
-        doc="Messages per send task; larger selections fan out in parallel. A send chunk goes "
-        "one message at a time (each is its own verifiable request), so smaller chunks "
-        "spread a large send over more workers. Cancellations have their own size, "
-        "``CANCEL_CHUNK_SIZE``.",
+        doc="Messages per send task at most; larger sends fan out in parallel, in pieces as "
+        "even as can be (no straggler keeps one worker busy while the others idle). Each "
+        "chunk keeps ``MAX_IN_FLIGHT`` ``sendmsg`` requests outstanding, one message per "
+        "request (each its own verifiable ``climsgid``). Cancellations have their own "
+        "size, ``CANCEL_CHUNK_SIZE``.",
         example="50",
     )
     cancel_chunk_size = Option(
@@ -264,9 +265,10 @@ class ClickatellSettings:
     max_in_flight = Option(
         count(32, unit="(the transport's keep-alive pool per host)"),
         16,
-        doc="``delmsg`` requests one worker process keeps outstanding at once while it works "
-        "through a chunk (threads over the shared keep-alive connections; the run's own "
-        "thread checks the lease before each request and records every reply). At high "
+        doc="Requests (``sendmsg``, ``delmsg``, and the ``querymsg`` that verifies a send in "
+        "doubt) one worker process keeps outstanding at once while it works through a chunk "
+        "(threads over the shared keep-alive connections; the run's own thread checks the "
+        "lease before each request and records the replies in groups). At high "
         "latency this, not the number of processes, sets the pace. 1 asks one at a time. "
         "Runs sharing one process (a threaded worker pool) share its 32 connections.",
         example="16",
@@ -285,13 +287,6 @@ class ClickatellSettings:
     )
     task_retry_backoff_max = Option(
         seconds(86400), 600.0, doc="Longest retry delay.", example="600"
-    )
-    send_batch_size = Option(
-        count(300, unit="(Clickatell's limit)"),
-        100,
-        doc="Accepted for compatibility and no longer read: every message is its own "
-        "``sendmsg`` request, carrying its own ``climsgid``.",
-        example="100",
     )
     refresh_chunk_size = Option(
         count(10_000), 200, doc="Messages per status-refresh task.", example="200"

@@ -83,10 +83,6 @@ class CancelRun:
         self.via, self.actor_id, self.task_id, self.give_up = via, actor_id, task_id, give_up
         self._news: list[tuple[OutboundMessage, str, str]] = []
 
-    def cancel_one(self, message: OutboundMessage) -> ClickatellError | None:
-        """Ask Clickatell to stop *message*; returns the transient error that stops the run."""
-        return self.record(self.attempt(message))
-
     def stop_request(self, backend: Backend, message: OutboundMessage) -> MessageStatusReply:
         """The one gateway request about *message* (thread-safe, as the backends are)."""
         if message.apimsgid:

@@ -12,13 +12,10 @@ been told.  A message is recorded as cancelled only when Clickatell answered
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from queue import SimpleQueue
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -34,9 +31,9 @@ from ..models import (
 from ..protocol.codes import CANCELLED_STATUS, FINAL_STATUSES
 from ..selections import AT_GATEWAY, FINAL
 from ..signals import message_cancelled
-from . import claims, recording, waiting
+from . import claims, pipeline, recording, waiting
 from .account import BackendPool
-from .cancel_run import Attempt, CancelReport, CancelRun
+from .cancel_run import CancelReport, CancelRun
 from .recording import outcome_writer
 from .status import status_updates
 from .withdrawal import withdraw
@@ -140,90 +137,25 @@ def _prepare(
 def _work_through(
     run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage]
 ) -> tuple[list[int], ClickatellError | None]:
-    """One ``delmsg`` per message until done or a transient error; returns what is untried."""
+    """One ``delmsg`` per message, up to ``MAX_IN_FLIGHT`` at once (:mod:`.pipeline`),
+    until done or a transient error; returns what is untried."""
     try:
-        if app_settings.max_in_flight == 1 or transaction.get_connection().in_atomic_block:
-            # Inside the caller's transaction (a view with ATOMIC_REQUESTS, a test) the run
-            # is part of the caller's unit of work: one request at a time, on its thread.
-            return _one_by_one(run, keeper, claimed)
-        return _pipeline(run, keeper, claimed, app_settings.max_in_flight)
+        untried, error = pipeline.run(
+            claimed,
+            width=app_settings.max_in_flight,
+            attempt=run.attempt,
+            record=run.record,
+            # Taken over after our lease lapsed: the other run decides it.
+            admit=lambda message: keeper.holds(message.pk),
+            check=run.writer.check,
+            name="delmsg",
+        )
+        return [m.pk for m in untried], error
     finally:
         try:
             run.writer.close()
         finally:
             _announce(run)
-
-
-def _one_by_one(
-    run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage]
-) -> tuple[list[int], ClickatellError | None]:
-    for index, message in enumerate(claimed):
-        run.writer.check()
-        if not keeper.holds(message.pk):
-            continue  # taken over after our lease lapsed: the other run decides it
-        error = run.cancel_one(message)
-        if error is not None:
-            return [m.pk for m in claimed[index + 1 :]], error
-    return [], None
-
-
-def _pipeline(
-    run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage], width: int
-) -> tuple[list[int], ClickatellError | None]:
-    """Up to *width* requests on the wire at once; this thread decides and records.
-
-    Pipeline threads only make the request (:meth:`CancelRun.attempt`): they never
-    touch the database, so they open no connection of their own.  This thread
-    checks the lease before each request, records each reply once, and after a
-    transient error makes no new request: the ones in flight finish and are
-    recorded, the untried ones are returned for release.  The first request goes
-    alone (it renews a stale session once, for everyone, and its record proves
-    the database) before the window opens.
-    """
-    waiting = deque(claimed)
-    error: ClickatellError | None = None
-    crash: BaseException | None = None
-    limit, in_flight = 1, 0
-    # Each request's future is handed back here as it completes: O(1) per reply.
-    completed: SimpleQueue[Future[Attempt]] = SimpleQueue()
-    with ThreadPoolExecutor(
-        max_workers=max(1, min(width, len(claimed))), thread_name_prefix="clickatell-delmsg"
-    ) as pool:
-        while True:
-            while waiting and in_flight < limit and error is None and crash is None:
-                run.writer.check()
-                message = waiting.popleft()
-                if keeper.holds(message.pk):
-                    pool.submit(_attempt, run, message).add_done_callback(completed.put)
-                    in_flight += 1
-                # else: taken over after our lease lapsed: the other run decides it
-            if not in_flight:
-                break
-            future = completed.get()
-            in_flight -= 1
-            try:
-                attempt = future.result()
-            except BaseException as exc:  # a bug below us: re-raised once all are in
-                crash = crash or exc
-                continue
-            stop = run.record(attempt)  # every reply is recorded, after an error too
-            error = error or stop
-            limit = width
-    if crash is not None:
-        raise crash
-    return [m.pk for m in waiting] if error is not None else [], error
-
-
-def _attempt(run: CancelRun, message: OutboundMessage) -> Attempt:
-    """One request on a pipeline thread, which never keeps a database connection.
-
-    :meth:`CancelRun.attempt` makes none; should anything below it open one (a
-    signal receiver, an instrumented client), it is closed here, not leaked.
-    """
-    try:
-        return run.attempt(message)
-    finally:
-        connections.close_all()  # this thread's own connections, if any
 
 
 def _announce(run: CancelRun) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from ..exceptions import (
@@ -204,9 +205,14 @@ class Outcome:
     updates: Callable[[], dict[str, Any]]
     #: Saved before the message is updated, in this order (refused attempts first).
     exchanges: list[GatewayExchange] = field(default_factory=list)
+    #: Values of this message alone (a send's ``apimsgid``), written in the group's one
+    #: ``UPDATE`` as ``CASE pk WHEN ... THEN ...``.
+    own: dict[str, Any] = field(default_factory=dict)
 
 
-def write_outcomes(outcomes: Sequence[Outcome], token: str) -> int:
+def write_outcomes(
+    outcomes: Sequence[Outcome], token: str, *, protect_cancelled: bool = True
+) -> int:
     """Save every exchange (one ``INSERT``), then update the messages *token* still holds.
 
     One ``UPDATE`` per outcome group.  The exchanges are saved first: a process
@@ -227,9 +233,9 @@ def write_outcomes(outcomes: Sequence[Outcome], token: str) -> int:
         held = OutboundMessage.objects.filter(pk__in=pks)
         if token:
             held = held.filter(claim_token=token)
-        count = held.exclude(cancel_state=CancelState.CANCELLED).update(
-            **group[0].updates(), updated_at=now
-        )
+        if protect_cancelled:
+            held = held.exclude(cancel_state=CancelState.CANCELLED)
+        count = held.update(**group[0].updates(), **_own_values(group), updated_at=now)
         if token and count < len(pks):
             logger.warning(
                 "%d of %d messages were taken over by another run (or already cancelled); "
@@ -239,6 +245,18 @@ def write_outcomes(outcomes: Sequence[Outcome], token: str) -> int:
             )
         written += count
     return written
+
+
+def _own_values(group: Sequence[Outcome]) -> dict[str, Any]:
+    """Each message's own values as one ``CASE`` per field (none for most groups)."""
+    names = {name for outcome in group for name in outcome.own}
+    return {
+        name: Case(
+            *(When(pk=o.pk, then=Value(o.own[name])) for o in group if name in o.own),
+            default=F(name),
+        )
+        for name in sorted(names)
+    }
 
 
 class OutcomeWriter:
@@ -251,9 +269,22 @@ class OutcomeWriter:
     caller's connection, so the caller sees the writes.
     """
 
-    def __init__(self, token: str = "", group_size: int = GROUP_SIZE) -> None:
+    def __init__(
+        self,
+        token: str = "",
+        group_size: int = GROUP_SIZE,
+        *,
+        protect_cancelled: bool = True,
+        before_write: Callable[[list[Outcome]], list[Outcome]] | None = None,
+        after_write: Callable[[list[Outcome]], None] | None = None,
+    ) -> None:
         self.token = token
         self.group_size = group_size
+        #: A stop's outcome never overwrites a recorded 006; a send's is about the sending.
+        self.protect_cancelled = protect_cancelled
+        #: Called with each group before it is written (one query for the group's checks),
+        #: and after (what follows from the writes).
+        self.before_write, self.after_write = before_write, after_write
         self._pending: list[Outcome] = []
         self._error: BaseException | None = None
         self._first = True
@@ -271,12 +302,19 @@ class OutcomeWriter:
         if not pending:
             return
         try:
+            if self.before_write is not None:
+                pending = self.before_write(pending)
             if len(pending) == 1 and len(pending[0].exchanges) <= 1:
                 [one] = pending
                 exchange = one.exchanges[0] if one.exchanges else None
-                write_outcome(one.pk, one.updates(), exchange, self.token)
+                updates = {**one.updates(), **one.own}
+                write_outcome(
+                    one.pk, updates, exchange, self.token, protect_cancelled=self.protect_cancelled
+                )
             else:
-                write_outcomes(pending, self.token)
+                write_outcomes(pending, self.token, protect_cancelled=self.protect_cancelled)
+            if self.after_write is not None:
+                self.after_write(pending)
         except BaseException as exc:
             logger.error("Could not record the outcomes of %d messages: %r", len(pending), exc)
             self._error = exc

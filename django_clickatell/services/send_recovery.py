@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ..models import CancelState, OutboundMessage, SendState
+from ..models import OPEN_SEND_STATES, CancelState, OutboundMessage, SendState
 from . import claims, recording
 
 
@@ -75,10 +75,12 @@ def stalled_sends(*, hand_on: bool = False) -> list[int]:
         claim_token="",
         updated_at__lt=claims.overdue_cutoff(now),
         waiting_for="",  # waiting for a reason, not lost: services/waiting.resume hands it on
-    ) & ~Q(send_state=SendState.QUEUED, cancel_state__gt="")
-    orphaned = Q(send_state__in=[SendState.SENDING, SendState.VERIFYING], claim_expires_at__lt=now)
+    )
+    # A dead run's claim: in doubt (sending, verifying), or not yet tried (still queued).
+    orphaned = Q(send_state__in=OPEN_SEND_STATES, claim_expires_at__lt=now)
+    stop_asked = Q(send_state=SendState.QUEUED, cancel_state__gt="")  # withdrawn, not sent
     pks = list(
-        OutboundMessage.objects.filter(waiting | orphaned)
+        OutboundMessage.objects.filter((waiting | orphaned) & ~stop_asked)
         .order_by("pk")
         .values_list("pk", flat=True)
     )

@@ -1,20 +1,36 @@
 """One send run's requests and records: verify what is in doubt, send the rest, log it all.
 
-:class:`SendRun` holds what every request of a run shares (the backend of
-each account, who asked, the lease keeper), so each step takes just the message.  The lease is
-checked before each request; a stop asked for meanwhile is honoured before
-sending; a send in doubt is asked about (``querymsg`` by ``climsgid``) and only
-``ERR 104`` makes a send safe.
+:class:`SendRun` holds what every request of a run shares (the backend of each
+account, who asked, the lease keeper, the outcome writer) and splits each
+request in two, for :mod:`.pipeline`: :meth:`SendRun.attempt` makes the request
+(no database access: a pipeline thread may run it) and :meth:`SendRun.record`
+writes what it learnt, on the run's own thread, in groups
+(:class:`~.recording.OutcomeWriter`).  Up to ``MAX_IN_FLIGHT`` requests are on
+the wire at once.
+
+The lease is checked before each request (:meth:`SendRun.admit`).  A send in
+doubt is asked about first (``querymsg`` by ``climsgid``) and only ``ERR 104``
+makes a send safe; a stop asked for meanwhile is honoured before sending.
+
+What a killed run leaves in doubt is bounded: a claimed message stays
+``QUEUED`` (under the run's lease) until it is about to be sent, and is marked
+``SENDING`` only then, a few at a time (:data:`MARK_STEP`, one ``UPDATE`` that
+also reads whether a stop was asked for).  So the messages a dead run leaves ``SENDING``
+-- each verified by ``querymsg`` before any resend -- are at most its unwritten
+outcome group, its requests in flight and the rest of its marked step: fewer
+than ``GROUP_SIZE + MAX_IN_FLIGHT`` (:func:`doubt_bound`), whatever the chunk
+size.  The untried rest are ``QUEUED`` and simply sent by the next run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q
+from django.db import DatabaseError
+from django.db.models import Case, F, Q, Value, When
 
 from ..conf import app_settings
 from ..exceptions import (
@@ -24,19 +40,36 @@ from ..exceptions import (
     GatewayHTTPError,
     InvalidInput,
     ProtocolError,
+    SessionExpired,
     UnknownMessage,
 )
-from ..gateway.backends import Backend, OutgoingSms
-from ..models import GatewayExchange, OutboundMessage, SendState
-from ..protocol.replies import ErrorReply, SentMessageReply
-from . import claims, recording, waiting
+from ..gateway.backends import Backend, OutgoingSms, SendResult
+from ..models import CancelState, GatewayExchange, OutboundMessage, SendState, UnmatchedCallback
+from ..protocol.replies import ErrorReply, MessageStatusReply, SentMessageReply
+from . import claims, pipeline, recording, waiting
 from .callbacks import match_unmatched_callbacks
-from .recording import clean_text
+from .recording import GROUP_SIZE, Outcome, OutcomeWriter, clean_text
 from .reports import Report
 from .status import status_updates
 from .withdrawal import withdraw
 
 logger = logging.getLogger("django_clickatell.sending")
+
+
+#: Messages marked ``SENDING`` together, just before their requests leave (one ``UPDATE``,
+#: which also reads whether a stop was asked for).  A third of ``GROUP_SIZE``: the run
+#: writes its outcomes in groups of the other two thirds, so that a dead run's unwritten
+#: outcomes and unsent marked step together stay within one ``GROUP_SIZE`` -- and the
+#: bookkeeping costs the fewest queries per message (about 0.06 for marking, 0.12 for
+#: writing, at the defaults).
+MARK_STEP = GROUP_SIZE // 3
+
+
+def doubt_bound() -> int:
+    """The most messages a killed send run can leave in doubt (``SENDING``): its unwritten
+    outcome group (``GROUP_SIZE - MARK_STEP``), the rest of its marked step and its
+    requests in flight -- below ``GROUP_SIZE + MAX_IN_FLIGHT``."""
+    return GROUP_SIZE + app_settings.max_in_flight - 1
 
 
 @dataclass
@@ -50,12 +83,28 @@ class SendReport(Report):
     #: The least wait before the next run: another run's lease, or the gateway's Retry-After.
     retry_after: float = 0.0
     transient_error: str = ""
-    #: Not tried: waiting for their account to be configured again (services/waiting.py).
+    #: Not tried: waiting for their account (configured again, or resumed): services/waiting.py.
     waiting: list[int] = field(default_factory=list)
 
 
+@dataclass
+class SendAttempt:
+    """One request as the thread that made it hands it to the run: nothing written yet."""
+
+    message: OutboundMessage
+    #: Finished (outcome and duration set), unsaved.
+    exchange: GatewayExchange
+    #: A ``querymsg`` by ``climsgid`` (the send was in doubt), not a ``sendmsg``.
+    verify: bool
+    results: list[SendResult] = field(default_factory=list)
+    status: MessageStatusReply | None = None
+    error: ClickatellError | None = None
+    #: The requests of this call that met ERR 003/005 before the repeat (each logged).
+    refused: list[SessionExpired] = field(default_factory=list)
+
+
 class SendRun:
-    """One run's requests and records; ``process`` returns False to stop the run."""
+    """One run's requests and records (see the module docstring)."""
 
     def __init__(
         self,
@@ -65,54 +114,221 @@ class SendRun:
         task_id: str,
         report: SendReport,
         keeper: claims.LeaseKeeper,
+        messages: Sequence[OutboundMessage],
     ) -> None:
         self.backends, self.via, self.actor_id, self.task_id = backends, via, actor_id, task_id
         self.report, self.keeper, self.token = report, keeper, keeper.token
-        #: The backend of the message being processed (its account's).
-        self.backend: Backend | None = None
-
-    def _exchange(self, message: OutboundMessage, command: str) -> GatewayExchange:
-        return recording.new_exchange(
-            message.pk, command, via=self.via, actor_id=self.actor_id, task_id=self.task_id
+        self.messages = list(messages)
+        self._index = {m.pk: i for i, m in enumerate(self.messages)}
+        self._by_pk = {m.pk: m for m in self.messages}
+        #: Written in groups a marking step smaller than ``GROUP_SIZE``: see doubt_bound().
+        self.writer = OutcomeWriter(
+            self.token,
+            GROUP_SIZE - MARK_STEP,
+            protect_cancelled=False,  # a send's outcome is about the sending, whatever the stop
+            before_write=self._distinct_ids,
+            after_write=self._match_callbacks,
         )
+        #: In doubt, asked, and not at Clickatell: the next request about them is a send.
+        self._absent: set[int] = set()
+        #: Exchanges logged before the message's outcome (a ``querymsg`` before the send).
+        self._earlier: dict[int, list[GatewayExchange]] = {}
 
-    def process(self, message: OutboundMessage) -> bool:
-        """Verify (if in doubt) and send one message; False stops the run.
+    def run(self) -> tuple[list[OutboundMessage], ClickatellError | None]:
+        """Every claimed message, up to ``MAX_IN_FLIGHT`` requests at once; returns the
+        untried ones and the transient error that stopped the run (if one did)."""
+        try:
+            return pipeline.run(
+                self.messages,
+                width=app_settings.max_in_flight,
+                attempt=self.attempt,
+                record=self.record,
+                admit=self.admit,
+                check=self.writer.check,
+                name="sendmsg",
+            )
+        finally:
+            try:
+                self.writer.close()
+            finally:
+                try:
+                    self._log_earlier()
+                except DatabaseError:  # the run stops with the writer's error, if any
+                    logger.exception("Could not log the verifications of an unfinished run")
 
-        The lease is checked before *each* request, not once per message: a
-        verification and the send after it are two requests, and the lease is
-        only guaranteed to outlive one.
+    # -- before a request: the run's thread -------------------------------------------------
+
+    def admit(self, message: OutboundMessage) -> bool:
+        """May a request about *message* leave now?  Its lease is still ours, and a queued
+        one is marked ``SENDING`` (with the messages after it, up to a step) -- unless a
+        stop was asked for: then it is stopped here instead, never sent.
+
+        Asked on the run's thread before *every* request of the run (a send, a
+        verification, the send after it): the one place for any check that must hold
+        before a request leaves.  Refusing here makes no request and skips the message:
+        a check that refuses must also say what the message waits in (hand it back with
+        :func:`.claims.release`), or it waits under this run's lease until that expires.
         """
         if not self.keeper.holds(message.pk):
-            return True  # taken over after our lease lapsed: the other run decides it
-        self.backend = self.backends(message)
-        reason = waiting.request_waits_for(self.backend)
+            return False  # taken over after our lease lapsed: the other run decides it
+        backend = self.backends(message)
+        reason = waiting.request_waits_for(backend)
         if reason:  # nothing asked, nothing retried: it goes out once the reason is gone
             waiting.send_waits(message, self.token, reason)
             self.report.waiting.append(message.pk)
-            return True
-        if message.send_state == SendState.VERIFYING:
-            found = self._verify(message)
-            if found is not _ABSENT:
-                return bool(found)
-            if not self.keeper.holds(message.pk):
-                return True
-        if self._stop_requested(message):
-            # Never reached Clickatell, and a stop was asked for (now or earlier, however
-            # that stop ended): stop it here rather than send it.
-            self._settle(message, SendState.QUEUED, "")
-            withdraw(Q(pk=message.pk), via=self.via, any_request=True)
-            return True
-        reason = waiting.send_waits_for(self.backend)  # e.g. paused: asked right before it leaves
-        if reason:
-            waiting.send_held_back(message, self.token, reason)
-            self.report.waiting.append(message.pk)
-            return True
-        return self._send(message)
+            return False
+        absent = message.pk in self._absent
+        if message.send_state == SendState.VERIFYING and message.apimsgid and not absent:
+            self._known(message)
+            return False
+        if message.send_state in (SendState.QUEUED, SendState.SENDING) or absent:
+            reason = waiting.send_waits_for(backend)  # e.g. paused: asked right before it leaves
+            if reason:
+                waiting.send_held_back(message, self.token, reason)
+                self.report.waiting.append(message.pk)
+                return False
+        if message.send_state == SendState.QUEUED:
+            self._mark_from(message)
+        return message.send_state in (SendState.SENDING, SendState.VERIFYING)
+
+    def _mark_from(self, first: OutboundMessage) -> None:
+        start = self._index[first.pk]
+        step = [m for m in self.messages[start:] if m.send_state == SendState.QUEUED][:MARK_STEP]
+        pks = [m.pk for m in step]
+        marked = OutboundMessage.objects.filter(
+            pk__in=pks,
+            claim_token=self.token,
+            send_state=SendState.QUEUED,
+            cancel_state=CancelState.NOT_REQUESTED,  # read now, not at the claim
+        ).update(send_state=SendState.SENDING)
+        if marked == len(pks):
+            going = set(pks)
+        else:
+            going = set(
+                OutboundMessage.objects.filter(
+                    pk__in=pks, claim_token=self.token, send_state=SendState.SENDING
+                ).values_list("pk", flat=True)
+            )
+            self._withdraw([pk for pk in pks if pk not in going])
+        for message in step:
+            # Not marked: stopped here, or no longer ours. Either way, no request.
+            message.send_state = SendState.SENDING if message.pk in going else ""
+
+    def _withdraw(self, pks: list[int]) -> None:
+        """Never sent, and a stop was asked for: stop them here rather than send them."""
+        if pks:
+            claims.release(pks, self.token)
+            withdraw(Q(pk__in=pks), via=self.via, any_request=True)
+
+    # -- the request: any thread, no database -----------------------------------------------
+
+    def attempt(self, message: OutboundMessage) -> SendAttempt:
+        """Verify (if in doubt) or send *message*: one request, timed, nothing written."""
+        backend = self.backends(message)
+        verify = message.send_state == SendState.VERIFYING and message.pk not in self._absent
+        exchange = recording.new_exchange(
+            message.pk,
+            "querymsg" if verify else "sendmsg",
+            via=self.via,
+            actor_id=self.actor_id,
+            task_id=self.task_id,
+        )
+        attempt = SendAttempt(message, exchange, verify)
+        try:
+            if verify:
+                attempt.status = backend.query(climsgid=message.climsgid)
+            else:
+                attempt.results = backend.send([outgoing(message)])
+        except InvalidInput as exc:
+            # Refused before any request (the API cannot carry it): nothing left Django.
+            attempt.error = CommandNotSent(exchange.command, exc)
+            attempt.error.__cause__ = exc
+        except ClickatellError as exc:
+            attempt.error = exc
+        attempt.refused = backend.refused_attempts  # this thread's, read on this thread
+        return attempt
+
+    # -- the record: the run's thread -------------------------------------------------------
+
+    def record(self, attempt: SendAttempt) -> pipeline.Next[OutboundMessage]:
+        """Record *attempt*; returns the transient error that stops the run, or another
+        request to make about the message (a send after ``ERR 104``)."""
+        if attempt.verify:
+            return self._record_verification(attempt)
+        return self._record_send(attempt)
+
+    def _logged(self, attempt: SendAttempt) -> list[GatewayExchange]:
+        earlier = self._earlier.pop(attempt.message.pk, [])
+        return [*earlier, *recording.refusal_rows(attempt.refused, attempt.exchange)]
+
+    def _record_send(self, attempt: SendAttempt) -> pipeline.Next[OutboundMessage]:
+        exchange, exc = attempt.exchange, attempt.error
+        if isinstance(exc, CommandNotSent) and isinstance(exc.__cause__, InvalidInput):
+            # The backend refused the message before any request (its API cannot carry
+            # it): nothing left Django, so it is not in doubt -- it failed, with the reason.
+            reason = recording.reason("Not sent", str(exc.__cause__))
+            self._settle(attempt, recording.failed(exchange, exc), SendState.FAILED, reason)
+            self.report.rejected.append(attempt.message.pk)
+            return None
+        if isinstance(exc, CommandNotSent):
+            # Nothing left this process: the message is simply still queued.
+            return self._stop(attempt, exc, SendState.QUEUED)
+        if isinstance(exc, GatewayError):
+            if exc.retryable:  # "internal error, please retry": it may have been taken
+                return self._stop(attempt, exc, SendState.VERIFYING)
+            self._reject(attempt, exc)
+            return None
+        if isinstance(exc, GatewayHTTPError):
+            # A 429, or a 503 naming when to come back: refused, nothing carried out.
+            state = SendState.QUEUED if exc.refused_for_now else SendState.VERIFYING
+            return self._stop(attempt, exc, state)
+        if exc is not None:
+            return self._stop(attempt, exc, SendState.VERIFYING)
+        reply = attempt.results[0] if len(attempt.results) == 1 else None
+        if isinstance(reply, SentMessageReply):
+            exchange.detail = clean_text(f"Accepted, id {reply.apimsgid}")
+            recording.answered(exchange)
+            self._accepted(attempt, reply.apimsgid, status="")
+            return None
+        if isinstance(reply, ErrorReply):
+            error = reply.as_exception("sendmsg")
+            if error.retryable:  # ERR 901 "please retry", even with a To: -- it may be taken
+                return self._stop(attempt, error, SendState.VERIFYING)
+            self._reject(attempt, error)
+            return None
+        # Several lines for one recipient: cannot tell what happened.
+        unreadable = ProtocolError("sendmsg", "several replies for one recipient", "")
+        return self._stop(attempt, unreadable, SendState.VERIFYING)
+
+    def _record_verification(self, attempt: SendAttempt) -> pipeline.Next[OutboundMessage]:
+        message, exchange, exc = attempt.message, attempt.exchange, attempt.error
+        if isinstance(exc, UnknownMessage):
+            # Clickatell never received it: sending is safe -- unless a stop was asked for
+            # meanwhile (read now: an operator may have asked while we verified).
+            recording.failed(exchange, exc)
+            if self._stop_requested(message):
+                self._settle(attempt, exchange, SendState.QUEUED, "")
+                self.writer.flush()
+                self._withdraw([message.pk])
+                return None
+            self._earlier[message.pk] = [*self._logged(attempt), exchange]
+            self._absent.add(message.pk)
+            return pipeline.Again(message)
+        if exc is not None:
+            if exc.retryable:
+                return self._stop(attempt, exc, SendState.VERIFYING)
+            # Clickatell will not say (e.g. a refused account): an operator decides.
+            reason = recording.reason("Could not check whether Clickatell has it", str(exc))
+            self._settle(attempt, recording.failed(exchange, exc), SendState.UNKNOWN, reason)
+            self.report.unknown.append(message.pk)
+            return None
+        assert attempt.status is not None
+        recording.answered(exchange, attempt.status.status)
+        self._accepted(attempt, attempt.status.apimsgid, status=attempt.status.status)
+        return None
 
     @staticmethod
     def _stop_requested(message: OutboundMessage) -> bool:
-        """Read now, not at the claim: an operator may have asked while we verified."""
         state = (
             OutboundMessage.objects.filter(pk=message.pk)
             .values_list("cancel_state", flat=True)
@@ -120,147 +336,123 @@ class SendRun:
         )
         return bool(state)
 
-    def _send(self, message: OutboundMessage) -> bool:
-        exchange = self._exchange(message, "sendmsg")
-        try:
-            replies = self._backend.send([outgoing(message)])
-        except CommandNotSent as exc:
-            # Nothing left this process: the message is simply still queued.
-            return self._stop(message, exchange, exc, SendState.QUEUED)
-        except InvalidInput as exc:
-            # The backend refused the message before any request (its API cannot carry
-            # it): nothing left Django, so it is not in doubt -- it failed, with the reason.
-            self._log(exchange, error=CommandNotSent("sendmsg", exc))
-            self._settle(message, SendState.FAILED, recording.reason("Not sent", str(exc)))
-            self.report.rejected.append(message.pk)
-            return True
-        except GatewayError as exc:
-            if exc.retryable:  # "internal error, please retry": it may have been taken
-                return self._stop(message, exchange, exc, SendState.VERIFYING)
-            self._log(exchange, error=exc)
-            self._settle(message, SendState.REJECTED, recording.describe(exc))
-            self.report.rejected.append(message.pk)
-            return True
-        except GatewayHTTPError as exc:
-            # A 429, or a 503 naming when to come back: refused, nothing carried out.
-            state = SendState.QUEUED if exc.refused_for_now else SendState.VERIFYING
-            return self._stop(message, exchange, exc, state)
-        except ClickatellError as exc:
-            return self._stop(message, exchange, exc, SendState.VERIFYING)
-        reply = replies[0] if len(replies) == 1 else None
-        if isinstance(reply, SentMessageReply):
-            exchange.detail = clean_text(f"Accepted, id {reply.apimsgid}")
-            self._log(exchange)
-            self._accepted(message, reply.apimsgid, status=None)
-        elif isinstance(reply, ErrorReply):
-            error = reply.as_exception("sendmsg")
-            if error.retryable:  # ERR 901 "please retry", even with a To: -- it may be taken
-                return self._stop(message, exchange, error, SendState.VERIFYING)
-            self._log(exchange, error=error)
-            self._settle(message, SendState.REJECTED, recording.describe(error))
-            self.report.rejected.append(message.pk)
-        else:  # several lines for one recipient: cannot tell what happened
-            unreadable = ProtocolError("sendmsg", "several replies for one recipient", "")
-            return self._stop(message, exchange, unreadable, SendState.VERIFYING)
-        return True
+    def _accepted(self, attempt: SendAttempt, apimsgid: str, *, status: str) -> None:
+        """Sent (or found): written with the group, its id checked against the record then."""
+        logged = [*self._logged(attempt), attempt.exchange]
+        self._write_sent(attempt.message, apimsgid, status, logged)
 
-    @property
-    def _backend(self) -> Backend:
-        assert self.backend is not None, "process() chooses the backend first"
-        return self.backend
+    def _known(self, message: OutboundMessage) -> None:
+        """In doubt, but a report from Clickatell named it meanwhile (a callback that came
+        while its send was in flight: :func:`.status.settle_send` recorded the id): it has
+        it.  Settled with no request, so nothing is logged as asked."""
+        assert message.apimsgid
+        self._write_sent(message, message.apimsgid, "", self._earlier.pop(message.pk, []))
 
-    def _log(
-        self, exchange: GatewayExchange, *, status: str = "", error: ClickatellError | None = None
+    def _write_sent(
+        self, message: OutboundMessage, apimsgid: str, status: str, logged: list[GatewayExchange]
     ) -> None:
-        """Log the request (after any that met ERR 003 on the way), answered or failed."""
-        recording.log_refused_attempts(self._backend, exchange)
-        if error is None:
-            recording.save(recording.answered(exchange, status))
-        else:
-            recording.save(recording.failed(exchange, error))
+        def updates() -> dict[str, Any]:
+            values: dict[str, Any] = {
+                "send_state": SendState.SENT,
+                "send_error": "",
+                **claims.RELEASED,
+            }
+            if not app_settings.keep_text:
+                values["text"] = ""
+            if status:
+                values.update(status_updates(status, None))
+            return values
 
-    def _verify(self, message: OutboundMessage) -> object:
-        """True/False (go on / stop the run) once resolved; ``_ABSENT`` if never received."""
-        if message.apimsgid:
-            # A report from Clickatell named it while its send was in doubt (a callback that
-            # came while the send was in flight: services.status.settle_send): it has it.
-            self._accepted(message, message.apimsgid, status=None)
-            return True
-        exchange = self._exchange(message, "querymsg")
-        try:
-            reply = self._backend.query(climsgid=message.climsgid)
-        except UnknownMessage as exc:
-            self._log(exchange, error=exc)
-            return _ABSENT
-        except ClickatellError as exc:
-            if exc.retryable:
-                return self._stop(message, exchange, exc, SendState.VERIFYING)
-            # Clickatell will not say (e.g. a refused account): an operator decides.
-            self._log(exchange, error=exc)
-            reason = recording.reason("Could not check whether Clickatell has it", str(exc))
-            self._settle(message, SendState.UNKNOWN, reason)
-            self.report.unknown.append(message.pk)
-            return True
-        self._log(exchange, status=reply.status)
-        self._accepted(message, reply.apimsgid, status=reply.status)
-        return True
-
-    def _accepted(self, message: OutboundMessage, apimsgid: str, *, status: str | None) -> None:
-        updates: dict[str, Any] = {
-            "apimsgid": apimsgid,
-            "send_state": SendState.SENT,
-            "send_error": "",
-            **claims.RELEASED,
-        }
-        if not app_settings.keep_text:
-            updates["text"] = ""
-        if status:
-            updates.update(status_updates(status, None))
-        holder = (
-            OutboundMessage.objects.filter(apimsgid=apimsgid)
-            .exclude(pk=message.pk)
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if holder is not None:
-            # A replayed or hostile reply: an id we already hold for another message.
-            reason = f"Clickatell answered id {apimsgid}, already recorded for message {holder}"
-            self._settle(message, SendState.UNKNOWN, clean_text(reason))
-            self.report.unknown.append(message.pk)
-            return
-        recording.write_outcome(message.pk, updates, None, self.token, protect_cancelled=False)
-        message.apimsgid, message.send_state = apimsgid, SendState.SENT
-        match_unmatched_callbacks(message)
+        outcome = Outcome(message.pk, ("sent", status), updates, logged, own={"apimsgid": apimsgid})
         self.report.sent.append(message.pk)
+        self.writer.write(outcome)
 
-    def _settle(self, message: OutboundMessage, state: str, error: str) -> None:
-        recording.write_outcome(
-            message.pk,
-            {"send_state": state, "send_error": error, **claims.RELEASED},
-            None,
-            self.token,
-            protect_cancelled=False,
-        )
+    def _reject(self, attempt: SendAttempt, error: GatewayError) -> None:
+        failed = recording.failed(attempt.exchange, error)
+        self._settle(attempt, failed, SendState.REJECTED, recording.describe(error))
+        self.report.rejected.append(attempt.message.pk)
+
+    def _settle(
+        self, attempt: SendAttempt, exchange: GatewayExchange, state: str, error: str
+    ) -> None:
+        message = attempt.message
+        logged = [*self._logged(attempt), exchange]
+
+        def updates() -> dict[str, Any]:
+            return {"send_state": state, "send_error": error, **claims.RELEASED}
+
+        self.writer.write(Outcome(message.pk, ("settled", state, error), updates, logged))
         message.send_state = state
 
-    def _stop(
-        self,
-        message: OutboundMessage,
-        exchange: GatewayExchange,
-        error: ClickatellError,
-        state: str,
-    ) -> bool:
+    def _stop(self, attempt: SendAttempt, error: ClickatellError, state: str) -> ClickatellError:
         """A transient failure: record it, leave the message waiting in *state*, stop the run."""
-        self._log(exchange, error=error)
         reason = recording.describe(error)
         prefix = "Not sent yet" if state == SendState.QUEUED else "Checking after"
-        self._settle(message, state, recording.reason(prefix, reason))
+        failed = recording.failed(attempt.exchange, error)
+        self._settle(attempt, failed, state, recording.reason(prefix, reason))
         self.report.transient_error = reason
         self.report.waited_for(error)
-        return False
+        return error
+
+    # -- the writer's hooks: once per group -------------------------------------------------
+
+    def _distinct_ids(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """An id already recorded for another message (a replayed or hostile reply) makes
+        the send unknown, not sent: one query for the group."""
+        accepted = [o for o in outcomes if o.own.get("apimsgid")]
+        if not accepted:
+            return outcomes
+        held = dict(
+            OutboundMessage.objects.filter(apimsgid__in=[o.own["apimsgid"] for o in accepted])
+            .exclude(pk__in=[o.pk for o in accepted])
+            .values_list("apimsgid", "pk")
+        )
+        checked: list[Outcome] = []
+        for outcome in outcomes:
+            apimsgid = outcome.own.get("apimsgid")
+            holder = held.get(apimsgid) if apimsgid else None
+            if apimsgid:
+                held.setdefault(apimsgid, outcome.pk)  # twice in one group: the first keeps it
+            if holder is None or holder == outcome.pk:
+                checked.append(outcome)
+                continue
+            reason = clean_text(
+                f"Clickatell answered id {apimsgid}, already recorded for message {holder}"
+            )
+            checked.append(_unknown(outcome, reason))
+            self.report.sent.remove(outcome.pk)
+            self.report.unknown.append(outcome.pk)
+        return checked
+
+    def _match_callbacks(self, outcomes: list[Outcome]) -> None:
+        """Callbacks that arrived before the send recorded its id: one query for the group,
+        and the few it finds applied one by one."""
+        ids = {o.own["apimsgid"]: o.pk for o in outcomes if o.own.get("apimsgid")}
+        if not ids:
+            return
+        waiting = set(
+            UnmatchedCallback.objects.filter(
+                apimsgid__in=list(ids), matched_message__isnull=True
+            ).values_list("apimsgid", flat=True)
+        )
+        for apimsgid in waiting:
+            message = self._by_pk[ids[apimsgid]]
+            message.apimsgid, message.send_state = apimsgid, SendState.SENT
+            match_unmatched_callbacks(message)
+
+    def _log_earlier(self) -> None:
+        """Verifications whose send never followed (the run stopped first): logged still."""
+        rows = [row for rows in self._earlier.values() for row in rows]
+        self._earlier.clear()
+        if rows:
+            GatewayExchange.objects.bulk_create(rows)
 
 
-_ABSENT = object()
+def _unknown(outcome: Outcome, reason: str) -> Outcome:
+    def updates() -> dict[str, Any]:
+        return {"send_state": SendState.UNKNOWN, "send_error": reason, **claims.RELEASED}
+
+    return Outcome(outcome.pk, ("settled", SendState.UNKNOWN, reason), updates, outcome.exchanges)
 
 
 def outgoing(message: OutboundMessage) -> OutgoingSms:
@@ -272,3 +464,12 @@ def outgoing(message: OutboundMessage) -> OutgoingSms:
         sender=message.sender,
         options=dict(message.send_options),
     )
+
+
+#: Untried messages go back to waiting: marked ones to the queue, doubtful ones in doubt.
+HAND_BACK = {
+    "send_state": Case(
+        When(send_state=SendState.SENDING, then=Value(SendState.QUEUED)),
+        default=F("send_state"),
+    )
+}

@@ -4,7 +4,9 @@ Records are written first (``QUEUED``), each with its own ``climsgid``, unique
 in the database, so nothing is sent that is not recorded and every send can be
 asked about.  A run claims the messages it sends with the one lease mechanism
 (:mod:`.claims`) before any request leaves, then sends one message per
-request, so each request carries exactly one ``climsgid``.
+request, so each request carries exactly one ``climsgid`` -- up to
+``MAX_IN_FLIGHT`` requests at once, their outcomes written in groups
+(:mod:`.send_run`).
 
 Whenever the outcome of a request is not known -- a timeout, a reset, a 5xx,
 an unreadable reply, a worker killed after the request left, the database cut
@@ -30,7 +32,7 @@ from ..gateway.backends import Backend
 from ..models import CancelState, OutboundMessage, SendState
 from . import claims
 from .account import BackendPool
-from .send_run import SendReport, SendRun
+from .send_run import HAND_BACK, SendReport, SendRun
 
 logger = logging.getLogger("django_clickatell.sending")
 
@@ -52,11 +54,13 @@ _FIELDS = (
 _SENDABLE = Q(send_state=SendState.QUEUED, cancel_state=CancelState.NOT_REQUESTED) | Q(
     send_state__in=[SendState.SENDING, SendState.VERIFYING]
 )
-#: Claiming: a queued message is being sent; one left "sending" by a dead run is in doubt.
+#: Claiming: a queued message stays queued, under the run's lease, until it is about to
+#: be sent (then ``SENDING``, see :mod:`.send_run`); one left "sending" by a dead run is
+#: in doubt.
 _ON_CLAIM = {
     "send_state": Case(
-        When(send_state=SendState.QUEUED, then=Value(SendState.SENDING)),
-        default=Value(SendState.VERIFYING),
+        When(send_state=SendState.SENDING, then=Value(SendState.VERIFYING)),
+        default=F("send_state"),
     )
 }
 
@@ -85,27 +89,16 @@ def send_messages(
     if not claim.messages:
         return report
     keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claim.messages])
-    run = SendRun(BackendPool(backend), via, getattr(actor, "pk", None), task_id, report, keeper)
-    for index, message in enumerate(claim.messages):
-        if not run.process(message):
-            _hand_back([m.pk for m in claim.messages[index + 1 :]], claim.token)
-            report.retry = sorted(
-                OutboundMessage.objects.filter(
-                    pk__in=[m.pk for m in claim.messages[index:]],
-                    send_state__in=[SendState.QUEUED, SendState.VERIFYING],
-                ).values_list("pk", flat=True)
-            )
-            break
+    actor_id = getattr(actor, "pk", None)
+    run = SendRun(BackendPool(backend), via, actor_id, task_id, report, keeper, claim.messages)
+    untried, error = run.run()
+    if error is not None:
+        claims.release([m.pk for m in untried], claim.token, **HAND_BACK)
+        report.retry = sorted(
+            OutboundMessage.objects.filter(
+                pk__in=[m.pk for m in claim.messages],
+                send_state__in=[SendState.QUEUED, SendState.VERIFYING],
+                claim_token="",
+            ).values_list("pk", flat=True)
+        )
     return report
-
-
-def _hand_back(pks: list[int], token: str) -> None:
-    """Untried messages go back to waiting: queued ones to the queue, doubtful ones in doubt."""
-    claims.release(
-        pks,
-        token,
-        send_state=Case(
-            When(send_state=SendState.SENDING, then=Value(SendState.QUEUED)),
-            default=F("send_state"),
-        ),
-    )
