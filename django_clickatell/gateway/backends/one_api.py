@@ -114,7 +114,9 @@ class OneApiBackend(Backend):
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = get_transport(self.base_url, self.config.timeout)
+            self._transport = get_transport(
+                self.base_url, self.config.timeout, key=self.config.key("BASE_URL")
+            )
         return self._transport
 
     # -- messages --------------------------------------------------------------------------

@@ -102,7 +102,9 @@ class RestBackend(Backend):
     ) -> None:
         super().__init__(config, alias=alias)
         self._api_key: Secret = config.api_key
-        self.transport = transport or get_transport(rest_root(config.base_url), config.timeout)
+        self.transport = transport or get_transport(
+            rest_root(config.base_url), config.timeout, key=config.key("BASE_URL")
+        )
 
     # -- messages --------------------------------------------------------------------------
 
