@@ -37,3 +37,74 @@ def test_the_default_accounts_plain_http_url_names_its_top_level_setting(
     settings.CLICKATELL = {**simulator.settings(), "BASE_URL": INSECURE}
     with pytest.raises(ImproperlyConfigured, match=r"settings.CLICKATELL\['BASE_URL'\] is not"):
         get_backend().balance()
+
+
+# -- one account's failure stops only that account's work ------------------------------------
+
+LAST_TRY = {"gateway_retries": 10_000}
+
+
+def _two_accounts(simulator: ClickatellSimulator, settings: Any, **legacy: Any) -> None:
+    from django.core.cache import cache
+
+    simulator.one_api.reset()
+    accounts = {
+        "legacy": {**simulator.settings(), **legacy},
+        "platform": simulator.one_api_settings(),
+    }
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False, "ACCOUNTS": accounts}
+    cache.clear()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param({"PASSWORD": "wrong-Pa55word-w2c"}, id="refused password"),
+        pytest.param({"BASE_URL": "http://127.0.0.1:9/"}, id="legacy API unreachable"),
+    ],
+)
+def test_one_accounts_failure_neither_holds_back_nor_fails_another_accounts_messages(
+    broken: dict[str, str], simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """The release loop and ``requeue_stalled_work`` hand held and stalled messages of every
+    account on in one task.  A failure of the first account stopped the whole run: the
+    One API message behind it was never tried, retried behind it again and again, and on
+    the last try ended ``failed`` with the *legacy* account's error ("Gave up sending:
+    Clickatell account 'legacy': its login was refused") though its own account worked."""
+    from django_clickatell import tasks
+    from django_clickatell.models import OutboundMessage, SendState
+    from django_clickatell.services import composing
+
+    _two_accounts(simulator, settings, **broken)
+    [legacy] = composing.create_messages("27990000011", "legacy", account="legacy")
+    [platform] = composing.create_messages("27990000012", "platform", account="platform")
+    assert legacy.pk < platform.pk  # the broken account's message comes first in the run
+    tasks.send_messages.apply(args=([legacy.pk, platform.pk],), kwargs=LAST_TRY)
+    legacy.refresh_from_db()
+    platform.refresh_from_db()
+    assert platform.send_state == SendState.SENT, platform.send_error
+    assert simulator.one_api.sent == [platform.apimsgid] or platform.apimsgid in (
+        simulator.one_api.sent
+    )
+    assert legacy.send_state == SendState.FAILED
+    assert "platform" not in legacy.send_error
+    assert not OutboundMessage.objects.filter(send_error__contains="'legacy'").exclude(pk=legacy.pk)
+
+
+def test_when_two_accounts_fail_each_message_gives_up_with_its_own_accounts_error(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """The last try gave every message of the task one reason: the last failure met."""
+    from django_clickatell import tasks
+    from django_clickatell.services import composing
+
+    _two_accounts(simulator, settings, PASSWORD="wrong-Pa55word-w2c")
+    settings.CLICKATELL["ACCOUNTS"]["platform"]["API_KEY"] = "wrong-K3y-w2c-0123456789"
+    [legacy] = composing.create_messages("27990000021", "legacy", account="legacy")
+    [platform] = composing.create_messages("27990000022", "platform", account="platform")
+    tasks.send_messages.apply(args=([legacy.pk, platform.pk],), kwargs=LAST_TRY)
+    legacy.refresh_from_db()
+    platform.refresh_from_db()
+    assert (legacy.send_state, platform.send_state) == ("failed", "failed")
+    assert "account 'legacy'" in legacy.send_error
+    assert "account 'platform'" in platform.send_error

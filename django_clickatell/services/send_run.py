@@ -50,6 +50,8 @@ class SendReport(Report):
     #: The least wait before the next run: another run's lease, or the gateway's Retry-After.
     retry_after: float = 0.0
     transient_error: str = ""
+    #: The failure each message of ``retry`` waits on: its own account's, never another's.
+    retry_reasons: dict[int, str] = field(default_factory=dict)
     #: Not tried: waiting for their account to be configured again (services/waiting.py).
     waiting: list[int] = field(default_factory=list)
 

@@ -72,8 +72,10 @@ def send_messages(
     """Send (or first verify) the given messages, each at most once; see the module docstring.
 
     Each message goes through its account's backend (*backend*, if given, for all).
-    A transient failure stops the run: the message it concerned and the untried
-    ones are handed back and listed in ``report.retry``.  Messages another live
+    A transient failure stops the run for that message's account: the message it
+    concerned and that account's untried ones are handed back and listed in
+    ``report.retry`` (with the failure, per message, in ``report.retry_reasons``);
+    other accounts' messages are still sent.  Messages another live
     run holds are listed in ``report.held_elsewhere``.
     """
     pks = sorted(set(message_pks))
@@ -86,16 +88,26 @@ def send_messages(
         return report
     keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claim.messages])
     run = SendRun(BackendPool(backend), via, getattr(actor, "pk", None), task_id, report, keeper)
-    for index, message in enumerate(claim.messages):
-        if not run.process(message):
-            _hand_back([m.pk for m in claim.messages[index + 1 :]], claim.token)
-            report.retry = sorted(
-                OutboundMessage.objects.filter(
-                    pk__in=[m.pk for m in claim.messages[index:]],
-                    send_state__in=[SendState.QUEUED, SendState.VERIFYING],
-                ).values_list("pk", flat=True)
-            )
-            break
+    # A transient failure stops the run for its account only: the release loop and the
+    # requeue hand several accounts' messages on in one task, and one account's outage or
+    # refused key must neither hold back nor fail another's (which it was never tried for).
+    stopped: dict[str, str] = {}  # account -> the failure that stopped it
+    reasons: dict[int, str] = {}
+    untried: list[int] = []
+    for message in claim.messages:
+        if message.account in stopped:
+            untried.append(message.pk)
+            reasons[message.pk] = stopped[message.account]
+        elif not run.process(message):
+            stopped[message.account] = reasons[message.pk] = report.transient_error
+    if stopped:
+        _hand_back(untried, claim.token)
+        report.retry = sorted(
+            OutboundMessage.objects.filter(
+                pk__in=list(reasons), send_state__in=[SendState.QUEUED, SendState.VERIFYING]
+            ).values_list("pk", flat=True)
+        )
+        report.retry_reasons = {pk: reasons[pk] for pk in report.retry}
     return report
 
 
