@@ -107,3 +107,67 @@ def test_when_two_accounts_fail_each_message_gives_up_with_its_own_accounts_erro
     assert (legacy.send_state, platform.send_state) == ("failed", "failed")
     assert "account 'legacy'" in legacy.send_error
     assert "account 'platform'" in platform.send_error
+
+
+def _stops_of_two_accounts(simulator: ClickatellSimulator, settings: Any) -> tuple[Any, Any]:
+    """A stop queued for a legacy message (its API unreachable) and one for a REST message."""
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from django_clickatell.models import CancelState, OutboundMessage, SendState
+    from tests.factories import scheduled_messages
+
+    accounts = {
+        "legacy": {**simulator.settings(), "BASE_URL": "http://127.0.0.1:9/"},
+        "restful": simulator.rest_settings(),
+    }
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False, "ACCOUNTS": accounts}
+    cache.clear()
+    [legacy] = scheduled_messages(simulator, 1, account="legacy", send_state=SendState.SENT)
+    [rest] = scheduled_messages(
+        simulator, 1, account="restful", send_state=SendState.SENT, recipient="27990000031"
+    )
+    OutboundMessage.objects.filter(pk__in=[legacy.pk, rest.pk]).update(
+        cancel_state=CancelState.PENDING, cancel_requested_at=timezone.now()
+    )
+    assert legacy.pk < rest.pk
+    return legacy, rest
+
+
+def _assert_each_stop_on_its_own_account(legacy: Any, rest: Any, simulator: Any) -> None:
+    from django_clickatell.models import CancelState
+
+    legacy.refresh_from_db()
+    rest.refresh_from_db()
+    assert (rest.cancel_state, rest.status) == (CancelState.CANCELLED, "006"), rest.cancel_error
+    assert simulator.api_requests["rest"] == 1
+    assert legacy.cancel_state == CancelState.GAVE_UP
+    assert "legacy" in legacy.cancel_error or "auth" in legacy.cancel_error
+
+
+def test_one_accounts_outage_does_not_give_up_another_accounts_stops(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """A stop run is a selection of the admin -- several accounts.  The legacy API being
+    unreachable stopped the run, and on the last try the REST message's stop ended
+    ``gave_up`` "Not attempted: Clickatell auth: connection failed" though its API
+    answered."""
+    from django_clickatell import tasks
+
+    legacy, rest = _stops_of_two_accounts(simulator, settings)
+    tasks.cancel_messages.apply(args=([legacy.pk, rest.pk],), kwargs=LAST_TRY)
+    _assert_each_stop_on_its_own_account(legacy, rest, simulator)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_accounts_outage_does_not_give_up_another_accounts_stops_pipelined(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """The same outside a transaction, where stops go out several at a time."""
+    from django_clickatell import tasks
+
+    settings.CLICKATELL = {**settings.CLICKATELL, "MAX_IN_FLIGHT": 4}
+    legacy, rest = _stops_of_two_accounts(simulator, settings)
+    tasks.cancel_messages.apply(args=([legacy.pk, rest.pk],), kwargs=LAST_TRY)
+    _assert_each_stop_on_its_own_account(legacy, rest, simulator)
+

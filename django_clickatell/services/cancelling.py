@@ -107,10 +107,8 @@ def cancel_messages(
         task_id=task_id,
         give_up=give_up,
     )
-    untried, error = _work_through(
-        run, claims.LeaseKeeper(claim.token, [m.pk for m in claimed]), claimed
-    )
-    if error is not None:
+    stopped = _work_through(run, claims.LeaseKeeper(claim.token, [m.pk for m in claimed]), claimed)
+    for untried, error in stopped:
         _release(untried, claim.token, give_up, error, report)
     return report
 
@@ -137,10 +135,18 @@ def _prepare(
     return claim, claimed
 
 
+#: Per account whose run a transient error stopped: its untried messages, and that error.
+Stopped = list[tuple[list[int], ClickatellError]]
+
+
 def _work_through(
     run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage]
-) -> tuple[list[int], ClickatellError | None]:
-    """One ``delmsg`` per message until done or a transient error; returns what is untried."""
+) -> Stopped:
+    """One ``delmsg`` per message until done; returns what is untried, by stopped account.
+
+    A transient error stops the requests of its message's account only: a selection
+    holds several accounts, and one API's outage must neither hold back nor give up
+    the stops of another (they were never tried)."""
     try:
         if app_settings.max_in_flight == 1 or transaction.get_connection().in_atomic_block:
             # Inside the caller's transaction (a view with ATOMIC_REQUESTS, a test) the run
@@ -156,32 +162,36 @@ def _work_through(
 
 def _one_by_one(
     run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage]
-) -> tuple[list[int], ClickatellError | None]:
-    for index, message in enumerate(claimed):
+) -> Stopped:
+    stopped: dict[str, tuple[list[int], ClickatellError]] = {}
+    for message in claimed:
+        if message.account in stopped:
+            stopped[message.account][0].append(message.pk)
+            continue
         run.writer.check()
         if not keeper.holds(message.pk):
             continue  # taken over after our lease lapsed: the other run decides it
         error = run.cancel_one(message)
         if error is not None:
-            return [m.pk for m in claimed[index + 1 :]], error
-    return [], None
+            stopped[message.account] = ([], error)
+    return list(stopped.values())
 
 
 def _pipeline(
     run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage], width: int
-) -> tuple[list[int], ClickatellError | None]:
+) -> Stopped:
     """Up to *width* requests on the wire at once; this thread decides and records.
 
     Pipeline threads only make the request (:meth:`CancelRun.attempt`): they never
     touch the database, so they open no connection of their own.  This thread
     checks the lease before each request, records each reply once, and after a
-    transient error makes no new request: the ones in flight finish and are
-    recorded, the untried ones are returned for release.  The first request goes
+    transient error makes no new request for that account: the ones in flight finish
+    and are recorded, its untried ones are returned for release.  The first request goes
     alone (it renews a stale session once, for everyone, and its record proves
     the database) before the window opens.
     """
     waiting = deque(claimed)
-    error: ClickatellError | None = None
+    stopped: dict[str, tuple[list[int], ClickatellError]] = {}
     crash: BaseException | None = None
     limit, in_flight = 1, 0
     # Each request's future is handed back here as it completes: O(1) per reply.
@@ -190,9 +200,12 @@ def _pipeline(
         max_workers=max(1, min(width, len(claimed))), thread_name_prefix="clickatell-delmsg"
     ) as pool:
         while True:
-            while waiting and in_flight < limit and error is None and crash is None:
-                run.writer.check()
+            while waiting and in_flight < limit and crash is None:
                 message = waiting.popleft()
+                if message.account in stopped:
+                    stopped[message.account][0].append(message.pk)
+                    continue
+                run.writer.check()
                 if keeper.holds(message.pk):
                     pool.submit(_attempt, run, message).add_done_callback(completed.put)
                     in_flight += 1
@@ -207,11 +220,12 @@ def _pipeline(
                 crash = crash or exc
                 continue
             stop = run.record(attempt)  # every reply is recorded, after an error too
-            error = error or stop
+            if stop is not None and attempt.message.account not in stopped:
+                stopped[attempt.message.account] = ([], stop)
             limit = width
     if crash is not None:
         raise crash
-    return [m.pk for m in waiting] if error is not None else [], error
+    return list(stopped.values())
 
 
 def _attempt(run: CancelRun, message: OutboundMessage) -> Attempt:
