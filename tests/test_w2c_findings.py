@@ -171,3 +171,39 @@ def test_one_accounts_outage_does_not_give_up_another_accounts_stops_pipelined(
     tasks.cancel_messages.apply(args=([legacy.pk, rest.pk],), kwargs=LAST_TRY)
     _assert_each_stop_on_its_own_account(legacy, rest, simulator)
 
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param({"PASSWORD": ""}, id="password left empty by a deploy"),
+        pytest.param({"BACKEND": "legacy-http"}, id="backend mistyped"),
+    ],
+)
+def test_an_unusable_account_is_shown_as_only_you_can_fix(
+    broken: dict[str, str], simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """Item 7: "the admin never says 'nothing to do' about a failure only the user can
+    fix".  An account whose settings cannot be used (an empty password, a mistyped
+    BACKEND) showed its queued messages as "Retried automatically; nothing to do." and,
+    once given up on, "Choose “Send again” once Clickatell can be reached."."""
+    from django_clickatell import tasks
+    from django_clickatell.admin.story import describe
+    from django_clickatell.services import composing, sending
+
+    _two_accounts(simulator, settings)
+    [message] = composing.create_messages("27990000041", "legacy", account="legacy")
+    settings.CLICKATELL["ACCOUNTS"]["legacy"].update(broken)
+    sending.send_messages([message.pk], via="task")  # one run: retried later
+    message.refresh_from_db()
+    assert message.send_state == "queued"
+    view = describe(message)
+    assert "account 'legacy'" in view.reason
+    assert "nothing to do" not in str(view.hint)
+    assert "only you can" in str(view.hint)
+    tasks.send_messages.apply(args=([message.pk],), kwargs=LAST_TRY)
+    message.refresh_from_db()
+    view = describe(message)
+    assert message.send_state == "failed"
+    assert "once Clickatell can be reached" not in str(view.hint)
+    assert "only you can" in str(view.hint)
+    assert simulator.counts["total"] == 0

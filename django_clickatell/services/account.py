@@ -24,7 +24,7 @@ from ..conf import (
     account_settings,
     app_settings,
 )
-from ..exceptions import ClickatellError, CommandNotSent, InvalidInput
+from ..exceptions import AccountMisconfigured, ClickatellError, CommandNotSent, InvalidInput
 from ..gateway.backends import (
     DEFAULT_ACCOUNT,
     Backend,
@@ -126,7 +126,17 @@ class Unconfigured(Backend):
         self.missing = missing
 
     def _refuse(self, command: str) -> NoReturn:
-        raise CommandNotSent(command, InvalidInput(self.reason))
+        if self.missing:
+            raise CommandNotSent(command, InvalidInput(self.reason))
+        # There but broken: only the user can fix it, so say whose settings and which key
+        # (the reason names it), as refused credentials do -- never "retried, nothing to do".
+        raise AccountMisconfigured(
+            command,
+            InvalidInput(self.reason),
+            account=self.alias,
+            problem="its settings cannot be used",
+            fix="fix the setting named here",
+        )
 
     def send(self, messages: Sequence[OutgoingSms]) -> list[SendResult]:
         self._refuse("sendmsg")
