@@ -207,3 +207,33 @@ def test_an_unusable_account_is_shown_as_only_you_can_fix(
     assert "once Clickatell can be reached" not in str(view.hint)
     assert "only you can" in str(view.hint)
     assert simulator.counts["total"] == 0
+
+
+def test_one_accounts_refused_key_does_not_keep_another_accounts_statuses_from_arriving(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """The periodic refresh asks about every account's messages in one chunk.  A refused
+    legacy password (retryable: nothing was carried out) stopped the chunk at the first
+    legacy message, so the REST messages after it were never asked about -- on every
+    refresh, for as long as the legacy key stayed wrong."""
+    from django.core.cache import cache
+
+    from django_clickatell.models import SendState, Via
+    from django_clickatell.services import refreshing
+    from tests.factories import scheduled_messages
+
+    accounts = {
+        "legacy": {**simulator.settings(), "PASSWORD": "wrong-Pa55word-w2c"},
+        "restful": simulator.rest_settings(),
+    }
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False, "ACCOUNTS": accounts}
+    cache.clear()
+    [legacy] = scheduled_messages(simulator, 1, account="legacy", send_state=SendState.SENT)
+    [rest] = scheduled_messages(
+        simulator, 1, account="restful", send_state=SendState.SENT, status="", recipient="2799001"
+    )
+    report = refreshing.refresh_statuses([legacy.pk, rest.pk], via=Via.TASK)
+    rest.refresh_from_db()
+    assert rest.status == "011"  # what the REST API answered
+    assert report.changed == [rest.pk]
+    assert report.retry == [legacy.pk]
