@@ -237,3 +237,42 @@ def test_one_accounts_refused_key_does_not_keep_another_accounts_statuses_from_a
     assert rest.status == "011"  # what the REST API answered
     assert report.changed == [rest.pk]
     assert report.retry == [legacy.pk]
+
+
+def test_an_unknown_send_on_the_one_api_is_not_promised_a_lookup_it_cannot_have(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """ "The screen never promises what the account cannot do": a One API send in doubt
+    was shown "Choose “Ask Clickatell again”: it is sent only if Clickatell does not
+    have it." -- before and after asking, though that API cannot look a message up by
+    its client message id (``Capabilities.query_by_client_id``), so asking only ever
+    ends "Could not check whether Clickatell has it"."""
+    from django_clickatell.admin.story import describe
+    from django_clickatell.models import OutboundMessage, SendState
+    from django_clickatell.services import send_recovery, sending
+    from tests.factories import scheduled_messages
+
+    _two_accounts(simulator, settings)
+    [platform, legacy] = [
+        scheduled_messages(
+            None,
+            1,
+            account=alias,
+            apimsgid=None,
+            send_state=SendState.UNKNOWN,
+            status="",
+            send_error="Gave up checking: no answer",
+            recipient=f"2799000005{n}",
+        )[0]
+        for n, alias in enumerate(("platform", "legacy"))
+    ]
+    assert "Ask Clickatell again" in str(describe(legacy).hint)  # the legacy API can say
+    for attempt in range(2):
+        hint = str(describe(platform).hint)
+        assert "Ask Clickatell again" not in hint, attempt
+        assert "client message id" in hint
+        send_recovery.recheck(OutboundMessage.objects.filter(pk=platform.pk))
+        sending.send_messages([platform.pk], via="task")
+        platform.refresh_from_db()
+        assert platform.send_state == SendState.UNKNOWN  # never resent blindly
+    assert simulator.api_requests["v1"] == 0

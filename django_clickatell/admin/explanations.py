@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from ..conf import ACCOUNTS
 from ..models import CancelState, OutboundMessage, SendState, WaitingFor
 from ..selections import LOCAL_ONLY, NOT_CONFIGURED, stop_reach
+from ..services.account import looks_up_by_client_id
 from ..services.waiting import missing_account
 
 _ANSWERED = re.compile(r"^Clickatell \w+ answered ERR (?P<code>\d{3}): (?P<text>.*)$", re.S)
@@ -182,6 +183,13 @@ def _explain_rejected(message: OutboundMessage) -> tuple[str, Any]:
 
 
 def _explain_unknown(message: OutboundMessage) -> tuple[str, Any]:
+    if not looks_up_by_client_id(message.account):
+        # Asking again cannot help: this API finds a message by its id only (the One API).
+        return message.send_error, _(
+            "This account's API cannot look a message up by its client message id: a "
+            "status report from Clickatell settles it if Clickatell has it. Check the "
+            "Clickatell portal before sending it again."
+        )
     return message.send_error, _(
         "Choose “Ask Clickatell again”: it is sent only if Clickatell does not have it."
     )

@@ -31,6 +31,7 @@ from ..gateway.backends import (
     Capabilities,
     OutgoingSms,
     SendResult,
+    account_capabilities,
     backend_class,
     get_backend,
 )
@@ -202,3 +203,13 @@ def backend_problem(alias: str = DEFAULT_ACCOUNT) -> str:
     except SettingError as exc:
         return str(exc)
     return ""
+
+
+def looks_up_by_client_id(alias: str = DEFAULT_ACCOUNT) -> bool:
+    """Whether the account's API can be asked about a message by its ``climsgid`` (what
+    verifying a send in doubt needs); True when that cannot be told (the account is not
+    configured): the screen then does not claim it cannot."""
+    try:
+        return account_capabilities(alias).query_by_client_id
+    except ImproperlyConfigured:
+        return True
