@@ -276,3 +276,68 @@ def test_an_unknown_send_on_the_one_api_is_not_promised_a_lookup_it_cannot_have(
         platform.refresh_from_db()
         assert platform.send_state == SendState.UNKNOWN  # never resent blindly
     assert simulator.api_requests["v1"] == 0
+
+
+# -- a 404 at a wrong BASE_URL is never "unknown message" ------------------------------------
+
+
+def _rest_account(simulator: ClickatellSimulator, settings: Any, base_url: str) -> None:
+    from django.core.cache import cache
+
+    values = {**simulator.rest_settings(), "BASE_URL": base_url}
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        "USE_CELERY": False,
+        "ACCOUNTS": {"restful": values},
+    }
+    cache.clear()
+
+
+def test_a_send_in_doubt_is_not_resent_because_the_base_url_404s(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """Item 7 and "exactly once": a REST send in doubt (accepted, its reply lost) was
+    verified at a BASE_URL that 404s (a bad deploy) -- read as "Clickatell does not know
+    this climsgid" -- and sent again: refused there too (the URL), it was queued as never
+    sent, and once the URL was fixed it went out a second time."""
+    from django_clickatell.models import SendState
+    from django_clickatell.services import sending
+    from tests.factories import scheduled_messages
+
+    [message] = scheduled_messages(
+        None, 1, account="restful", apimsgid=None, send_state=SendState.VERIFYING, status=""
+    )
+    accepted = simulator.add_message(climsgid=message.climsgid, to=message.recipient)
+    simulator.reset_counts()
+    _rest_account(simulator, settings, simulator.root_url + "nowhere/")
+    sending.send_messages([message.pk], via="task")
+    message.refresh_from_db()
+    assert message.send_state == SendState.VERIFYING  # still in doubt: nothing was learnt
+    assert "BASE_URL" in message.send_error
+    _rest_account(simulator, settings, simulator.rest_settings()["BASE_URL"])
+    sending.send_messages([message.pk], via="task")
+    message.refresh_from_db()
+    assert (message.send_state, message.apimsgid) == (SendState.SENT, accepted)
+    assert simulator.counts["sendmsg"] == 0  # Clickatell had it: never sent twice
+
+
+def test_a_stop_at_a_base_url_that_404s_is_not_refused_as_an_unknown_message(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """It ended ``refused`` "delmsg answered ERR 103: Unknown API message ID" ("Clickatell
+    does not know this id"), though nothing had answered at that URL."""
+    from django_clickatell.gateway.backends import get_backend
+    from django_clickatell.exceptions import UnknownMessage, WrongBaseUrl
+    from tests.factories import scheduled_messages
+
+    [message] = scheduled_messages(simulator, 1, account="restful")
+    _rest_account(simulator, settings, simulator.root_url + "nowhere/")
+    for call in ("stop", "query"):
+        with pytest.raises(WrongBaseUrl) as raised:
+            getattr(get_backend("restful"), call)(apimsgid=message.apimsgid)
+        assert not isinstance(raised.value, UnknownMessage)
+        assert "settings.CLICKATELL['ACCOUNTS']['restful']['BASE_URL']" in str(raised.value)
+    # The API's own "unknown message" (a JSON error) is still that.
+    _rest_account(simulator, settings, simulator.rest_settings()["BASE_URL"])
+    with pytest.raises(UnknownMessage):
+        get_backend("restful").query(apimsgid="0123456789abcdef0123456789abcdef")
