@@ -326,8 +326,8 @@ def test_a_stop_at_a_base_url_that_404s_is_not_refused_as_an_unknown_message(
 ) -> None:
     """It ended ``refused`` "delmsg answered ERR 103: Unknown API message ID" ("Clickatell
     does not know this id"), though nothing had answered at that URL."""
-    from django_clickatell.gateway.backends import get_backend
     from django_clickatell.exceptions import UnknownMessage, WrongBaseUrl
+    from django_clickatell.gateway.backends import get_backend
     from tests.factories import scheduled_messages
 
     [message] = scheduled_messages(simulator, 1, account="restful")
@@ -341,3 +341,32 @@ def test_a_stop_at_a_base_url_that_404s_is_not_refused_as_an_unknown_message(
     _rest_account(simulator, settings, simulator.rest_settings()["BASE_URL"])
     with pytest.raises(UnknownMessage):
         get_backend("restful").query(apimsgid="0123456789abcdef0123456789abcdef")
+
+
+def test_a_stop_too_late_for_a_send_in_doubt_does_not_claim_it_is_on_its_way(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """A One API send in doubt with a stop queued: the stop ends "too late" with an honest
+    reason (whether Clickatell got it is unknown), but the admin added "Already on its
+    way", which nobody knows."""
+    from django.utils import timezone
+
+    from django_clickatell.admin.story import describe
+    from django_clickatell.models import CancelState, OutboundMessage, SendState
+    from django_clickatell.services import cancelling, sending
+    from tests.factories import scheduled_messages
+
+    _two_accounts(simulator, settings)
+    [message] = scheduled_messages(
+        None, 1, account="platform", apimsgid=None, send_state=SendState.VERIFYING, status=""
+    )
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        cancel_state=CancelState.PENDING, cancel_requested_at=timezone.now()
+    )
+    sending.send_messages([message.pk], via="task")
+    cancelling.cancel_messages([message.pk], via="task")
+    message.refresh_from_db()
+    assert (message.send_state, message.cancel_state) == ("unknown", "too_late")
+    view = describe(message)
+    assert "unknown" in view.reason
+    assert "on its way" not in str(view.hint)

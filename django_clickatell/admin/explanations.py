@@ -73,6 +73,9 @@ def _explain_too_late(message: OutboundMessage) -> tuple[str, Any]:
         _("Clickatell reported %(status)s before the stop could act.")
         % {"status": _status_text(message) or "?"}
     )
+    if message.send_state == SendState.UNKNOWN:
+        # Nobody knows whether Clickatell got it: never claim it is on its way.
+        return reason, _("It cannot be stopped from here.")
     return reason, _("Already on its way: it cannot be stopped any more.")
 
 
