@@ -370,3 +370,25 @@ def test_a_stop_too_late_for_a_send_in_doubt_does_not_claim_it_is_on_its_way(
     view = describe(message)
     assert "unknown" in view.reason
     assert "on its way" not in str(view.hint)
+
+
+def test_the_confirmation_page_does_not_say_a_send_in_doubt_was_handed_over(
+    simulator: ClickatellSimulator, settings: Any, admin_client: Any
+) -> None:
+    """A One API send in doubt is rightly not offered for stopping, but the confirmation
+    page gave the reason "Handed over: too late", which nobody knows."""
+    import html
+
+    from django_clickatell.models import SendState
+    from tests.factories import scheduled_messages
+    from tests.test_operator_view import post_action, text_of
+
+    _two_accounts(simulator, settings)
+    [message] = scheduled_messages(
+        None, 1, account="platform", apimsgid=None, send_state=SendState.UNKNOWN, status=""
+    )
+    page = html.unescape(
+        text_of(post_action(admin_client, "cancel_delivery", [message.pk], confirm=False))
+    )
+    assert "this account's API cannot stop a submitted message" in page
+    assert "Handed over" not in page
