@@ -350,7 +350,13 @@ def _send(task: Task[Any, Any], pks: list[int], budgets: Budgets) -> dict[str, A
             at_least = max(at_least, report.gateway_retry_after)  # the gateway's Retry-After
             raise _retry(task, waiting, budgets, GATEWAY, at_least=at_least)
         # Never sent ones fail, unverifiable ones become unknown: neither is resent blindly.
-        send_recovery.give_up(waiting, report.transient_error or "no answer after the last retry")
+        # Each with the failure of its own account (a run holds several accounts' messages).
+        fallback = report.transient_error or "no answer after the last retry"
+        by_reason: dict[str, list[int]] = {}
+        for pk in waiting:
+            by_reason.setdefault(report.retry_reasons.get(pk) or fallback, []).append(pk)
+        for reason, group in by_reason.items():
+            send_recovery.give_up(group, reason)
     return report.as_dict()
 
 

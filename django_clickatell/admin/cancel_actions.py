@@ -310,6 +310,13 @@ def _why_skipped(message: OutboundMessage) -> str:
     if reason == "too_late":
         return str(_("Clickatell has handed it on to the network (003): too late to stop."))
     if reason == "api_cannot_stop":
+        if message.send_state == SendState.UNKNOWN:  # never claim what nobody knows
+            return str(
+                _(
+                    "Perhaps handed over (unknown): this account's API cannot stop a "
+                    "submitted message."
+                )
+            )
         return str(_("Handed over: too late: this account's API cannot stop a submitted message."))
     if reason == "account_not_configured":
         return str(

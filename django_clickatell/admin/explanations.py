@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from ..conf import ACCOUNTS
 from ..models import CancelState, OutboundMessage, SendState, WaitingFor
 from ..selections import LOCAL_ONLY, NOT_CONFIGURED, stop_reach
+from ..services.account import looks_up_by_client_id
 from ..services.pausing import pause_of
 from ..services.waiting import missing_account
 
@@ -73,6 +74,9 @@ def _explain_too_late(message: OutboundMessage) -> tuple[str, Any]:
         _("Clickatell reported %(status)s before the stop could act.")
         % {"status": _status_text(message) or "?"}
     )
+    if message.send_state == SendState.UNKNOWN:
+        # Nobody knows whether Clickatell got it: never claim it is on its way.
+        return reason, _("It cannot be stopped from here.")
     return reason, _("Already on its way: it cannot be stopped any more.")
 
 
@@ -183,6 +187,13 @@ def _explain_rejected(message: OutboundMessage) -> tuple[str, Any]:
 
 
 def _explain_unknown(message: OutboundMessage) -> tuple[str, Any]:
+    if not looks_up_by_client_id(message.account):
+        # Asking again cannot help: this API finds a message by its id only (the One API).
+        return message.send_error, _(
+            "This account's API cannot look a message up by its client message id: a "
+            "status report from Clickatell settles it if Clickatell has it. Check the "
+            "Clickatell portal before sending it again."
+        )
     return message.send_error, _(
         "Choose “Ask Clickatell again”: it is sent only if Clickatell does not have it."
     )

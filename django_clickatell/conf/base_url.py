@@ -49,19 +49,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def insecure_base_url_reason(url: str) -> str | None:
-    """Why *url* must not carry the password, or None if it may (https, or loopback)."""
+def insecure_base_url_reason(url: str, key: str = "BASE_URL") -> str | None:
+    """Why *url* must not carry the password, or None if it may (https, or loopback).
+
+    *key* is the setting it was read from (an ``AccountKey`` for a named account), so
+    the message names the dict to fix."""
     parts = urlsplit(url)
     if parts.scheme == "https" or is_loopback(parts.hostname or ""):
         return None
     return (
-        f"{describe('BASE_URL')} is not https: {url!r}. Credentials and session ids would "
+        f"{describe(key)} is not https: {url!r}. Credentials and session ids would "
         "cross the network in clear text; plain http is accepted only for a loopback simulator."
     )
 
 
-def require_secure_base_url(url: str) -> None:
+def require_secure_base_url(url: str, key: str = "BASE_URL") -> None:
     """Refuse, before anything is sent, a gateway URL that would expose the password."""
-    reason = insecure_base_url_reason(url)
+    reason = insecure_base_url_reason(url, key)
     if reason:
         raise ImproperlyConfigured(reason)

@@ -57,7 +57,9 @@ class ClickatellClient:
         self.username = self.config.username
         self.api_id = self.config.api_id
         self._password: Secret = self.config.password
-        self.transport = transport or get_transport(self.config.base_url, self.config.timeout)
+        self.transport = transport or get_transport(
+            self.config.base_url, self.config.timeout, key=self.config.key("BASE_URL")
+        )
         self.sessions = sessions or self._session_store()
         self._attempts = threading.local()
 

@@ -50,8 +50,10 @@ MAX_JSON_BODY = 1_000_000
 class Transport:
     """POSTs a command's form fields and returns the reply text."""
 
-    def __init__(self, base_url: str, timeout: tuple[float, float]) -> None:
-        require_secure_base_url(base_url)
+    def __init__(
+        self, base_url: str, timeout: tuple[float, float], *, key: str = "BASE_URL"
+    ) -> None:
+        require_secure_base_url(base_url, key)
         self.base_url = base_url
         self.timeout = timeout
         self.session = requests.Session()
@@ -343,15 +345,20 @@ _lock = threading.Lock()
 _transports: dict[tuple[str, tuple[float, float]], Transport] = {}
 
 
-def get_transport(base_url: str, timeout: tuple[float, float]) -> Transport:
-    """The process-wide transport for this gateway URL and timeout."""
-    key = (base_url, timeout)
-    transport = _transports.get(key)
+def get_transport(
+    base_url: str, timeout: tuple[float, float], *, key: str = "BASE_URL"
+) -> Transport:
+    """The process-wide transport for this gateway URL and timeout.
+
+    *key* names the setting the URL came from (``ClickatellSettings.key("BASE_URL")``),
+    for the error that refuses an insecure one."""
+    cache_key = (base_url, timeout)
+    transport = _transports.get(cache_key)
     if transport is None:
         with _lock:
-            transport = _transports.get(key)
+            transport = _transports.get(cache_key)
             if transport is None:
-                transport = _transports[key] = Transport(base_url, timeout)
+                transport = _transports[cache_key] = Transport(base_url, timeout, key=key)
     return transport
 
 

@@ -13,6 +13,7 @@ can raise it without importing anything above them; import it from
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 from .codes import (
@@ -183,6 +184,30 @@ def http_error(
     if status_code >= 500:
         return GatewayServerError(command, status_code, retry_after=retry_after)
     return GatewayHTTPError(command, status_code, retry_after=retry_after)
+
+
+#: Largest 404 body read to tell the API's own answer from a URL where no API answers.
+_MAX_NOT_FOUND_BODY = 100_000
+
+
+def answered_by_the_api(body: str | bytes) -> bool:
+    """Whether a ``404`` body is the JSON APIs' own error document (``{"error": ...}``, or the
+    Platform API's flat ``errorCode``): a message command's "unknown message".
+
+    Anything else -- a web server's or a framework's page, plain text, JSON without an
+    error -- came from a URL where no Clickatell API answers: the ``BASE_URL`` is wrong,
+    and nothing may be concluded about the message (a send in doubt read as "not there"
+    would be sent twice).
+    """
+    if len(body) > _MAX_NOT_FOUND_BODY:
+        return False
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(document, dict) and (
+        isinstance(document.get("error"), dict) or "errorCode" in document
+    )
 
 
 class SessionUnavailable(TransientError):

@@ -24,13 +24,14 @@ from ..conf import (
     account_settings,
     app_settings,
 )
-from ..exceptions import ClickatellError, CommandNotSent, InvalidInput
+from ..exceptions import AccountMisconfigured, ClickatellError, CommandNotSent, InvalidInput
 from ..gateway.backends import (
     DEFAULT_ACCOUNT,
     Backend,
     Capabilities,
     OutgoingSms,
     SendResult,
+    account_capabilities,
     backend_class,
     get_backend,
 )
@@ -126,7 +127,17 @@ class Unconfigured(Backend):
         self.missing = missing
 
     def _refuse(self, command: str) -> NoReturn:
-        raise CommandNotSent(command, InvalidInput(self.reason))
+        if self.missing:
+            raise CommandNotSent(command, InvalidInput(self.reason))
+        # There but broken: only the user can fix it, so say whose settings and which key
+        # (the reason names it), as refused credentials do -- never "retried, nothing to do".
+        raise AccountMisconfigured(
+            command,
+            InvalidInput(self.reason),
+            account=self.alias,
+            problem="its settings cannot be used",
+            fix="fix the setting named here",
+        )
 
     def send(self, messages: Sequence[OutgoingSms]) -> list[SendResult]:
         self._refuse("sendmsg")
@@ -192,3 +203,13 @@ def backend_problem(alias: str = DEFAULT_ACCOUNT) -> str:
     except SettingError as exc:
         return str(exc)
     return ""
+
+
+def looks_up_by_client_id(alias: str = DEFAULT_ACCOUNT) -> bool:
+    """Whether the account's API can be asked about a message by its ``climsgid`` (what
+    verifying a send in doubt needs); True when that cannot be told (the account is not
+    configured): the screen then does not claim it cannot."""
+    try:
+        return account_capabilities(alias).query_by_client_id
+    except ImproperlyConfigured:
+        return True

@@ -104,10 +104,8 @@ def cancel_messages(
         task_id=task_id,
         give_up=give_up,
     )
-    untried, error = _work_through(
-        run, claims.LeaseKeeper(claim.token, [m.pk for m in claimed]), claimed
-    )
-    if error is not None:
+    stopped = _work_through(run, claims.LeaseKeeper(claim.token, [m.pk for m in claimed]), claimed)
+    for untried, error in stopped:
         _release(untried, claim.token, give_up, error, report)
     return report
 
@@ -134,13 +132,20 @@ def _prepare(
     return claim, claimed
 
 
+#: Per account whose run a transient error stopped: its untried messages, and that error.
+Stopped = list[tuple[list[int], ClickatellError]]
+
+
 def _work_through(
     run: CancelRun, keeper: claims.LeaseKeeper, claimed: list[OutboundMessage]
-) -> tuple[list[int], ClickatellError | None]:
-    """One ``delmsg`` per message, up to ``MAX_IN_FLIGHT`` at once (:mod:`.pipeline`),
-    until done or a transient error; returns what is untried."""
+) -> Stopped:
+    """One ``delmsg`` per message until done; returns what is untried, by stopped account.
+
+    A transient error stops the requests of its message's account only: a selection
+    holds several accounts, and one API's outage must neither hold back nor give up
+    the stops of another (they were never tried)."""
     try:
-        untried, error = pipeline.run(
+        stopped = pipeline.run(
             claimed,
             width=app_settings.max_in_flight,
             attempt=run.attempt,
@@ -149,8 +154,9 @@ def _work_through(
             admit=lambda message: keeper.holds(message.pk),
             check=run.writer.check,
             name="delmsg",
+            group=lambda message: message.account,
         )
-        return [m.pk for m in untried], error
+        return [([m.pk for m in untried], error) for untried, error in stopped.values()]
     finally:
         try:
             run.writer.close()

@@ -55,7 +55,14 @@ def refresh_statuses(
     )
     backends = BackendPool(backend)
     actor_id = getattr(actor, "pk", None)
-    for index, message in enumerate(messages):
+    # A transient failure stops the asking for its account only: the periodic refresh
+    # holds every account's messages, and one account's outage or refused key must not
+    # keep the others' statuses from arriving.
+    stopped: set[str] = set()
+    for message in messages:
+        if message.account in stopped:
+            report.retry.append(message.pk)
+            continue
         exchange = recording.new_exchange(message.pk, "querymsg", via=via, actor_id=actor_id)
         gateway = backends(message)
         if waiting.request_waits_for(gateway):
@@ -74,9 +81,10 @@ def refresh_statuses(
             recording.log_refused_attempts(gateway, exchange)
             recording.save(recording.failed(exchange, exc))
             if exc.retryable:
-                report.retry.extend(m.pk for m in messages[index:])
+                report.retry.append(message.pk)
                 report.transient_error = recording.describe(exc)
-                break
+                stopped.add(message.account)
+                continue
             report.failed.append(message.pk)
             continue
         recording.log_refused_attempts(gateway, exchange)

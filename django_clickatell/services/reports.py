@@ -20,9 +20,9 @@ class Report:
                 self.gateway_retry_after = max(self.gateway_retry_after, float(wait))
 
     def as_dict(self) -> dict[str, Any]:
-        """Lists of primary keys become counts (task results stay small); the rest as is."""
+        """Lists and maps of keys become counts (task results stay small); the rest as is."""
         summary: dict[str, Any] = {}
         for field in fields(self):
             value = getattr(self, field.name)
-            summary[field.name] = len(value) if isinstance(value, list) else value
+            summary[field.name] = len(value) if isinstance(value, list | dict) else value
         return summary

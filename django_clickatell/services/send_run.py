@@ -83,6 +83,8 @@ class SendReport(Report):
     #: The least wait before the next run: another run's lease, or the gateway's Retry-After.
     retry_after: float = 0.0
     transient_error: str = ""
+    #: The failure each message of ``retry`` waits on: its own account's, never another's.
+    retry_reasons: dict[int, str] = field(default_factory=dict)
     #: Not tried: waiting for their account (configured again, or resumed): services/waiting.py.
     waiting: list[int] = field(default_factory=list)
 
@@ -134,9 +136,11 @@ class SendRun:
         #: Exchanges logged before the message's outcome (a ``querymsg`` before the send).
         self._earlier: dict[int, list[GatewayExchange]] = {}
 
-    def run(self) -> tuple[list[OutboundMessage], ClickatellError | None]:
-        """Every claimed message, up to ``MAX_IN_FLIGHT`` requests at once; returns the
-        untried ones and the transient error that stopped the run (if one did)."""
+    def run(self) -> pipeline.Stopped[OutboundMessage]:
+        """Every claimed message, up to ``MAX_IN_FLIGHT`` requests at once; returns, by
+        account a transient error stopped, its untried messages and that error (a
+        release or a requeue hands several accounts' messages on in one task: one
+        account's outage or refused key neither holds back nor fails another's)."""
         try:
             return pipeline.run(
                 self.messages,
@@ -146,6 +150,7 @@ class SendRun:
                 admit=self.admit,
                 check=self.writer.check,
                 name="sendmsg",
+                group=lambda message: message.account,
             )
         finally:
             try:

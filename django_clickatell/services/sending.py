@@ -30,7 +30,7 @@ from django.db.models import Case, F, Q, Value, When
 
 from ..gateway.backends import Backend
 from ..models import CancelState, OutboundMessage, SendState
-from . import claims
+from . import claims, recording
 from .account import BackendPool
 from .send_run import HAND_BACK, SendReport, SendRun
 
@@ -76,8 +76,10 @@ def send_messages(
     """Send (or first verify) the given messages, each at most once; see the module docstring.
 
     Each message goes through its account's backend (*backend*, if given, for all).
-    A transient failure stops the run: the message it concerned and the untried
-    ones are handed back and listed in ``report.retry``.  Messages another live
+    A transient failure stops the run for that message's account: the message it
+    concerned and that account's untried ones are handed back and listed in
+    ``report.retry`` (with the failure, per message, in ``report.retry_reasons``);
+    other accounts' messages are still sent.  Messages another live
     run holds are listed in ``report.held_elsewhere``.
     """
     pks = sorted(set(message_pks))
@@ -91,14 +93,22 @@ def send_messages(
     keeper = claims.LeaseKeeper(claim.token, [m.pk for m in claim.messages])
     actor_id = getattr(actor, "pk", None)
     run = SendRun(BackendPool(backend), via, actor_id, task_id, report, keeper, claim.messages)
-    untried, error = run.run()
-    if error is not None:
-        claims.release([m.pk for m in untried], claim.token, **HAND_BACK)
+    stopped = run.run()  # by account: see SendRun.run
+    if stopped:
+        untried = [m.pk for messages, _error in stopped.values() for m in messages]
+        claims.release(untried, claim.token, **HAND_BACK)
+        reasons = {
+            m.pk: recording.describe(stopped[m.account][1])
+            for m in claim.messages
+            if m.account in stopped
+        }
         report.retry = sorted(
             OutboundMessage.objects.filter(
-                pk__in=[m.pk for m in claim.messages],
+                pk__in=list(reasons),
                 send_state__in=[SendState.QUEUED, SendState.VERIFYING],
                 claim_token="",
+                waiting_for="",  # waiting for a reason, handed on when it is gone
             ).values_list("pk", flat=True)
         )
+        report.retry_reasons = {pk: reasons[pk] for pk in report.retry}
     return report

@@ -47,7 +47,7 @@ from ...exceptions import (
     RemoteStopUnsupported,
 )
 from ...protocol import one_api
-from ...protocol.errors import http_error
+from ...protocol.errors import answered_by_the_api, http_error
 from ...protocol.redaction import Secret, excerpt
 from ...protocol.replies import (
     BalanceReply,
@@ -114,7 +114,9 @@ class OneApiBackend(Backend):
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = get_transport(self.base_url, self.config.timeout)
+            self._transport = get_transport(
+                self.base_url, self.config.timeout, key=self.config.key("BASE_URL")
+            )
         return self._transport
 
     # -- messages --------------------------------------------------------------------------
@@ -194,8 +196,11 @@ class OneApiBackend(Backend):
             if reply.status_code == 401:
                 # Refused before anything was carried out: nothing happened to any message.
                 raise CommandNotSent(command, self._error(command, reply))
-            if reply.status_code == 404 and command not in MESSAGE_COMMANDS:
-                # Calls that name no message are never "not found": the URL is wrong.
+            if reply.status_code == 404 and (
+                command not in MESSAGE_COMMANDS or not answered_by_the_api(reply.body)
+            ):
+                # Calls that name no message are never "not found", nor is a 404 that is
+                # not the API's own error document: the URL is wrong.
                 raise http_error(command, 404)
         return reply
 

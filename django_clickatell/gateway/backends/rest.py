@@ -45,7 +45,7 @@ from ...exceptions import (
 )
 from ...protocol import rest
 from ...protocol.encoding import encode_text
-from ...protocol.errors import http_error
+from ...protocol.errors import answered_by_the_api, http_error
 from ...protocol.redaction import Secret
 from ...protocol.replies import (
     BalanceReply,
@@ -102,7 +102,9 @@ class RestBackend(Backend):
     ) -> None:
         super().__init__(config, alias=alias)
         self._api_key: Secret = config.api_key
-        self.transport = transport or get_transport(rest_root(config.base_url), config.timeout)
+        self.transport = transport or get_transport(
+            rest_root(config.base_url), config.timeout, key=config.key("BASE_URL")
+        )
 
     # -- messages --------------------------------------------------------------------------
 
@@ -222,8 +224,11 @@ class RestBackend(Backend):
                 params=params,
                 extra_headers=HEADERS,
             )
-            if reply.status_code == 404 and command not in MESSAGE_COMMANDS:
-                # Calls that name no message are never "not found": the URL is wrong.
+            if reply.status_code == 404 and (
+                command not in MESSAGE_COMMANDS or not answered_by_the_api(reply.body)
+            ):
+                # Calls that name no message are never "not found", nor is a 404 that is
+                # not the API's own error document: the URL is wrong.
                 raise http_error(command, 404)
             try:
                 return _parsed(parse, reply, (self._api_key,))
