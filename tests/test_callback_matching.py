@@ -163,19 +163,22 @@ def test_a_callback_racing_its_send_is_applied_not_called_another_accounts(
     after the record and found it.  Here the send records the id right after the first
     look-up, every time."""
     sms = message(send_state=SendState.SENDING)
-    real_first = QuerySet.first
+    real_fetch = QuerySet._fetch_all
     looked = 0
 
-    def send_records_the_id_meanwhile(self: QuerySet[Any]) -> Any:
+    def send_records_the_id_meanwhile(self: QuerySet[Any]) -> None:
+        """Right after the first look-up of a message (whatever method makes it)."""
         nonlocal looked
-        found = real_first(self)
-        looked += 1
-        if looked == 1:
-            OutboundMessage.objects.filter(pk=sms.pk).update(apimsgid=ID, send_state=SendState.SENT)
-        return found
+        real_fetch(self)
+        if self.model is OutboundMessage:
+            looked += 1
+            if looked == 1:
+                OutboundMessage.objects.filter(pk=sms.pk).update(
+                    apimsgid=ID, send_state=SendState.SENT
+                )
 
     caplog.set_level(logging.INFO, logger="django_clickatell")
-    with mock.patch.object(QuerySet, "first", send_records_the_id_meanwhile):
+    with mock.patch.object(QuerySet, "_fetch_all", send_records_the_id_meanwhile):
         if kind == "form":
             outcomes = [receive_callback(form("003", climsgid=climsgid), api_id=API_ID)]
         else:
