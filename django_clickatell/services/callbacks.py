@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -196,11 +196,7 @@ def record_reports(account: str, reports: Sequence[_Report]) -> list[str]:
                 charged[message.pk] = message
             outcomes[index] = CallbackOutcome.APPLIED if applied else CallbackOutcome.IGNORED
             exchanges.append(_exchange(message.pk, report, applied=applied, settled=settled))
-        if changed:
-            OutboundMessage.objects.bulk_update(list(changed.values()), _STATUS_FIELDS)
-        rest = [message for pk, message in charged.items() if pk not in changed]
-        if rest:
-            OutboundMessage.objects.bulk_update(rest, ["charge", "updated_at"])
+        _write_statuses([*changed.values(), *(m for pk, m in charged.items() if pk not in changed)])
         recording.save_many(exchanges)
     _announce(changes)
     for index in unmatched:
@@ -212,15 +208,53 @@ def record_reports(account: str, reports: Sequence[_Report]) -> list[str]:
     return outcomes
 
 
-#: What a status change writes (``bulk_update`` sets ``updated_at`` only when told).
-_STATUS_FIELDS = [
+#: What a report writes to its message (``updated_at`` too: ``bulk_update`` sets it only
+#: when told).
+_STATUS_FIELDS = (
     "status",
     "status_changed_at",
     "updated_at",
     "cancel_state",
     "cancel_completed_at",
     "charge",
-]
+)
+
+
+def _write_statuses(messages: Sequence[OutboundMessage]) -> None:
+    """Store the :data:`_STATUS_FIELDS` of *messages* (locked by the caller) in one ``UPDATE``.
+
+    On PostgreSQL ``UPDATE ... FROM (VALUES ...)``, built directly: Django's
+    ``bulk_update`` (one ``CASE`` per field and message) cost more CPU than the rest of
+    a legacy callback.  Elsewhere ``bulk_update``.  The rows are locked
+    (:func:`_lock_named`), so writing back a field the report did not change is safe.
+    """
+    if not messages:
+        return
+    if connection.vendor != "postgresql":
+        OutboundMessage.objects.bulk_update(messages, _STATUS_FIELDS)
+        return
+    meta = OutboundMessage._meta
+    quote = connection.ops.quote_name
+    column_of = {field.name: str(field.column) for field in meta.concrete_fields}
+    columns = [quote(column_of[name]) for name in _STATUS_FIELDS]
+    key = quote(str(meta.pk.column if meta.pk else "id"))
+    # The first row's casts type the columns (a NULL alone would be text).
+    first = (
+        "(%s::bigint, %s::text, %s::timestamptz, %s::timestamptz, %s::text, "
+        "%s::timestamptz, %s::numeric)"
+    )
+    rows = ", ".join([first] + ["(%s, %s, %s, %s, %s, %s, %s)"] * (len(messages) - 1))
+    params: list[Any] = []
+    for message in messages:
+        params += [message.pk, *(getattr(message, name) for name in _STATUS_FIELDS)]
+    names = ", ".join(f"v{index}" for index in range(len(columns)))
+    assignments = ", ".join(f"{column} = v.v{index}" for index, column in enumerate(columns))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} AS m SET {assignments} "  # noqa: S608 (names, not input)
+            f"FROM (VALUES {rows}) AS v(k, {names}) WHERE m.{key} = v.k",
+            params,
+        )
 
 
 def _lock_named(
