@@ -274,10 +274,12 @@ def run_one(
         driver_cpu = time.process_time() - driver_before
         gunicorn_cpu = cpu_of(server.process.pid) - gunicorn_before
         postgres_cpu = postgres.stop()
-        time.sleep(1.5)  # PostgreSQL publishes its counters at most once a second
-        commits = _commits() - commits_before - 1  # less the driver's own look
     finally:
         server.stop()
+    # A backend publishes its counters when it exits (or, idle, every few seconds): read
+    # them once gunicorn's persistent connections are closed.
+    time.sleep(1.5)
+    commits = _commits() - commits_before - 1  # less the driver's own look
     measured = callbacks - (warm if kind == "legacy" else warm * per_post)
     refused = sum(status != 200 for status in statuses)
     stored = OutboundMessage.objects.filter(status="004").count()

@@ -1213,7 +1213,7 @@ def targets(result: dict[str, Any]) -> list[str]:
     return out
 
 
-def callbacks_against_gunicorn(messages: int) -> dict[str, Any]:
+def callbacks_against_gunicorn(messages: int, *, with_default: bool = True) -> dict[str, Any]:
     """The ``callbacks`` scenario (:mod:`benchmarks.callbacks`), with this run's meters."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -1221,6 +1221,7 @@ def callbacks_against_gunicorn(messages: int) -> dict[str, Any]:
     database = str(settings.DATABASES["default"]["NAME"])
     return callback_scenario.scenario(
         messages,
+        with_default_connections=with_default,
         meter=lambda: PostgresMeter(database, exclude={driver_backend}),
         cpu_of=lambda pid: sum(_process_cpu(p) for p in _descendants(pid)),
     )

@@ -267,8 +267,10 @@ def _lock_named(
     unknown but whose ``climsgid`` names a message with no id yet gets that message
     (the first report in gateway-time order to name it does).
     """
-    mine = OutboundMessage.objects.filter(account=account).select_for_update().order_by("pk")
     ids = {report.apimsgid for report in reports}
+    mine = OutboundMessage.objects.filter(account=account).select_for_update()
+    if len(ids) > 1:
+        mine = mine.order_by("pk")  # locked in one order: two batches never deadlock
     found: dict[str, OutboundMessage | None] = {
         message.apimsgid: message
         for message in mine.filter(apimsgid__in=ids)
