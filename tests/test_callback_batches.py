@@ -363,3 +363,14 @@ def test_signals_are_sent_after_the_batch_is_stored(caplog: pytest.LogCaptureFix
         message_status_changed.disconnect(receiver)
     assert heard == [f"{mid(1)}:004", f"{mid(2)}:004"]
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"004"}
+
+
+def test_unknown_ids_are_kept_with_constant_statements() -> None:
+    counts = []
+    for count, start in ((5, 1000), (50, 2000)):
+        post = body(*(event("QUEUED", apimsgid=mid(n)) for n in range(start, start + count)))
+        with CaptureQueriesContext(connection) as queries:
+            assert receive_json_callback("default", post) == ["unmatched"] * count
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 6  # look-ups, one INSERT, one look again
+    assert UnmatchedCallback.objects.count() == 55

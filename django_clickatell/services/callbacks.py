@@ -199,8 +199,8 @@ def record_reports(account: str, reports: Sequence[_Report]) -> list[str]:
         _write_statuses([*changed.values(), *(m for pk, m in charged.items() if pk not in changed)])
         recording.save_many(exchanges)
     _announce(changes)
-    for index in unmatched:
-        outcomes[index] = _keep_unmatched(account, reports[index])
+    for index, outcome in _keep_unmatched(account, [reports[index] for index in unmatched]):
+        outcomes[unmatched[index]] = outcome
     for index, message in learned:
         # It learned its id from this report: reports kept under that id are its too.
         if match_unmatched_callbacks(message):
@@ -380,30 +380,45 @@ def _apply_callback(message: OutboundMessage, report: _Report, *, note: str = ""
     return applied
 
 
-def _keep_unmatched(account: str, report: _Report) -> str:
-    """Keep a callback for a message not known yet, then look for the message once more.
+def _keep_unmatched(account: str, reports: Sequence[_Report]) -> list[tuple[int, str]]:
+    """Keep reports for messages not known yet, then look for the messages once more.
 
-    The send that learns the ``apimsgid`` matches kept callbacks right after
-    recording it; a callback looked up just before that record and kept just
-    after that matching would be missed by both.  Each side writes, then reads what
-    the other wrote, so at least one of them sees the other; a row is applied by
-    whichever claims it first (:func:`match_unmatched_callbacks`).
+    One ``INSERT`` for all of them, then one look-up.  The send that learns the
+    ``apimsgid`` matches kept callbacks right after recording it; a callback looked
+    up just before that record and kept just after that matching would be missed
+    by both.  Each side writes, then reads what the other wrote, so at least one of
+    them sees the other; a row is applied by whichever claims it first
+    (:func:`match_unmatched_callbacks`).  Kept after the batch's commit, so the send
+    can see them.  Returns (position in *reports*, outcome) pairs.
     """
-    UnmatchedCallback.objects.create(
-        apimsgid=report.apimsgid,
-        climsgid=report.climsgid,
-        account=account,
-        recipient=report.recipient,
-        sender=report.sender,
-        status=report.status,
-        reported_at=report.reported_at,
-        charge=report.charge,
+    if not reports:
+        return []
+    UnmatchedCallback.objects.bulk_create(
+        [
+            UnmatchedCallback(
+                apimsgid=report.apimsgid,
+                climsgid=report.climsgid,
+                account=account,
+                recipient=report.recipient,
+                sender=report.sender,
+                status=report.status,
+                reported_at=report.reported_at,
+                charge=report.charge,
+            )
+            for report in reports
+        ]
     )
-    message = OutboundMessage.objects.filter(account=account, apimsgid=report.apimsgid).first()
-    if message is not None and match_unmatched_callbacks(message):
-        return CallbackOutcome.APPLIED
-    logger.info("Status callback for unknown message %s kept for matching", report.apimsgid)
-    return CallbackOutcome.UNMATCHED
+    ids = {report.apimsgid for report in reports}
+    arrived = OutboundMessage.objects.filter(account=account, apimsgid__in=ids)
+    matched = {message.apimsgid for message in arrived if match_unmatched_callbacks(message)}
+    outcomes = []
+    for index, report in enumerate(reports):
+        if report.apimsgid in matched:
+            outcomes.append((index, CallbackOutcome.APPLIED))
+        else:
+            logger.info("Status callback for unknown message %s kept for matching", report.apimsgid)
+            outcomes.append((index, CallbackOutcome.UNMATCHED))
+    return outcomes
 
 
 def match_unmatched_callbacks(message: OutboundMessage) -> int:
