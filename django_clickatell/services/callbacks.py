@@ -10,6 +10,10 @@ database does not know yet is kept (``UnmatchedCallback``) and applied when the
 message learns its ``apimsgid``.  A callback that names a message whose send
 is in doubt proves Clickatell accepted it, and settles it
 (:func:`.status.settle_send`).
+
+Every report goes through :func:`record_reports`, which applies a whole POST's
+reports (a One API callback carries up to 200) in one transaction with a
+constant number of statements; a legacy callback is a batch of one.
 """
 
 from __future__ import annotations
