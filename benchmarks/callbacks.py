@@ -45,7 +45,9 @@ from django_clickatell.models import GatewayExchange, OutboundMessage, SendState
 from django_clickatell.services.callbacks import receive_callback, receive_json_callback
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKERS = 4
+#: gunicorn's sync workers: 4, as issue 20 measured (``CLICKATELL_BENCH_GUNICORN_WORKERS``
+#: tries others: a worker waiting for its commit's WAL flush uses no CPU).
+WORKERS = int(os.environ.get("CLICKATELL_BENCH_GUNICORN_WORKERS", "4"))
 T0_MS = 1_700_000_000_000
 LEGACY_PATH = "/clickatell/callback/"
 JSON_PATH = f"/clickatell/one-api/{deployed.ONE_API_ACCOUNT}/{deployed.CALLBACK_SECRET}/"
@@ -352,7 +354,7 @@ def scenario(
 
 
 def describe(result: dict[str, Any]) -> list[str]:
-    lines = ["Callbacks against gunicorn (4 sync workers; 003 then 004 per message):"]
+    lines = [f"Callbacks against gunicorn ({WORKERS} sync workers; 003 then 004 per message):"]
     for r in result["rows"]:
         what = "legacy" if r["kind"] == "legacy" else f"One API, {r['events_per_post']}/POST"
         cpu = r["cpu_ms_per_callback"]
