@@ -9,7 +9,9 @@ requests in flight); ``high``, 100,000 messages at 200 ms with at most 4 worker 
 many requests in flight in one process; ``cold``, cold-start authentication across
 processes; ``admin`` and ``admin100k``, the admin action's cost up to 100,000 selected;
 ``overhead`` and ``raw``, the client against a bare ``requests.Session``, the ``clickatell``
-0.1.2 package and raw ``http.client``.  CPU is counted per process, PostgreSQL from every
+0.1.2 package and raw ``http.client``; ``callbacks``, a campaign's status callbacks (legacy,
+and One API JSON with 50 events per POST) against gunicorn (:mod:`benchmarks.callbacks`).
+CPU is counted per process, PostgreSQL from every
 backend of the benchmark's database (:class:`PostgresMeter`).  Everything talks to the
 bundled simulator on 127.0.0.1, running in its own process.  The run ends with every figure
 of issue 15's Targets table next to its target.
@@ -55,6 +57,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
+from benchmarks import callbacks as callback_scenario  # noqa: E402
 from benchmarks.celery_app import COUNTER_KEY  # noqa: E402
 from django_clickatell.gateway.client import ClickatellClient  # noqa: E402
 from django_clickatell.gateway.transport import reset_transports  # noqa: E402
@@ -1053,6 +1056,11 @@ def summary(result: dict[str, Any]) -> str:
     for r in result.get("chunk_sizes", ()):
         lines.append("   " + _brief(r))
     lines.extend(targets(result))
+    if "callbacks" in result:
+        lines.extend(["", *callback_scenario.describe(result["callbacks"])])
+        lines.append("Targets (issue 20, callbacks), this run:")
+        for figure, measured, target in callback_scenario.targets(result["callbacks"]):
+            lines.append(f"   {figure}\n      target {target:<20} measured {measured}")
     return "\n".join(lines) + "\n"
 
 
@@ -1205,6 +1213,20 @@ def targets(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def callbacks_against_gunicorn(messages: int, *, with_default: bool = True) -> dict[str, Any]:
+    """The ``callbacks`` scenario (:mod:`benchmarks.callbacks`), with this run's meters."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        driver_backend = int(cursor.fetchone()[0])
+    database = str(settings.DATABASES["default"]["NAME"])
+    return callback_scenario.scenario(
+        messages,
+        with_default_connections=with_default,
+        meter=lambda: PostgresMeter(database, exclude={driver_backend}),
+        cpu_of=lambda pid: sum(_process_cpu(p) for p in _descendants(pid)),
+    )
+
+
 #: The package's CANCEL_CHUNK_SIZE, read once the settings are loaded (see ``main``).
 TASK_CHUNK_DEFAULT = 0
 
@@ -1219,6 +1241,7 @@ SCENARIOS = (
     "high",
     "mechanism",
     "chunk",
+    "callbacks",
 )
 
 
@@ -1256,6 +1279,12 @@ def main() -> int:
         "--only",
         default=",".join(SCENARIOS),
         help=f"comma-separated scenarios to run, of {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--callback-messages",
+        type=int,
+        default=20_000,
+        help="messages whose 003 and 004 callbacks the callbacks scenario pushes",
     )
     parser.add_argument(
         "--report",
@@ -1341,6 +1370,11 @@ def main() -> int:
     if "raw" in only:
         print("client vs raw http.client ...", flush=True)
         result["client_vs_raw"] = client_vs_raw(100, 6 if args.quick else 20)
+    if "callbacks" in only:
+        n = 1000 if args.quick else args.callback_messages
+        print(f"callbacks: {n} messages, 003 then 004 each, gunicorn ...", flush=True)
+        result["callbacks"] = callbacks_against_gunicorn(n)
+        print("\n".join(callback_scenario.describe(result["callbacks"])), flush=True)
 
     result["load_average_at_end"] = _loadavg()
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))

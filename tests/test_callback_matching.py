@@ -21,7 +21,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.db.models.query import QuerySet
+from django.db.models.query import QuerySet, RawQuerySet
 from django.utils import timezone
 
 from django_clickatell.models import GatewayExchange, OutboundMessage, SendState, UnmatchedCallback
@@ -163,19 +163,27 @@ def test_a_callback_racing_its_send_is_applied_not_called_another_accounts(
     after the record and found it.  Here the send records the id right after the first
     look-up, every time."""
     sms = message(send_state=SendState.SENDING)
-    real_first = QuerySet.first
     looked = 0
 
-    def send_records_the_id_meanwhile(self: QuerySet[Any]) -> Any:
-        nonlocal looked
-        found = real_first(self)
-        looked += 1
-        if looked == 1:
-            OutboundMessage.objects.filter(pk=sms.pk).update(apimsgid=ID, send_state=SendState.SENT)
-        return found
+    def after(real_fetch: Any) -> Any:
+        def send_records_the_id_meanwhile(self: Any) -> None:
+            """Right after the first look-up of a message (whatever method makes it)."""
+            nonlocal looked
+            real_fetch(self)
+            if self.model is OutboundMessage:
+                looked += 1
+                if looked == 1:
+                    OutboundMessage.objects.filter(pk=sms.pk).update(
+                        apimsgid=ID, send_state=SendState.SENT
+                    )
+
+        return send_records_the_id_meanwhile
 
     caplog.set_level(logging.INFO, logger="django_clickatell")
-    with mock.patch.object(QuerySet, "first", send_records_the_id_meanwhile):
+    with (
+        mock.patch.object(QuerySet, "_fetch_all", after(QuerySet._fetch_all)),
+        mock.patch.object(RawQuerySet, "_fetch_all", after(vars(RawQuerySet)["_fetch_all"])),
+    ):
         if kind == "form":
             outcomes = [receive_callback(form("003", climsgid=climsgid), api_id=API_ID)]
         else:

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import StringIO
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.checks import Tags, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import override_settings
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -41,10 +45,24 @@ REDIS = {
 urlpatterns: list[Any] = []
 
 
+@contextmanager
+def conn_max_age(seconds: int | None) -> Iterator[None]:
+    """The default database's ``CONN_MAX_AGE`` as W010 reads it (persistent unless told)."""
+    with mock.patch.dict(connections[DEFAULT_DB_ALIAS].settings_dict, {"CONN_MAX_AGE": seconds}):
+        yield
+
+
 def ids(
-    config: Any, caches: Any = None, urlconf: str = __name__, deploy: bool = False
+    config: Any,
+    caches: Any = None,
+    urlconf: str = __name__,
+    deploy: bool = False,
+    max_age: int | None = 600,
 ) -> list[str]:
-    with override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf):
+    with (
+        override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf),
+        conn_max_age(max_age),
+    ):
         found = run_checks(tags=["django_clickatell"], include_deployment_checks=deploy)
         return sorted(m.id for m in found if m.id)
 
@@ -342,14 +360,20 @@ PROBLEM_CASES: dict[str, tuple[dict[str, Any], Any, str]] = {
 GOOD_SECRET = "Xq3_vB9-kLm2Np7RsT4uWy8zA1cD5eF6gH0jK3oP9iQ"
 
 
-#: Problems that rest on more than ``CLICKATELL``, caches and URLs, tested by id in their
-#: own files: W007 (the release loop's schedule) in test_release_loop_check.py.
-TESTED_ELSEWHERE = {"django_clickatell.W007"}
+#: Problems that rest on more than ``CLICKATELL``, caches and URLs, tested by id on their
+#: own: W007 (the release loop's schedule) in test_release_loop_check.py, W010 (the
+#: database's CONN_MAX_AGE) in TestCallbackConnections below.
+TESTED_ELSEWHERE = {"django_clickatell.W007", "django_clickatell.W010"}
 
 
-def messages(config: Any, caches: Any, urlconf: str, tags: list[str]) -> list[Any]:
-    """What ``check --deploy --tag ...`` reports."""
-    with override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf):
+def messages(
+    config: Any, caches: Any, urlconf: str, tags: list[str], max_age: int | None = 600
+) -> list[Any]:
+    """What ``check --deploy --tag ...`` reports (with persistent connections unless told)."""
+    with (
+        override_settings(CLICKATELL=config, CACHES=caches or REDIS, ROOT_URLCONF=urlconf),
+        conn_max_age(max_age),
+    ):
         return list(run_checks(tags=tags, include_deployment_checks=True))
 
 
@@ -506,7 +530,10 @@ class TestCheckIds:
         normal while developing), but with ``check --deploy``."""
         assert ids(BASE, urlconf="tests.urls") == []
         out = StringIO()
-        with override_settings(CLICKATELL=BASE, CACHES=REDIS, ROOT_URLCONF="tests.urls"):
+        with (
+            override_settings(CLICKATELL=BASE, CACHES=REDIS, ROOT_URLCONF="tests.urls"),
+            conn_max_age(600),
+        ):
             call_command("check", "--deploy", "--tag", "security", stdout=out, stderr=out)
         assert "django_clickatell.W003" in out.getvalue()
 
@@ -699,3 +726,32 @@ class TestAccounts:
             assert app_settings.claim_timeout >= 2 * account_settings("slow").command_deadline
         config = {**BASE, "CLAIM_TIMEOUT": 300, "ACCOUNTS": {"slow": slow}}
         assert ids(config) == ["django_clickatell.E005"]
+
+
+class TestCallbackConnections:
+    """W010: callbacks are routed and every request opens a database connection (issue 20:
+    204 callbacks/s at CONN_MAX_AGE 0, 5.5 of 9.1 ms of CPU per callback spent by
+    PostgreSQL starting a backend)."""
+
+    PAIR = {"CALLBACK_USERNAME": "cb", "CALLBACK_PASSWORD": "x0ther-cb"}
+
+    def test_routed_callbacks_without_persistent_connections(self) -> None:
+        config = {**BASE, **self.PAIR}
+        found = messages(config, None, "tests.urls", ["django_clickatell"], max_age=0)
+        assert [m.id for m in found] == ["django_clickatell.W010"]
+        assert "CONN_MAX_AGE = 0" in found[0].msg
+        assert "django_clickatell.views.status_callback" in found[0].msg
+        assert "CONN_HEALTH_CHECKS" in (found[0].hint or "")
+        assert checks.BY_ID["django_clickatell.W010"].security is False
+
+    @pytest.mark.parametrize("max_age", [60, None])  # None: connections never closed
+    def test_persistent_connections_satisfy_it(self, max_age: int | None) -> None:
+        assert ids({**BASE, **self.PAIR}, None, "tests.urls", True, max_age) == []
+
+    def test_only_where_callbacks_are_routed_and_only_with_deploy(self) -> None:
+        assert ids(BASE, deploy=True, max_age=0) == []  # no callback view routed
+        assert ids({**BASE, **self.PAIR}, None, "tests.urls", False, 0) == []  # developing
+
+    def test_the_one_api_view_alone_counts_too(self) -> None:
+        one_api = {"BACKEND": "one_api", "API_KEY": "k3y", "CALLBACK_SECRET": GOOD_SECRET}
+        assert ids(one_api, None, "tests.urls", True, 0) == ["django_clickatell.W010"]

@@ -320,15 +320,15 @@ def test_a_callback_kept_while_its_send_is_recorded_is_not_lost(kind: str) -> No
 
     [message] = api.send_sms("27999000001", "hello")  # recorded, not sent (no Celery here)
     apimsgid = "f" * 32
-    create = UnmatchedCallback.objects.create
+    keep = UnmatchedCallback.objects.bulk_create  # the reports of one request, kept at once
 
-    def send_recorded_meanwhile(**fields: Any) -> UnmatchedCallback:
+    def send_recorded_meanwhile(rows: Any, *args: Any, **kwargs: Any) -> Any:
         OutboundMessage.objects.filter(pk=message.pk).update(apimsgid=apimsgid)
         message.apimsgid = apimsgid
         assert callbacks.match_unmatched_callbacks(message) == 0  # nothing kept yet
-        return create(**fields)
+        return keep(rows, *args, **kwargs)
 
-    with mock.patch.object(UnmatchedCallback.objects, "create", send_recorded_meanwhile):
+    with mock.patch.object(UnmatchedCallback.objects, "bulk_create", send_recorded_meanwhile):
         if kind == "form":
             fields = {
                 "api_id": "1234567",

@@ -253,6 +253,22 @@ def parse_callback(body: str | bytes) -> list[StatusEvent]:
     out-of-order events are normal: the caller applies each through the
     lifecycle rule.
     """
+    events = []
+    for event in parse_callback_events(body):
+        if isinstance(event, InvalidCallback):
+            raise event
+        events.append(event)
+    return events
+
+
+def parse_callback_events(body: str | bytes) -> list[StatusEvent | InvalidCallback]:
+    """A status callback's events, each parsed on its own: an event, or why it is unreadable.
+
+    Raises :class:`InvalidCallback` only for a body that is not a callback (not
+    JSON, no list of updates, more than :data:`MAX_BATCH`).  One malformed event
+    among 200 must not cost the other 199: the caller records the readable ones
+    and reports the others.
+    """
     try:
         document = _json_object("callback", body, ())
     except ProtocolError as exc:
@@ -262,7 +278,13 @@ def parse_callback(body: str | bytes) -> list[StatusEvent]:
     updates = event.get("messageStatusUpdate") if isinstance(event, Mapping) else [document]
     if not isinstance(updates, list) or not updates or len(updates) > MAX_BATCH:
         raise InvalidCallback("no status updates")
-    return [_event(update, flat=flat) for update in updates]
+    parsed: list[StatusEvent | InvalidCallback] = []
+    for update in updates:
+        try:
+            parsed.append(_event(update, flat=flat))
+        except InvalidCallback as exc:
+            parsed.append(exc)
+    return parsed
 
 
 #: The timestamps a report may carry (2000-01-01 to 2100-01-01, in milliseconds): anything

@@ -157,6 +157,12 @@ def save(exchange: GatewayExchange) -> None:
     exchange.save(force_insert=True)
 
 
+def save_many(exchanges: Sequence[GatewayExchange]) -> None:
+    """Save many exchange rows in one ``INSERT`` (the callbacks of one POST, say)."""
+    if exchanges:
+        GatewayExchange.objects.bulk_create(exchanges)
+
+
 def write_outcome(
     pk: int,
     updates: dict[str, Any],
