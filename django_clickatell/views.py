@@ -20,7 +20,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -34,6 +34,7 @@ from .services.callback_accounts import AmbiguousApiId, route_callback
 from .services.callbacks import (
     ForeignCallback,
     callback_account,
+    legacy_json_fields,
     receive_callback,
     receive_json_callback,
 )
@@ -117,7 +118,10 @@ def status_callback(request: HttpRequest) -> HttpResponse:
     naming no account's ``API_ID`` is checked against the default account's
     credentials, then refused (``403 Unknown api_id``).
     """
-    params = request.POST if request.method == "POST" else request.GET
+    try:
+        params = _callback_fields(request)
+    except InvalidCallback as exc:
+        return _text(400, str(exc))
     api_id = params.get("api_id", "")
     # Settings first: a settings error must not surface while a sent password is in a frame.
     try:
@@ -158,6 +162,16 @@ def status_callback(request: HttpRequest) -> HttpResponse:
     except InvalidCallback as exc:
         return _text(400, str(exc))
     return _text(200, f"OK {outcome}")
+
+
+def _callback_fields(request: HttpRequest) -> Mapping[str, str]:
+    """The callback's fields: the query (GET), the form (POST), or a JSON object (the
+    POST Clickatell's HTTP API also offers: ``Content-Type: application/json``)."""
+    if request.method != "POST":
+        return request.GET
+    if request.content_type == "application/json":
+        return legacy_json_fields(request.body)
+    return request.POST
 
 
 # -- JSON callbacks (the One API) ----------------------------------------------------------

@@ -394,12 +394,6 @@ def test_the_confirmation_page_does_not_say_a_send_in_doubt_was_handed_over(
     assert "Handed over" not in page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="legacy callbacks pushed as JSON POST (a method clickatell-http-api.md lists) are "
-    "refused 400 'missing or malformed api_id': the view reads only query and form fields. "
-    "Left to w2a (views.py).",
-)
 def test_a_legacy_callback_pushed_as_json_is_applied(client: Any, settings: Any) -> None:
     import base64
     import json
@@ -431,3 +425,28 @@ def test_a_legacy_callback_pushed_as_json_is_applied(client: Any, settings: Any)
     assert response.status_code == 200, response.content
     message.refresh_from_db()
     assert message.status == "003"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[1, 2]", "JSON body is not an object"),
+        (b"{not json", "malformed JSON body"),
+        (b'{"api_id": {"nested": 1}}', "malformed api_id"),
+        (b'{"api_id": true}', "malformed api_id"),
+        (b"\xff\xfe", "malformed JSON body"),
+        (b"[" * 5000 + b"]" * 5000, "body too large"),
+    ],
+)
+def test_a_malformed_json_callback_is_a_short_400(
+    client: Any, settings: Any, body: bytes, reason: str
+) -> None:
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        "API_ID": "1234567",
+        "CALLBACK_USERNAME": "clickatell",
+        "CALLBACK_PASSWORD": "cb-default-Pa55-w2c",
+    }
+    response = client.post("/clickatell/callback/", body, "application/json")
+    assert response.status_code == 400
+    assert reason in response.content.decode()

@@ -10,6 +10,7 @@ callback is answered 200 or 400, never 500.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,6 +89,43 @@ def parse_callback(params: Mapping[str, str]) -> StatusCallback:
     )
     _check_columns(callback)
     return callback
+
+
+#: A legacy callback pushed as JSON is one flat object of a few short fields.
+MAX_JSON_FIELDS_BODY = 8192
+
+
+def json_fields(body: bytes) -> dict[str, str]:
+    """The fields of a legacy callback pushed as a JSON POST (Clickatell's later option):
+    one flat object, numbers given as text (``"timestamp": 1218007814``), read into the
+    same fields as the GET/POST form so :func:`parse_callback` checks them alike.
+
+    A body that is not one flat JSON object of strings and numbers raises
+    :class:`InvalidCallback`; nested values are never walked (no recursion on input).
+    """
+    if len(body) > MAX_JSON_FIELDS_BODY:
+        raise InvalidCallback("body too large")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidCallback("malformed JSON body") from None
+    if not isinstance(data, dict):
+        raise InvalidCallback("JSON body is not an object")
+    fields: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            if value is None:
+                continue  # an empty field (a cliMsgId Clickatell does not have)
+            raise InvalidCallback(f"malformed {str(key)[:20]}")
+        fields[key] = value if isinstance(value, str) else _number(value)
+    return fields
+
+
+def _number(value: int | float) -> str:
+    """A JSON number as the form would carry it (``1218007814``, ``0.3``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _status(value: str) -> str:

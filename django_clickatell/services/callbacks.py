@@ -42,7 +42,7 @@ from ..models import (
     Via,
 )
 from ..protocol import one_api
-from ..protocol.callbacks import StatusCallback, parse_callback
+from ..protocol.callbacks import StatusCallback, json_fields, parse_callback
 from ..protocol.codes import CANCELLED_STATUS
 from ..protocol.lifecycle import clamp, supersedes
 from ..signals import message_cancelled, message_status_changed
@@ -76,6 +76,13 @@ class _Report:
     sender: str = ""
     #: The API's own name for the status (the One API's ``SENT_TO_SUPPLIER``).
     gateway_status: str = ""
+
+
+def legacy_json_fields(body: bytes) -> dict[str, str]:
+    """The fields of a legacy callback pushed as a JSON POST, as the form would carry
+    them; ``InvalidCallback`` for a body that is not one flat object
+    (:func:`~django_clickatell.protocol.callbacks.json_fields`)."""
+    return json_fields(body)
 
 
 def receive_callback(
