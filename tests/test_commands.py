@@ -43,6 +43,32 @@ def test_auth_failure_exits_non_zero(simulator: ClickatellSimulator) -> None:
         run("clickatell_auth")
 
 
+def test_auth_without_account_checks_every_account(
+    simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """Issue 21: with a One API and a legacy account, ``clickatell_auth`` as the README
+    shows it checked only ``default`` and said nothing of the other."""
+    settings.CLICKATELL = {
+        **simulator.one_api_settings(),
+        "ACCOUNTS": {"legacy": simulator.settings(), "broken": simulator.rest_settings()},
+    }
+    settings.CLICKATELL["ACCOUNTS"]["broken"]["API_KEY"] = "wrong-key-wrong-key"
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("clickatell_auth", stdout=out, stderr=err)
+    assert "API key of account 'default'" in out.getvalue()
+    assert "accepted user 'demo'" in out.getvalue()
+    assert simulator.counts["auth"] == 1
+    assert "account 'broken'" in err.getvalue()
+    assert "API_KEY" in err.getvalue()
+    assert "1 of 3 accounts failed the check: 'broken'" in str(raised.value)
+    assert "wrong-key-wrong-key" not in str(raised.value) + out.getvalue() + err.getvalue()
+    # --account still checks that one alone.
+    out = StringIO()
+    call_command("clickatell_auth", "--account", "legacy", stdout=out)
+    assert "API key" not in out.getvalue()
+
+
 def test_ping(simulator: ClickatellSimulator) -> None:
     assert "alive" in run("clickatell_ping")
 

@@ -230,6 +230,23 @@ def test_clickatell_auth_with_the_simulators_printed_url_says_wrong_url(
     assert f"{ACCOUNT_DICT}['BASE_URL']" in text
 
 
+@pytest.mark.parametrize("command", ["clickatell_auth", "clickatell_balance"])
+def test_a_one_api_account_at_the_legacy_http_url_says_wrong_url(
+    command: str, simulator: ClickatellSimulator, account: Account
+) -> None:
+    """Issue 21's newcomer with both kinds of account pasted the legacy ``BASE_URL``
+    (``…/http/``) into the One API account: "not JSON: 'ERR: 005, Missing session ID'".
+    (The REST backend reads ``…/http/`` as ``…/rest/`` by design.)"""
+    account("one_api", BASE_URL=simulator.base_url)
+    with pytest.raises(CommandError) as raised:
+        call_command(command, account=ALIAS)
+    text = str(raised.value)
+    assert "legacy HTTP API" in text
+    assert simulator.base_url in text
+    assert f"{ACCOUNT_DICT}['BASE_URL']" in text
+    assert "\n" not in text
+
+
 def test_clickatell_ping_names_the_account(
     simulator: ClickatellSimulator, account: Account
 ) -> None:

@@ -509,6 +509,32 @@ def test_batch_page_shows_progress_rate_and_what_is_left(admin_client: Client) -
     assert "1.0/min" in listing
 
 
+def test_an_operator_with_the_readmes_permissions_can_follow_the_batch(client: Client) -> None:
+    """Issue 21: the README's operator (view and cancel messages) confirmed a stop and
+    its "Follow its progress" link answered 403 Forbidden: the batch page needed
+    ``view_cancellationbatch``, a permission nothing told them to ask for."""
+    messages = scheduled_messages(None, 2)
+    client.force_login(operator("view_outboundmessage", "cancel_outboundmessage"))
+    done = post_action(client, "cancel_delivery", [m.pk for m in messages], confirm=True)
+    [(_level, said)] = user_messages(done)
+    [link] = re.findall(r'href="([^"]+)"', said)
+    page = client.get(link)
+    assert page.status_code == 200
+    assert "of 2 settled" in text_of(page)
+    batches = reverse("admin:django_clickatell_cancellationbatch_changelist")
+    assert client.get(batches).status_code == 200
+    # Viewing messages alone does not open the batches.
+    client.force_login(operator_named("viewer", "view_outboundmessage"))
+    assert client.get(link).status_code == 403
+
+
+def operator_named(name: str, *codenames: str) -> User:
+    user = User.objects.create_user(name, password="pw", is_staff=True)
+    for codename in codenames:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
 def test_send_exchange_shows_what_it_recorded(admin_client: Client) -> None:
     """The log read "Status reported" with no status for an accepted sendmsg."""
     [message] = scheduled_messages(None, 1)

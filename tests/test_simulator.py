@@ -336,3 +336,37 @@ def test_in_flight_counts_requests_still_being_handled(sim: ClickatellSimulator)
     assert sim.stats()["in_flight"] == 1
     assert wait_until(lambda: sim.in_flight == 0, timeout=3)
     assert sim.executed["ping"] == 1
+
+
+def test_a_refused_callback_says_what_to_check_once(
+    sim: ClickatellSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 21's newcomer started the simulator without ``--callback-username``: the
+    runserver printed "Unauthorized", the simulator retried in silence."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    caplog.set_level("WARNING", logger="django_clickatell.simulator")
+    try:
+        sim.callback_url = f"http://127.0.0.1:{receiver.server_port}/clickatell/callback/"
+        sim.callback_retry_delays = (0.05,)
+        sim.add_message(status="011", deliver_in=0.05, callback=3)  # 003, then 004
+        assert wait_until(lambda: sim.callbacks_failed >= 2, timeout=10), sim.stats()
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    said = [r.getMessage() for r in caplog.records if r.name == "django_clickatell.simulator"]
+    assert sim.callback_refusals == 4
+    assert len(said) == 2  # once per callback, not per retry
+    assert all("refused (HTTP 401)" in line for line in said)
+    assert all("--callback-username" in line for line in said)

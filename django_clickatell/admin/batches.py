@@ -131,6 +131,15 @@ class CancellationBatchAdmin(WidePages, ReadOnlyMixin, admin.ModelAdmin):  # typ
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return _BatchChangeList
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Whoever may stop messages may follow the batches stops make: the admin links
+        every stop it queues to its batch page, and the permission to stop is the one the
+        docs tell operators to ask for -- that link must not answer 403."""
+        messages = OutboundMessage._meta
+        return super().has_view_permission(request, obj) or request.user.has_perm(
+            f"{messages.app_label}.cancel_{messages.model_name}"
+        )
+
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).select_related("requested_by")
 

@@ -349,13 +349,14 @@ class WrongBaseUrl(AccountMisconfigured):
         url: str,
         fix: str,
         settings: tuple[str, ...] = (),
+        problem: str = "",
     ) -> None:
         self.url = url
         super().__init__(
             command,
             cause,
             account=account,
-            problem=f"nothing answers at BASE_URL {url}",
+            problem=problem or f"nothing answers at BASE_URL {url}",
             fix=fix,
             settings=settings,
         )

@@ -293,6 +293,13 @@ def parse_callback_events(body: str | bytes) -> list[StatusEvent | InvalidCallba
 EARLIEST_MS = 946_684_800_000
 LATEST_MS = 4_102_444_800_000
 _MS_DIGITS = re.compile(r"[0-9]{1,16}")
+#: How the legacy HTTP API's plain-text replies begin ("ERR: 005, Missing session ID").
+_LEGACY_HTTP_REPLY = re.compile(r"(?:ERR|OK|ID|Credit): ")
+
+
+def is_legacy_http_reply(text: str) -> bool:
+    """*text* (a reply's start) is the legacy HTTP API's: ``BASE_URL`` points at ``…/http/``."""
+    return _LEGACY_HTTP_REPLY.match(text) is not None
 
 
 def milliseconds(value: object) -> datetime | None:

@@ -8,12 +8,24 @@ retries one the receiver refused after each of ``callback_retry_delays`` in turn
 from __future__ import annotations
 
 import base64
+import logging
 import threading
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
 from .state import GatewayState, JsonPush
+
+logger = logging.getLogger("django_clickatell.simulator")
+
+#: What a receiver's refusal usually means, said once per callback (not per retry): a
+#: newcomer's runserver shows only "Unauthorized" and the simulator retried in silence.
+_REFUSED_HINTS = {
+    False: "do --callback-username and $CLICKATELL_CALLBACK_PASSWORD match the "
+    "account's CALLBACK_USERNAME and CALLBACK_PASSWORD, and --api-id its API_ID?",
+    True: "does the secret in --one-api-callback-url match the account's CALLBACK_SECRET, "
+    "and the alias in it the account's?",
+}
 
 
 def push_callbacks(state: GatewayState) -> None:
@@ -23,7 +35,7 @@ def push_callbacks(state: GatewayState) -> None:
         if item is None or state._stopping.is_set():
             return
         fields, attempt = item
-        if deliver(state, fields):
+        if deliver(state, fields, first=attempt == 0):
             with state.lock:
                 state.callbacks_sent += 1
         else:
@@ -44,8 +56,12 @@ def _retry_later(state: GatewayState, fields: dict[str, str] | JsonPush, attempt
     timer.start()
 
 
-def deliver(state: GatewayState, fields: dict[str, str] | JsonPush) -> bool:
-    """One attempt; True when the receiver took it (or callbacks were switched off)."""
+def deliver(state: GatewayState, fields: dict[str, str] | JsonPush, *, first: bool = True) -> bool:
+    """One attempt; True when the receiver took it (or callbacks were switched off).
+
+    A refusal (an HTTP 4xx) of a callback's *first* attempt is logged with what to
+    check; the URL is shown without its last segment (a One API URL's secret).
+    """
     url = fields.url if isinstance(fields, JsonPush) else state.callback_url
     if url is None:  # switched off meanwhile: drop it
         return True
@@ -58,6 +74,17 @@ def deliver(state: GatewayState, fields: dict[str, str] | JsonPush) -> bool:
     try:
         with urlopen(request, timeout=5) as response:  # noqa: S310 (http(s) checked)
             return bool(200 <= response.status < 300)
+    except HTTPError as exc:
+        if first and 400 <= exc.code < 500:
+            json = isinstance(fields, JsonPush)
+            shown = url.rstrip("/").rpartition("/")[0] + "/<secret>/" if json else url
+            logger.warning(
+                "Status callback to %s refused (HTTP %s): %s",
+                shown,
+                exc.code,
+                _REFUSED_HINTS[json],
+            )
+        return False
     except (URLError, OSError):
         return False
 

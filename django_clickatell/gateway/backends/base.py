@@ -262,16 +262,24 @@ class Backend(abc.ABC):
                 settings=tuple(self.setting(key) for key in keys),
             )
         if isinstance(cause, GatewayHTTPError) and cause.status_code == 404:
-            example = f": {self.base_url_example}" if self.base_url_example else ""
-            return WrongBaseUrl(
-                command,
-                cause,
-                account=self.alias,
-                url=redact(self.request_url, self._secrets_of_config()),
-                fix=f"{self._fix(('BASE_URL',))}{example}",
-                settings=(self.setting("BASE_URL"),),
-            )
+            return self.wrong_base_url(command, cause)
         return exc
+
+    def wrong_base_url(
+        self, command: str, cause: ClickatellError, *, answers_as: str = ""
+    ) -> WrongBaseUrl:
+        """``BASE_URL`` is wrong: nothing answers there, or *answers_as* another API does."""
+        example = f": {self.base_url_example}" if self.base_url_example else ""
+        url = redact(self.request_url, self._secrets_of_config())
+        return WrongBaseUrl(
+            command,
+            cause,
+            account=self.alias,
+            url=url,
+            fix=f"{self._fix(('BASE_URL',))}{example}",
+            settings=(self.setting("BASE_URL"),),
+            problem=f"BASE_URL {url} answers as {answers_as}" if answers_as else "",
+        )
 
     def refused_credentials(self, code: int | None) -> Refusal:
         """What was refused, the settings that hold it, and advice when no setting can fix it.

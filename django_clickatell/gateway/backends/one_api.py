@@ -160,7 +160,14 @@ class OneApiBackend(Backend):
         reply = self._call("getbalance", "GET", "v1/balance")
         if reply.status_code != 200:
             raise self._error("getbalance", reply)
-        return one_api.parse_balance(reply.body, self._secrets())
+        try:
+            return one_api.parse_balance(reply.body, self._secrets())
+        except ProtocolError as exc:
+            if not one_api.is_legacy_http_reply(exc.excerpt):
+                raise
+            # A One API key pasted beside the legacy account's BASE_URL (…/http/): say
+            # so, rather than "not JSON". Only here: a balance changes nothing.
+            raise self.wrong_base_url("getbalance", exc, answers_as="the legacy HTTP API") from None
 
     # -- the account -----------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ from django_clickatell.models import Via
 
 class Command(BaseCommand):
     help = (
-        "Hand held messages (scheduled beyond HOLD_LEAD_TIME) to Clickatell when they are "
-        "due. --once for cron; otherwise loops every --interval seconds until SIGTERM."
+        "Hand held messages to Clickatell when they are due (every scheduled message of an "
+        "account whose API cannot schedule, e.g. the One API, and any beyond HOLD_LEAD_TIME). "
+        "--once for cron; otherwise loops every --interval seconds until SIGTERM."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
