@@ -8,9 +8,16 @@
     Both codes are three-digit strings (``old_status`` may be ``""``).
 
 Both are sent after the change is saved.
+
+``account_paused(sender=AccountPause, pause, user, via)`` / ``account_resumed(...)``
+    An account was paused or resumed (``user`` may be ``None``: a command or the
+    API without one).  Sent inside the transaction that saves (or deletes) the
+    pause, so a receiver's writes -- the admin's ``LogEntry`` history -- commit with it.
 """
 
 from django.dispatch import Signal
 
 message_cancelled = Signal()
 message_status_changed = Signal()
+account_paused = Signal()
+account_resumed = Signal()

@@ -9,7 +9,6 @@ The worker is another process with its own per-process view of the pauses (read 
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
@@ -19,8 +18,10 @@ import pytest
 from django.core.cache import cache
 
 from django_clickatell import tasks
+from django_clickatell.conf import app_settings
 from django_clickatell.models import OutboundMessage, SendState, WaitingFor
 from django_clickatell.services import composing, pausing
+from django_clickatell.services.send_run import MARK_STEP
 from django_clickatell.simulator import ClickatellSimulator
 from tests.conftest import wait_until
 from tests.every_backend import worker_on_own_queue
@@ -35,7 +36,7 @@ from tests.faults import (
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 LATENCY = 0.1
-N = 40
+N = 120
 
 
 def sends_of(simulator: ClickatellSimulator) -> int:
@@ -64,7 +65,7 @@ def test_a_pause_mid_run_stops_the_run_and_a_killed_resume_sends_each_once(
     pks = [m.pk for m in composing.create_messages(recipients, "campaign", account="default")]
     simulator.latency = LATENCY
     with worker_on_own_queue(simulator, django_db_blocker, "pause", extra) as worker:
-        # 1. One run of 40 sends, serial at ~0.1 s each; paused after its third request.
+        # 1. One run of N sends, pipelined at ~0.1 s each; paused after its third request.
         tasks.send_messages.delay(pks)
         assert wait_until(lambda: sends_of(simulator) >= 3, timeout=30, interval=0.01)
         pausing.pause_account("default", reason="mid-run")  # committed: autocommit
@@ -73,9 +74,9 @@ def test_a_pause_mid_run_stops_the_run_and_a_killed_resume_sends_each_once(
         after = sends_of(simulator)
         time.sleep(2)
         assert sends_of(simulator) == after  # nothing leaves any more
-        # The bound: what started within PAUSE_FRESH_SECONDS of the commit, plus the one on
-        # the wire (a serial run: MAX_IN_FLIGHT does not apply to sends yet).
-        bound = math.ceil(pausing.PAUSE_FRESH_SECONDS / LATENCY) + 1
+        # The bound: the rest of the run's marked step (its marking reads the pause in the
+        # database) and the requests on the wire (docs/incidents.rst).
+        bound = MARK_STEP + app_settings.max_in_flight
         assert after - at_pause <= bound, (at_pause, after)
         assert after < N
         waiting = OutboundMessage.objects.filter(pk__in=pks, waiting_for=WaitingFor.PAUSED)

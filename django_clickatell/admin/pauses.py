@@ -14,7 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
+from django.dispatch import receiver
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -25,6 +28,37 @@ from ..exceptions import InvalidInput
 from ..models import AccountPause, Via
 from ..services import pausing
 from ..services.waiting import configured_accounts
+from ..signals import account_paused, account_resumed
+
+
+@receiver(account_paused, dispatch_uid="django_clickatell.admin.log_pause")
+@receiver(account_resumed, dispatch_uid="django_clickatell.admin.log_resume")
+def log_pause(signal: Any, pause: AccountPause, user: Any, via: str = "", **kwargs: Any) -> None:
+    """Every pause and resume in the admin's history of the pause object, whatever face
+    set it (a ``LogEntry`` needs a user: one set without -- a command or the API without
+    ``by`` -- is in the logs only)."""
+    if user is None:
+        return
+    added = signal is account_paused
+    if added:
+        message = f"Paused account “{pause.account}”" + (
+            f": {pause.reason}" if pause.reason else ""
+        )
+    else:
+        message = (
+            f"Resumed account “{pause.account}” (paused since {pause.paused_at:%Y-%m-%d %H:%M})"
+        )
+    if via:
+        message += f" [{via}]"
+    LogEntry.objects.create(
+        user_id=user.pk,
+        content_type=ContentType.objects.get_for_model(AccountPause),
+        object_id=str(pause.pk),
+        object_repr=str(pause)[:200],
+        action_flag=ADDITION if added else DELETION,
+        change_message=message,
+    )
+
 
 PERMISSION = "django_clickatell.pause_account"
 

@@ -27,8 +27,11 @@ Each process reads the pauses from the database at most
 the process that sets or lifts a pause sees it at once; the release loop's claim
 reads it in the same statement).  So once a pause is
 committed, no send request *starts* later than ``PAUSE_FRESH_SECONDS``
-afterwards, on any worker on any machine; requests already on the wire (at
-most ``MAX_IN_FLIGHT`` per run) are answered and recorded as usual.
+afterwards, on any worker on any machine -- and a pipelined send run reads the
+pause in the database each time it marks its next step of messages for sending
+(:meth:`.send_run.SendRun._mark_from`), so it sends at most the rest of that step
+and its requests already on the wire (``MARK_STEP + MAX_IN_FLIGHT``), answered and
+recorded as usual.
 
 Resuming deletes the pause and hands the waiting work on through
 :func:`.waiting.resume` (the one lease mechanism: of two resumes racing,
@@ -51,13 +54,13 @@ from threading import Lock
 from time import monotonic
 from typing import Any
 
-from django.apps import apps
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ..exceptions import InvalidInput
 from ..models import AccountPause, CancelState, OutboundMessage, SendState, WaitingFor
+from ..signals import account_paused, account_resumed
 
 logger = logging.getLogger("django_clickatell.pausing")
 
@@ -218,26 +221,10 @@ def resume_account(alias: str, *, by: Any = None, via: str = "") -> bool:
 
 
 def _log_entry(row: AccountPause, user: Any, *, added: bool, via: str) -> None:
-    """The admin's history of the pause object (needs a user and the admin app)."""
-    if user is None or not apps.is_installed("django.contrib.admin"):
-        return
-    from django.contrib.admin.models import ADDITION, DELETION, LogEntry
-    from django.contrib.contenttypes.models import ContentType
-
-    if added:
-        message = f"Paused account “{row.account}”" + (f": {row.reason}" if row.reason else "")
-    else:
-        message = f"Resumed account “{row.account}” (paused since {row.paused_at:%Y-%m-%d %H:%M})"
-    if via:
-        message += f" [{via}]"
-    LogEntry.objects.create(
-        user_id=user.pk,
-        content_type=ContentType.objects.get_for_model(AccountPause),
-        object_id=str(row.pk),
-        object_repr=str(row)[:200],
-        action_flag=ADDITION if added else DELETION,
-        change_message=message,
-    )
+    """Tell the faces (the admin writes its ``LogEntry`` history from it): a signal, so
+    the domain knows nothing of the admin."""
+    signal = account_paused if added else account_resumed
+    signal.send(sender=AccountPause, pause=row, user=user, via=via)
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,16 @@ from ..exceptions import (
     UnknownMessage,
 )
 from ..gateway.backends import Backend, OutgoingSms, SendResult
-from ..models import CancelState, GatewayExchange, OutboundMessage, SendState, UnmatchedCallback
+from ..models import (
+    CancelState,
+    GatewayExchange,
+    OutboundMessage,
+    SendState,
+    UnmatchedCallback,
+    WaitingFor,
+)
 from ..protocol.replies import ErrorReply, MessageStatusReply, SentMessageReply
-from . import claims, pipeline, recording, waiting
+from . import claims, pausing, pipeline, recording, waiting
 from .callbacks import match_unmatched_callbacks
 from .recording import GROUP_SIZE, Outcome, OutcomeWriter, clean_text
 from .reports import Report
@@ -200,12 +207,17 @@ class SendRun:
         start = self._index[first.pk]
         step = [m for m in self.messages[start:] if m.send_state == SendState.QUEUED][:MARK_STEP]
         pks = [m.pk for m in step]
-        marked = OutboundMessage.objects.filter(
+        ours = OutboundMessage.objects.filter(
             pk__in=pks,
             claim_token=self.token,
             send_state=SendState.QUEUED,
             cancel_state=CancelState.NOT_REQUESTED,  # read now, not at the claim
-        ).update(send_state=SendState.SENDING)
+        )
+        # A pause committed before this statement is seen here, in the database, with no
+        # query of its own: at most this step and the requests on the wire leave after
+        # it (the cached view admit() reads may be a second late).
+        marked = ours.exclude(pausing.holds_back()).update(send_state=SendState.SENDING)
+        paused: set[int] = set()
         if marked == len(pks):
             going = set(pks)
         else:
@@ -214,8 +226,18 @@ class SendRun:
                     pk__in=pks, claim_token=self.token, send_state=SendState.SENDING
                 ).values_list("pk", flat=True)
             )
-            self._withdraw([pk for pk in pks if pk not in going])
+            paused = set(
+                ours.filter(pk__in=[pk for pk in pks if pk not in going]).values_list(
+                    "pk", flat=True
+                )
+            )
+            self._withdraw([pk for pk in pks if pk not in going and pk not in paused])
         for message in step:
+            if message.pk in paused:
+                waiting.send_held_back(message, self.token, WaitingFor.PAUSED)
+                self.report.waiting.append(message.pk)
+                message.send_state = ""  # handed back: no request from this run
+                continue
             # Not marked: stopped here, or no longer ours. Either way, no request.
             message.send_state = SendState.SENDING if message.pk in going else ""
 
