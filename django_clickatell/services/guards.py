@@ -168,13 +168,6 @@ class Counter:
             self.cache.decr(self._keys(cap, now)[-1])
 
 
-def _settings(alias: str) -> ClickatellSettings | None:
-    try:
-        return account_settings(alias)
-    except SettingError:
-        return None  # not configured: the waiting machinery holds its work
-
-
 def caps_of(config: ClickatellSettings, recipient: str | None = None) -> list[Cap]:
     """The counting guards the account has on (the per-recipient one if *recipient*)."""
     caps = []
@@ -219,9 +212,7 @@ def check_compose(alias: str, numbers: Sequence[str], *, now_due: bool) -> None:
     *numbers* are the normalised recipients; *now_due*: the messages go to the send
     path now (the caps are read; held ones are counted when released).
     """
-    config = _settings(alias)
-    if config is None:
-        return
+    config = account_settings(alias)  # a bad GUARD_* value raises, naming the key
     if config.guard_opt_out:
         listed = sorted(opted_out_among(numbers, alias))
         if listed:
@@ -304,10 +295,22 @@ def pause_for(alias: str, guard: str, key: str) -> None:
 
 def lets_go(message: OutboundMessage, token: str, report: Report) -> bool:
     """May the send of *message* leave now?  If not, it is settled (final) or waits, and the
-    run skips it (``report.rejected`` / ``report.waiting``).  The caps are counted here."""
-    config = _settings(message.account)
-    if config is None:
-        return True
+    run skips it (``report.rejected`` / ``report.waiting``).  The caps are counted here.
+
+    A ``GUARD_*`` setting that cannot be read (the system checks report it) makes the
+    message wait rather than leave unguarded.
+    """
+    try:
+        return _lets_go(message, token, report, account_settings(message.account))
+    except SettingError as exc:
+        logger.error("Message %s waits: a guard setting is wrong: %s", message.pk, exc)
+        _wait(message, token, report, None, "settings")
+        return False
+
+
+def _lets_go(
+    message: OutboundMessage, token: str, report: Report, config: ClickatellSettings
+) -> bool:
     alias, recipient = message.account, message.recipient
     if config.guard_opt_out and opted_out_among([recipient], alias):
         _refuse(message, token, report, config, "opt_out", f"+{recipient} opted out")
@@ -364,7 +367,11 @@ def _refuse(
 
 
 def _wait(
-    message: OutboundMessage, token: str, report: Report, config: ClickatellSettings, guard: str
+    message: OutboundMessage,
+    token: str,
+    report: Report,
+    config: ClickatellSettings | None,
+    guard: str,
 ) -> None:
     from .waiting import send_held_back
 
@@ -372,7 +379,7 @@ def _wait(
     waiting = getattr(report, "waiting", None)
     if waiting is not None:
         waiting.append(message.pk)
-    if guard != "cache":
+    if config is not None and guard != "cache":
         logger.warning(
             "Message %s of account %r waits: its %s guard (%s) is reached",
             message.pk,
