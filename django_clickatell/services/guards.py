@@ -63,6 +63,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from ..conf import ClickatellSettings, SettingError, account_settings
+from ..conf.errors import describe
 from ..exceptions import GatewayError, GuardTripped, InvalidMessage
 from ..models import OptOut, OptOutSource, OutboundMessage, SendState, WaitingFor
 from ..protocol.msisdn import destination, parse_recipient
@@ -182,7 +183,9 @@ def caps_of(config: ClickatellSettings, recipient: str | None = None) -> list[Ca
 
 
 def _key(config: ClickatellSettings, guard: str) -> str:
-    return config.key(KEYS[guard])
+    """The setting of *guard* as messages name it (in the account's own dict)."""
+    key = KEYS[guard]
+    return describe(key if guard == "cache" else config.key(key))
 
 
 def _tripped(config: ClickatellSettings, alias: str, guard: str, what: str) -> GuardTripped:
@@ -198,7 +201,7 @@ def _tripped(config: ClickatellSettings, alias: str, guard: str, what: str) -> G
         f"Refused by the {guard} guard of account {alias!r} ({key}): {what}. {how} Nothing "
         "was recorded or sent.",
         guard=guard,
-        key=str(key),
+        key=KEYS[guard],
         account=alias,
     )
 
