@@ -11,6 +11,7 @@ cache is down; a trip can pause the account.  Over HTTP against the simulator.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
@@ -224,16 +225,32 @@ def test_a_number_clickatell_refuses_as_opted_out_is_listed_automatically(
     assert sends_of(simulator) == 1
 
 
-def test_legacy_error_122_lists_the_number_and_other_refusals_do_not(
-    account: Any, simulator: ClickatellSimulator
+def _refusal(backend: str, code: int, description: str, to: str) -> str:
+    """A refusal of one recipient as *backend* words it (legacy table codes)."""
+    if backend == "legacy_http":
+        return f"ERR: {code}, {description}"
+    error = {"code": str(code), "description": description}
+    entry = {"apiMessageId": "", "accepted": False, "to": to, "error": error}
+    return json.dumps({"data": {"message": [entry]}})
+
+
+@pytest.mark.parametrize("backend", ["legacy_http", "rest"])
+def test_error_122_lists_the_number_and_other_refusals_do_not(
+    backend: str, account: Any, simulator: ClickatellSimulator
 ) -> None:
-    account("legacy_http")
-    simulator.inject("body", command="sendmsg", body="ERR: 105, Invalid destination address")
-    send(ZA2)
-    simulator.inject("body", command="sendmsg", body="ERR: 122, Destination mobile opted out")
+    """The legacy and REST APIs' "Destination mobile opted out" (122)."""
+    account(backend)
+    body = _refusal(backend, 105, "Invalid destination address", ZA2)
+    simulator.inject("body", command="sendmsg", body=body)
+    [other] = send(ZA2)
+    other.refresh_from_db()
+    assert other.send_state == SendState.REJECTED
+    body = _refusal(backend, 122, "Destination mobile opted out", ZA)
+    simulator.inject("body", command="sendmsg", body=body)
     [message] = send(ZA)
     message.refresh_from_db()
     assert message.send_state == SendState.REJECTED
+    assert "122" in message.send_error
     assert list(OptOut.objects.values_list("number", "source")) == [(ZA, OptOutSource.GATEWAY)]
 
 
