@@ -26,6 +26,7 @@ from django.test import Client
 from django.urls import reverse
 
 from django_clickatell import api
+from django_clickatell.admin.story import describe
 from django_clickatell.conf import SettingError, account_settings, app_settings
 from django_clickatell.exceptions import GuardTripped, InvalidMessage
 from django_clickatell.models import (
@@ -318,6 +319,9 @@ def test_a_cap_reached_by_others_since_composing_makes_the_message_wait(
     assert (message.send_state, message.waiting_for) == (SendState.QUEUED, WaitingFor.GUARD)
     assert report.waiting == [message.pk]
     assert message.claim_token == ""
+    view = describe(message)  # the admin says why it waits and what happens next
+    assert "sending cap" in view.reason
+    assert "GUARD_MAX" in view.hint
     assert sends_of(simulator) == 0
     cache.clear()  # the hour has passed: room again
     resumed = waiting.resume()

@@ -254,6 +254,15 @@ def _explain_waiting(message: OutboundMessage) -> tuple[str, Any]:
     """Waiting for its account: what waits, since when, and what happens once it is back."""
     if message.waiting_for == WaitingFor.PAUSED:
         return _explain_paused(message)
+    if message.waiting_for == WaitingFor.GUARD:
+        reason = _(
+            "Waiting since %(since)s: a sending cap of account “%(account)s” was reached "
+            "(or the cache that counts it did not answer) right before it left. It goes out, "
+            "once, at a run of requeue_stalled_work when there is room."
+        ) % {"since": compact_when(message.waiting_since), "account": message.account}
+        return str(reason), _(
+            "Nothing to do, unless the cap is too low: raise the account's GUARD_MAX_* setting."
+        )
     if message.waiting_for != WaitingFor.ACCOUNT:
         return str(message.get_waiting_for_display()), ""
     account, since = message.account, compact_when(message.waiting_since)
