@@ -428,3 +428,38 @@ def test_a_trip_does_not_pause_unless_asked_nor_for_an_opt_out(account: Any) -> 
     with pytest.raises(GuardTripped):
         send(ZA)
     assert not pausing.is_paused(ALIAS)
+
+
+# -- system checks -----------------------------------------------------------------------------
+
+
+def test_caps_that_contradict_each_other_are_reported(settings: Any) -> None:
+    from django_clickatell.checks import check_settings
+
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        "GUARD_MAX_PER_HOUR": 100,
+        "GUARD_MAX_PER_DAY": 50,
+        "GUARD_MAX_PER_RECIPIENT_PER_HOUR": 500,
+    }
+    found = [m for m in check_settings() if m.id == "django_clickatell.W011"]
+    assert len(found) == 2
+    assert "GUARD_MAX_PER_DAY" in found[0].msg
+    assert "GUARD_MAX_PER_RECIPIENT_PER_HOUR" in found[1].msg
+    settings.CLICKATELL = {**settings.CLICKATELL, "GUARD_MAX_PER_DAY": 2000}
+    settings.CLICKATELL["GUARD_MAX_PER_RECIPIENT_PER_HOUR"] = 5
+    assert not [m for m in check_settings() if m.id == "django_clickatell.W011"]
+
+
+def test_caps_counted_in_a_per_process_cache_are_reported(settings: Any) -> None:
+    from django_clickatell.checks import check_settings
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+    settings.CLICKATELL = {**settings.CLICKATELL, "CACHE_ALIAS": "local"}
+    assert not [m for m in check_settings() if m.id == "django_clickatell.W011"]
+    settings.CLICKATELL = {**settings.CLICKATELL, "GUARD_MAX_PER_HOUR": 100}
+    [found] = [m for m in check_settings() if m.id == "django_clickatell.W011"]
+    assert "count alone" in found.msg
