@@ -22,6 +22,7 @@ import pytest
 from django.contrib.admin.models import ADDITION, DELETION, LogEntry
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
@@ -463,3 +464,44 @@ def test_caps_counted_in_a_per_process_cache_are_reported(settings: Any) -> None
     settings.CLICKATELL = {**settings.CLICKATELL, "GUARD_MAX_PER_HOUR": 100}
     [found] = [m for m in check_settings() if m.id == "django_clickatell.W011"]
     assert "count alone" in found.msg
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_runs_racing_with_duplicate_deliveries_send_exactly_the_cap(
+    account: Any, simulator: ClickatellSimulator, settings: Any
+) -> None:
+    """Three workers, each handed all 30 messages twice (duplicate task deliveries),
+    against an hourly cap of 10: exactly 10 requests leave, each number at most once;
+    the other 20 wait, and go out as room opens."""
+    account()
+    numbers = [f"279900002{n:02d}" for n in range(30)]
+    messages = composing.create_messages(numbers, "campaign", account=ALIAS)
+    pks = [m.pk for m in messages]
+    account(GUARD_MAX_PER_HOUR=10)
+    simulator.latency = 0.01
+    barrier = threading.Barrier(3)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            for _ in range(2):
+                sending.send_messages(pks, via=Via.TASK)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    by_recipient = simulator.sendmsg_requests_by_recipient()
+    assert sum(by_recipient.values()) == 10
+    assert set(by_recipient.values()) == {1}
+    rows = OutboundMessage.objects.filter(pk__in=pks)
+    assert rows.filter(send_state=SendState.SENT).count() == 10
+    assert rows.filter(send_state=SendState.QUEUED, waiting_for=WaitingFor.GUARD).count() == 20
+    cache.clear()  # an hour later: room for ten more
+    sending.send_messages(waiting.resume().sends, via=Via.TASK)
+    assert rows.filter(send_state=SendState.SENT).count() == 20
+    assert sum(simulator.sendmsg_requests_by_recipient().values()) == 20
+    assert simulator.duplicate_sends() == []
