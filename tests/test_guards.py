@@ -40,7 +40,7 @@ from django_clickatell.models import (
 )
 from django_clickatell.services import composing, guards, pausing, sending, waiting
 from django_clickatell.simulator import ClickatellSimulator
-from tests.every_backend import backend_settings
+from tests.every_backend import BACKENDS, backend_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -80,14 +80,15 @@ def send(to: str | list[str], text: str = "hello") -> list[OutboundMessage]:
 # -- each guard trips at its bound, naming guard and key, refusing a bulk send whole ----------
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("key", "guard"),
     [("GUARD_MAX_PER_HOUR", "max_per_hour"), ("GUARD_MAX_PER_DAY", "max_per_day")],
 )
 def test_an_account_cap_trips_at_its_bound_and_refuses_a_bulk_send_whole(
-    key: str, guard: str, account: Any, simulator: ClickatellSimulator
+    key: str, guard: str, backend: str, account: Any, simulator: ClickatellSimulator
 ) -> None:
-    account(**{key: 3})
+    account(backend, **{key: 3})
     send([ZA, ZA2])
     with pytest.raises(GuardTripped) as raised:
         send([ZA3, "27999000004"])  # 2 + 2 > 3: neither is recorded, neither is sent
@@ -213,18 +214,21 @@ def test_a_number_clickatell_refuses_as_opted_out_is_listed_automatically(
     account("one_api", GUARD_OPT_OUT=True)
     simulator.one_api.refused.add(ZA)
     try:
-        [message] = send([ZA])
+        message, other = send([ZA, ZA2])
     finally:
         simulator.one_api.refused.clear()
     message.refresh_from_db()
+    other.refresh_from_db()
     assert message.send_state == SendState.REJECTED
+    assert other.send_state == SendState.SENT
+    assert not OptOut.objects.filter(number=ZA2).exists()
     entry = OptOut.objects.get(number=ZA)
     assert (entry.account, entry.source) == (ALIAS, OptOutSource.GATEWAY)
     assert "026" in entry.reason
     assert "opted out" in entry.reason.lower()
     with pytest.raises(GuardTripped):
         send(ZA)  # refused here from now on: no second request
-    assert sends_of(simulator) == 1
+    assert simulator.sendmsg_requests_by_recipient()[ZA] == 1
 
 
 def _refusal(backend: str, code: int, description: str, to: str) -> str:
@@ -293,6 +297,10 @@ def test_the_admin_adds_and_removes_by_hand_with_its_permission_logged_once(
     entry = OptOut.objects.get()
     assert (entry.number, entry.created_by, entry.source) == (ZA, user, OptOutSource.MANUAL)
     assert LogEntry.objects.filter(action_flag=ADDITION).count() == 1
+    pausing.pause_account(ALIAS, reason="bad day")
+    page = client.get(reverse("admin:django_clickatell_optout_changelist")).content.decode()
+    assert 'id="clickatell-pause-banner"' in page  # the list shows a paused account too
+    assert "+27999000001" in page
     bad = client.post(add, {"number": "hello", "account": "", "reason": ""})
     assert bad.status_code == 200
     assert OptOut.objects.count() == 1
