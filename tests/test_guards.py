@@ -513,3 +513,29 @@ def test_send_runs_racing_with_duplicate_deliveries_send_exactly_the_cap(
     assert rows.filter(send_state=SendState.SENT).count() == 20
     assert sum(simulator.sendmsg_requests_by_recipient().values()) == 20
     assert simulator.duplicate_sends() == []
+
+
+def test_a_held_message_released_to_a_number_opted_out_since_is_not_sent(
+    account: Any, simulator: ClickatellSimulator
+) -> None:
+    """The release passes the same check right before its request."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_clickatell.services.release import release_due
+
+    account(GUARD_OPT_OUT=True)
+    later = timezone.now() + timedelta(days=30)
+    [message] = composing.create_messages(ZA, "later", account=ALIAS, scheduled_for=later)
+    assert message.send_state == SendState.HELD
+    api.opt_out(ZA)
+    now = timezone.now()
+    OutboundMessage.objects.filter(pk=message.pk).update(release_at=now, scheduled_for=now)
+    report = release_due()
+    assert report.released == [message.pk]
+    sending.send_messages(report.released, via=Via.TASK)
+    message.refresh_from_db()
+    assert message.send_state == SendState.FAILED
+    assert "opt_out" in message.send_error
+    assert sends_of(simulator) == 0
