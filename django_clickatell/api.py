@@ -213,7 +213,8 @@ def opt_out(number: str, *, reason: str = "", account: str = "", by: Any = None)
     ``GuardTripped``, and a message already queued to it is not sent.  Returns
     whether it is new (a listed number keeps its first entry).  *by* (a user) is
     recorded and writes the admin's LogEntry.  ``InvalidMessage`` for what is no
-    phone number (read like a ``send_sms`` recipient).
+    phone number (read like a ``send_sms`` recipient), ``InvalidInput`` for an account
+    not in the settings or a reason over 200 characters.
     """
     _row, created = guards.opt_out(number, reason=reason, account=account, by=by, via=Via.API)
     return created

@@ -29,7 +29,7 @@ from django.urls import reverse
 from django_clickatell import api
 from django_clickatell.admin.story import describe
 from django_clickatell.conf import SettingError, account_settings, app_settings
-from django_clickatell.exceptions import GuardTripped, InvalidMessage
+from django_clickatell.exceptions import GuardTripped, InvalidInput, InvalidMessage
 from django_clickatell.models import (
     OptOut,
     OptOutSource,
@@ -279,6 +279,11 @@ def test_changes_by_a_user_are_logged_in_the_admin_history(account: Any, admin_u
     assert "Opted in +27999000001" in entries[1].change_message
     with pytest.raises(InvalidMessage):
         api.opt_out("not a number")
+    with pytest.raises(InvalidInput, match="No Clickatell account 'typo'"):
+        api.opt_out(ZA, account="typo")
+    with pytest.raises(InvalidInput, match="at most 200"):
+        api.opt_out(ZA, reason="x" * 201)
+    assert not OptOut.objects.exists()
 
 
 def test_the_admin_adds_and_removes_by_hand_with_its_permission_logged_once(

@@ -64,7 +64,7 @@ from django.db.models import Q
 
 from ..conf import ClickatellSettings, SettingError, account_settings
 from ..conf.errors import describe
-from ..exceptions import GatewayError, GuardTripped, InvalidMessage
+from ..exceptions import GatewayError, GuardTripped, InvalidInput, InvalidMessage
 from ..models import OptOut, OptOutSource, OutboundMessage, SendState, WaitingFor
 from ..protocol.msisdn import destination, parse_recipient
 from . import claims, pausing, recording
@@ -429,9 +429,16 @@ def opt_out(
 ) -> tuple[OptOut, bool]:
     """Put *number* on the opt-out list (for *account*, or every account if blank); returns
     the row and whether it is new (a number already listed keeps its first entry).
-    ``InvalidMessage`` for what is no phone number."""
+    ``InvalidMessage`` for what is no phone number, ``InvalidInput`` for an account not
+    in the settings or a reason over 200 characters."""
     normalised = _number(number)
-    text = pausing._clean_reason(reason)
+    if len(str(reason or "")) > pausing.REASON_LENGTH:
+        raise InvalidInput(
+            f"The reason for an opt-out is at most {pausing.REASON_LENGTH} characters"
+        )
+    text = pausing.clean_reason(reason)
+    if account and source == OptOutSource.MANUAL:
+        pausing.check_account(account)  # a typo would list the number for no account
     user = by if getattr(by, "pk", None) is not None else None
     try:
         with transaction.atomic():
