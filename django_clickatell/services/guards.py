@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,49 @@ class Cap:
     window: Window
     name: str  # the counter's name: "hour", "day", or "to:<number>"
 
+    @property
+    def shared(self) -> bool:
+        """Counted for the whole account (its earlier buckets worth remembering)."""
+        return not self.name.startswith("to:")
+
+
+class _EarlierSums:
+    """What the earlier buckets of an account-wide cap held, read once per current bucket
+    by each process.
+
+    Only the current bucket is counted into (clocks agreeing), and the earlier ones
+    only ever go down (a give-back), so a remembered sum is never too low: it errs
+    toward refusing.  Keyed by the current bucket, so a new bucket reads afresh.
+    """
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[str, int] = {}
+
+    def get(self, current: str) -> int | None:
+        return self._sums.get(current)
+
+    def put(self, current: str, total: int) -> None:
+        with self._lock:
+            if len(self._sums) >= self.LIMIT:
+                self._sums.clear()
+            self._sums[current] = total
+
+    def clear(self) -> None:
+        """Forget every sum (tests that empty the cache: "an hour later")."""
+        with self._lock:
+            self._sums.clear()
+
+
+_EARLIER = _EarlierSums()
+
+
+def forget() -> None:
+    """Read the earlier buckets afresh (the cache was emptied behind this process's back)."""
+    _EARLIER.clear()
+
 
 class Counter:
     """The caps' counters of one account in the shared cache."""
@@ -142,31 +186,57 @@ class Counter:
             raise CacheDown(type(exc).__name__) from exc
         return [sum(int(found.get(key) or 0) for key in group) for group in keys]
 
-    def take(self, cap: Cap, now: float) -> bool:
-        """Count one message against *cap* if there is room; whether it was counted."""
-        keys = self._keys(cap, now)
-        current, earlier = keys[-1], keys[:-1]
-        try:
-            self.cache.add(current, 0, timeout=cap.window.ttl)
-            try:
-                value = int(self.cache.incr(current))
-            except ValueError:  # evicted between add and incr: add it again, once
-                self.cache.add(current, 0, timeout=cap.window.ttl)
-                value = int(self.cache.incr(current))
-            before = sum(int(v or 0) for v in self.cache.get_many(earlier).values())
-            if before + value <= cap.limit:
-                return True
-            self.cache.decr(current)
-        except ValueError:
-            return False  # the bucket vanished under us: counted nothing, refuse to be safe
-        except Exception as exc:
-            raise CacheDown(type(exc).__name__) from exc
-        return False
+    def take(self, cap: Cap, now: float) -> str:
+        """Count one message against *cap* if there is room: the key of the bucket it was
+        counted in (for :meth:`give_back`), or "" if there is none.
 
-    def give_back(self, cap: Cap, now: float) -> None:
-        """Uncount one message taken by :meth:`take` (another cap refused it)."""
+        Two round trips to the cache in the common case (one for an account-wide cap
+        whose earlier buckets this process has read in the current bucket: see
+        :class:`_EarlierSums`).  A count that lands after its bucket ended (the clock
+        moved on between reading it and the ``incr``) is given back and taken again in
+        the new bucket, so an ended bucket never grows: what a process remembered of it
+        stays true.
+        """
+        for _attempt in range(3):
+            numbers = cap.window.numbers(now)
+            keys = [f"{self.base}:{cap.name}:{n}" for n in numbers]
+            current, earlier = keys[-1], keys[:-1]
+            try:
+                value = self._incr(current, cap.window.ttl, fresh=not cap.shared)
+                now = time.time()
+                if int(now // cap.window.bucket) != numbers[-1]:
+                    self.cache.decr(current)
+                    continue  # the bucket ended under us: count in the new one
+                before = _EARLIER.get(current) if cap.shared else None
+                if before is None:
+                    before = sum(int(v or 0) for v in self.cache.get_many(earlier).values())
+                    if cap.shared:
+                        _EARLIER.put(current, before)
+                if before + value <= cap.limit:
+                    return current
+                self.cache.decr(current)
+            except ValueError:
+                return ""  # the bucket vanished under us: counted nothing, refuse to be safe
+            except Exception as exc:
+                raise CacheDown(type(exc).__name__) from exc
+            return ""
+        return ""  # the clock jumped thrice: refuse rather than guess
+
+    def _incr(self, key: str, ttl: int, *, fresh: bool) -> int:
+        """``incr`` the bucket, creating it (with its lifetime) the first time; *fresh*: it
+        is most likely new (a recipient's), so try creating it first."""
+        if fresh and self.cache.add(key, 1, timeout=ttl):
+            return 1
+        try:
+            return int(self.cache.incr(key))
+        except ValueError:  # not there yet (or evicted): create it, once
+            self.cache.add(key, 0, timeout=ttl)
+            return int(self.cache.incr(key))
+
+    def give_back(self, key: str) -> None:
+        """Uncount one message :meth:`take` counted in bucket *key* (another cap refused it)."""
         with contextlib.suppress(Exception):  # a lost give-back only over-counts: safe
-            self.cache.decr(self._keys(cap, now)[-1])
+            self.cache.decr(key)
 
 
 def caps_of(config: ClickatellSettings, recipient: str | None = None) -> list[Cap]:
@@ -328,18 +398,19 @@ def _lets_go(
     if not caps:
         return True
     counter, now = Counter(config, alias), time.time()
-    taken: list[Cap] = []
+    taken: list[str] = []
     try:
         for cap in caps:
-            if not counter.take(cap, now):
+            key = counter.take(cap, now)
+            if not key:
                 for done in taken:
-                    counter.give_back(done, now)
+                    counter.give_back(done)
                 _wait(message, token, report, config, cap.guard)
                 return False
-            taken.append(cap)
+            taken.append(key)
     except CacheDown as exc:
         for done in taken:
-            counter.give_back(done, now)
+            counter.give_back(done)
         logger.warning(
             "Guards of account %r cannot count: the cache does not answer (%s); its sends "
             "wait until it does",
