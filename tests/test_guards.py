@@ -548,3 +548,27 @@ def test_a_held_message_released_to_a_number_opted_out_since_is_not_sent(
     assert message.send_state == SendState.FAILED
     assert "opt_out" in message.send_error
     assert sends_of(simulator) == 0
+
+
+def test_a_count_that_lands_after_its_bucket_ended_moves_to_the_new_one(
+    redis_cache: None, monkeypatch: Any
+) -> None:
+    """An ended bucket never grows, so what a process remembers of it stays true."""
+    guards.forget()
+    config = account_settings("default")
+    counter = guards.Counter(config, "late")
+    cap = guards.Cap("max_per_hour", 5, guards.HOUR, "hour")
+    start = 1_000_000 * guards.HOUR.bucket  # the start of a bucket
+    clock = iter([start + guards.HOUR.bucket, start + guards.HOUR.bucket])
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return next(clock)  # the clock moved on right after the incr
+
+    monkeypatch.setattr(guards, "time", Clock)
+    key = counter.take(cap, start + guards.HOUR.bucket - 0.001)
+    old, new = (f"{counter.base}:hour:{n}" for n in (1_000_000, 1_000_001))
+    assert key == new
+    assert (cache.get(old), cache.get(new)) == (0, 1)
+    guards.forget()
