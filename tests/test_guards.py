@@ -207,6 +207,9 @@ def test_opted_out_after_composing_it_is_not_sent_and_says_why(
     assert report.rejected == [message.pk]
     assert sends_of(simulator) == 0
     assert not message.exchanges.exists()  # no request made, none logged as asked
+    view = describe(message)
+    assert view.key == "failed"
+    assert "not Clickatell" in view.hint
 
 
 def test_a_number_clickatell_refuses_as_opted_out_is_listed_automatically(

@@ -82,6 +82,8 @@ KEYS = {
     "opt_out": "GUARD_OPT_OUT",
     "cache": "CACHE_ALIAS",
 }
+#: How the reason of a send a guard refused right before its request begins.
+REFUSED = "Not sent: refused by the"
 #: Most keys read from the cache in one request (a bulk send's per-recipient counts).
 READ_CHUNK = 1000
 
@@ -430,8 +432,8 @@ def _refuse(
     guard: str,
     what: str,
 ) -> None:
-    detail = f"refused by the {guard} guard ({_key(config, guard)}): {what}"
-    reason = recording.reason("Not sent", detail)
+    detail = f"{guard} guard ({_key(config, guard)}): {what}"
+    reason = recording.clean_text(f"{REFUSED} {detail}")
     claims.release([message.pk], token, send_state=SendState.FAILED, send_error=reason)
     message.send_state = SendState.FAILED
     rejected = getattr(report, "rejected", None)
