@@ -30,6 +30,7 @@ from .services import (
     cancel_requests,
     cancelling,
     composing,
+    guards,
     pausing,
     refreshing,
     sending,
@@ -91,7 +92,10 @@ def send_sms(
 
     On a paused account (:func:`pause_account`) the messages are recorded and
     queued as usual -- not refused -- and wait, sending nothing, until the
-    account is resumed.
+    account is resumed.  A guard of the account (``GUARD_*`` settings: caps,
+    destinations, the opt-out list) refuses the whole call with
+    :class:`~django_clickatell.exceptions.GuardTripped` (an ``InvalidMessage``
+    naming the guard and the setting), recording nothing.
 
     ``wait=True`` belongs outside a transaction: inside one, the records and
     the claim are not committed when the request leaves, so a rollback
@@ -200,6 +204,31 @@ def resume_account(account: str, *, by: Any = None) -> bool:
 def paused_accounts() -> list[Pause]:
     """The paused accounts: alias, who paused it (user name or ""), when, and why."""
     return [pause for _alias, pause in sorted(pausing.pauses(fresh=True).items())]
+
+
+def opt_out(number: str, *, reason: str = "", account: str = "", by: Any = None) -> bool:
+    """Put *number* on the opt-out list (every account, or only *account*).
+
+    Accounts with ``GUARD_OPT_OUT`` then refuse it: ``send_sms`` raises
+    ``GuardTripped``, and a message already queued to it is not sent.  Returns
+    whether it is new (a listed number keeps its first entry).  *by* (a user) is
+    recorded and writes the admin's LogEntry.  ``InvalidMessage`` for what is no
+    phone number (read like a ``send_sms`` recipient), ``InvalidInput`` for an account
+    not in the settings or a reason over 200 characters.
+    """
+    _row, created = guards.opt_out(number, reason=reason, account=account, by=by, via=Via.API)
+    return created
+
+
+def opt_in(number: str, *, by: Any = None) -> bool:
+    """Take *number* off the opt-out list; returns whether it was on it."""
+    return guards.opt_in(number, by=by, via=Via.API)
+
+
+def is_opted_out(number: str, *, account: str | None = None) -> bool:
+    """Whether *number* is on the opt-out list (for *account*: listed for it or for every
+    account; ``None``: for any account)."""
+    return guards.is_opted_out(number, account)
 
 
 def _warn_inside_a_transaction(what: str) -> None:

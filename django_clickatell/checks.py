@@ -159,6 +159,12 @@ CALLBACKS_WITHOUT_PERSISTENT_CONNECTIONS = Problem(
     "request (``CONN_MAX_AGE`` 0; ``check --deploy``)",
 )
 
+CONTRADICTORY_GUARDS = Problem(
+    "django_clickatell.W011",
+    "an account's guard caps contradict each other (a day cap below the hourly one, a "
+    "per-recipient cap above it) or are counted in a cache not shared by every process",
+)
+
 PROBLEMS = (
     MISSING_CREDENTIAL,
     WRONG_TYPE,
@@ -183,6 +189,7 @@ PROBLEMS = (
     AMBIGUOUS_API_ID,
     WEAK_CALLBACK_SECRET,
     CALLBACKS_WITHOUT_PERSISTENT_CONNECTIONS,
+    CONTRADICTORY_GUARDS,
     *DATABASE_PROBLEMS,
 )
 BY_ID = {problem.id: problem for problem in PROBLEMS}
@@ -346,7 +353,7 @@ def _all_problems() -> list[CheckMessage]:
         return messages  # the checks below would read values that do not parse
     messages += _leases(options) + _cache() + _ambiguous_api_ids()
     for config in accounts:
-        messages += _base_url(config) + _callbacks(config)
+        messages += _base_url(config) + _callbacks(config) + _guards(config)
     return messages
 
 
@@ -485,6 +492,35 @@ def _cache() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _guards(config: ClickatellSettings) -> list[CheckMessage]:
+    """Caps each valid alone that together cannot mean what was meant (W011)."""
+    hour, day = config.guard_max_per_hour, config.guard_max_per_day
+    recipient = config.guard_max_per_recipient_per_hour
+    name = describe(config.key("GUARD_MAX_PER_HOUR"))
+    problems = []
+    if hour and day and day < hour:
+        problems.append(
+            f"{describe(config.key('GUARD_MAX_PER_DAY'))} ({day}) is below {name} ({hour}): "
+            "the hourly cap can never be reached."
+        )
+    if hour and recipient and recipient > hour:
+        problems.append(
+            f"{describe(config.key('GUARD_MAX_PER_RECIPIENT_PER_HOUR'))} ({recipient}) is "
+            f"above {name} ({hour}): it can never be reached."
+        )
+    backend = settings.CACHES.get(app_settings.cache_alias, {}).get("BACKEND", "")
+    if (hour or day or recipient) and backend in PER_PROCESS_CACHES:
+        problems.append(
+            f"The caps of account {config.alias!r} are counted in cache "
+            f"{app_settings.cache_alias!r}, which {PER_PROCESS_CACHES[backend]}: each process "
+            "would count alone, and together they would pass the caps."
+        )
+    return [
+        CONTRADICTORY_GUARDS(problem, hint="See Guards against runaway sending in the docs.")
+        for problem in problems
+    ]
 
 
 def _callbacks(config: ClickatellSettings) -> list[CheckMessage]:

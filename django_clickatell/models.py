@@ -428,3 +428,47 @@ class AccountPause(models.Model):
 
     def __str__(self) -> str:
         return str(_("Pause of account “%(account)s”") % {"account": self.account})
+
+
+class OptOutSource(models.TextChoices):
+    #: Added by someone: the admin, ``api.opt_out``.
+    MANUAL = "manual", _("By hand")
+    #: Clickatell refused a send to it as opted out (legacy/REST 122, One API 26).
+    GATEWAY = "gateway", _("Refused by Clickatell as opted out")
+
+
+class OptOut(models.Model):
+    """A number that must not be sent to (issue 22): the opt-out list.
+
+    One row per number (E.164 digits, as recipients are stored).  *account*
+    blank: every account; else only that one.  Checked before every send of an
+    account with ``GUARD_OPT_OUT`` (services/guards.py); added and removed only
+    through services/guards.py (admin, ``api.opt_out``/``api.opt_in``, and a
+    send Clickatell refused as opted out), which writes the admin's LogEntry.
+    """
+
+    number = models.CharField(_("number"), max_length=20, unique=True)
+    account = models.CharField(
+        _("account"), max_length=32, blank=True, help_text=_("Blank: every account.")
+    )
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    source = models.CharField(
+        _("source"), max_length=16, choices=OptOutSource.choices, default=OptOutSource.MANUAL
+    )
+    created_at = models.DateTimeField(_("added at"), default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("added by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("opted-out number")
+        verbose_name_plural = _("opt-out list")
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"+{self.number}"

@@ -62,6 +62,10 @@ class WaitingFor(models.TextChoices):
     #: Its account is paused by an operator (services/pausing.py): sends and releases
     #: wait; stops and status queries never do.
     PAUSED = "paused", _("Its account is paused")
+    #: A guard's cap (per hour, per day, per recipient) was reached right before it left,
+    #: or the cache that counts them is down (services/guards.py): it goes out when
+    #: there is room, handed on by ``requeue_stalled_work``.
+    GUARD = "guard", _("A sending cap of its account is reached")
 
 
 class Via(models.TextChoices):

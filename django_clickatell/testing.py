@@ -32,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from .services import testing_support
+from .services import guards, testing_support
 from .services.testing_support import SentSms
 from .simulator import ClickatellSimulator
 
@@ -285,6 +285,7 @@ def clickatell_simulator(settings: Any) -> Iterator[ClickatellSimulator]:
         # would otherwise never reach it.
         settings.CLICKATELL = {**current, "BACKEND": "legacy_http", **simulator.settings()}
         caches[settings.CLICKATELL.get("CACHE_ALIAS", "default")].clear()
+        guards.forget()  # the guards' counts went with the cache
         testing_support.reset_connections()
         yield simulator
         testing_support.reset_connections()

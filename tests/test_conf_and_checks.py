@@ -355,6 +355,11 @@ PROBLEM_CASES: dict[str, tuple[dict[str, Any], Any, str]] = {
         NO_CALLBACK,
     ),
     "django_clickatell.W008": ({**BASE, "CALLBACK_SECRET": "short-secret"}, None, NO_CALLBACK),
+    "django_clickatell.W011": (
+        {**BASE, "GUARD_MAX_PER_HOUR": 100, "GUARD_MAX_PER_DAY": 50},
+        None,
+        NO_CALLBACK,
+    ),
 }
 #: A secret W008 has nothing to say about: secrets.token_urlsafe(32)'s length and variety.
 GOOD_SECRET = "Xq3_vB9-kLm2Np7RsT4uWy8zA1cD5eF6gH0jK3oP9iQ"

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from ..conf import ACCOUNTS
 from ..models import CancelState, OutboundMessage, SendState, WaitingFor
 from ..selections import LOCAL_ONLY, NOT_CONFIGURED, stop_reach
+from ..services import guards
 from ..services.account import looks_up_by_client_id
 from ..services.pausing import pause_of
 from ..services.waiting import missing_account
@@ -200,6 +201,12 @@ def _explain_unknown(message: OutboundMessage) -> tuple[str, Any]:
 
 
 def _explain_failed(message: OutboundMessage) -> tuple[str, Any]:
+    if message.send_error.startswith(guards.REFUSED):
+        return message.send_error, _(
+            "A guard of its account refused it, not Clickatell; nothing left Django. To send "
+            "it anyway, take the number off the opt-out list (or allow its country), then "
+            "choose “Send again”: the guards are asked again."
+        )
     hint = _only_you_can_fix(message.send_error, _("Then choose “Send again”."))
     return message.send_error, hint or _("Choose “Send again” once Clickatell can be reached.")
 
@@ -254,6 +261,15 @@ def _explain_waiting(message: OutboundMessage) -> tuple[str, Any]:
     """Waiting for its account: what waits, since when, and what happens once it is back."""
     if message.waiting_for == WaitingFor.PAUSED:
         return _explain_paused(message)
+    if message.waiting_for == WaitingFor.GUARD:
+        reason = _(
+            "Waiting since %(since)s: a sending cap of account “%(account)s” was reached "
+            "(or the cache that counts it did not answer) right before it left. It goes out, "
+            "once, at a run of requeue_stalled_work when there is room."
+        ) % {"since": compact_when(message.waiting_since), "account": message.account}
+        return str(reason), _(
+            "Nothing to do, unless the cap is too low: raise the account's GUARD_MAX_* setting."
+        )
     if message.waiting_for != WaitingFor.ACCOUNT:
         return str(message.get_waiting_for_display()), ""
     account, since = message.account, compact_when(message.waiting_since)

@@ -17,7 +17,7 @@ from .accounts import ACCOUNTS_KIND, DEFAULT_ACCOUNT, account_values, aliases
 from .base_url import BASE_URL
 from .descriptor import ACCOUNT, Derived, Option, user_settings
 from .errors import AccountKey
-from .region import REGION
+from .region import DESTINATIONS, REGION
 from .values import (
     API_ID,
     BASIC_USER,
@@ -247,6 +247,65 @@ class ClickatellSettings:
         "the account unthrottled. Set it to your Clickatell account's limit, or below it. "
         "While the cache is down each process counts alone: see ``THROTTLE_PROCESSES``.",
         example="30",
+        scope=ACCOUNT,
+    )
+    guard_max_per_hour = Option(
+        count(10_000_000, zero=True),
+        0,
+        doc="Guard against runaway sending: at most this many messages leave the account in "
+        "any rolling hour (counted in the shared cache across every process, in one-minute "
+        "buckets over the last 61, so never more than this in any 60 minutes). A "
+        "``send_sms`` that would go over it is refused whole (``GuardTripped``); a message "
+        "that meets it right before its request leaves waits, queued, and goes out once "
+        "there is room. ``0``: no cap. See Guards against runaway sending.",
+        example="5000",
+        scope=ACCOUNT,
+    )
+    guard_max_per_day = Option(
+        count(100_000_000, zero=True),
+        0,
+        doc="Like ``GUARD_MAX_PER_HOUR``, for any rolling 24 hours (one-hour buckets over the "
+        "last 25). ``0``: no cap.",
+        example="50000",
+        scope=ACCOUNT,
+    )
+    guard_max_per_recipient_per_hour = Option(
+        count(10_000, zero=True),
+        0,
+        doc="At most this many messages to one number in any rolling hour (a loop over "
+        "``send_sms``, a form abused to flood one number). Counted like "
+        "``GUARD_MAX_PER_HOUR``. ``0``: no cap.",
+        example="5",
+        scope=ACCOUNT,
+    )
+    guard_allowed_destinations = Option(
+        DESTINATIONS,
+        (),
+        doc='The countries the account may send to, by calling code (``27``, ``"+1"``) or '
+        'region (``"ZA"``), read from the E.164 number: anything else is refused at '
+        "``send_sms`` and never sent (against SMS pumping to premium-rate destinations). "
+        'Calling code ``1`` allows every NANP region; ``"US"`` only the US. Unknown '
+        "codes and regions are refused when the setting is read. ``[]``: every destination.",
+        example='["ZA", 44]',
+        scope=ACCOUNT,
+    )
+    guard_opt_out = Option(
+        BOOLEAN,
+        False,
+        doc="Refuse numbers on the opt-out list (``OptOut``: added by hand in the admin, by "
+        "``api.opt_out``, and automatically when Clickatell refuses a number as opted out). "
+        "The list is kept whatever this says; ``True`` makes the account refuse them at "
+        "``send_sms`` and right before each request (a number opted out since is not sent).",
+        example="True",
+        scope=ACCOUNT,
+    )
+    guards_pause_on_trip = Option(
+        BOOLEAN,
+        False,
+        doc="Pause the account when one of its caps or its destinations guard trips (not for "
+        "an opted-out number): nothing more leaves it until an operator resumes it. See "
+        "Pausing an account.",
+        example="True",
         scope=ACCOUNT,
     )
     throttle_processes = Option(

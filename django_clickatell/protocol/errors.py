@@ -45,8 +45,28 @@ class InvalidMessage(InvalidInput):
     """The message cannot be sent as asked; nothing was recorded or sent."""
 
 
+class GuardTripped(InvalidMessage):
+    """A guard against runaway sending refused the send (issue 22): nothing was recorded.
+
+    ``guard`` names the guard (``max_per_hour``, ``max_per_day``,
+    ``max_per_recipient_per_hour``, ``destinations``, ``opt_out``, or
+    ``cache`` while the counting guards cannot count), ``key`` the setting that
+    sets it (``GUARD_MAX_PER_HOUR`` ...), ``account`` the account's alias;
+    ``str(exc)`` says what tripped and how to raise it.
+    """
+
+    def __init__(self, message: str, *, guard: str, key: str, account: str) -> None:
+        self.guard, self.key, self.account = guard, key, account
+        super().__init__(message)
+
+
 class InvalidCallback(InvalidInput):
     """A status callback cannot be accepted; ``str(exc)`` is a short, safe reason."""
+
+
+#: The error code that means "the recipient opted out", by error table: the legacy table's
+#: 122 "Destination mobile opted out" (HTTP and REST APIs), the One API's 26.
+OPTED_OUT_CODES = {"legacy": 122, "one_api": 26}
 
 
 class GatewayError(ClickatellError):
@@ -61,12 +81,20 @@ class GatewayError(ClickatellError):
         *,
         command: str | None = None,
         to: str | None = None,
+        table: str = "legacy",
     ) -> None:
         self.code = code
+        #: Whose error table ``code`` is from: ``"legacy"`` (HTTP and REST APIs) or ``"one_api"``.
+        self.table = table
         self.description = description or (str(describe_error(code).label) if code else "")
         self.command = command
         self.to = to
         super().__init__(str(self))
+
+    @property
+    def opted_out(self) -> bool:
+        """Clickatell refused the recipient as opted out: legacy/REST ``122``, One API ``26``."""
+        return self.code == OPTED_OUT_CODES.get(self.table)
 
     @property
     def code_str(self) -> str:

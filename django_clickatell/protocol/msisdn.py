@@ -77,6 +77,11 @@ def is_region(code: str) -> bool:
     return bool(_REGION.fullmatch(code)) and code in phonenumbers.SUPPORTED_REGIONS
 
 
+def is_calling_code(code: int) -> bool:
+    """Whether *code* is a country calling code in use (``27``, ``44``, ``1``, ``882``)."""
+    return code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+
+
 def parse_recipient(value: object, region: str | None = None) -> str:
     """The stored and sent form of a recipient (``27831234567``), or :class:`InvalidMessage`.
 

@@ -347,7 +347,9 @@ def error_for_status(
     if status_code == 404 and command in ("querymsg", "delmsg"):
         return UnknownMessage(103, description or "Unknown API message ID", command=command)
     if status_code in (400, 402, 404, 405, 410):
-        return GatewayError(code, description or f"HTTP {status_code}", command=command)
+        return GatewayError(
+            code, description or f"HTTP {status_code}", command=command, table="one_api"
+        )
     # 429, 5xx: transient, asked again later
     return http_error(command, status_code, retry_after=retry_after)
 

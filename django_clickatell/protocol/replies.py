@@ -55,7 +55,9 @@ class ErrorReply:
         if self.table != "legacy":
             # A refusal of this one message, in another API's numbers: never a session
             # error or a "please retry" of the legacy table.
-            return GatewayError(self.code, self.description, command=command, to=self.to)
+            return GatewayError(
+                self.code, self.description, command=command, to=self.to, table=self.table
+            )
         return error_for_code(self.code, self.description, command=command, to=self.to)
 
 

@@ -29,6 +29,7 @@ from ..exceptions import InvalidMessage
 from ..models import OutboundMessage, SendState
 from ..protocol.msisdn import parse_recipient
 from ..protocol.replies import is_client_message_id
+from . import guards
 from .scheduling import MAX_AHEAD, SCHEDULE_OPTIONS, HoldPolicy, current_policy
 
 _SENDER = re.compile(r"[0-9]{1,16}|[A-Za-z0-9 ]{1,11}")
@@ -136,6 +137,9 @@ def create_messages(
     count again from the release), ``scheduled_for`` is its due time and
     ``release_at`` when the release loop hands it over.  Hand :func:`to_send`
     of the result to the send path, never the held ones.
+
+    The account's guards (:mod:`.guards`) refuse the whole call with
+    ``GuardTripped`` (an ``InvalidMessage``) before anything is recorded.
     """
     _check_account(account)
     try:
@@ -153,6 +157,8 @@ def create_messages(
     if scheduled_for is not None and policy.holds(scheduled_for, now):
         state, release_at = SendState.HELD, policy.release_at(scheduled_for)
         fields = {key: value for key, value in fields.items() if key not in SCHEDULE_OPTIONS}
+    # The guards against runaway sending refuse the whole call, before anything is recorded.
+    guards.check_compose(account, numbers, now_due=state == SendState.QUEUED)
     rows = [
         OutboundMessage(
             recipient=number,

@@ -141,7 +141,7 @@ def holds_back() -> Q:
     return Q(account__in=AccountPause.objects.values("account"))
 
 
-def _clean_reason(reason: str) -> str:
+def clean_reason(reason: str) -> str:
     """One line of printable text: control characters (a NUL PostgreSQL refuses, terminal
     escapes in a log) become spaces, runs of space one."""
     printable = "".join(
@@ -154,7 +154,8 @@ def _clean_reason(reason: str) -> str:
     return text
 
 
-def _known(alias: str) -> None:
+def check_account(alias: str) -> None:
+    """``InvalidInput`` naming the configured accounts unless *alias* is one."""
     from .waiting import configured_accounts
 
     if alias not in configured_accounts():
@@ -173,8 +174,8 @@ def pause_account(
     pause, its author and its reason stay).  Raises ``InvalidInput`` for an
     account not in the settings or a reason too long.
     """
-    _known(alias)
-    text = _clean_reason(reason)
+    check_account(alias)
+    text = clean_reason(reason)
     user = by if getattr(by, "pk", None) is not None else None
     with transaction.atomic():
         row, created = AccountPause.objects.get_or_create(

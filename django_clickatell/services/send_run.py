@@ -53,7 +53,7 @@ from ..models import (
     WaitingFor,
 )
 from ..protocol.replies import ErrorReply, MessageStatusReply, SentMessageReply
-from . import claims, pausing, pipeline, recording, waiting
+from . import claims, guards, pausing, pipeline, recording, waiting
 from .callbacks import match_unmatched_callbacks
 from .recording import GROUP_SIZE, Outcome, OutcomeWriter, clean_text
 from .reports import Report
@@ -198,6 +198,8 @@ class SendRun:
             if reason:
                 waiting.send_held_back(message, self.token, reason)
                 self.report.waiting.append(message.pk)
+                return False
+            if not guards.lets_go(message, self.token, self.report):  # settled, or it waits
                 return False
         if message.send_state == SendState.QUEUED:
             self._mark_from(message)
@@ -395,6 +397,7 @@ class SendRun:
         self.writer.write(outcome)
 
     def _reject(self, attempt: SendAttempt, error: GatewayError) -> None:
+        guards.refused_as_opted_out(attempt.message, error)  # 122 / One API 26: listed
         failed = recording.failed(attempt.exchange, error)
         self._settle(attempt, failed, SendState.REJECTED, recording.describe(error))
         self.report.rejected.append(attempt.message.pk)

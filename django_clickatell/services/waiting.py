@@ -29,6 +29,11 @@ never sees it, so stops and queries (including the verification of a send in
 doubt) go on, and :func:`send_waits_for` is asked right before each
 ``sendmsg`` leaves, after any verification.
 
+A third is a sending cap of the account reached right before a send left
+(:attr:`WaitingFor.GUARD`, :mod:`.guards`): it holds nothing back as a ``Q`` --
+:func:`resume` hands such messages on at each run and the send path counts them
+again, so they go out as room opens.
+
 A new reason is a :class:`~..states.WaitingFor` value,
 an entry in :func:`obstacles` (which accounts it holds back, as a ``Q``) and a
 test in :func:`send_waits_for` (by ``backend.alias``); :func:`request_waits_for`
@@ -281,6 +286,14 @@ def log_waiting() -> None:
                 account[:40],
                 since.isoformat() if since else "?",
                 ACCOUNTS,
+            )
+        elif reason == WaitingFor.GUARD:
+            logger.warning(
+                "%d messages of Clickatell account %r wait since %s: a sending cap of the "
+                "account (GUARD_MAX_*) is reached. They go out, each once, when there is room.",
+                count,
+                account[:40],
+                since.isoformat() if since else "?",
             )
         elif reason == WaitingFor.PAUSED:
             logger.warning(
