@@ -419,6 +419,14 @@ def hold(n: int, batch: int = 5000) -> None:
         raise RuntimeError(f"{held} of {n} messages held: is {ONE_API_ACCOUNT} a One API account?")
 
 
+def gateway_messages(simulator: Simulator) -> list[dict[str, Any]]:
+    """Every message the simulator holds, with its ``deliver_at``: for a message the One API
+    accepted to send now, the moment it was accepted (``GET``: a ``POST`` would add one)."""
+    response = simulator.http.get(simulator.root + "_simulator/messages", timeout=120)
+    response.raise_for_status()
+    return list(response.json())
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -467,9 +475,7 @@ def release_due(
         postgres_cpu = postgres.stop()
         stats = simulator.control("stats")
         sends = simulator.control("sends")
-        accepted = [
-            m["deliver_at"] for m in simulator.control("messages") if m["sent"] and m["deliver_at"]
-        ]
+        accepted = [m["deliver_at"] for m in gateway_messages(simulator) if m["sent"]]
         simulator.control("latency", {"seconds": 0})
     finally:
         if loop is not None:
