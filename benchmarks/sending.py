@@ -60,6 +60,7 @@ from benchmarks.harness import (
     process_cpu,
 )
 from django_clickatell import api
+from django_clickatell.conf import app_settings
 from django_clickatell.gateway.client import ClickatellClient
 from django_clickatell.gateway.transport import reset_transports
 from django_clickatell.models import OutboundMessage, SendState
@@ -229,7 +230,8 @@ def _common(
         "concurrency": concurrency,
         "max_in_flight": in_flight,
         "in_flight_total": width,
-        "chunk": chunk,
+        "chunk": chunk or app_settings.task_chunk_size,
+        "chunk_is_default": not chunk,
         "latency_ms": latency * 1000,
         "load_average": [load_before, loadavg()],
         "wall_seconds": round(wall, 2),
@@ -284,6 +286,12 @@ def _per_message(
     }
 
 
+def chunked(chunk: int | None) -> override_settings:
+    """This process's ``TASK_CHUNK_SIZE`` (*chunk*; None: the package's default)."""
+    extra = {"TASK_CHUNK_SIZE": chunk} if chunk else {}
+    return override_settings(CLICKATELL={**settings.CLICKATELL, **extra})
+
+
 def _worker_env(in_flight: int, chunk: int | None) -> dict[str, str]:
     env = {"CLICKATELL_BENCH_MAX_IN_FLIGHT": str(in_flight)}
     if chunk:
@@ -322,7 +330,8 @@ def send_now(
         postgres.start()
         cpu_before = cpu_snapshot(worker.process.pid, simulator.process.pid)
         started = time.perf_counter()
-        with CaptureQueriesContext(connection) as driver_queries:
+        # The send is split into tasks here, in the process that calls send_sms.
+        with chunked(chunk), CaptureQueriesContext(connection) as driver_queries:
             api.send_sms(numbers, TEXT)
         wall = _wait_done(n, started, 120 + n * latency, 0.1 if n <= 10_000 else 0.5)
         cpu_after = cpu_snapshot(worker.process.pid, simulator.process.pid)
@@ -371,9 +380,10 @@ redis.Redis.from_url(celery_app.settings.CELERY_BROKER_URL).incrby(
 class ReleaseLoop:
     """``manage.py clickatell_release --interval 1`` in its own process; SIGTERM ends it."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, extra_env: dict[str, str]) -> None:
         env = {
             **os.environ,
+            **extra_env,
             "CLICKATELL_BENCH_BASE_URL": base_url,
             "PYTHONPATH": str(ROOT),
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
@@ -454,7 +464,8 @@ def release_due(
         broker.delete(COUNTER_KEY)
         simulator.control("reset")
         simulator.control("latency", {"seconds": latency})
-        loop = ReleaseLoop(simulator.base_url)
+        # The loop splits what it releases into send tasks: same TASK_CHUNK_SIZE as the workers.
+        loop = ReleaseLoop(simulator.base_url, _worker_env(in_flight, chunk))
         load_before = loadavg()
         postgres = PostgresMeter(
             str(settings.DATABASES["default"]["NAME"]), exclude={_driver_backend()}
@@ -527,7 +538,7 @@ def brief(r: dict[str, Any]) -> str:
     c = r["ceiling"]
     head = (
         f"{r['latency_ms']:.0f} ms, {r['concurrency']} proc × {r['max_in_flight']} in flight, "
-        f"chunk {r['chunk'] or 'default'}, n={r['messages']:,}: "
+        f"chunk {r['chunk']}, n={r['messages']:,}: "
     )
     if r["kind"] == "release":
         lag = r["lag_seconds"]
