@@ -666,8 +666,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 figure,
                 f"{r['db_queries_per_message']} ({r['kind']}, n={r['messages']:,}, chunk "
-                f"{r['chunk']}) — "
-                + _verdict(r["db_queries_per_message"] <= QUERIES_TARGET),
+                f"{r['chunk']}) — " + _verdict(r["db_queries_per_message"] <= QUERIES_TARGET),
                 target,
             )
         )
