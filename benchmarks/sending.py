@@ -16,14 +16,15 @@
 
 Each row stands next to its **ideal**, requests in flight machine-wide over the
 latency (times the messages each request carried, as the simulator counted),
-and a **ceiling** measured in the same run right before it: a bare asyncio
-HTTP/1.1 keep-alive client (no library, no database, one message per request)
-sending fresh messages against the same simulator at the same latency with the
-same number of connections.  CPU is counted per process (workers and their
-children, every PostgreSQL backend of the benchmark's database, the simulator,
-Redis, the driver, the release loop); duplicates are the simulator's own count
-(an SMS accepted twice under one ``climsgid``, or twice to one recipient with
-one text).
+and a **ceiling** measured in the same run: a bare asyncio HTTP/1.1 keep-alive
+client (no library, no database) sending fresh messages against the same
+simulator at the same latency with the same number of connections -- right
+before a ``send`` row (one ``sendmsg`` per message), right after a ``release``
+row (as many messages per POST as the row's requests carried).  CPU is counted
+per process (workers and their children, every PostgreSQL backend of the
+benchmark's database, the simulator, Redis, the driver, the release loop);
+duplicates are the simulator's own count (an SMS accepted twice under one
+``climsgid``, or twice to one recipient with one text).
 """
 
 from __future__ import annotations
@@ -119,13 +120,17 @@ def _legacy_sends(simulator: Simulator, calls: int) -> list[bytes]:
     ]
 
 
-def _one_api_sends(calls: int) -> list[bytes]:
-    """One API ``POST /v1/message`` requests, one message each (the simulator's default key)."""
+def _one_api_sends(calls: int, per_post: int) -> list[bytes]:
+    """One API ``POST /v1/message`` requests for *calls* messages, *per_post* in each (the
+    simulator's default key)."""
     key = os.environ.get("CLICKATELL_ONE_API_KEY", "demo-one-api-key")
+    entries = [
+        {"channel": "sms", "to": f"2798{k:08d}", "content": "ceiling", "clientMessageId": f"c{k}"}
+        for k in range(calls)
+    ]
     out = []
-    for k in range(calls):
-        entry = {"channel": "sms", "to": f"2798{k:08d}", "content": "ceiling"}
-        body = json.dumps({"messages": [{**entry, "clientMessageId": f"ceiling-{k}"}]})
+    for start in range(0, calls, per_post):
+        body = json.dumps({"messages": entries[start : start + per_post]})
         out.append(
             _post("/v1/message", body.encode(), "application/json", f"Authorization: {key}\r\n")
         )
@@ -133,17 +138,26 @@ def _one_api_sends(calls: int) -> list[bytes]:
 
 
 def ceiling(
-    simulator: Simulator, api_kind: str, width: int, latency: float, seconds: float
+    simulator: Simulator,
+    api_kind: str,
+    width: int,
+    latency: float,
+    seconds: float,
+    per_post: int = 1,
 ) -> dict[str, Any]:
     """What this machine and the simulator allow at *width* requests outstanding, no database.
 
-    About *seconds* of sends (one message per request) by a bare asyncio client,
-    at the run's latency; the gateway is cleared afterwards (messages, counts,
-    sessions), so the run's workers start from nothing and log in once.
+    About *seconds* of sends by a bare asyncio client, at the run's latency: one
+    message per request (``sendmsg``), or *per_post* per One API POST.  The
+    gateway is cleared afterwards (messages, counts, sessions), so a run measured
+    after it starts from nothing and logs in once.  ``per_second`` counts messages.
     """
-    calls = min(4000, max(200, int(seconds * width / latency)))
+    requests_ = min(4000, max(200, int(seconds * width / latency)))
+    calls = requests_ * per_post
     simulator.control("clear")
-    requests = _legacy_sends(simulator, calls) if api_kind == "legacy" else _one_api_sends(calls)
+    requests = (
+        _legacy_sends(simulator, calls) if api_kind == "legacy" else _one_api_sends(calls, per_post)
+    )
     simulator.control("latency", {"seconds": latency})
     cpu, started = time.process_time(), time.perf_counter()
     asyncio.run(_lanes(simulator.port, requests, width))
@@ -154,10 +168,11 @@ def ceiling(
     return {
         "api": api_kind,
         "width": width,
+        "messages_per_request": per_post,
         "calls": calls,
         "accepted": accepted,
         "per_second": round(calls / wall, 1),
-        "share_of_ideal": round(calls / wall / (width / latency), 3),
+        "share_of_ideal": round(calls / wall / (width * per_post / latency), 3),
         "client_cpu_ms_per_call": round((time.process_time() - cpu) * 1000 / calls, 3),
         "load_average": loadavg(),
     }
@@ -452,10 +467,13 @@ def release_due(
     chunk: int | None,
     ceiling_seconds: float = 4.0,
 ) -> dict[str, Any]:
-    """*n* held One API messages, all due at one instant: lag from due to acceptance."""
+    """*n* held One API messages, all due at one instant: lag from due to acceptance.
+
+    The ceiling is measured right after the run, with as many messages per POST as
+    the run's requests carried (one, until the package batches them).
+    """
     reset(simulator)
     width = concurrency * in_flight
-    measured_ceiling = ceiling(simulator, "one_api", width, latency, ceiling_seconds)
     hold(n)
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     worker = Worker(concurrency, simulator.base_url, _worker_env(in_flight, chunk))
@@ -494,6 +512,8 @@ def release_due(
             loop.stop()
         worker.stop()
     lags = [at - due.timestamp() for at in accepted]
+    per_post = max(1, round(n / max(stats["counts"].get("sendmsg", 0), 1)))
+    measured_ceiling = ceiling(simulator, "one_api", width, latency, ceiling_seconds, per_post)
     queries = int(broker.get(COUNTER_KEY) or 0) + len(driver_queries.captured_queries)
     row = _common(
         kind="release",
@@ -553,7 +573,8 @@ def brief(r: dict[str, Any]) -> str:
     cpu = r["cpu_ms_per_message"]
     return head + (
         f"{r['per_second']}/s of ideal {r['ideal_per_second']}/s = {r['efficiency']:.0%}, "
-        f"ceiling {c['per_second']}/s ({c['share_of_ideal']:.0%} of its ideal) → "
+        f"ceiling {c['per_second']}/s ({c.get('messages_per_request', 1)} msg/request, "
+        f"{c['share_of_ideal']:.0%} of its ideal) → "
         f"{r['share_of_ceiling']:.0%} of ceiling; sent {r['sent']:,} {r['states']}; "
         f"duplicates {r['duplicates']}; {r['send_requests']} send requests "
         f"({r['messages_per_request']} msg/request), auth {r['auth_calls']}, "
