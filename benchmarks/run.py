@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""``make bench``: how fast django-clickatell stops N scheduled messages, and what it costs.
+"""``make bench``: how fast django-clickatell stops, sends and releases messages, and at what cost.
 
 Scenarios (``--only``; see benchmarks/README.md): ``bulk``, the admin action end to end
 through real Celery workers at several concurrency levels at 20 ms, each row next to a
@@ -10,11 +10,13 @@ many requests in flight in one process; ``cold``, cold-start authentication acro
 processes; ``admin`` and ``admin100k``, the admin action's cost up to 100,000 selected;
 ``overhead`` and ``raw``, the client against a bare ``requests.Session``, the ``clickatell``
 0.1.2 package and raw ``http.client``; ``callbacks``, a campaign's status callbacks (legacy,
-and One API JSON with 50 events per POST) against gunicorn (:mod:`benchmarks.callbacks`).
-CPU is counted per process, PostgreSQL from every
-backend of the benchmark's database (:class:`PostgresMeter`).  Everything talks to the
-bundled simulator on 127.0.0.1, running in its own process.  The run ends with every figure
-of issue 15's Targets table next to its target.
+and One API JSON with 50 events per POST) against gunicorn (:mod:`benchmarks.callbacks`);
+``send``, legacy sends "sent now", and ``release``, held One API messages all due at once
+(:mod:`benchmarks.sending`), each next to its ideal and a same-run ceiling.
+CPU is counted per process, PostgreSQL from every backend of the benchmark's database
+(:class:`~benchmarks.harness.PostgresMeter`).  Everything talks to the bundled simulator on
+127.0.0.1, running in its own process.  The run ends with every figure of issue 15's and
+issue 20's Targets tables next to its target.
 
 Writes ``benchmarks/results/latest.json``, ``summary.txt`` and ``throughput.png``.
 """
