@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""``make bench``: how fast django-clickatell stops N scheduled messages, and what it costs.
+"""``make bench``: how fast django-clickatell stops, sends and releases messages, and at what cost.
 
 Scenarios (``--only``; see benchmarks/README.md): ``bulk``, the admin action end to end
 through real Celery workers at several concurrency levels at 20 ms, each row next to a
@@ -10,11 +10,13 @@ many requests in flight in one process; ``cold``, cold-start authentication acro
 processes; ``admin`` and ``admin100k``, the admin action's cost up to 100,000 selected;
 ``overhead`` and ``raw``, the client against a bare ``requests.Session``, the ``clickatell``
 0.1.2 package and raw ``http.client``; ``callbacks``, a campaign's status callbacks (legacy,
-and One API JSON with 50 events per POST) against gunicorn (:mod:`benchmarks.callbacks`).
-CPU is counted per process, PostgreSQL from every
-backend of the benchmark's database (:class:`PostgresMeter`).  Everything talks to the
-bundled simulator on 127.0.0.1, running in its own process.  The run ends with every figure
-of issue 15's Targets table next to its target.
+and One API JSON with 50 events per POST) against gunicorn (:mod:`benchmarks.callbacks`);
+``send``, legacy sends "sent now", and ``release``, held One API messages all due at once
+(:mod:`benchmarks.sending`), each next to its ideal and a same-run ceiling.
+CPU is counted per process, PostgreSQL from every backend of the benchmark's database
+(:class:`~benchmarks.harness.PostgresMeter`).  Everything talks to the bundled simulator on
+127.0.0.1, running in its own process.  The run ends with every figure of issue 15's and
+issue 20's Targets tables next to its target.
 
 Writes ``benchmarks/results/latest.json``, ``summary.txt`` and ``throughput.png``.
 """
@@ -25,13 +27,11 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,261 +58,24 @@ from django.test import Client, override_settings  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from benchmarks import callbacks as callback_scenario  # noqa: E402
+from benchmarks import sending as send_scenario  # noqa: E402
 from benchmarks.celery_app import COUNTER_KEY  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    PostgresMeter,
+    Simulator,
+    Worker,
+    cpu_report,
+    cpu_snapshot,
+    descendants,
+    process_cpu,
+)
+from benchmarks.harness import loadavg as _loadavg  # noqa: E402
 from django_clickatell.gateway.client import ClickatellClient  # noqa: E402
 from django_clickatell.gateway.transport import reset_transports  # noqa: E402
 from django_clickatell.models import CancelState, OutboundMessage  # noqa: E402
 
 SETTLED = [CancelState.CANCELLED, CancelState.TOO_LATE, CancelState.REFUSED, CancelState.GAVE_UP]
 CHANGELIST = "/admin/django_clickatell/outboundmessage/"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Simulator:
-    """The simulator in its own process, driven through its control endpoints."""
-
-    def __init__(self, *, tls: tuple[str, str] | None = None) -> None:
-        self.port = free_port()
-        args = [sys.executable, "-m", "django_clickatell.simulator", "--port", str(self.port)]
-        if tls:
-            args += ["--certfile", tls[0], "--keyfile", tls[1]]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert self.process.stdout is not None
-        self.process.stdout.readline()  # "listening on ..."
-        scheme = "https" if tls else "http"
-        self.root = f"{scheme}://127.0.0.1:{self.port}/"
-        self.base_url = self.root + "http/"
-        self.http = requests.Session()
-        self.http.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-        self.http.verify = tls[0] if tls else True
-
-    def control(self, action: str, payload: dict[str, Any] | None = None) -> Any:
-        response = self.http.post(
-            self.root + "_simulator/" + action, json=payload or {}, timeout=60
-        )
-        response.raise_for_status()
-        return response.json()
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        if self.process.stdout:
-            self.process.stdout.close()
-
-
-class Worker:
-    """Real ``celery worker`` processes (prefork) on the Redis broker."""
-
-    def __init__(
-        self, concurrency: int, base_url: str, extra_env: dict[str, str] | None = None
-    ) -> None:
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        env = {
-            **os.environ,
-            "CLICKATELL_BENCH_BASE_URL": base_url,
-            "PYTHONPATH": str(ROOT),
-            **(extra_env or {}),
-        }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "benchmarks.celery_app",
-                "worker",
-                "--pool=prefork",
-                f"--concurrency={concurrency}",
-                "--prefetch-multiplier=1",
-                "-O",
-                "fair",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel=WARNING",
-                "--hostname=bench@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        app = __import__("benchmarks.celery_app", fromlist=["app"]).app
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if app.control.ping(timeout=0.5):
-                return
-            if self.process.poll() is not None:
-                break
-        raise RuntimeError("worker did not start: " + Path(self.log.name).read_text()[-2000:])
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, 15)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
-        self.log.close()
-        os.unlink(self.log.name)
-
-
-# -- CPU accounting (Linux /proc) -----------------------------------------------------------
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _process_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    children = [int(p) for p in out.stdout.split()]
-    return [pid] + [d for c in children for d in _descendants(c)]
-
-
-def _pids_of(name: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
-    return [int(p) for p in out.stdout.split()]
-
-
-class PostgresMeter:
-    """CPU of every PostgreSQL backend of the benchmark's database, including those that exited.
-
-    With ``CONN_MAX_AGE=0`` each task's backend exits when the task ends, so two
-    snapshots (before, after) miss nearly all of them.  ``pg_stat_statements``
-    would need ``shared_preload_libraries`` (a server restart, on a server other
-    engineers share) and counts statement time, not the backend's start-up and
-    connection work; a persistent connection would change what is measured.  So a
-    thread reads ``/proc`` every *interval* seconds: each ``postgres`` process
-    whose command line names the database is remembered with the last CPU time
-    read; a backend alive at ``start()`` counts from its reading then.  What a
-    backend spends after its last reading (at most *interval* of its life, its
-    exit) is missed; ``backends`` says how many were seen.  The driver's own
-    backend (polling for progress) is left out.  Shared processes (WAL writer,
-    checkpointer) are not attributable to one database and are not counted.
-    """
-
-    def __init__(self, database: str, *, exclude: set[int], interval: float = 0.02) -> None:
-        self.marker = f" {database} "
-        self.exclude = exclude
-        self.interval = interval
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self.others: set[int] = set()
-        self.own_cpu = 0.0  # this thread's CPU: the measurement's cost, not the system's
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _ours(self, pid: int) -> bool:
-        if pid in self.last:
-            return True
-        if pid in self.others or pid in self.exclude:
-            return False
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
-                self.others.add(pid)
-                return False
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return False
-        if not cmdline.startswith("postgres:"):
-            return False  # the postmaster, or a backend not yet past its startup packet
-        if self.marker in cmdline:
-            return True
-        self.others.add(pid)  # another database's backend, or a shared background process
-        return False
-
-    def _sample(self, *, baseline: bool) -> None:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            pid = int(entry)
-            if not self._ours(pid):
-                continue
-            value = _process_cpu(pid)
-            if value <= 0 and pid not in self.last:
-                continue
-            if pid not in self.first:
-                self.first[pid] = value if baseline else 0.0
-            self.last[pid] = max(value, self.last.get(pid, 0.0))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample(baseline=False)
-        self.own_cpu = time.thread_time()
-
-    def start(self) -> None:
-        self._sample(baseline=True)
-        self._thread.start()
-
-    def stop(self) -> dict[str, float]:
-        self._stop.set()
-        self._thread.join()
-        self._sample(baseline=False)
-        return {
-            "seconds": sum(self.last[pid] - self.first[pid] for pid in self.last),
-            "backends": len(self.last),
-            "meter_cpu": self.own_cpu,
-        }
-
-
-def cpu_snapshot(worker: int, simulator: int) -> dict[str, Any]:
-    busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    values = [int(v) for v in busy]
-    return {
-        "machine_busy": (sum(values) - values[3] - values[4]) / TICKS,  # minus idle, iowait
-        "machine_total": sum(values) / TICKS,
-        "workers": sum(_process_cpu(p) for p in _descendants(worker)),
-        "simulator": _process_cpu(simulator),
-        # Per process: another user's redis-server may start or stop during the run.
-        "redis": {p: _process_cpu(p) for p in _pids_of("redis-server")},
-        "driver": time.process_time(),
-    }
-
-
-def cpu_report(
-    before: dict[str, Any], after: dict[str, Any], postgres: dict[str, float], cancels: int
-) -> dict[str, Any]:
-    """CPU per cancel by role; ``ours`` is every process of the system under test.
-
-    ``redis`` is the whole server, other engineers' databases included (an upper
-    bound when shared); ``driver`` is this process (the admin action, polling), less
-    the PostgreSQL meter's own thread.
-    ``machine`` is every process on the machine, other users' too: an upper bound.
-    """
-    delta = {key: after[key] - before[key] for key in before if key != "redis"}
-    delta["redis"] = sum(
-        after["redis"][pid] - before["redis"][pid]
-        for pid in after["redis"]
-        if pid in before["redis"]
-    )
-    delta["postgres"] = postgres["seconds"]
-    delta["driver"] -= postgres["meter_cpu"]
-    roles = ("workers", "simulator", "postgres", "redis", "driver")
-    per_cancel = {role: round(delta[role] * 1000 / cancels, 3) for role in roles}
-    return {
-        "machine_utilisation": round(delta["machine_busy"] / max(delta["machine_total"], 1e-9), 3),
-        "machine_cpu_ms_per_cancel": round(delta["machine_busy"] * 1000 / cancels, 3),
-        "ours_cpu_ms_per_cancel": round(sum(delta[r] for r in roles) * 1000 / cancels, 3),
-        "cpu_ms_per_cancel": per_cancel,
-        "postgres_backends": postgres["backends"],
-    }
 
 
 def prepare_database() -> None:
@@ -438,10 +201,6 @@ def ceiling(simulator: Simulator, width: int, latency: float, calls: int) -> dic
         "client_cpu_ms_per_call": round((time.process_time() - cpu) * 1000 / calls, 3),
         "load_average": _loadavg(),
     }
-
-
-def _loadavg() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 def bulk_cancel(
@@ -1055,12 +814,18 @@ def summary(result: dict[str, Any]) -> str:
         )
     for r in result.get("chunk_sizes", ()):
         lines.append("   " + _brief(r))
-    lines.extend(targets(result))
+    if ISSUE_15_RESULTS & set(result):
+        lines.extend(targets(result))
+    else:
+        lines.extend(["", "Targets (issue 15): none of its scenarios ran (bulk, high, chunk, ...)"])
     if "callbacks" in result:
         lines.extend(["", *callback_scenario.describe(result["callbacks"])])
-        lines.append("Targets (issue 20, callbacks), this run:")
-        for figure, measured, target in callback_scenario.targets(result["callbacks"]):
-            lines.append(f"   {figure}\n      target {target:<20} measured {measured}")
+    if result.get("send") or result.get("release"):
+        lines.extend(["", *send_scenario.describe(result)])
+    lines.extend(["", "Targets (issue 20: 2 cores, 4 worker processes, 200 ms), this run:"])
+    rows = send_scenario.targets(result) + callback_scenario.targets(result.get("callbacks"))
+    for figure, measured, target in rows:
+        lines.append(f"   {figure}\n      target   {target}\n      measured {measured}")
     return "\n".join(lines) + "\n"
 
 
@@ -1223,12 +988,25 @@ def callbacks_against_gunicorn(messages: int, *, with_default: bool = True) -> d
         messages,
         with_default_connections=with_default,
         meter=lambda: PostgresMeter(database, exclude={driver_backend}),
-        cpu_of=lambda pid: sum(_process_cpu(p) for p in _descendants(pid)),
+        cpu_of=lambda pid: sum(process_cpu(p) for p in descendants(pid)),
     )
 
 
 #: The package's CANCEL_CHUNK_SIZE, read once the settings are loaded (see ``main``).
 TASK_CHUNK_DEFAULT = 0
+
+#: The result keys of the scenarios issue 15's Targets table is measured by.
+ISSUE_15_RESULTS = {
+    "bulk_cancel",
+    "high_latency",
+    "chunk_sizes",
+    "admin_action_at_scale",
+    "client_vs_raw",
+    "cold_start",
+    "admin_action",
+    "client_overhead",
+    "mechanism",
+}
 
 #: Scenario names for ``--only`` (the machine is shared: run only what you work on).
 SCENARIOS = (
@@ -1242,6 +1020,8 @@ SCENARIOS = (
     "mechanism",
     "chunk",
     "callbacks",
+    "send",
+    "release",
 )
 
 
@@ -1285,6 +1065,39 @@ def main() -> int:
         type=int,
         default=20_000,
         help="messages whose 003 and 004 callbacks the callbacks scenario pushes",
+    )
+    parser.add_argument(
+        "--send-messages",
+        type=int,
+        default=5000,
+        help="messages the send scenario sends at each latency (--quick: 500)",
+    )
+    parser.add_argument(
+        "--send-latency-ms",
+        default="20,200",
+        help="latencies of the send scenario, comma-separated (default 20,200)",
+    )
+    parser.add_argument(
+        "--release-messages",
+        default="5000,100000",
+        help="held messages due at once, comma-separated runs of the release scenario "
+        "(--quick: 500)",
+    )
+    parser.add_argument(
+        "--release-latency-ms", type=float, default=200.0, help="latency of the release scenario"
+    )
+    parser.add_argument(
+        "--send-in-flight",
+        type=int,
+        default=32,
+        help="MAX_IN_FLIGHT of the send and release workers (4 processes; default 32, the "
+        "bound: issue 20's 500 msg/s at 200 ms needs 4 × 32 ÷ 0.2 s = 640/s of ideal)",
+    )
+    parser.add_argument(
+        "--send-chunk",
+        type=int,
+        default=0,
+        help="TASK_CHUNK_SIZE of the send and release workers (default: the package's)",
     )
     parser.add_argument(
         "--report",
@@ -1349,6 +1162,40 @@ def main() -> int:
         if "chunk" in only:
             cases = ((latency, 100), (latency, 400 if args.quick else 2000), (0.2, 200))
             result["chunk_sizes"] = chunk_sizes(simulator, cases, app_settings.max_in_flight)
+        if "send" in only:
+            sizes = 500 if args.quick else args.send_messages
+            result["send"] = []
+            for ms in (float(value) for value in args.send_latency_ms.split(",")):
+                print(f"send now: {sizes} messages at {ms:.0f} ms, 4 processes ...", flush=True)
+                result["send"].append(
+                    send_scenario.send_now(
+                        simulator,
+                        sizes,
+                        4,
+                        ms / 1000,
+                        in_flight=args.send_in_flight,
+                        chunk=args.send_chunk or None,
+                        ceiling_seconds=1.0 if args.quick else 4.0,
+                    )
+                )
+                print("   ", send_scenario.brief(result["send"][-1]), flush=True)
+        if "release" in only:
+            counts = [500] if args.quick else [int(v) for v in args.release_messages.split(",")]
+            result["release"] = []
+            for n in counts:
+                print(f"release: {n} held messages due at once, 4 processes ...", flush=True)
+                result["release"].append(
+                    send_scenario.release_due(
+                        simulator,
+                        n,
+                        4,
+                        args.release_latency_ms / 1000,
+                        in_flight=args.send_in_flight,
+                        chunk=args.send_chunk or None,
+                        ceiling_seconds=1.0 if args.quick else 4.0,
+                    )
+                )
+                print("   ", send_scenario.brief(result["release"][-1]), flush=True)
         if "cold" in only:
             print("cold start ...", flush=True)
             result["cold_start"] = cold_start(simulator)
