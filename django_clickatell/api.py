@@ -27,6 +27,7 @@ from .models import OutboundMessage, Via
 from .selections import REFRESHABLE
 from .services import (
     balance,
+    campaigns,
     cancel_requests,
     cancelling,
     composing,
@@ -36,6 +37,7 @@ from .services import (
 )
 from .services.account import Account
 from .services.account import check_credentials as _check_credentials
+from .services.cancel_batches import BatchRequest
 from .services.cancel_requests import CancellationRequest
 from .services.pausing import Pause
 from .services.refreshing import RefreshReport
@@ -44,11 +46,13 @@ logger = logging.getLogger("django_clickatell.api")
 
 __all__ = [
     "Account",
+    "BatchRequest",
     "CancellationRequest",
     "ClickatellError",
     "InvalidMessage",
     "Pause",
     "RefreshReport",
+    "cancel_campaign",
     "cancel_sms",
     "check_credentials",
     "get_balance",
@@ -72,6 +76,8 @@ def send_sms(
     concat: int | None = None,
     validity_minutes: int | None = None,
     account: str = "default",
+    tags: Sequence[str] | None = None,
+    metadata: dict[str, Any] | None = None,
     wait: bool = False,
 ) -> list[OutboundMessage]:
     """Record one message per recipient and send them (now or scheduled).
@@ -88,6 +94,15 @@ def send_sms(
     *account* names the Clickatell account to send through (an alias of
     ``CLICKATELL["ACCOUNTS"]``; ``"default"``: the top-level settings); an
     unknown one raises :class:`InvalidMessage`.
+
+    *tags* (django-anymail's name) are the campaign handle: up to 10 strings of
+    1 to 50 printable characters (``["promo-2026-12", "order:1234"]``), indexed,
+    so ``OutboundMessage.objects.tagged("promo-2026-12")`` and
+    :func:`cancel_campaign` find them at any table size.  *metadata* is a small
+    JSON object of str -> str or number (at most 20 keys, 4,000 bytes) kept with
+    each message to link it to an order or a user; it is not searchable (a
+    reference to look messages up by belongs in a tag).  Anything else raises
+    :class:`InvalidMessage` naming the problem.
 
     On a paused account (:func:`pause_account`) the messages are recorded and
     queued as usual -- not refused -- and wait, sending nothing, until the
@@ -109,6 +124,8 @@ def send_sms(
         concat=concat,
         validity_minutes=validity_minutes,
         account=account,
+        tags=tags,
+        metadata=metadata,
     )
     pks = [m.pk for m in messages]
     # Held messages (scheduled beyond the lead time) wait here for the release loop.
@@ -141,6 +158,46 @@ def cancel_sms(
         cancelling.cancel_messages(result.message_pks, via=Via.API, actor=actor)
     else:
         dispatch.enqueue_cancellation(result.message_pks, via=Via.API, actor=actor)
+    return result
+
+
+def cancel_campaign(
+    *,
+    account: str | None = None,
+    tag: str | None = None,
+    wait: bool = False,
+    actor: Any = None,
+) -> BatchRequest:
+    """Stop everything still stoppable on *account*, with *tag*, or with *tag* on *account*.
+
+    One operation whatever the size: the stoppable part of the campaign is
+    stored as a cancellation batch inside the database (no key passes through
+    Python) and its id handed to a worker once the transaction commits -- the
+    same as the admin's "Stop a campaign" button and ``clickatell_cancel
+    --tag/--account``.  What can still be stopped is decided per message by its
+    account's API (:meth:`~.selections.MessageQuerySet.stoppable`).  Messages
+    recorded after this call are not touched: pause the account first
+    (:func:`pause_account`) if the campaign is still being sent.
+
+    Returns the batch (``result.batch``, its progress in the admin), the counts
+    per outcome and reason skipped (``result.preview``), how many were stopped
+    here at once (never handed over: ``result.stopped_here``) and how many a
+    worker asks Clickatell to stop (``result.queued``).  With ``wait=True`` the
+    worker's part runs in this process before returning.  Raises
+    ``InvalidInput`` (a ``ValueError``) for neither filter, or an account that is
+    neither configured nor used.
+    """
+    target = campaigns.campaign(account=account, tag=tag)
+    with transaction.atomic():
+        result = campaigns.request_campaign_stop(target, via=Via.API, actor=actor)
+        if not result.batch.total:  # nothing taken on: keep no empty batch
+            transaction.set_rollback(True)
+    if result.queued:
+        if wait:
+            _warn_inside_a_transaction("cancel_campaign")
+            dispatch.CancelBatchWork(result.batch.pk).run_here(via=Via.API, actor=actor)
+        else:
+            dispatch.enqueue_batch(result.batch.pk, via=Via.API, actor=actor)
     return result
 
 

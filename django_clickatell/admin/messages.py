@@ -26,9 +26,10 @@ from ..conf import account_aliases
 from ..models import GatewayExchange, OutboundMessage
 from ..services.balance import balance_for_display
 from . import explanations, story
+from .campaign_stop import CampaignStop, campaign_form_context
 from .cancel_actions import CancelAction
 from .common import WIDE_PAGE, ReadOnlyMixin, WidePages
-from .filters import AccountFilter, StateFilter, StoppableFilter
+from .filters import AccountFilter, StateFilter, StoppableFilter, TagFilter
 from .refresh_action import RefreshAction
 from .search import RecipientSearch
 from .send_actions import SendActions
@@ -95,6 +96,7 @@ class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore
 class OutboundMessageAdmin(
     RecipientSearch,
     WidePages,
+    CampaignStop,
     CancelAction,
     SendActions,
     RefreshAction,
@@ -111,6 +113,7 @@ class OutboundMessageAdmin(
     list_filter = (
         StoppableFilter,
         StateFilter,
+        TagFilter,
         "status",
         ("scheduled_for", admin.DateFieldListFilter),
         ("batch", admin.RelatedOnlyFieldListFilter),
@@ -237,6 +240,8 @@ class OutboundMessageAdmin(
     ) -> HttpResponse:
         title = capfirst(self.opts.verbose_name_plural)
         context = {**WIDE_PAGE, "title": title, **(extra_context or {})}
+        if request.method == "GET" and self.has_cancel_permission(request):
+            context.update(campaign_form_context(request, account_aliases()))
         if request.method == "GET":  # shown, not needed to act: an action never waits for it
             reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
             context["clickatell_balance"] = reading.credit

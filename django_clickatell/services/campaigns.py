@@ -1,0 +1,157 @@
+"""Stopping a whole campaign in one move: everything still stoppable on an account, or with a tag.
+
+A campaign is named by a filter -- an account, a tag (``send_sms(tags=[...])``),
+or both -- never by a list of ids: the admin's button, ``api.cancel_campaign``
+and ``clickatell_cancel --tag/--account`` all build the same :class:`Campaign`
+and hand its queryset to the batch machinery (:func:`.cancel_batches.request_batch_cancellation`),
+which stores the stoppable part with one ``INSERT ... SELECT`` inside the
+database and publishes the batch id.  No key passes through Python, a form or
+the broker, so the request does the same few statements for ten messages or a
+million; a worker prepares and stops them, each exactly once.
+
+What is taken on is the one per-account rule (:func:`~..selections.stoppable_q`).
+**Messages added to the campaign after the stop** -- a loop still calling
+``send_sms(tags=["promo"])`` -- are not touched: the stop covers the messages
+recorded when it was confirmed (the admin's confirmation page also fixes the
+highest key it counted, ``through``, so the stop does exactly what the page
+said), and later ones go out as usual.  To stop a campaign that is still being
+fed, pause the account first (:mod:`.pausing`), then stop the campaign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, Max, QuerySet
+
+from ..conf import account_aliases
+from ..exceptions import InvalidInput
+from ..models import MessageTag, OutboundMessage
+from ..selections import StopReach, stop_reach
+from .cancel_batches import BatchRequest, request_batch_cancellation
+from .cancel_requests import CancellationPreview, outcome_case
+
+#: Longest account alias a message can carry (``OutboundMessage.account``).
+_MAX_ACCOUNT = 32
+_MAX_TAG = MessageTag._meta.get_field("tag").max_length or 50
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """The messages of an account, of a tag, or of a tag on an account (at least one given).
+
+    ``through``: only messages whose key is at most this (those recorded when the
+    operator was shown the counts); ``None``: every message recorded when the
+    stop is requested.
+    """
+
+    account: str | None = None
+    tag: str | None = None
+    through: int | None = None
+
+    def messages(self) -> QuerySet[OutboundMessage]:
+        """Every message of the campaign (stoppable or not): the tag through its index."""
+        queryset: QuerySet[OutboundMessage] = OutboundMessage.objects.all()
+        if self.tag is not None:
+            queryset = queryset.tagged(self.tag)
+        if self.account is not None:
+            queryset = queryset.filter(account=self.account)
+        if self.through is not None:
+            queryset = queryset.filter(pk__lte=self.through)
+        return queryset
+
+    def describe(self) -> str:
+        """ "tag “promo” on account “default”", for pages, logs and the command."""
+        parts = []
+        if self.tag is not None:
+            parts.append(f"tag “{self.tag}”")
+        if self.account is not None:
+            parts.append(f"account “{self.account}”")
+        return " on ".join(parts)
+
+
+def campaign(
+    *, account: str | None = None, tag: str | None = None, through: int | None = None
+) -> Campaign:
+    """A :class:`Campaign`, checked: raises :class:`~..exceptions.InvalidInput` naming the problem.
+
+    An account must be configured or carry messages (one that was removed from the
+    settings may still have messages that never left, which can be stopped here);
+    a tag must be one ``send_sms`` could have stored.  A tag nobody used is not an
+    error here: the stop then has nothing to do, and says so.
+    """
+    if account is None and tag is None:
+        raise InvalidInput("Name the campaign: an account, a tag, or both.")
+    if account is not None:
+        if not isinstance(account, str) or not 0 < len(account) <= _MAX_ACCOUNT:
+            raise InvalidInput(f"Not an account alias: {str(account)[:40]!r}.")
+        if (
+            account not in account_aliases()
+            and not OutboundMessage.objects.filter(account=account).exists()
+        ):
+            raise InvalidInput(
+                f"No account named {account!r}: it is not in the settings and no message "
+                f"went through it (configured: {', '.join(account_aliases())})."
+            )
+    if tag is not None:
+        if not isinstance(tag, str) or not 0 < len(tag) <= _MAX_TAG or not tag.isprintable():
+            raise InvalidInput(
+                f"Not a tag (1 to {_MAX_TAG} printable characters): {str(tag)[:60]!r}."
+            )
+    if through is not None and (isinstance(through, bool) or not isinstance(through, int)):
+        raise InvalidInput("through must be a message key (an integer).")
+    return Campaign(account=account, tag=tag, through=through)
+
+
+def snapshot(target: Campaign) -> Campaign:
+    """*target* fixed to the messages recorded now (its highest key): what a page counted."""
+    if target.through is not None:
+        return target
+    highest = target.messages().aggregate(k=Max("pk"))["k"]
+    return Campaign(account=target.account, tag=target.tag, through=int(highest or 0))
+
+
+def preview_by_account(
+    target: Campaign, reach: StopReach | None = None
+) -> list[tuple[str, CancellationPreview]]:
+    """What stopping *target* would do, per account: counts per outcome and reason skipped.
+
+    One grouped query (``account``, outcome) whatever the size: the confirmation
+    page's table.  The overall counts are the sum of the rows.
+    """
+    reach = reach or stop_reach()
+    rows = (
+        target.messages()
+        .order_by()
+        .annotate(skip_reason=outcome_case(reach))
+        .values("account", "skip_reason")
+        .annotate(n=Count("pk"))
+        .values_list("account", "skip_reason", "n")
+    )
+    per_account: dict[str, dict[str, int]] = {}
+    for account, outcome, count in rows:
+        per_account.setdefault(account, {})[outcome] = count
+    return [(alias, CancellationPreview(**counts)) for alias, counts in sorted(per_account.items())]
+
+
+def total_preview(previews: list[tuple[str, CancellationPreview]]) -> CancellationPreview:
+    """The per-account counts added up."""
+    totals: dict[str, int] = {}
+    for _alias, preview in previews:
+        for key, value in vars(preview).items():
+            totals[key] = totals.get(key, 0) + value
+    return CancellationPreview(**totals)
+
+
+def request_campaign_stop(target: Campaign, *, via: str, actor: Any = None) -> BatchRequest:
+    """Record the stop of everything still stoppable in *target* as one cancellation batch.
+
+    The same statements whatever the size (see the module docstring).  Call inside
+    ``transaction.atomic()`` and hand the batch on with
+    :func:`~django_clickatell.dispatch.enqueue_batch` when ``result.queued``.
+    Two operators stopping the same campaign at once make two batches; each
+    message is marked by one of them (the worker re-checks the rule when it
+    marks), and stopped once.
+    """
+    return request_batch_cancellation(target.messages(), via=via, actor=actor)
