@@ -158,13 +158,11 @@ def test_cancel_campaign_by_tag_takes_only_what_is_still_stoppable(
     assert (result.preview.final, result.preview.too_late) == (1, 1)
     states = dict(OutboundMessage.objects.values_list("pk", "cancel_state"))
     assert {states[m.pk] for m in at_clickatell + held} == {CancelState.CANCELLED}
-    assert {states[m.pk] for m in delivered + handed_on + elsewhere} == {
-        CancelState.NOT_REQUESTED
-    }
+    assert {states[m.pk] for m in delivered + handed_on + elsewhere} == {CancelState.NOT_REQUESTED}
     assert simulator.executed["delmsg"] == 3
-    assert {
-        m.send_state for m in OutboundMessage.objects.filter(pk__in=[h.pk for h in held])
-    } == {SendState.WITHDRAWN}
+    assert {m.send_state for m in OutboundMessage.objects.filter(pk__in=[h.pk for h in held])} == {
+        SendState.WITHDRAWN
+    }
 
 
 @pytest.mark.django_db
@@ -234,7 +232,7 @@ def test_two_operators_stopping_the_same_campaign_stop_each_message_once(
                 result = campaigns.request_campaign_stop(target, via=Via.ADMIN)
                 batches.append(result.batch.pk)
                 barrier.wait()  # both selections stored, neither committed
-        except BaseException as exc:  # noqa: BLE001 (reported below)
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
@@ -247,15 +245,13 @@ def test_two_operators_stopping_the_same_campaign_stop_each_message_once(
     assert not errors, errors
     assert [selection_size(b) for b in batches] == [30, 30]  # both took the whole campaign
 
-    workers = [
-        threading.Thread(
-            target=lambda b=b: (
-                dispatch.CancelBatchWork(b).run_here(via=Via.ADMIN, actor=None),
-                connection.close(),
-            )
-        )
-        for b in batches
-    ]
+    def prepare_and_stop(batch: int) -> None:
+        try:
+            dispatch.CancelBatchWork(batch).run_here(via=Via.ADMIN, actor=None)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=prepare_and_stop, args=(b,)) for b in batches]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -305,7 +301,9 @@ def test_command_stops_a_campaign_by_tag_and_account(simulator: ClickatellSimula
     promo = tagged(scheduled_messages(simulator, 3), "promo")
     other = tagged(scheduled_messages(simulator, 1), "other")
     out = StringIO()
-    call_command("clickatell_cancel", "--tag", "promo", "--account", "default", "--sync", stdout=out)
+    call_command(
+        "clickatell_cancel", "--tag", "promo", "--account", "default", "--sync", stdout=out
+    )
     text = out.getvalue()
     assert "Campaign tag “promo” on account “default”: 3 messages, 3 to stop" in text
     assert "Cancelled 3" in text
@@ -319,7 +317,7 @@ def test_command_stops_a_campaign_by_tag_and_account(simulator: ClickatellSimula
 
 @pytest.mark.django_db
 def test_command_refuses_a_mixed_selection_and_an_unknown_account() -> None:
-    with pytest.raises(CommandError, match="drop: --pks, --stoppable"):
+    with pytest.raises(CommandError, match="drop: message keys, --stoppable"):
         call_command("clickatell_cancel", "1", "--tag", "promo", "--stoppable")
     with pytest.raises(CommandError, match="No account named 'typo'"):
         call_command("clickatell_cancel", "--account", "typo")

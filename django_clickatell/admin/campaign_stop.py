@@ -58,7 +58,7 @@ class CampaignStop(_Base):
                 name=URL_NAME,
             )
         ]
-        return own + super().get_urls()  # type: ignore[misc]
+        return own + super().get_urls()
 
     def stop_campaign_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_cancel_permission(request):
@@ -127,8 +127,10 @@ class CampaignStop(_Base):
         if not result.batch.total:
             self.message_user(
                 request,
-                _("Nothing to stop in the campaign %(what)s: no message of it can still be "
-                  "stopped.")
+                _(
+                    "Nothing to stop in the campaign %(what)s: no message of it can still be "
+                    "stopped."
+                )
                 % {"what": target.describe()},
                 messages.INFO,
             )

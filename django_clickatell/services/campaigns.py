@@ -54,7 +54,7 @@ class Campaign:
         """Every message of the campaign (stoppable or not): the tag through its index."""
         queryset: QuerySet[OutboundMessage] = OutboundMessage.objects.all()
         if self.tag is not None:
-            queryset = queryset.tagged(self.tag)
+            queryset = OutboundMessage.objects.tagged(self.tag)
         if self.account is not None:
             queryset = queryset.filter(account=self.account)
         if self.through is not None:
@@ -94,11 +94,10 @@ def campaign(
                 f"No account named {account!r}: it is not in the settings and no message "
                 f"went through it (configured: {', '.join(account_aliases())})."
             )
-    if tag is not None:
-        if not isinstance(tag, str) or not 0 < len(tag) <= _MAX_TAG or not tag.isprintable():
-            raise InvalidInput(
-                f"Not a tag (1 to {_MAX_TAG} printable characters): {str(tag)[:60]!r}."
-            )
+    if tag is not None and (
+        not isinstance(tag, str) or not 0 < len(tag) <= _MAX_TAG or not tag.isprintable()
+    ):
+        raise InvalidInput(f"Not a tag (1 to {_MAX_TAG} printable characters): {str(tag)[:60]!r}.")
     if through is not None and (isinstance(through, bool) or not isinstance(through, int)):
         raise InvalidInput("through must be a message key (an integer).")
     return Campaign(account=account, tag=tag, through=through)

@@ -227,9 +227,7 @@ def check_tags(tags: object) -> list[str]:
                 else "A tag must not be empty."
             )
         if not tag.isprintable() or tag != tag.strip():
-            raise InvalidMessage(
-                f"A tag must be printable, without space at either end: {tag!r}."
-            )
+            raise InvalidMessage(f"A tag must be printable, without space at either end: {tag!r}.")
         if tag not in kept:
             kept.append(tag)
     return kept

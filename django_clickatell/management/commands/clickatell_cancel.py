@@ -152,9 +152,7 @@ class Command(BaseCommand):
     def _campaign(self, options: dict[str, Any]) -> None:
         """--tag/--account: the campaign's stoppable messages as one batch, handed on by id."""
         others = [
-            name
-            for name in ("pks", "apimsgid", "climsgid", "status", "batch")
-            if options.get(name)
+            name for name in ("pks", "apimsgid", "climsgid", "status", "batch") if options.get(name)
         ]
         others += [
             name
@@ -164,7 +162,12 @@ class Command(BaseCommand):
         if others:
             raise CommandError(
                 "--tag/--account stop a whole campaign (everything still stoppable) and take "
-                f"no other selection; drop: {', '.join('--' + n.replace('_', '-') for n in others)}."
+                "no other selection; drop: "
+                + ", ".join(
+                    "message keys" if name == "pks" else "--" + name.replace("_", "-")
+                    for name in others
+                )
+                + "."
             )
         try:
             target = campaigns.campaign(account=options.get("account"), tag=options.get("tag"))
@@ -195,9 +198,7 @@ class Command(BaseCommand):
         if options["sync"]:
             self.stdout.write(f"Cancelling batch {batch} ({result.queued} messages) now.")
             CancelBatchWork(batch).run_here(via=Via.COMMAND, actor=None)
-            pks = list(
-                OutboundMessage.objects.filter(batch_id=batch).values_list("pk", flat=True)
-            )
+            pks = list(OutboundMessage.objects.filter(batch_id=batch).values_list("pk", flat=True))
             self._summary_of_batch(batch, pks)
             return
         if not enqueue_batch(batch, via=Via.COMMAND):
