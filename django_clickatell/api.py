@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 
 from . import dispatch
 from .exceptions import ClickatellError, InvalidMessage
-from .models import OutboundMessage, Via
+from .models import CancellationBatch, OutboundMessage, Via
 from .selections import REFRESHABLE
 from .services import (
     balance,
@@ -37,7 +37,6 @@ from .services import (
 )
 from .services.account import Account
 from .services.account import check_credentials as _check_credentials
-from .services.cancel_batches import BatchRequest
 from .services.cancel_requests import CancellationRequest
 from .services.pausing import Pause
 from .services.refreshing import RefreshReport
@@ -46,7 +45,6 @@ logger = logging.getLogger("django_clickatell.api")
 
 __all__ = [
     "Account",
-    "BatchRequest",
     "CancellationRequest",
     "ClickatellError",
     "InvalidMessage",
@@ -167,38 +165,38 @@ def cancel_campaign(
     tag: str | None = None,
     wait: bool = False,
     actor: Any = None,
-) -> BatchRequest:
+) -> CancellationBatch:
     """Stop everything still stoppable on *account*, with *tag*, or with *tag* on *account*.
 
-    One operation whatever the size: the stoppable part of the campaign is
-    stored as a cancellation batch inside the database (no key passes through
-    Python) and its id handed to a worker once the transaction commits -- the
-    same as the admin's "Stop a campaign" button and ``clickatell_cancel
+    One operation whatever the size: the request stores the campaign's filter
+    as a cancellation batch (one row: no message key passes through Python or
+    the broker) and hands its id to a worker once the transaction commits; the
+    worker records the stoppable messages inside the database, stops at once
+    those never handed over, and asks Clickatell to stop the rest, each once --
+    the same as the admin's "Stop a campaign" button and ``clickatell_cancel
     --tag/--account``.  What can still be stopped is decided per message by its
     account's API (:meth:`~.selections.MessageQuerySet.stoppable`).  Messages
     recorded after this call are not touched: pause the account first
     (:func:`pause_account`) if the campaign is still being sent.
 
-    Returns the batch (``result.batch``, its progress in the admin), the counts
-    per outcome and reason skipped (``result.preview``), how many were stopped
-    here at once (never handed over: ``result.stopped_here``) and how many a
-    worker asks Clickatell to stop (``result.queued``).  With ``wait=True`` the
-    worker's part runs in this process before returning.  Raises
-    ``InvalidInput`` (a ``ValueError``) for neither filter, or an account that is
-    neither configured nor used.
+    Returns the batch: ``batch.total`` (taken on) and ``batch.skipped`` once a
+    worker has recorded it (``batch.selection_pending`` until then), its messages
+    as ``batch.messages``, its progress on its admin page.  With ``wait=True``
+    the worker's part runs in this process before returning.  To see first what
+    a stop would do, per account: ``services.campaigns.preview_by_account``.
+    Raises ``InvalidInput`` (a ``ValueError``) for neither filter, or an account
+    that is neither configured nor used.
     """
     target = campaigns.campaign(account=account, tag=tag)
     with transaction.atomic():
-        result = campaigns.request_campaign_stop(target, via=Via.API, actor=actor)
-        if not result.batch.total:  # nothing taken on: keep no empty batch
-            transaction.set_rollback(True)
-    if result.queued:
-        if wait:
-            _warn_inside_a_transaction("cancel_campaign")
-            dispatch.CancelBatchWork(result.batch.pk).run_here(via=Via.API, actor=actor)
-        else:
-            dispatch.enqueue_batch(result.batch.pk, via=Via.API, actor=actor)
-    return result
+        batch = campaigns.request_campaign_stop(target, via=Via.API, actor=actor)
+    if wait:
+        _warn_inside_a_transaction("cancel_campaign")
+        dispatch.CancelBatchWork(batch.pk).run_here(via=Via.API, actor=actor)
+        batch.refresh_from_db()
+    else:
+        dispatch.enqueue_batch(batch.pk, via=Via.API, actor=actor)
+    return batch
 
 
 def refresh_sms(

@@ -395,6 +395,22 @@ class CancellationBatch(models.Model):
     prepared_through = models.BigIntegerField(default=0, editable=False)
     prepare_touched_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # A campaign stop (services/campaigns.py) stores its filter, never keys: the request
+    # writes this row alone, and the worker records the selection from the filter
+    # (``selection_pending`` then turns False) before preparing as for any batch.
+    campaign_account = models.CharField(
+        _("campaign: account"), max_length=32, blank=True, editable=False
+    )
+    campaign_tag = models.CharField(_("campaign: tag"), max_length=50, blank=True, editable=False)
+    campaign_through = models.BigIntegerField(
+        _("campaign: up to message"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("The highest message key the stop covers: those recorded when it was asked."),
+    )
+    selection_pending = models.BooleanField(default=False, editable=False)
+
     class Meta:
         verbose_name = _("cancellation batch")
         verbose_name_plural = _("cancellation batches")

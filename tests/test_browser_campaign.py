@@ -75,7 +75,9 @@ def test_operator_stops_a_campaign_by_its_tag(
     check_and_shoot(page, "admin-campaign-stop-confirmation")
     page.click("#confirm-cancel")
 
-    expect(page.locator(".messagelist")).to_contain_text("queued for Clickatell")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Campaign tag “promo-dec”: 3 messages taken on (stopped, or being stopped), 1 skipped."
+    )
     expect(page.locator(".messagelist")).to_contain_text("recorded after the confirmation page")
     states = dict(OutboundMessage.objects.values_list("pk", "cancel_state"))
     assert {states[m.pk] for m in at_clickatell + held} == {CancelState.CANCELLED}

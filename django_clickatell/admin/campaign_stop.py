@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from ..dispatch import enqueue_batch
@@ -120,28 +121,39 @@ class CampaignStop(_Base):
         )
 
     def _stop_campaign(self, request: HttpRequest, target: campaigns.Campaign) -> None:
+        """One batch row holding the filter, its id handed on: the same cost at any size."""
         with transaction.atomic():
-            result = campaigns.request_campaign_stop(target, via=Via.ADMIN, actor=request.user)
-            if not result.batch.total:  # nothing taken on: keep no empty batch
-                transaction.set_rollback(True)
-        if not result.batch.total:
-            self.message_user(
-                request,
-                _(
-                    "Nothing to stop in the campaign %(what)s: no message of it can still be "
-                    "stopped."
-                )
-                % {"what": target.describe()},
-                messages.INFO,
-            )
-            return
-        published = (
-            enqueue_batch(result.batch.pk, via=Via.ADMIN, actor=request.user)
-            if result.queued
-            else True
+            batch = campaigns.request_campaign_stop(target, via=Via.ADMIN, actor=request.user)
+        published = enqueue_batch(batch.pk, via=Via.ADMIN, actor=request.user)
+        self.log_addition(
+            request,
+            batch,  # type: ignore[arg-type]
+            [{"added": {"name": "campaign stop", "object": target.describe()}}],
         )
-        self._log_batch(request, result)
-        self._report_cancellation(request, result, published)
+        batch.refresh_from_db()
+        url = reverse("admin:django_clickatell_cancellationbatch_change", args=[batch.pk])
+        if batch.prepared_at is not None:  # carried out here (no Celery): the counts are known
+            done = _(
+                "Campaign %(what)s: %(total)d messages taken on (stopped, or being stopped), "
+                "%(skipped)d skipped."
+            ) % {"what": target.describe(), "total": batch.total, "skipped": batch.skipped}
+        elif published:
+            done = _(
+                "The stop of the campaign %(what)s is recorded: a worker takes on every message "
+                "of it still stoppable among those the page counted, stops at once those never "
+                "handed over and asks Clickatell for the rest."
+            ) % {"what": target.describe()}
+        else:
+            done = _(
+                "The stop of the campaign %(what)s is recorded, but the task queue could not be "
+                "reached: it waits and is carried out once the queue is back (the requeue task "
+                "picks it up)."
+            ) % {"what": target.describe()}
+        self.message_user(
+            request,
+            format_html('{} <a href="{}">{}</a>', done, url, _("Follow its progress.")),
+            messages.SUCCESS if published else messages.WARNING,
+        )
         self.message_user(
             request,
             _(

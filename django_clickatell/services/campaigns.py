@@ -1,13 +1,17 @@
 """Stopping a whole campaign in one move: everything still stoppable on an account, or with a tag.
 
 A campaign is named by a filter -- an account, a tag (``send_sms(tags=[...])``),
-or both -- never by a list of ids: the admin's button, ``api.cancel_campaign``
-and ``clickatell_cancel --tag/--account`` all build the same :class:`Campaign`
-and hand its queryset to the batch machinery (:func:`.cancel_batches.request_batch_cancellation`),
-which stores the stoppable part with one ``INSERT ... SELECT`` inside the
-database and publishes the batch id.  No key passes through Python, a form or
-the broker, so the request does the same few statements for ten messages or a
-million; a worker prepares and stops them, each exactly once.
+or both -- never by a list of ids.  The admin's button, ``api.cancel_campaign``
+and ``clickatell_cancel --tag/--account`` all build the same :class:`Campaign`;
+the request stores it as a cancellation batch row (the filter and the highest
+message key it covers) and publishes the batch id -- one ``SELECT max(id)`` on
+the tag's index and one ``INSERT``, the same for ten messages or a million.
+The worker records the selection from the filter inside the database
+(:func:`.cancel_batches.record_campaign`: the ``INSERT ... SELECT`` of the
+batch machinery), stops at once what never left Django, and stops the rest
+at Clickatell, each exactly once.  Until it has run (at once without Celery,
+within moments with a worker), a message never sent may still be handed over:
+it is then stopped at Clickatell instead.
 
 What is taken on is the one per-account rule (:func:`~..selections.stoppable_q`).
 **Messages added to the campaign after the stop** -- a loop still calling
@@ -24,12 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Max, QuerySet
+from django.utils import timezone
 
 from ..conf import account_aliases
 from ..exceptions import InvalidInput
-from ..models import MessageTag, OutboundMessage
+from ..models import CancellationBatch, MessageTag, OutboundMessage
 from ..selections import StopReach, stop_reach
-from .cancel_batches import BatchRequest, request_batch_cancellation
 from .cancel_requests import CancellationPreview, outcome_case
 
 #: Longest account alias a message can carry (``OutboundMessage.account``).
@@ -107,7 +111,12 @@ def snapshot(target: Campaign) -> Campaign:
     """*target* fixed to the messages recorded now (its highest key): what a page counted."""
     if target.through is not None:
         return target
-    highest = target.messages().aggregate(k=Max("pk"))["k"]
+    # An upper bound read from an index's end (O(log n)): the tag's highest message key, or
+    # the table's; the account filter still applies to what lies below it.
+    if target.tag is not None:
+        highest = MessageTag.objects.filter(tag=target.tag).aggregate(k=Max("message_id"))["k"]
+    else:
+        highest = OutboundMessage.objects.aggregate(k=Max("pk"))["k"]
     return Campaign(account=target.account, tag=target.tag, through=int(highest or 0))
 
 
@@ -143,14 +152,24 @@ def total_preview(previews: list[tuple[str, CancellationPreview]]) -> Cancellati
     return CancellationPreview(**totals)
 
 
-def request_campaign_stop(target: Campaign, *, via: str, actor: Any = None) -> BatchRequest:
-    """Record the stop of everything still stoppable in *target* as one cancellation batch.
+def request_campaign_stop(target: Campaign, *, via: str, actor: Any = None) -> CancellationBatch:
+    """Record the stop of everything still stoppable in *target*: one batch row, no keys.
 
-    The same statements whatever the size (see the module docstring).  Call inside
+    *target* is fixed to the messages recorded now unless it already says
+    ``through`` (the confirmation page's count).  Call inside
     ``transaction.atomic()`` and hand the batch on with
-    :func:`~django_clickatell.dispatch.enqueue_batch` when ``result.queued``.
-    Two operators stopping the same campaign at once make two batches; each
-    message is marked by one of them (the worker re-checks the rule when it
-    marks), and stopped once.
+    :func:`~django_clickatell.dispatch.enqueue_batch`; the worker records and
+    stops its messages (:func:`.cancel_batches.record_campaign`).  Two operators
+    stopping the same campaign at once make two batches; each message is taken
+    by one of them (the worker re-checks the rule when it marks), and stopped once.
     """
-    return request_batch_cancellation(target.messages(), via=via, actor=actor)
+    fixed = snapshot(target)
+    return CancellationBatch.objects.create(
+        requested_by_id=getattr(actor, "pk", None),
+        via=via,
+        prepare_touched_at=timezone.now(),
+        campaign_account=fixed.account or "",
+        campaign_tag=fixed.tag or "",
+        campaign_through=fixed.through,
+        selection_pending=True,
+    )

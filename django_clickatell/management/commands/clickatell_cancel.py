@@ -173,48 +173,47 @@ class Command(BaseCommand):
             target = campaigns.campaign(account=options.get("account"), tag=options.get("tag"))
         except InvalidInput as exc:
             raise CommandError(str(exc)) from exc
-        with transaction.atomic():
-            result = campaigns.request_campaign_stop(target, via=Via.COMMAND)
-            if not result.batch.total:
-                transaction.set_rollback(True)
-        preview = result.preview
+        target = campaigns.snapshot(target)
+        per_account = campaigns.preview_by_account(target)
+        for alias, counts in per_account:
+            self.stdout.write(
+                f"Account {alias}: {counts.total} messages, {counts.cancellable} to stop "
+                f"({counts.stop_here} stopped here, {counts.queued} to ask Clickatell), "
+                f"{counts.skipped} skipped"
+                + (f" ({counts.describe_skipped()})." if counts.skipped else ".")
+            )
+        preview = campaigns.total_preview(per_account)
         self.stdout.write(
-            f"Campaign {target.describe()}: {preview.skipped + result.batch.total} messages, "
-            f"{result.batch.total} to stop ({result.stopped_here} stopped here, "
-            f"{result.queued} to ask Clickatell), {preview.skipped} skipped"
-            + (f" ({preview.describe_skipped()})." if preview.skipped else ".")
+            f"Campaign {target.describe()}: {preview.total} messages, "
+            f"{preview.cancellable} to stop, {preview.skipped} skipped."
         )
-        if not result.batch.total:
+        if not preview.cancellable:
             self.stdout.write("Nothing to stop: no batch created.")
             return
+        with transaction.atomic():
+            batch = campaigns.request_campaign_stop(target, via=Via.COMMAND).pk
         self.stdout.write(
             "Messages recorded from now on are not touched: pause the account "
             "(clickatell_pause) if the campaign is still being sent."
         )
-        batch = result.batch.pk
-        if not result.queued:
-            self.stdout.write(self.style.SUCCESS(f"Batch {batch}: done."))
-            return
         if options["sync"]:
-            self.stdout.write(f"Cancelling batch {batch} ({result.queued} messages) now.")
+            self.stdout.write(f"Stopping batch {batch} now.")
             CancelBatchWork(batch).run_here(via=Via.COMMAND, actor=None)
-            pks = list(OutboundMessage.objects.filter(batch_id=batch).values_list("pk", flat=True))
-            self._summary_of_batch(batch, pks)
+            self._summary_of_batch(batch)
             return
         if not enqueue_batch(batch, via=Via.COMMAND):
             raise CommandError(
-                f"The task queue could not be reached; batch {batch} waits ({result.queued} "
-                f"messages). The requeue_stalled_work task (or clickatell_requeue) hands it on "
-                f"once the queue is back; to carry it out now, run: python manage.py "
-                f"clickatell_cancel --resume --sync --batch {batch}",
+                f"The task queue could not be reached; batch {batch} waits, recorded. The "
+                f"requeue_stalled_work task (or clickatell_requeue) hands it on once the queue "
+                f"is back.",
                 returncode=EXIT_LEFT_WAITING,
             )
         self.stdout.write(self.style.SUCCESS(f"Queued batch {batch} for a worker."))
 
-    def _summary_of_batch(self, batch: int, pks: list[int]) -> None:
+    def _summary_of_batch(self, batch: int) -> None:
         """After --sync: the batch's messages by cancellation state; exit codes as for ids."""
         states = dict(
-            OutboundMessage.objects.filter(pk__in=pks)
+            OutboundMessage.objects.filter(batch_id=batch)
             .order_by()
             .values("cancel_state")
             .annotate(n=Count("pk"))
