@@ -122,6 +122,13 @@ def test_tagged_filter_in_the_api_and_the_admin(admin_client: Client) -> None:
     assert "?tag=other" in page.content.decode()
     found = admin_client.get(CHANGELIST, {"q": "tag:promo"})
     assert {m.pk for m in found.context["cl"].result_list} == expected
+    # The message page shows its tags (each a link to its campaign) and its metadata.
+    OutboundMessage.objects.filter(pk=both[0].pk).update(metadata={"order": "A-1"})
+    shown = admin_client.get(
+        reverse("admin:django_clickatell_outboundmessage_change", args=[both[0].pk])
+    ).content.decode()
+    assert f'<a href="{CHANGELIST}?tag=other">other</a>, <a href="{CHANGELIST}?tag=promo">' in shown
+    assert "A-1" in shown
 
 
 @pytest.mark.django_db

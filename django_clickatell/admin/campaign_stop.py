@@ -27,7 +27,6 @@ from ..exceptions import InvalidInput
 from ..models import Via
 from ..selections import stop_reach
 from ..services import campaigns
-from ..services.cancel_requests import preview_rows
 from . import story
 from .cancel_actions import (
     CancelAction,
@@ -92,7 +91,7 @@ class CampaignStop(_Base):
         reach = stop_reach()
         per_account = campaigns.preview_by_account(target, reach)
         preview = campaigns.total_preview(per_account)
-        rows = preview_rows(target.messages(), limit=PREVIEW_ROWS)
+        rows = campaigns.sample_rows(target, limit=PREVIEW_ROWS, reach=reach)
         return self.confirmation_page(
             request,
             "cancel_delivery_confirmation.html",

@@ -10,6 +10,7 @@ what an operator scans.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from django.contrib import admin
 from django.contrib.auth import get_permission_codename
@@ -17,8 +18,9 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import date as format_date
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -33,6 +35,11 @@ from .filters import AccountFilter, StateFilter, StoppableFilter, TagFilter
 from .refresh_action import RefreshAction
 from .search import RecipientSearch
 from .send_actions import SendActions
+
+
+def _changelist_url() -> str:
+    return reverse("admin:django_clickatell_outboundmessage_changelist")
+
 
 #: Characters of the text shown in the list; the whole text is on hover and on the page.
 TEXT_PREVIEW = 36
@@ -141,6 +148,8 @@ class OutboundMessageAdmin(
                 "scheduled_for",
                 "release_at",
                 "send_options",
+                "tag_list",
+                "metadata",
             ),
         ),
         (
@@ -201,6 +210,16 @@ class OutboundMessageAdmin(
             return "–"
         short = _preview(obj.text)
         return format_html('<span class="ct-text" title="{}">{}</span>', obj.text, short)
+
+    @admin.display(description=_("tags"))
+    def tag_list(self, obj: OutboundMessage) -> str:
+        """The message's tags, each a link to the list filtered to it (its campaign)."""
+        tags = sorted(obj.tags.values_list("tag", flat=True))
+        if not tags:
+            return "–"
+        return format_html_join(
+            ", ", '<a href="{}?tag={}">{}</a>', ((_changelist_url(), quote(t), t) for t in tags)
+        )
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: OutboundMessage) -> str:

@@ -34,7 +34,7 @@ from ..conf import account_aliases
 from ..exceptions import InvalidInput
 from ..models import CancellationBatch, MessageTag, OutboundMessage
 from ..selections import StopReach, stop_reach
-from .cancel_requests import CancellationPreview, outcome_case
+from .cancel_requests import CancellationPreview, PreviewRows, outcome_case
 
 #: Longest account alias a message can carry (``OutboundMessage.account``).
 _MAX_ACCOUNT = 32
@@ -141,6 +141,37 @@ def preview_by_account(
     for account, outcome, count in rows:
         per_account.setdefault(account, {})[outcome] = count
     return [(alias, CancellationPreview(**counts)) for alias, counts in sorted(per_account.items())]
+
+
+#: Tag rows read, at most, to find a tagged campaign's sample rows (a bounded cost).
+SAMPLE_SCAN = 5000
+
+
+def sample_rows(target: Campaign, *, limit: int, reach: StopReach | None = None) -> PreviewRows:
+    """Up to *limit* messages of the campaign on each side (taken on, skipped), in key order.
+
+    For a tag, the first ``SAMPLE_SCAN`` keys are read from the tag's index and only
+    those messages are looked at: a bounded cost whatever the campaign's size (the
+    selection pages' query, sorting the whole campaign by due time, took 1.8 s at
+    100,000 messages).  A side may then show fewer rows than it has; the counts
+    above the rows always cover the whole campaign.  Each row carries
+    ``skip_reason`` (its outcome, or why it is skipped).
+    """
+    reach = reach or stop_reach()
+    messages = target.messages()
+    if target.tag is not None:
+        keys = MessageTag.objects.filter(tag=target.tag).order_by("message_id")
+        if target.through is not None:
+            keys = keys.filter(message_id__lte=target.through)
+        window = list(keys.values_list("message_id", flat=True)[:SAMPLE_SCAN])
+        messages = OutboundMessage.objects.filter(pk__in=window)
+        if target.account is not None:
+            messages = messages.filter(account=target.account)
+    annotated = messages.annotate(skip_reason=outcome_case(reach)).order_by("pk")
+    return PreviewRows(
+        to_stop=list(annotated.filter(reach.stoppable)[:limit]),
+        skipped=list(annotated.exclude(reach.stoppable)[:limit]),
+    )
 
 
 def total_preview(previews: list[tuple[str, CancellationPreview]]) -> CancellationPreview:
