@@ -216,6 +216,7 @@ def test_messages_added_to_the_campaign_after_the_stop_are_not_touched(
     assert batch.campaign_through == max(m.pk for m in first)
     later = tagged(scheduled_messages(simulator, 2), "promo")  # the loop still sending
     dispatch.CancelBatchWork(batch.pk).run_here(via=Via.API, actor=None)
+    assert cancel_batches.record_campaign(batch.pk) is None  # a duplicate records nothing
     states = dict(OutboundMessage.objects.values_list("pk", "cancel_state"))
     assert {states[m.pk] for m in first} == {CancelState.CANCELLED}
     assert {states[m.pk] for m in later} == {CancelState.NOT_REQUESTED}
@@ -428,3 +429,35 @@ def test_the_stop_request_is_the_same_queries_and_time_at_10_and_10000(
     assert small[0] == large[0], (small, large)
     # No statement reads the campaign's messages: it records a filter, not a selection.
     assert large[1] < 0.5, f"the request took {large[1]:.2f} s at 10,000"
+
+
+@pytest.mark.django_db
+def test_a_campaign_stop_whose_task_was_lost_is_recovered_and_shown(
+    admin_client: Client,
+    simulator: ClickatellSimulator,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+) -> None:
+    """The request stored only the filter; the requeue finds the batch overdue and a worker
+    records and stops it.  Its page says what it covers while it waits."""
+    promo = tagged(scheduled_messages(simulator, 2), "promo")
+    with django_capture_on_commit_callbacks(execute=False):  # the broker lost the task
+        batch = api.cancel_campaign(tag="promo")
+    page = admin_client.get(
+        reverse("admin:django_clickatell_cancellationbatch_change", args=[batch.pk])
+    ).content.decode()
+    assert "Everything still stoppable of tag “promo”, messages up to #" in page
+    assert "Recording the campaign&#x27;s messages…" in page
+    CancellationBatch.objects.filter(pk=batch.pk).update(
+        prepare_touched_at=timezone.now() - timedelta(days=1)
+    )
+    settings.CLICKATELL = {**settings.CLICKATELL, "USE_CELERY": False}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.requeue_stalled(via=Via.TASK)["batches"] == 1
+    assert set(
+        OutboundMessage.objects.filter(pk__in=[m.pk for m in promo]).values_list(
+            "cancel_state", flat=True
+        )
+    ) == {CancelState.CANCELLED}
+    batch.refresh_from_db()
+    assert (batch.selection_pending, batch.total) == (False, 2)
