@@ -35,6 +35,7 @@ from django_clickatell.models import (
 from django_clickatell.services import campaigns, cancel_batches, composing
 from django_clickatell.services.cancel_batches import selection_size
 from django_clickatell.simulator import ClickatellSimulator
+from tests.conftest import WorkerProcess, wait_until
 from tests.factories import scheduled_messages
 
 CHANGELIST = reverse("admin:django_clickatell_outboundmessage_changelist")
@@ -461,3 +462,37 @@ def test_a_campaign_stop_whose_task_was_lost_is_recovered_and_shown(
     ) == {CancelState.CANCELLED}
     batch.refresh_from_db()
     assert (batch.selection_pending, batch.total) == (False, 2)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_two_operators_stop_a_campaign_through_real_workers_once_each(
+    simulator: ClickatellSimulator, celery_worker_process: WorkerProcess
+) -> None:
+    """Two stops of a 400-message campaign published at once to a Celery worker (two
+    processes, each task delivered to whichever is free): one ``delmsg`` per message."""
+    messages = tagged(scheduled_messages(simulator, 400), "promo")
+    tagged(scheduled_messages(simulator, 5), "other")
+    start = threading.Barrier(2, timeout=30)
+
+    def operator() -> None:
+        try:
+            start.wait()
+            api.cancel_campaign(tag="promo")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=operator) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    stopped = OutboundMessage.objects.filter(
+        pk__in=[m.pk for m in messages], cancel_state=CancelState.CANCELLED
+    )
+    assert wait_until(lambda: stopped.count() == 400, timeout=240), stopped.count()
+    assert simulator.executed["delmsg"] == 400
+    assert OutboundMessage.objects.tagged("other").filter(cancel_state="").count() == 5
+    batches = CancellationBatch.objects.all()
+    assert wait_until(lambda: all(b.prepared_at for b in batches.all()), timeout=60)
+    assert sum(batches.values_list("total", flat=True)) == 400  # each taken by one batch
