@@ -91,7 +91,9 @@ class CampaignStop(_Base):
         reach = stop_reach()
         per_account = campaigns.preview_by_account(target, reach)
         preview = campaigns.total_preview(per_account)
-        rows = campaigns.sample_rows(target, limit=PREVIEW_ROWS, reach=reach)
+        rows = campaigns.sample_rows(
+            target, limit=PREVIEW_ROWS, reach=reach, operator_state=story.state_case()
+        )
         return self.confirmation_page(
             request,
             "cancel_delivery_confirmation.html",

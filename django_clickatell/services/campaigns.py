@@ -147,7 +147,9 @@ def preview_by_account(
 SAMPLE_SCAN = 5000
 
 
-def sample_rows(target: Campaign, *, limit: int, reach: StopReach | None = None) -> PreviewRows:
+def sample_rows(
+    target: Campaign, *, limit: int, reach: StopReach | None = None, **annotations: Any
+) -> PreviewRows:
     """Up to *limit* messages of the campaign on each side (taken on, skipped), in key order.
 
     For a tag, the first ``SAMPLE_SCAN`` keys are read from the tag's index and only
@@ -155,7 +157,8 @@ def sample_rows(target: Campaign, *, limit: int, reach: StopReach | None = None)
     selection pages' query, sorting the whole campaign by due time, took 1.8 s at
     100,000 messages).  A side may then show fewer rows than it has; the counts
     above the rows always cover the whole campaign.  Each row carries
-    ``skip_reason`` (its outcome, or why it is skipped).
+    ``skip_reason`` (its outcome, or why it is skipped), and *annotations* (the
+    admin's ``operator_state``: read with the rows, not one query per row).
     """
     reach = reach or stop_reach()
     messages = target.messages()
@@ -167,7 +170,7 @@ def sample_rows(target: Campaign, *, limit: int, reach: StopReach | None = None)
         messages = OutboundMessage.objects.filter(pk__in=window)
         if target.account is not None:
             messages = messages.filter(account=target.account)
-    annotated = messages.annotate(skip_reason=outcome_case(reach)).order_by("pk")
+    annotated = messages.annotate(skip_reason=outcome_case(reach), **annotations).order_by("pk")
     return PreviewRows(
         to_stop=list(annotated.filter(reach.stoppable)[:limit]),
         skipped=list(annotated.exclude(reach.stoppable)[:limit]),
