@@ -46,7 +46,7 @@ migrations-check: install services
 	PYTHONPATH=. $(PY) -m django makemigrations django_clickatell --check --dry-run --settings=tests.settings
 
 # The whole suite on PostgreSQL, Redis, real workers and Chromium; then the cancel flow on SQLite.
-SQLITE_TESTS := tests/test_cancellation.py tests/test_admin.py tests/test_commands.py tests/test_secrets.py tests/test_project.py
+SQLITE_TESTS := tests/test_cancellation.py tests/test_admin.py tests/test_commands.py tests/test_secrets.py tests/test_project.py tests/test_campaign_stop.py
 
 # Then the tests whose outcome rests on the broker's semantics (marked `broker`: late acks, a
 # killed worker's redelivery, duplicate deliveries, purged queues, countdowns held unacked)

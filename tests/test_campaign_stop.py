@@ -228,7 +228,7 @@ def test_messages_added_to_the_campaign_after_the_stop_are_not_touched(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_operators_stopping_the_same_campaign_stop_each_message_once(
+def test_two_threads_two_operators_stopping_the_same_campaign_stop_each_message_once(
     simulator: ClickatellSimulator,
 ) -> None:
     """Both requests are recorded at once (a barrier holds them inside their transactions),
@@ -279,7 +279,9 @@ def test_two_operators_stopping_the_same_campaign_stop_each_message_once(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_operators_at_once_with_messages_never_sent(simulator: ClickatellSimulator) -> None:
+def test_two_threads_two_operators_at_once_with_messages_never_sent(
+    simulator: ClickatellSimulator,
+) -> None:
     held = tagged(
         scheduled_messages(None, 20, apimsgid=None, status="", send_state=SendState.HELD),
         "promo",
