@@ -46,7 +46,7 @@ migrations-check: install services
 	PYTHONPATH=. $(PY) -m django makemigrations django_clickatell --check --dry-run --settings=tests.settings
 
 # The whole suite on PostgreSQL, Redis, real workers and Chromium; then the cancel flow on SQLite.
-SQLITE_TESTS := tests/test_cancellation.py tests/test_admin.py tests/test_commands.py tests/test_secrets.py tests/test_project.py
+SQLITE_TESTS := tests/test_cancellation.py tests/test_admin.py tests/test_commands.py tests/test_secrets.py tests/test_project.py tests/test_campaign_stop.py
 
 # Then the tests whose outcome rests on the broker's semantics (marked `broker`: late acks, a
 # killed worker's redelivery, duplicate deliveries, purged queues, countdowns held unacked)
@@ -54,8 +54,12 @@ SQLITE_TESTS := tests/test_cancellation.py tests/test_admin.py tests/test_comman
 # Its own vhost, if you share the server: rabbitmqctl add_vhost NAME, then set_permissions.
 CLICKATELL_TEST_AMQP_BROKER ?= amqp://guest:guest@127.0.0.1:5672//
 
+# CI starts from a new test database (a kept one may hold another branch's migrations);
+# a developer keeps theirs between runs (--reuse-db in setup.cfg).
+FRESH_DB := $(if $(filter true 1 yes,$(CI)),--create-db,)
+
 pytest: install services browser
-	$(BIN)/pytest
+	$(BIN)/pytest $(FRESH_DB)
 	CLICKATELL_TEST_DB=sqlite $(BIN)/pytest -m "not worker" -k "not two_threads" $(SQLITE_TESTS)
 	CLICKATELL_TEST_BROKER=$(CLICKATELL_TEST_AMQP_BROKER) $(BIN)/pytest -m broker
 

@@ -23,10 +23,11 @@ from django.db.models import QuerySet
 
 from . import dispatch
 from .exceptions import ClickatellError, InvalidMessage
-from .models import OutboundMessage, Via
+from .models import CancellationBatch, OutboundMessage, Via
 from .selections import REFRESHABLE
 from .services import (
     balance,
+    campaigns,
     cancel_requests,
     cancelling,
     composing,
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidMessage",
     "Pause",
     "RefreshReport",
+    "cancel_campaign",
     "cancel_sms",
     "check_credentials",
     "get_balance",
@@ -73,6 +75,8 @@ def send_sms(
     concat: int | None = None,
     validity_minutes: int | None = None,
     account: str = "default",
+    tags: Sequence[str] | None = None,
+    metadata: dict[str, Any] | None = None,
     wait: bool = False,
 ) -> list[OutboundMessage]:
     """Record one message per recipient and send them (now or scheduled).
@@ -89,6 +93,15 @@ def send_sms(
     *account* names the Clickatell account to send through (an alias of
     ``CLICKATELL["ACCOUNTS"]``; ``"default"``: the top-level settings); an
     unknown one raises :class:`InvalidMessage`.
+
+    *tags* (django-anymail's name) are the campaign handle: up to 10 strings of
+    1 to 50 printable characters (``["promo-2026-12", "order:1234"]``), indexed,
+    so ``OutboundMessage.objects.tagged("promo-2026-12")`` and
+    :func:`cancel_campaign` find them at any table size.  *metadata* is a small
+    JSON object of str -> str or number (at most 20 keys, 4,000 bytes) kept with
+    each message to link it to an order or a user; it is not searchable (a
+    reference to look messages up by belongs in a tag).  Anything else raises
+    :class:`InvalidMessage` naming the problem.
 
     On a paused account (:func:`pause_account`) the messages are recorded and
     queued as usual -- not refused -- and wait, sending nothing, until the
@@ -113,6 +126,8 @@ def send_sms(
         concat=concat,
         validity_minutes=validity_minutes,
         account=account,
+        tags=tags,
+        metadata=metadata,
     )
     pks = [m.pk for m in messages]
     # Held messages (scheduled beyond the lead time) wait here for the release loop.
@@ -146,6 +161,46 @@ def cancel_sms(
     else:
         dispatch.enqueue_cancellation(result.message_pks, via=Via.API, actor=actor)
     return result
+
+
+def cancel_campaign(
+    *,
+    account: str | None = None,
+    tag: str | None = None,
+    wait: bool = False,
+    actor: Any = None,
+) -> CancellationBatch:
+    """Stop everything still stoppable on *account*, with *tag*, or with *tag* on *account*.
+
+    One operation whatever the size: the request stores the campaign's filter
+    as a cancellation batch (one row: no message key passes through Python or
+    the broker) and hands its id to a worker once the transaction commits; the
+    worker records the stoppable messages inside the database, stops at once
+    those never handed over, and asks Clickatell to stop the rest, each once --
+    the same as the admin's "Stop a campaign" button and ``clickatell_cancel
+    --tag/--account``.  What can still be stopped is decided per message by its
+    account's API (:meth:`~.selections.MessageQuerySet.stoppable`).  Messages
+    recorded after this call are not touched: pause the account first
+    (:func:`pause_account`) if the campaign is still being sent.
+
+    Returns the batch: ``batch.total`` (taken on) and ``batch.skipped`` once a
+    worker has recorded it (``batch.selection_pending`` until then), its messages
+    as ``batch.messages``, its progress on its admin page.  With ``wait=True``
+    the worker's part runs in this process before returning.  To see first what
+    a stop would do, per account: ``services.campaigns.preview_by_account``.
+    Raises ``InvalidInput`` (a ``ValueError``) for neither filter, or an account
+    that is neither configured nor used.
+    """
+    target = campaigns.campaign(account=account, tag=tag)
+    with transaction.atomic():
+        batch = campaigns.request_campaign_stop(target, via=Via.API, actor=actor)
+    if wait:
+        _warn_inside_a_transaction("cancel_campaign")
+        dispatch.CancelBatchWork(batch.pk).run_here(via=Via.API, actor=actor)
+        batch.refresh_from_db()
+    else:
+        dispatch.enqueue_batch(batch.pk, via=Via.API, actor=actor)
+    return batch
 
 
 def refresh_sms(

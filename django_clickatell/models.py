@@ -31,6 +31,7 @@ __all__ = [
     "CancelState",
     "CancellationBatch",
     "GatewayExchange",
+    "MessageTag",
     "OutboundMessage",
     "SendState",
     "UnmatchedCallback",
@@ -174,6 +175,16 @@ class OutboundMessage(models.Model):
         help_text=_("Why its send, release or stop waits; it goes out once this is resolved."),
     )
     waiting_since = models.DateTimeField(_("waiting since"), null=True, blank=True, editable=False)
+    # What the caller attached (``send_sms(metadata=...)``, anymail's name): a small JSON
+    # object of str -> str/number, checked by services/composing.py.  Carried, never
+    # filtered on (tags are: :class:`MessageTag`).
+    metadata = models.JSONField(
+        _("metadata"),
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text=_("What the sending code attached to link the message to an order or a user."),
+    )
     # The one lease on a message, whoever holds it (a send run or a cancel run): see
     # services/claims.py.  ``updated_at`` is maintained by every service write, so
     # stall detection can tell work that is waiting from work that was lost.
@@ -225,6 +236,35 @@ class OutboundMessage(models.Model):
     @property
     def is_final(self) -> bool:
         return bool(self.status) and describe_status(self.status).final
+
+
+class MessageTag(models.Model):
+    """One tag of a message (``send_sms(tags=[...])``): the campaign handle.
+
+    A table of its own rather than an array column: the unique index on
+    ``(tag, message)`` finds a tag's messages by a range scan on PostgreSQL and
+    SQLite alike (an ``ArrayField`` with a GIN index is PostgreSQL only), costs
+    nothing for messages without tags, and leaves ``OutboundMessage`` one
+    column wider (``metadata``), not a wide indexed array.  Written once, with
+    the message, by services/composing.py; never changed.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    message = models.ForeignKey(
+        OutboundMessage, on_delete=models.CASCADE, related_name="tags", verbose_name=_("message")
+    )
+    tag = models.CharField(_("tag"), max_length=50)
+
+    class Meta:
+        verbose_name = _("message tag")
+        verbose_name_plural = _("message tags")
+        constraints = [
+            # Also the index a tag filter reads: tag first, then the message keys in order.
+            models.UniqueConstraint(fields=["tag", "message"], name="clickatell_tag_message")
+        ]
+
+    def __str__(self) -> str:
+        return self.tag
 
 
 class GatewayExchange(models.Model):
@@ -354,6 +394,22 @@ class CancellationBatch(models.Model):
     )
     prepared_through = models.BigIntegerField(default=0, editable=False)
     prepare_touched_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # A campaign stop (services/campaigns.py) stores its filter, never keys: the request
+    # writes this row alone, and the worker records the selection from the filter
+    # (``selection_pending`` then turns False) before preparing as for any batch.
+    campaign_account = models.CharField(
+        _("campaign: account"), max_length=32, blank=True, editable=False
+    )
+    campaign_tag = models.CharField(_("campaign: tag"), max_length=50, blank=True, editable=False)
+    campaign_through = models.BigIntegerField(
+        _("campaign: up to message"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("The highest message key the stop covers: those recorded when it was asked."),
+    )
+    selection_pending = models.BooleanField(default=False, editable=False)
 
     class Meta:
         verbose_name = _("cancellation batch")

@@ -205,6 +205,11 @@ class MessageQuerySet(models.QuerySet[Any]):
     def refreshable(self) -> Self:
         return self.filter(REFRESHABLE)
 
+    def tagged(self, tag: str) -> Self:
+        """Messages sent with *tag* (``send_sms(tags=[...])``): read through the index on
+        ``(tag, message)``, at any table size.  Chain for several: ``.tagged("a").tagged("b")``."""
+        return self.filter(tags__tag=tag)
+
     def held(self) -> Self:
         """Messages held here until due, not yet handed to Clickatell."""
         return self.filter(HELD_HERE)

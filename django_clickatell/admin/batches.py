@@ -125,7 +125,7 @@ class CancellationBatchAdmin(WidePages, ReadOnlyMixin, admin.ModelAdmin):  # typ
         "messages_link",
     )
     list_filter = ("via", "created_at")
-    readonly_fields = ("created_at", "requested_by", "via", "taken_on", "progress")
+    readonly_fields = ("created_at", "requested_by", "via", "campaign", "taken_on", "progress")
     fields = readonly_fields
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -165,8 +165,25 @@ class CancellationBatchAdmin(WidePages, ReadOnlyMixin, admin.ModelAdmin):  # typ
             explanations.compact_when(batch.created_at),
         )
 
+    @admin.display(description=_("campaign"))
+    def campaign(self, batch: CancellationBatch) -> str:
+        """A campaign stop's filter (account, tag, up to which message); "–" for a selection."""
+        if batch.campaign_through is None:
+            return "–"
+        parts = []
+        if batch.campaign_tag:
+            parts.append(str(_("tag “%(tag)s”") % {"tag": batch.campaign_tag}))
+        if batch.campaign_account:
+            parts.append(str(_("account “%(account)s”") % {"account": batch.campaign_account}))
+        return str(
+            _("Everything still stoppable of %(what)s, messages up to #%(through)d")
+            % {"what": " / ".join(parts), "through": batch.campaign_through}
+        )
+
     @admin.display(description=_("taken on"))
     def taken_on(self, batch: CancellationBatch) -> str:
+        if batch.selection_pending:
+            return str(_("Recording the campaign's messages…"))
         if not batch.skipped:
             return str(batch.total)
         return format_html(

@@ -10,6 +10,7 @@ what an operator scans.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from django.contrib import admin
 from django.contrib.auth import get_permission_codename
@@ -17,8 +18,9 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import date as format_date
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -26,12 +28,18 @@ from ..conf import account_aliases
 from ..models import GatewayExchange, OutboundMessage
 from ..services.balance import balance_for_display
 from . import explanations, story
+from .campaign_stop import CampaignStop, campaign_form_context
 from .cancel_actions import CancelAction
 from .common import WIDE_PAGE, ReadOnlyMixin, WidePages
-from .filters import AccountFilter, StateFilter, StoppableFilter
+from .filters import AccountFilter, StateFilter, StoppableFilter, TagFilter
 from .refresh_action import RefreshAction
 from .search import RecipientSearch
 from .send_actions import SendActions
+
+
+def _changelist_url() -> str:
+    return reverse("admin:django_clickatell_outboundmessage_changelist")
+
 
 #: Characters of the text shown in the list; the whole text is on hover and on the page.
 TEXT_PREVIEW = 36
@@ -95,6 +103,7 @@ class GatewayExchangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore
 class OutboundMessageAdmin(
     RecipientSearch,
     WidePages,
+    CampaignStop,
     CancelAction,
     SendActions,
     RefreshAction,
@@ -111,6 +120,7 @@ class OutboundMessageAdmin(
     list_filter = (
         StoppableFilter,
         StateFilter,
+        TagFilter,
         "status",
         ("scheduled_for", admin.DateFieldListFilter),
         ("batch", admin.RelatedOnlyFieldListFilter),
@@ -138,6 +148,8 @@ class OutboundMessageAdmin(
                 "scheduled_for",
                 "release_at",
                 "send_options",
+                "tag_list",
+                "metadata",
             ),
         ),
         (
@@ -199,6 +211,16 @@ class OutboundMessageAdmin(
         short = _preview(obj.text)
         return format_html('<span class="ct-text" title="{}">{}</span>', obj.text, short)
 
+    @admin.display(description=_("tags"))
+    def tag_list(self, obj: OutboundMessage) -> str:
+        """The message's tags, each a link to the list filtered to it (its campaign)."""
+        tags = sorted(obj.tags.values_list("tag", flat=True))
+        if not tags:
+            return "–"
+        return format_html_join(
+            ", ", '<a href="{}?tag={}">{}</a>', ((_changelist_url(), quote(t), t) for t in tags)
+        )
+
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: OutboundMessage) -> str:
         return story.render_status(obj)
@@ -237,6 +259,8 @@ class OutboundMessageAdmin(
     ) -> HttpResponse:
         title = capfirst(self.opts.verbose_name_plural)
         context = {**WIDE_PAGE, "title": title, **(extra_context or {})}
+        if request.method == "GET" and self.has_cancel_permission(request):
+            context.update(campaign_form_context(request, account_aliases()))
         if request.method == "GET":  # shown, not needed to act: an action never waits for it
             reading = balance_for_display()  # bounded: a slow gateway cannot hold the page
             context["clickatell_balance"] = reading.credit

@@ -17,12 +17,15 @@ class RecipientSearch:
     ``+27 83 123 4567`` or ``083 123 4567`` (with ``DEFAULT_REGION``), which the
     admin's word-by-word search would never match.  A term that is a phone
     number by the one MSISDN rule also finds that number exactly; every other
-    search (a part of a number, an id) works as before.
+    search (a part of a number, an id) works as before.  ``tag:NAME`` finds the
+    messages sent with that tag (through its index, like the tag filter).
     """
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
+        if search_term.startswith("tag:") and search_term[4:].strip():
+            return queryset.filter(tags__tag=search_term[4:].strip()), False
         results, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
             request, queryset, search_term
         )

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_clickatell', '0009_account_pause'),
+        ('django_clickatell', '0010_message_tags_and_campaign_stop'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -20,6 +20,11 @@ a fixed amount of work whatever the size, and the broker carries a batch id:
    is unpickled, and what the worker reads is exactly what was confirmed -- even
    if the filters would match other rows by then.
 
+   A campaign stop (:mod:`.campaigns`) stores even less: the batch row with its
+   filter (account, tag, highest key).  The worker records its selection from
+   the filter first (:func:`record_campaign`, once, under a lock on the batch
+   row), then prepares it like any other.
+
 2. :func:`prepare_batch` (that task): reads the selection in key order, a page
    of ``CANCEL_CHUNK_SIZE x PAGE_CHUNKS`` keys at a time; marks the page's
    still-stoppable messages ``PENDING`` in this batch (one conditional
@@ -70,6 +75,7 @@ from ..conf import app_settings
 from ..models import BatchSelection, CancellationBatch, CancelState, OutboundMessage
 from ..selections import stoppable_q
 from . import claims
+from .campaigns import Campaign
 from .cancel_requests import CancellationPreview, preview_cancellation
 from .withdrawal import NEVER_SENT_STATES, withdraw
 
@@ -116,6 +122,14 @@ def request_batch_cancellation(
     batch = CancellationBatch.objects.create(
         requested_by_id=actor_id, via=via, prepare_touched_at=timezone.now()
     )
+    return _take(batch, queryset, via=via)
+
+
+def _take(
+    batch: CancellationBatch, queryset: QuerySet[OutboundMessage], *, via: str
+) -> BatchRequest:
+    """Store the stoppable keys of *queryset* as *batch*'s selection, count the skipped
+    part, and stop at once what never left Django."""
     stoppable = stoppable_q()  # read once: the stored selection and the counts agree
     selected = _record_selection(batch, queryset.filter(stoppable))
     # Only the skipped part is grouped by reason: the taken part was just counted.
@@ -130,6 +144,36 @@ def request_batch_cancellation(
     stopped_here = len(withdraw(_selected(batch.pk) & Q(batch=batch), via=via))
     logger.info("Cancellation batch %s recorded %d messages via %s", batch.pk, selected, via)
     return BatchRequest(batch=batch, preview=preview, stopped_here=stopped_here)
+
+
+def record_campaign(batch_id: int) -> BatchRequest | None:
+    """A campaign batch's selection, recorded from its stored filter by the worker (once).
+
+    The request stored only the filter (:func:`.campaigns.request_campaign_stop`);
+    here, under a lock on the batch row (a duplicate task or a second preparer
+    waits, then finds it done), the stoppable messages of the campaign are stored
+    as the selection -- the same ``INSERT ... SELECT`` as for a selection in the
+    admin -- and those never sent are stopped at once.  Returns ``None`` when
+    there was nothing to record (not a campaign batch, or already recorded).
+    """
+    with transaction.atomic():
+        batch = (
+            CancellationBatch.objects.select_for_update()
+            .filter(pk=batch_id, selection_pending=True)
+            .first()
+        )
+        if batch is None:
+            return None
+        target = Campaign(
+            account=batch.campaign_account or None,
+            tag=batch.campaign_tag or None,
+            through=batch.campaign_through,
+        )
+        result = _take(batch, target.messages(), via=batch.via)
+        batch.selection_pending = False
+        batch.prepare_touched_at = timezone.now()
+        batch.save(update_fields=["selection_pending", "prepare_touched_at"])
+    return result
 
 
 def _record_selection(batch: CancellationBatch, queryset: QuerySet[OutboundMessage]) -> int:
@@ -179,6 +223,9 @@ def prepare_batch(batch_id: int, hand_on: HandOn) -> int:
     batch = CancellationBatch.objects.filter(pk=batch_id).first()
     if batch is None or batch.prepared_at is not None:
         return 0
+    if batch.selection_pending:  # a campaign stop: its selection is recorded here first
+        record_campaign(batch_id)
+        batch.refresh_from_db()
     size = app_settings.cancel_chunk_size
     marked = 0
     after = batch.prepared_through

@@ -14,6 +14,8 @@ the former (:func:`to_send`).  Any schedule from 10 minutes to
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ from django.utils import timezone
 
 from ..conf import DEFAULT_ACCOUNT, account_aliases, app_settings
 from ..exceptions import InvalidMessage
-from ..models import OutboundMessage, SendState
+from ..models import MessageTag, OutboundMessage, SendState
 from ..protocol.msisdn import parse_recipient
 from ..protocol.replies import is_client_message_id
 from . import guards
@@ -35,6 +37,17 @@ from .scheduling import MAX_AHEAD, SCHEDULE_OPTIONS, HoldPolicy, current_policy
 _SENDER = re.compile(r"[0-9]{1,16}|[A-Za-z0-9 ]{1,11}")
 MIN_DELAY_MINUTES = 10
 MAX_AHEAD_MINUTES = int(MAX_AHEAD.total_seconds() // 60)
+
+#: Tags of one message, at most; each 1 to ``MAX_TAG_LENGTH`` printable characters.
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 50
+#: Metadata: at most this many keys (1 to ``MAX_METADATA_KEY_LENGTH`` characters each),
+#: values a string of at most ``MAX_METADATA_VALUE_LENGTH`` characters or a finite number,
+#: at most ``MAX_METADATA_BYTES`` as JSON.
+MAX_METADATA_KEYS = 20
+MAX_METADATA_KEY_LENGTH = 50
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_METADATA_BYTES = 4000
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,8 @@ def create_messages(
     climsgid: str | None = None,
     account: str = DEFAULT_ACCOUNT,
     policy: HoldPolicy | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: dict[str, Any] | None = None,
     **options: Any,
 ) -> list[OutboundMessage]:
     """Validate and record one message per recipient, ``QUEUED`` or ``HELD``; send nothing.
@@ -140,8 +155,14 @@ def create_messages(
 
     The account's guards (:mod:`.guards`) refuse the whole call with
     ``GuardTripped`` (an ``InvalidMessage``) before anything is recorded.
+
+    *tags* (the campaign handle: :func:`check_tags`) and *metadata* (a small JSON
+    object: :func:`check_metadata`) are stored with every message, in the same
+    transaction.
     """
     _check_account(account)
+    tag_list = check_tags(tags)
+    meta = check_metadata(metadata)
     try:
         how = SendOptions(**options)
     except TypeError as exc:
@@ -170,15 +191,94 @@ def create_messages(
             send_state=state,
             send_options=fields,
             account=account,
+            metadata=meta,
         )
         for number in numbers
     ]
     try:
         with transaction.atomic():
-            return OutboundMessage.objects.bulk_create(rows)
+            created = OutboundMessage.objects.bulk_create(rows)
+            if tag_list:
+                MessageTag.objects.bulk_create(
+                    [MessageTag(message=m, tag=tag) for m in created for tag in tag_list]
+                )
+            return created
     except IntegrityError:
         # Another caller took the same climsgid between the check and the insert.
         raise InvalidMessage("climsgid is already used by another message.") from None
+
+
+def check_tags(tags: object) -> list[str]:
+    """*tags* as stored: a list of distinct tags in the given order, or InvalidMessage.
+
+    A list (or tuple) of at most :data:`MAX_TAGS` strings, each 1 to
+    :data:`MAX_TAG_LENGTH` printable characters without space at either end
+    (``"promo-2026-12"``, ``"order:1234"``).  A tag given twice is kept once.
+    A lone string is refused: ``tags="promo"`` would otherwise be five tags.
+    """
+    if tags is None:
+        return []
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, (list, tuple)):
+        raise InvalidMessage("tags must be a list of strings, e.g. tags=['promo'].")
+    if len(tags) > MAX_TAGS:
+        raise InvalidMessage(f"At most {MAX_TAGS} tags per message (got {len(tags)}).")
+    kept: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidMessage(f"A tag must be a string, not {type(tag).__name__}.")
+        if not 1 <= len(tag) <= MAX_TAG_LENGTH:
+            raise InvalidMessage(
+                f"A tag must be 1 to {MAX_TAG_LENGTH} characters: {tag[:MAX_TAG_LENGTH]!r}…"
+                if tag
+                else "A tag must not be empty."
+            )
+        if not tag.isprintable() or tag != tag.strip():
+            raise InvalidMessage(f"A tag must be printable, without space at either end: {tag!r}.")
+        if tag not in kept:
+            kept.append(tag)
+    return kept
+
+
+def check_metadata(metadata: object) -> dict[str, Any]:
+    """*metadata* as stored, or InvalidMessage naming what is wrong.
+
+    A dict of at most :data:`MAX_METADATA_KEYS` keys, each a string of 1 to
+    :data:`MAX_METADATA_KEY_LENGTH` characters, whose values are strings (at
+    most :data:`MAX_METADATA_VALUE_LENGTH` characters) or finite numbers -- what
+    links a message to an order or a user (``{"order": "A-1234", "user": 42}``),
+    not a document: at most :data:`MAX_METADATA_BYTES` bytes as JSON.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidMessage("metadata must be a dict of str -> str or number.")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidMessage(
+            f"metadata has {len(metadata)} keys; at most {MAX_METADATA_KEYS} are kept."
+        )
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_METADATA_KEY_LENGTH:
+            raise InvalidMessage(
+                f"metadata keys must be strings of 1 to {MAX_METADATA_KEY_LENGTH} "
+                f"characters: {str(key)[:MAX_METADATA_KEY_LENGTH]!r}."
+            )
+        if isinstance(value, str):
+            if len(value) > MAX_METADATA_VALUE_LENGTH:
+                raise InvalidMessage(
+                    f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_LENGTH} characters."
+                )
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidMessage(
+                f"metadata[{key!r}] must be a string or a number, not {type(value).__name__}."
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidMessage(f"metadata[{key!r}] must be a finite number.")
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMessage(
+            f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are kept."
+        )
+    return dict(metadata)
 
 
 def to_send(messages: Sequence[OutboundMessage]) -> list[int]:

@@ -15,6 +15,13 @@ Exit codes (a script can act on them; the last stderr line says why, in one line
   carries exactly those messages out.  Also when a stop waits for its account,
   which is not in the settings: it is sent once the account is back.
 
+``--tag T`` and/or ``--account A`` stop a whole campaign in one move: everything
+still stoppable with that tag (on that account), stored as one cancellation batch
+inside the database and handed to a worker by its id (``--sync``: carried out
+here), whatever its size -- the admin's "Stop a campaign" button and
+``api.cancel_campaign`` do the same.  They are not combined with the other
+selections (exit 1).
+
 Precedence: ``4`` over ``3`` -- what is still waiting is what an operator can act on.
 """
 
@@ -24,12 +31,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from django_clickatell.conf import app_settings
-from django_clickatell.dispatch import enqueue_cancellation
+from django_clickatell.dispatch import CancelBatchWork, enqueue_batch, enqueue_cancellation
+from django_clickatell.exceptions import InvalidInput
 from django_clickatell.models import CancelState, OutboundMessage, Via
+from django_clickatell.services import campaigns
 from django_clickatell.services.cancel_requests import request_cancellation
 from django_clickatell.services.cancel_run import CancelReport
 from django_clickatell.services.cancelling import cancel_messages
@@ -90,6 +99,20 @@ class Command(BaseCommand):
             help="Only messages of this cancellation batch. Repeatable.",
         )
         parser.add_argument(
+            "--tag",
+            help=(
+                "Stop a campaign: every message still stoppable that was sent with this tag "
+                "(send_sms(tags=[...])), in one batch. With --account: on that account only."
+            ),
+        )
+        parser.add_argument(
+            "--account",
+            help=(
+                "Stop a campaign: every message still stoppable on this account (an alias of "
+                "CLICKATELL['ACCOUNTS'], or 'default'), in one batch."
+            ),
+        )
+        parser.add_argument(
             "--resume",
             action="store_true",
             help=(
@@ -103,6 +126,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("tag") is not None or options.get("account") is not None:
+            self._campaign(options)
+            return
         selection = select(options)
         if options["resume"]:
             pks = self._waiting(selection)
@@ -122,6 +148,99 @@ class Command(BaseCommand):
             self._cancel_now(pks)
         else:
             self._queue(pks, what)
+
+    def _campaign(self, options: dict[str, Any]) -> None:
+        """--tag/--account: the campaign's stoppable messages as one batch, handed on by id."""
+        others = [
+            name for name in ("pks", "apimsgid", "climsgid", "status", "batch") if options.get(name)
+        ]
+        others += [
+            name
+            for name in ("stoppable", "resume", "scheduled_after", "scheduled_before")
+            if options.get(name)
+        ]
+        if others:
+            raise CommandError(
+                "--tag/--account stop a whole campaign (everything still stoppable) and take "
+                "no other selection; drop: "
+                + ", ".join(
+                    "message keys" if name == "pks" else "--" + name.replace("_", "-")
+                    for name in others
+                )
+                + "."
+            )
+        try:
+            target = campaigns.campaign(account=options.get("account"), tag=options.get("tag"))
+        except InvalidInput as exc:
+            raise CommandError(str(exc)) from exc
+        target = campaigns.snapshot(target)
+        per_account = campaigns.preview_by_account(target)
+        for alias, counts in per_account:
+            self.stdout.write(
+                f"Account {alias}: {counts.total} messages, {counts.cancellable} to stop "
+                f"({counts.stop_here} stopped here, {counts.queued} to ask Clickatell), "
+                f"{counts.skipped} skipped"
+                + (f" ({counts.describe_skipped()})." if counts.skipped else ".")
+            )
+        preview = campaigns.total_preview(per_account)
+        self.stdout.write(
+            f"Campaign {target.describe()}: {preview.total} messages, "
+            f"{preview.cancellable} to stop, {preview.skipped} skipped."
+        )
+        if not preview.cancellable:
+            self.stdout.write("Nothing to stop: no batch created.")
+            return
+        with transaction.atomic():
+            batch = campaigns.request_campaign_stop(target, via=Via.COMMAND).pk
+        self.stdout.write(
+            "Messages recorded from now on are not touched: pause the account "
+            "(clickatell_pause) if the campaign is still being sent."
+        )
+        if options["sync"]:
+            self.stdout.write(f"Stopping batch {batch} now.")
+            CancelBatchWork(batch).run_here(via=Via.COMMAND, actor=None)
+            self._summary_of_batch(batch)
+            return
+        if not enqueue_batch(batch, via=Via.COMMAND):
+            raise CommandError(
+                f"The task queue could not be reached; batch {batch} waits, recorded. The "
+                f"requeue_stalled_work task (or clickatell_requeue) hands it on once the queue "
+                f"is back.",
+                returncode=EXIT_LEFT_WAITING,
+            )
+        self.stdout.write(self.style.SUCCESS(f"Queued batch {batch} for a worker."))
+
+    def _summary_of_batch(self, batch: int) -> None:
+        """After --sync: the batch's messages by cancellation state; exit codes as for ids."""
+        states = dict(
+            OutboundMessage.objects.filter(batch_id=batch)
+            .order_by()
+            .values("cancel_state")
+            .annotate(n=Count("pk"))
+            .values_list("cancel_state", "n")
+        )
+        self.stdout.write(
+            f"Batch {batch}: "
+            + ", ".join(f"{CancelState(k).label} {n}" for k, n in sorted(states.items()))
+            + "."
+        )
+        waiting = sum(
+            states.get(k, 0)
+            for k in (CancelState.PENDING, CancelState.RETRYING, CancelState.IN_FLIGHT)
+        )
+        if waiting:
+            raise CommandError(
+                f"{waiting} messages are waiting to be stopped. To carry them out now, run: "
+                f"python manage.py clickatell_cancel --resume --sync --batch {batch}",
+                returncode=EXIT_LEFT_WAITING,
+            )
+        failed = states.get(CancelState.REFUSED, 0) + states.get(CancelState.GAVE_UP, 0)
+        if failed:
+            raise CommandError(
+                f"{failed} messages were not stopped (refused or gave up); the reason is in "
+                "each message's cancellation error.",
+                returncode=EXIT_NOT_STOPPED,
+            )
 
     def _waiting(self, selection: Selection) -> list[int]:
         """--resume: what earlier requests left queued, retrying, or claimed by a dead run."""
