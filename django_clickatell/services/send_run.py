@@ -65,11 +65,14 @@ logger = logging.getLogger("django_clickatell.sending")
 MARK_STEP = GROUP_SIZE // 3
 
 
-def doubt_bound() -> int:
+def doubt_bound(batch: int = 1) -> int:
     """The most messages a killed send run can leave in doubt (``SENDING``): its unwritten
     outcome group (``GROUP_SIZE - MARK_STEP``), the rest of its marked step and its
-    requests in flight -- below ``GROUP_SIZE + MAX_IN_FLIGHT``."""
-    return GROUP_SIZE + app_settings.max_in_flight - 1
+    requests in flight, each of up to *batch* messages (the account's :func:`batch_size`)
+    -- below ``GROUP_SIZE + MAX_IN_FLIGHT x batch``, and never more than the run holds
+    (its task's ``TASK_CHUNK_SIZE``).  A lost reply alone puts in doubt exactly the
+    messages of its request: at most *batch*."""
+    return GROUP_SIZE + app_settings.max_in_flight * batch - 1
 
 
 @dataclass
