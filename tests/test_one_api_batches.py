@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ URL = f"/clickatell/one-api/default/{SECRET}/"
 
 
 @pytest.fixture
-def one_api(simulator: ClickatellSimulator, settings: Any) -> ClickatellSimulator:
+def one_api(simulator: ClickatellSimulator, settings: Any) -> Iterator[ClickatellSimulator]:
     """The default account on the One API, in batches of 10, four requests at once."""
     settings.CLICKATELL = {
         **simulator.one_api_settings(),

@@ -278,9 +278,10 @@ def match_results(
     matched: list[one_api.Submission | None] = [None] * len(messages)
     for position, submission in enumerate(submissions):
         if submission.climsgid:
-            index = by_climsgid.get(submission.climsgid)
-            if index is None or recipients[index] != submission.to:
+            named = by_climsgid.get(submission.climsgid)
+            if named is None or recipients[named] != submission.to:
                 raise mismatch("a result names a message not sent")
+            index = named
         elif in_order:
             index = position
         else:
@@ -293,8 +294,9 @@ def match_results(
             raise mismatch("two results for one message")
         matched[index] = submission
     results: list[SendResult] = []
-    for submission in matched:
-        assert submission is not None  # as many results as messages, none twice
+    for found in matched:
+        assert found is not None  # as many results as messages, none twice
+        submission = found
         if submission.accepted and submission.apimsgid:
             results.append(SentMessageReply(submission.apimsgid, submission.to))
         else:
