@@ -30,22 +30,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.release_settings")
 
-from benchmarks.run import Simulator, Worker, prepare_database  # noqa: E402
-
-from django.core.cache import cache  # noqa: E402, I001
+import redis  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.cache import cache  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-import redis  # noqa: E402
-from django.conf import settings  # noqa: E402
-
+from benchmarks.run import Simulator, Worker, prepare_database  # noqa: E402
 from django_clickatell.models import GatewayExchange, OutboundMessage, SendState  # noqa: E402
 from django_clickatell.services.composing import create_messages  # noqa: E402
 
 
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def measure(messages: int, latency: float, processes: int, lead: float) -> dict[str, Any]:
@@ -65,7 +63,10 @@ def measure(messages: int, latency: float, processes: int, lead: float) -> dict[
         worker = Worker(
             processes,
             simulator.base_url,
-            {"CLICKATELL_BENCH_ROOT_URL": simulator.root, "DJANGO_SETTINGS_MODULE": "benchmarks.release_settings"},
+            {
+                "CLICKATELL_BENCH_ROOT_URL": simulator.root,
+                "DJANGO_SETTINGS_MODULE": "benchmarks.release_settings",
+            },
         )
         simulator.control("latency", {"seconds": latency})
         due = timezone.now() + timedelta(seconds=lead)
@@ -88,7 +89,7 @@ def measure(messages: int, latency: float, processes: int, lead: float) -> dict[
             load = loadavg.read().split()[:3]
         rows = GatewayExchange.objects.filter(command="sendmsg", outcome="status")
         lags = [
-            (row.occurred_at - due).total_seconds() + row.duration_ms / 1000
+            (row.occurred_at - due).total_seconds() + (row.duration_ms or 0) / 1000
             for row in rows.only("occurred_at", "duration_ms")
         ]
         posts = simulator.control("stats").get("counts", {}).get("sendmsg")

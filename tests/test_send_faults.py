@@ -78,7 +78,16 @@ BATCH = 25
 
 
 def platform_account(gateway: ClickatellSimulator) -> dict[str, Any]:
-    return {PLATFORM: {**gateway.one_api_settings(), "SEND_BATCH_SIZE": BATCH}}
+    """A One API account with the same (short) timeouts as the default one."""
+    return {
+        PLATFORM: {
+            **gateway.one_api_settings(),
+            "SEND_BATCH_SIZE": BATCH,
+            "TIMEOUT": [CONNECT_TIMEOUT, READ_TIMEOUT],
+            "AUTH_LOCK_TIMEOUT": AUTH_LOCK_TIMEOUT,
+            "AUTH_WAIT_TIMEOUT": AUTH_WAIT_TIMEOUT,
+        }
+    }
 
 
 @pytest.fixture(scope="module")
