@@ -102,6 +102,7 @@ def measure(messages: int, latency: float, processes: int, lead: float) -> dict[
             "task_chunk": settings.CLICKATELL.get("TASK_CHUNK_SIZE", "default"),
             "sent": sent,
             "posts": posts,
+            "lag_first_s": round(min(lags), 3) if lags else None,
             "lag_p50_s": round(statistics.median(lags), 3) if lags else None,
             "lag_p99_s": round(_percentile(lags, 0.99), 3) if lags else None,
             "lag_last_s": round(max(lags), 3) if lags else None,

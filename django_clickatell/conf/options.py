@@ -236,8 +236,10 @@ class ClickatellSettings:
         "result, matched by ``clientMessageId`` whatever order the reply gives. A request "
         "whose reply is lost leaves its messages in doubt, up to this many: on the One API "
         "they are settled by their status callbacks, or shown unknown for an operator. "
-        "A send task's messages (``TASK_CHUNK_SIZE``) are never more than one task carries. "
-        "The default was measured against the simulator (see benchmarks/README.md).",
+        "A request never carries more than its send task's chunk (``TASK_CHUNK_SIZE``, "
+        "also 50): raise both together. The default was measured against the simulator "
+        "(docs/design.rst, One API batches): past 50 a request saves little time (the "
+        "database work per message dominates) and puts more in doubt when its reply is lost.",
         example="50",
         scope=ACCOUNT,
     )
