@@ -8,7 +8,15 @@ writes what it learnt, on the run's own thread, in groups
 (:class:`~.recording.OutcomeWriter`).  Up to ``MAX_IN_FLIGHT`` requests are on
 the wire at once.
 
-The lease is checked before each request (:meth:`SendRun.admit`).  A send in
+Where the account's API takes several messages a request (the One API), a run
+sends its messages of one account in requests of ``SEND_BATCH_SIZE``
+(:class:`Request`, :func:`batch_size`): each message of a request is admitted on
+its own and refused ones are dropped from it, each gets its own result and log
+row, and a request that fails as a whole (a lost reply, a ``5xx``) puts exactly
+its own messages in doubt.  A ``400`` -- refused whole, nothing carried out --
+sends them again one by one, so only the culprit is refused.
+
+The lease is checked before each message of each request (:meth:`SendRun.admit`).  A send in
 doubt is asked about first (``querymsg`` by ``climsgid``) and only ``ERR 104``
 makes a send safe; a stop asked for meanwhile is honoured before sending.
 
@@ -18,8 +26,8 @@ What a killed run leaves in doubt is bounded: a claimed message stays
 also reads whether a stop was asked for).  So the messages a dead run leaves ``SENDING``
 -- each verified by ``querymsg`` before any resend -- are at most its unwritten
 outcome group, its requests in flight and the rest of its marked step: fewer
-than ``GROUP_SIZE + MAX_IN_FLIGHT`` (:func:`doubt_bound`), whatever the chunk
-size.  The untried rest are ``QUEUED`` and simply sent by the next run.
+than ``GROUP_SIZE + MAX_IN_FLIGHT`` x the batch size (:func:`doubt_bound`), whatever
+the chunk size.  The untried rest are ``QUEUED`` and simply sent by the next run.
 """
 
 from __future__ import annotations
