@@ -13,6 +13,10 @@ Both are sent after the change is saved.
     An account was paused or resumed (``user`` may be ``None``: a command or the
     API without one).  Sent inside the transaction that saves (or deletes) the
     pause, so a receiver's writes -- the admin's ``LogEntry`` history -- commit with it.
+
+``number_opted_out(sender=OptOut, entry, user, via)`` / ``number_opted_in(...)``
+    A number was put on or taken off the opt-out list (by hand, or -- ``user`` ``None``
+    -- because Clickatell refused it as opted out), inside the same transaction.
 """
 
 from django.dispatch import Signal
@@ -21,3 +25,5 @@ message_cancelled = Signal()
 message_status_changed = Signal()
 account_paused = Signal()
 account_resumed = Signal()
+number_opted_out = Signal()
+number_opted_in = Signal()

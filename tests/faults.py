@@ -3,6 +3,7 @@ worker environment both fault matrices (cancelling and sending) run in."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -194,7 +195,13 @@ class FaultEnv:
 
 
 @contextmanager
-def fault_environment(gateway_url: str, django_db_blocker: Any, queue: str) -> Iterator[FaultEnv]:
+def fault_environment(
+    gateway_url: str,
+    django_db_blocker: Any,
+    queue: str,
+    *,
+    extra_settings: dict[str, Any] | None = None,
+) -> Iterator[FaultEnv]:
     from django.conf import settings as django_settings
 
     from django_clickatell import tasks
@@ -221,6 +228,8 @@ def fault_environment(gateway_url: str, django_db_blocker: Any, queue: str) -> I
                     # Re-read the shared cache often, so a cache outage is really felt.
                     "CLICKATELL_TEST_SESSION_MEMO": "0.2",
                     "CLICKATELL_TEST_QUEUE": queue,
+                    # More of settings.CLICKATELL (another account, say): tests/settings.py.
+                    "CLICKATELL_TEST_EXTRA_SETTINGS": json.dumps(extra_settings or {}),
                 },
             )
 

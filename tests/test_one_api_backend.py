@@ -59,8 +59,17 @@ def sms(to: str, text: str = "hello", climsgid: str = "c1", **options: Any) -> O
     return OutgoingSms(to=to, text=text, climsgid=climsgid, options=options)
 
 
-def result(to: str, apimsgid: str | None, error: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"apiMessageId": apimsgid, "accepted": error is None, "to": to, "error": error}
+def result(
+    to: str,
+    apimsgid: str | None,
+    error: dict[str, Any] | None = None,
+    *,
+    climsgid: str | None = None,
+) -> dict[str, Any]:
+    entry = {"apiMessageId": apimsgid, "accepted": error is None, "to": to, "error": error}
+    if climsgid is not None:
+        entry["clientMessageId"] = climsgid
+    return entry
 
 
 # -- the status table, by meaning ----------------------------------------------------------
@@ -159,8 +168,11 @@ def test_send_posts_json_with_the_raw_key_and_returns_results_in_order(
     "entries",
     [
         [result("27999000001", ID1)],  # one result for two messages
-        [result("27999000002", ID2), result("27999000001", ID1)],  # swapped
         [result("27999000001", ID1), result("27999000009", ID2)],  # someone else
+        [result("27999000001", ID1), result("27999000001", ID2)],  # one message twice
+        # A clientMessageId no message of the request has, or another recipient's.
+        [result("27999000001", ID1, climsgid="c9"), result("27999000002", ID2)],
+        [result("27999000002", ID1, climsgid="c1"), result("27999000002", ID2)],
     ],
 )
 def test_results_that_do_not_match_the_request_are_protocol_errors(
@@ -169,6 +181,54 @@ def test_results_that_do_not_match_the_request_are_protocol_errors(
     gw.post(BASE + "v1/message", status=202, json={"messages": entries})
     with pytest.raises(ProtocolError, match="do not match"):
         backend().send([sms("27999000001"), sms("27999000002", climsgid="c2")])
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_results_in_any_order_are_matched_to_their_messages(
+    gw: responses.RequestsMock, named: bool
+) -> None:
+    """By ``clientMessageId`` when the reply names it, else by recipient: never by position."""
+    ids = {"c1": ID1, "c2": ID2, "c3": "c" * 32}
+    recipients = {"c1": "27999000001", "c2": "27999000002", "c3": "27999000003"}
+    entries = [
+        result(recipients[c], ids[c], climsgid=c if named else None) for c in ("c3", "c1", "c2")
+    ]
+    entries[0] = {
+        **entries[0],
+        "apiMessageId": None,
+        "accepted": False,
+        "error": {"code": 26, "description": "Number opted out"},
+    }
+    gw.post(BASE + "v1/message", status=207, json={"messages": entries})
+    results = backend().send([sms(recipients[c], climsgid=c) for c in ("c1", "c2", "c3")])
+    assert results == [
+        SentMessageReply(ID1, "27999000001"),
+        SentMessageReply(ID2, "27999000002"),
+        ErrorReply(26, "Number opted out", "27999000003", table="one_api"),
+    ]
+
+
+def test_two_messages_to_one_recipient_are_told_apart_by_client_id(
+    gw: responses.RequestsMock,
+) -> None:
+    entries = [
+        result("27999000001", ID2, climsgid="c2"),
+        result("27999000001", ID1, climsgid="c1"),
+    ]
+    gw.post(BASE + "v1/message", status=202, json={"messages": entries})
+    results = backend().send([sms("27999000001", climsgid="c1"), sms("27999000001", "x", "c2")])
+    assert [r.apimsgid for r in results if isinstance(r, SentMessageReply)] == [ID1, ID2]
+
+
+def test_two_messages_to_one_recipient_reordered_and_unnamed_are_not_guessed(
+    gw: responses.RequestsMock,
+) -> None:
+    entries = [result("27999000002", "c" * 32), result("27999000001", ID1)]
+    entries += [result("27999000001", ID2)]
+    gw.post(BASE + "v1/message", status=202, json={"messages": entries})
+    messages = [sms("27999000001"), sms("27999000001", "x", "c2"), sms("27999000002", "y", "c3")]
+    with pytest.raises(ProtocolError, match="cannot be told apart"):
+        backend().send(messages)
 
 
 @pytest.mark.parametrize("option", ["deliv_time", "scheduled_time", "validity"])

@@ -24,6 +24,7 @@ size; only those are asked about (``querymsg``) before the rest are sent.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -38,7 +39,9 @@ import redis
 
 from django_clickatell import tasks
 from django_clickatell.models import OutboundMessage
+from django_clickatell.services.callbacks import receive_json_callback
 from django_clickatell.services.composing import create_messages
+from django_clickatell.services.send_run import doubt_bound
 from django_clickatell.simulator import ClickatellSimulator, Fault
 from tests import brokers
 from tests.conftest import wait_until
@@ -69,11 +72,30 @@ MAX_EXTRA_SENDMSG = 50
 UNSETTLED = ("queued", "sending", "verifying")
 
 
+#: The One API account of the batch case, and its messages per request.
+PLATFORM = "platform"
+BATCH = 25
+
+
+def platform_account(gateway: ClickatellSimulator) -> dict[str, Any]:
+    """A One API account with the same (short) timeouts as the default one."""
+    return {
+        PLATFORM: {
+            **gateway.one_api_settings(),
+            "SEND_BATCH_SIZE": BATCH,
+            "TIMEOUT": [CONNECT_TIMEOUT, READ_TIMEOUT],
+            "AUTH_LOCK_TIMEOUT": AUTH_LOCK_TIMEOUT,
+            "AUTH_WAIT_TIMEOUT": AUTH_WAIT_TIMEOUT,
+        }
+    }
+
+
 @pytest.fixture(scope="module")
 def send_faults(
     django_db_setup: Any, django_db_blocker: Any, gateway: ClickatellSimulator
 ) -> Iterator[FaultEnv]:
-    with fault_environment(gateway.base_url, django_db_blocker, QUEUE) as env:
+    extra = {"ACCOUNTS": platform_account(gateway)}
+    with fault_environment(gateway.base_url, django_db_blocker, QUEUE, extra_settings=extra) as env:
         yield env
 
 
@@ -89,18 +111,20 @@ def _same_settings_as_the_workers(
         "AUTH_LOCK_TIMEOUT": AUTH_LOCK_TIMEOUT,
         "AUTH_WAIT_TIMEOUT": AUTH_WAIT_TIMEOUT,
         "CLAIM_TIMEOUT": CLAIM_TIMEOUT,
+        "ACCOUNTS": platform_account(simulator),
     }
 
 
 # -- driving a batch -------------------------------------------------------------------------
 
 
-def create_batch() -> list[int]:
+def create_batch(account: str = "default") -> list[int]:
     """1,000 queued messages, one recipient each, recorded 100 recipients per call."""
     recipients = [f"2799910{n:05d}" for n in range(N)]
     pks: list[int] = []
     for start in range(0, N, 100):
-        pks += [m.pk for m in create_messages(recipients[start : start + 100], TEXT)]
+        chunk = recipients[start : start + 100]
+        pks += [m.pk for m in create_messages(chunk, TEXT, account=account)]
     return pks
 
 
@@ -435,3 +459,85 @@ def test_queued_tasks_lost_mid_run(send_faults: FaultEnv, simulator: ClickatellS
         run_case(simulator, during=lambda pks: after(simulator, 200, purge))
     assert lost[0] > 0  # tasks were waiting, and were lost
     assert sendmsg_requests(simulator) == N
+
+
+# -- the One API: batches whose sends in doubt cannot be asked about ---------------------------
+
+
+def settle_by_callbacks(simulator: ClickatellSimulator, pks: list[int]) -> int:
+    """Deliver what Clickatell pushes for every SMS it accepted: a status callback carrying
+    the ``clientMessageId`` (here straight into the service the callback view calls).
+    Returns how many messages in doubt it settled."""
+    doubtful = dict(
+        OutboundMessage.objects.filter(pk__in=pks, send_state="unknown").values_list(
+            "climsgid", "pk"
+        )
+    )
+    events = [
+        {
+            "channel": "sms",
+            "messageId": sent.apimsgid,
+            "clientMessageId": sent.climsgid,
+            "status": "RECEIVED_BY_RECIPIENT",
+            "timestamp": 1_700_000_000_000,
+        }
+        for sent in simulator.accepted_sends()
+        if sent.climsgid in doubtful
+    ]
+    for start in range(0, len(events), 100):
+        body = json.dumps({"event": {"messageStatusUpdate": events[start : start + 100]}})
+        receive_json_callback(PLATFORM, body.encode())
+    return len(events)
+
+
+@pytest.mark.broker
+def test_one_api_batches_with_a_lost_reply_and_a_killed_worker(
+    send_faults: FaultEnv, simulator: ClickatellSimulator
+) -> None:
+    """1,000 One API messages in chunks of 250, 25 per ``POST /v1/message``: one request is
+    carried out and its reply lost, later the worker child holding another is SIGKILLed.
+
+    The One API cannot be asked by ``clientMessageId``, so what is in doubt is never sent
+    again: it is shown unknown, and the status callbacks (which carry the
+    ``clientMessageId``) settle each one the gateway has as sent.  In doubt, at most: the
+    lost request's batch, plus what one killed run may leave (``doubt_bound(BATCH)``,
+    never more than its chunk).  No SMS twice, no row left in progress; what ends unknown
+    after the callbacks was never at the gateway (it was marked, never sent).
+    """
+    held = Fault("delay_after", command="sendmsg", delay=READ_TIMEOUT * 0.8)
+    killed: list[int] = []
+
+    def lose_a_reply_then_kill_a_sender() -> None:
+        simulator.inject(Fault("drop_reply", command="sendmsg"))
+        assert wait_until(lambda: accepted(simulator) >= 500, timeout=60, interval=0.02)
+        simulator.inject(held)
+        assert wait_until(lambda: held.hits, timeout=10, interval=0.005)
+        time.sleep(0.05)  # the gateway carries it out, then holds the answer
+        victim = pid_of_client(held.hits[0][1], simulator.port, send_faults.worker.child_pids())
+        assert victim is not None, "no worker child holds the held request's connection"
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+
+    started = time.monotonic()
+    pks = create_batch(PLATFORM)
+    with simulator.latency_of(0.005):
+        publish(pks, size=250)
+        after(simulator, 200, lose_a_reply_then_kill_a_sender)
+        wait_for_the_workers()
+        assert_no_duplicate_sms(simulator)
+        requeue_until_settled()
+    assert killed
+    assert wait_until(lambda: simulator.in_flight == 0, timeout=30, interval=0.1)
+    in_doubt = OutboundMessage.objects.filter(pk__in=pks, send_state="unknown").count()
+    bound = BATCH + min(250, doubt_bound(BATCH))
+    assert 1 <= in_doubt <= bound, (in_doubt, bound, states())
+    assert simulator.counts["querymsg"] == 0  # nothing to ask: unknown, never resent
+    settled = settle_by_callbacks(simulator, pks)
+    assert settled >= BATCH  # the lost request's messages at least
+    found = check_invariants(simulator, pks)
+    assert found.get("sent", 0) == len(simulator.accepted_sends()) == N - found.get("unknown", 0)
+    print(
+        f"\none_api batches: {time.monotonic() - started:.1f}s, "
+        f"POSTs {simulator.counts['sendmsg']}, in doubt {in_doubt} (bound {bound}), "
+        f"settled by callbacks {settled}, states {found}"
+    )

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_clickatell.models import GatewayExchange, OutboundMessage, SendState, Via
 from django_clickatell.services import recording, send_run
 from django_clickatell.services.composing import create_messages
-from django_clickatell.services.send_run import SendAttempt, SendRun, doubt_bound
+from django_clickatell.services.send_run import Request, SendAttempt, SendRun, doubt_bound
 from django_clickatell.services.sending import send_messages
 from django_clickatell.simulator import ClickatellSimulator
 
@@ -55,13 +55,13 @@ class Requests:
     def watching(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Requests]:
         real = SendRun.attempt
 
-        def attempt(run: SendRun, message: OutboundMessage) -> SendAttempt:
+        def attempt(run: SendRun, request: Request) -> list[SendAttempt]:
             with self.lock:
                 self.now += 1
                 self.peak = max(self.peak, self.now)
                 self.threads.add(threading.current_thread().name)
             try:
-                return real(run, message)
+                return real(run, request)
             finally:
                 with self.lock:
                     self.now -= 1
@@ -131,11 +131,11 @@ def test_a_transient_error_stops_new_requests_and_hands_the_rest_back(
     real = SendRun.attempt
     made: list[int] = []
 
-    def attempt(run: SendRun, message: OutboundMessage) -> SendAttempt:
-        made.append(message.pk)
+    def attempt(run: SendRun, request: Request) -> list[SendAttempt]:
+        made.append(request.messages[0].pk)
         if len(made) == 31:
             simulator.inject("http_502", command="sendmsg")
-        return real(run, message)
+        return real(run, request)
 
     monkeypatch.setattr(SendRun, "attempt", attempt)
     with simulator.latency_of(0.005):
@@ -233,7 +233,13 @@ def test_every_backend_sends_pipelined_each_message_once(
 
     simulated = backend in ("legacy_http", "rest", "one_api")
     config = backend_settings(simulator, backend) if simulated else {"BACKEND": backend}
-    settings.CLICKATELL = {**settings.CLICKATELL, **config, "MAX_IN_FLIGHT": WIDTH}
+    # Batches of 10 where the API takes several (One API, test): six requests to overlap.
+    settings.CLICKATELL = {
+        **settings.CLICKATELL,
+        **config,
+        "MAX_IN_FLIGHT": WIDTH,
+        "SEND_BATCH_SIZE": 10,
+    }
     pks = queued(60)
     with Requests().watching(monkeypatch) as requests, simulator.latency_of(0.01):
         report = send_messages(pks, via=Via.TASK)

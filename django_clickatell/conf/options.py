@@ -226,6 +226,23 @@ class ClickatellSettings:
         "size, ``CANCEL_CHUNK_SIZE``.",
         example="50",
     )
+    send_batch_size = Option(
+        count(200, unit="(the One API's limit per request)"),
+        50,
+        doc="Messages one send request carries, where the account's API takes several (the "
+        "One API and the test backend: up to 200 per ``POST /v1/message``, each with its own "
+        "``clientMessageId``; the legacy HTTP and REST APIs take one, whatever this says). "
+        "Each message of a request is checked (lease, pause, account) and gets its own "
+        "result, matched by ``clientMessageId`` whatever order the reply gives. A request "
+        "whose reply is lost leaves its messages in doubt, up to this many: on the One API "
+        "they are settled by their status callbacks, or shown unknown for an operator. "
+        "A request never carries more than its send task's chunk (``TASK_CHUNK_SIZE``, "
+        "also 50): raise both together. The default was measured against the simulator "
+        "(docs/design.rst, One API batches): past 50 a request saves little time (the "
+        "database work per message dominates) and puts more in doubt when its reply is lost.",
+        example="50",
+        scope=ACCOUNT,
+    )
     cancel_chunk_size = Option(
         count(10_000),
         250,

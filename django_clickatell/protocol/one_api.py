@@ -167,6 +167,9 @@ class Submission:
     apimsgid: str | None = None
     error_code: int | None = None
     error_description: str = ""
+    #: The ``clientMessageId`` the result names, if it names one (the documented reply
+    #: may; what names the message surely when a request carries several).
+    climsgid: str = ""
 
 
 @dataclass(frozen=True)
@@ -368,8 +371,11 @@ def _submission(entry: object, body: str | bytes, secrets: tuple[Any, ...]) -> S
         raise unreadable()
     if accepted and apimsgid is None:
         raise unreadable()  # accepted, but under no id we could ask about
+    climsgid = entry.get("clientMessageId") or ""
+    if not isinstance(climsgid, str) or (climsgid and not is_client_message_id(climsgid)):
+        raise unreadable()  # it names a message, but not as any message is named
     code, description = _any_error(entry, secrets)
-    return Submission(to.removeprefix("+"), accepted, apimsgid, code, description)
+    return Submission(to.removeprefix("+"), accepted, apimsgid, code, description, climsgid)
 
 
 def _platform_status(name: object, code: object) -> OneApiStatus:

@@ -58,7 +58,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
 from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -68,6 +67,7 @@ from ..conf.errors import describe
 from ..exceptions import GatewayError, GuardTripped, InvalidInput, InvalidMessage
 from ..models import OptOut, OptOutSource, OutboundMessage, SendState, WaitingFor
 from ..protocol.msisdn import destination, parse_recipient
+from ..signals import number_opted_in, number_opted_out
 from . import claims, pausing, recording
 from .reports import Report
 
@@ -575,24 +575,7 @@ def refused_as_opted_out(message: OutboundMessage, error: GatewayError) -> None:
 
 
 def _log_entry(row: OptOut, user: Any, *, added: bool, via: str) -> None:
-    """The admin's history of the opt-out entry (needs a user and the admin app)."""
-    if user is None or not apps.is_installed("django.contrib.admin"):
-        return
-    from django.contrib.admin.models import ADDITION, DELETION, LogEntry
-    from django.contrib.contenttypes.models import ContentType
-
-    scope = f" for account “{row.account}”" if row.account else ""
-    if added:
-        message = f"Opted out +{row.number}{scope}" + (f": {row.reason}" if row.reason else "")
-    else:
-        message = f"Opted in +{row.number}{scope} again (listed since {row.created_at:%Y-%m-%d})"
-    if via:
-        message += f" [{via}]"
-    LogEntry.objects.create(
-        user_id=user.pk,
-        content_type=ContentType.objects.get_for_model(OptOut),
-        object_id=str(row.pk),
-        object_repr=str(row)[:200],
-        action_flag=ADDITION if added else DELETION,
-        change_message=message,
-    )
+    """Tell the faces (the admin writes its ``LogEntry`` history from it): a signal, so
+    the domain knows nothing of the admin."""
+    signal = number_opted_out if added else number_opted_in
+    signal.send(sender=OptOut, entry=row, user=user, via=via)

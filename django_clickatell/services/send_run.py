@@ -8,7 +8,15 @@ writes what it learnt, on the run's own thread, in groups
 (:class:`~.recording.OutcomeWriter`).  Up to ``MAX_IN_FLIGHT`` requests are on
 the wire at once.
 
-The lease is checked before each request (:meth:`SendRun.admit`).  A send in
+Where the account's API takes several messages a request (the One API), a run
+sends its messages of one account in requests of ``SEND_BATCH_SIZE``
+(:class:`Request`, :func:`batch_size`): each message of a request is admitted on
+its own and refused ones are dropped from it, each gets its own result and log
+row, and a request that fails as a whole (a lost reply, a ``5xx``) puts exactly
+its own messages in doubt.  A ``400`` -- refused whole, nothing carried out --
+sends them again one by one, so only the culprit is refused.
+
+The lease is checked before each message of each request (:meth:`SendRun.admit`).  A send in
 doubt is asked about first (``querymsg`` by ``climsgid``) and only ``ERR 104``
 makes a send safe; a stop asked for meanwhile is honoured before sending.
 
@@ -18,8 +26,8 @@ What a killed run leaves in doubt is bounded: a claimed message stays
 also reads whether a stop was asked for).  So the messages a dead run leaves ``SENDING``
 -- each verified by ``querymsg`` before any resend -- are at most its unwritten
 outcome group, its requests in flight and the rest of its marked step: fewer
-than ``GROUP_SIZE + MAX_IN_FLIGHT`` (:func:`doubt_bound`), whatever the chunk
-size.  The untried rest are ``QUEUED`` and simply sent by the next run.
+than ``GROUP_SIZE + MAX_IN_FLIGHT`` x the batch size (:func:`doubt_bound`), whatever
+the chunk size.  The untried rest are ``QUEUED`` and simply sent by the next run.
 """
 
 from __future__ import annotations
@@ -72,11 +80,14 @@ logger = logging.getLogger("django_clickatell.sending")
 MARK_STEP = GROUP_SIZE // 3
 
 
-def doubt_bound() -> int:
+def doubt_bound(batch: int = 1) -> int:
     """The most messages a killed send run can leave in doubt (``SENDING``): its unwritten
     outcome group (``GROUP_SIZE - MARK_STEP``), the rest of its marked step and its
-    requests in flight -- below ``GROUP_SIZE + MAX_IN_FLIGHT``."""
-    return GROUP_SIZE + app_settings.max_in_flight - 1
+    requests in flight, each of up to *batch* messages (the account's :func:`batch_size`)
+    -- below ``GROUP_SIZE + MAX_IN_FLIGHT x batch``, and never more than the run holds
+    (its task's ``TASK_CHUNK_SIZE``).  A lost reply alone puts in doubt exactly the
+    messages of its request: at most *batch*."""
+    return GROUP_SIZE + app_settings.max_in_flight * batch - 1
 
 
 @dataclass
@@ -110,6 +121,38 @@ class SendAttempt:
     error: ClickatellError | None = None
     #: The requests of this call that met ERR 003/005 before the repeat (each logged).
     refused: list[SessionExpired] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Request:
+    """One request of a run (one pipeline item): a verification of one message in doubt,
+    or a send of up to the account's batch size (:func:`batch_size`) of its messages.
+
+    :meth:`SendRun.admit_request` drops from :attr:`messages` each one :meth:`SendRun.admit`
+    refuses, before the request leaves."""
+
+    messages: list[OutboundMessage]
+    verify: bool = False
+    #: Send each message alone: the API refused the request as a whole (a ``400``, or a
+    #: message it cannot carry) and nothing was carried out -- only the culprit is refused.
+    alone: bool = False
+
+    @property
+    def account(self) -> str:
+        return self.messages[0].account
+
+
+def batch_size(backend: Backend) -> int:
+    """Messages one send request of *backend* carries: ``SEND_BATCH_SIZE``, up to what its
+    API takes (``Capabilities.batch_size``: one, on the legacy HTTP and REST APIs)."""
+    most = backend.capabilities.batch_size
+    if most <= 1:
+        return 1
+    try:
+        wanted = int(backend.config.send_batch_size)
+    except Exception:  # an account whose settings are unusable: it sends nothing anyway
+        return 1
+    return max(1, min(most, wanted))
 
 
 class SendRun:
@@ -149,16 +192,20 @@ class SendRun:
         release or a requeue hands several accounts' messages on in one task: one
         account's outage or refused key neither holds back nor fails another's)."""
         try:
-            return pipeline.run(
-                self.messages,
+            stopped = pipeline.run(
+                self.requests(),
                 width=app_settings.max_in_flight,
                 attempt=self.attempt,
                 record=self.record,
-                admit=self.admit,
+                admit=self.admit_request,
                 check=self.writer.check,
                 name="sendmsg",
-                group=lambda message: message.account,
+                group=lambda request: request.account,
             )
+            return {
+                account: ([m for request in requests for m in request.messages], error)
+                for account, (requests, error) in stopped.items()
+            }
         finally:
             try:
                 self.writer.close()
@@ -168,7 +215,31 @@ class SendRun:
                 except DatabaseError:  # the run stops with the writer's error, if any
                     logger.exception("Could not log the verifications of an unfinished run")
 
+    def requests(self) -> list[Request]:
+        """The run's requests, in the order of its messages: each message in doubt verified
+        alone, the others sent in batches of their account's :func:`batch_size`."""
+        requests: list[Request] = []
+        filling: dict[str, Request] = {}
+        for message in self.messages:
+            if message.send_state == SendState.VERIFYING:
+                requests.append(Request([message], verify=True))
+                continue
+            size = batch_size(self.backends(message))
+            request = filling.get(message.account)
+            if request is None or len(request.messages) >= size:
+                request = filling[message.account] = Request([])
+                requests.append(request)
+            request.messages.append(message)
+        return requests
+
     # -- before a request: the run's thread -------------------------------------------------
+
+    def admit_request(self, request: Request) -> bool:
+        """May *request* leave now?  :meth:`admit` asks about each of its messages; the
+        ones refused are dropped from it (each is marked, handed back or stopped there),
+        and a request left with none is not made."""
+        request.messages[:] = [message for message in request.messages if self.admit(message)]
+        return bool(request.messages)
 
     def admit(self, message: OutboundMessage) -> bool:
         """May a request about *message* leave now?  Its lease is still ours, and a queued
@@ -251,46 +322,87 @@ class SendRun:
 
     # -- the request: any thread, no database -----------------------------------------------
 
-    def attempt(self, message: OutboundMessage) -> SendAttempt:
-        """Verify (if in doubt) or send *message*: one request, timed, nothing written."""
+    def attempt(self, request: Request) -> list[SendAttempt]:
+        """Make *request*: one verification, or one send of its messages (each alone when
+        the API refused them together); timed, nothing written."""
+        message = request.messages[0]
+        if request.verify and message.pk not in self._absent:
+            return [self._verify(message)]
+        if request.alone:
+            return [self._send([one])[0] for one in request.messages]
+        return self._send(request.messages)
+
+    def _verify(self, message: OutboundMessage) -> SendAttempt:
         backend = self.backends(message)
-        verify = message.send_state == SendState.VERIFYING and message.pk not in self._absent
-        exchange = recording.new_exchange(
-            message.pk,
-            "querymsg" if verify else "sendmsg",
-            via=self.via,
-            actor_id=self.actor_id,
-            task_id=self.task_id,
-        )
-        attempt = SendAttempt(message, exchange, verify)
+        attempt = SendAttempt(message, self._exchange(message, "querymsg"), verify=True)
         try:
-            if verify:
-                attempt.status = backend.query(climsgid=message.climsgid)
-            else:
-                attempt.results = backend.send([outgoing(message)])
-        except InvalidInput as exc:
-            # Refused before any request (the API cannot carry it): nothing left Django.
-            attempt.error = CommandNotSent(exchange.command, exc)
-            attempt.error.__cause__ = exc
+            attempt.status = backend.query(climsgid=message.climsgid)
         except ClickatellError as exc:
             attempt.error = exc
         attempt.refused = backend.refused_attempts  # this thread's, read on this thread
         return attempt
 
+    def _send(self, messages: Sequence[OutboundMessage]) -> list[SendAttempt]:
+        """One send request for *messages* (one account's): each its own log row, its own
+        result -- or, if the request failed as a whole, the same error."""
+        backend = self.backends(messages[0])
+        attempts = [SendAttempt(m, self._exchange(m, "sendmsg"), verify=False) for m in messages]
+        try:
+            results = backend.send([outgoing(m) for m in messages])
+        except InvalidInput as exc:
+            # Refused before any request (the API cannot carry it): nothing left Django.
+            error: ClickatellError = CommandNotSent("sendmsg", exc)
+            error.__cause__ = exc
+            for attempt in attempts:
+                attempt.error = error
+        except ClickatellError as exc:
+            for attempt in attempts:
+                attempt.error = exc
+        else:
+            if len(results) == len(attempts):
+                for attempt, result in zip(attempts, results, strict=True):
+                    attempt.results = [result]
+            else:  # a backend broke its promise: nothing can be told about any of them
+                for attempt in attempts:
+                    attempt.results = list(results)
+        attempts[0].refused = backend.refused_attempts  # this thread's, read on this thread
+        return attempts
+
+    def _exchange(self, message: OutboundMessage, command: str) -> GatewayExchange:
+        return recording.new_exchange(
+            message.pk, command, via=self.via, actor_id=self.actor_id, task_id=self.task_id
+        )
+
     # -- the record: the run's thread -------------------------------------------------------
 
-    def record(self, attempt: SendAttempt) -> pipeline.Next[OutboundMessage]:
-        """Record *attempt*; returns the transient error that stops the run, or another
-        request to make about the message (a send after ``ERR 104``)."""
-        if attempt.verify:
-            return self._record_verification(attempt)
-        return self._record_send(attempt)
+    def record(self, attempts: list[SendAttempt]) -> pipeline.Next[Request]:
+        """Record what one request learnt, message by message; returns the transient error
+        that stops the run for the account, or another request to make: a send after
+        ``ERR 104``, or each message alone when the API refused them together."""
+        if len(attempts) > 1 and _refused_together(attempts):
+            # A 400 (or a message the API cannot carry) refuses the whole request, nothing
+            # carried out: each goes again alone, so only the culprit is refused.  The
+            # refused request is logged with each message's own (if it left at all).
+            if not isinstance(attempts[0].error, CommandNotSent):
+                for attempt in attempts:
+                    assert attempt.error is not None
+                    failed = recording.failed(attempt.exchange, attempt.error)
+                    self._earlier[attempt.message.pk] = [*self._logged(attempt), failed]
+            return pipeline.Again(Request([a.message for a in attempts], alone=True))
+        step: pipeline.Next[Request] = None
+        for attempt in attempts:
+            if attempt.verify:
+                found = self._record_verification(attempt)
+            else:
+                found = self._record_send(attempt)
+            step = step or found
+        return step
 
     def _logged(self, attempt: SendAttempt) -> list[GatewayExchange]:
         earlier = self._earlier.pop(attempt.message.pk, [])
         return [*earlier, *recording.refusal_rows(attempt.refused, attempt.exchange)]
 
-    def _record_send(self, attempt: SendAttempt) -> pipeline.Next[OutboundMessage]:
+    def _record_send(self, attempt: SendAttempt) -> pipeline.Next[Request]:
         exchange, exc = attempt.exchange, attempt.error
         if isinstance(exc, CommandNotSent) and isinstance(exc.__cause__, InvalidInput):
             # The backend refused the message before any request (its API cannot carry
@@ -329,7 +441,7 @@ class SendRun:
         unreadable = ProtocolError("sendmsg", "several replies for one recipient", "")
         return self._stop(attempt, unreadable, SendState.VERIFYING)
 
-    def _record_verification(self, attempt: SendAttempt) -> pipeline.Next[OutboundMessage]:
+    def _record_verification(self, attempt: SendAttempt) -> pipeline.Next[Request]:
         message, exchange, exc = attempt.message, attempt.exchange, attempt.error
         if isinstance(exc, UnknownMessage):
             # Clickatell never received it: sending is safe -- unless a stop was asked for
@@ -342,7 +454,7 @@ class SendRun:
                 return None
             self._earlier[message.pk] = [*self._logged(attempt), exchange]
             self._absent.add(message.pk)
-            return pipeline.Again(message)
+            return pipeline.Again(Request([message]))
         if exc is not None:
             if exc.retryable:
                 return self._stop(attempt, exc, SendState.VERIFYING)
@@ -476,6 +588,15 @@ class SendRun:
         self._earlier.clear()
         if rows:
             GatewayExchange.objects.bulk_create(rows)
+
+
+def _refused_together(attempts: list[SendAttempt]) -> bool:
+    """The request of several messages was refused as a whole with nothing carried out:
+    a message it cannot carry, or the request's own fault (``400``), not a transient one."""
+    error = attempts[0].error
+    if isinstance(error, CommandNotSent):
+        return isinstance(error.__cause__, InvalidInput)
+    return isinstance(error, GatewayError) and not error.retryable
 
 
 def _unknown(outcome: Outcome, reason: str) -> Outcome:

@@ -4,9 +4,9 @@ Every request carries the raw API key in the ``Authorization`` header (no
 ``Bearer``) and JSON.  What the API can and cannot do decides the capabilities:
 
 * **send**: ``POST /v1/message`` with up to 200 messages; ``202``/``207`` give one
-  result per message, matched to the request by position and checked by
-  recipient (a result list that does not match the request is a
-  ``ProtocolError``: nothing is guessed).
+  result per message, matched to its message by ``clientMessageId`` (or by
+  recipient) whatever order they come back in (a result list that does not
+  match the request is a ``ProtocolError``: nothing is guessed).
 * **query**: ``GET /v1/message/{apiMessageId}``.  Its status table is its own; the
   reply is translated *by meaning* into the package's codes
   (:data:`~django_clickatell.protocol.one_api.STATUSES`) and the API's own name
@@ -256,23 +256,54 @@ def match_results(
     body: bytes,
     secrets: tuple[Secret, ...],
 ) -> list[SendResult]:
-    """One result per message sent, in order; a list that does not match is a ``ProtocolError``.
+    """One result per message sent, in the order sent, whatever order the reply gives them.
 
-    The One API answers in the order of the request; each result names its
-    recipient, which is checked so that an id is never recorded against the
-    wrong message.
+    Each result is matched to its message by the ``clientMessageId`` it names, else
+    by its recipient where only one message of the request goes to it, else -- the
+    recipient's messages read in the order sent -- by position among that recipient's
+    results, which is sure only when the reply keeps the request's order; otherwise
+    nothing is guessed.  A result for no message, two results for one, or a message
+    without one is a ``ProtocolError``: the request's messages are then in doubt
+    (an id is never recorded against the wrong message).
     """
-    if len(submissions) != len(messages) or any(
-        submission.to != message.to.removeprefix("+")
-        for message, submission in zip(messages, submissions, strict=True)
-    ):
-        raise ProtocolError(
+
+    def mismatch(why: str) -> ProtocolError:
+        return ProtocolError(
             "sendmsg",
-            "the results do not match the messages sent",
+            f"the results do not match the messages sent ({why})",
             excerpt(body.decode("utf-8", "replace"), secrets),
         )
+
+    if len(submissions) != len(messages):
+        raise mismatch(f"{len(submissions)} results for {len(messages)} messages")
+    recipients = [message.to.removeprefix("+") for message in messages]
+    in_order = [submission.to for submission in submissions] == recipients
+    by_climsgid = {message.climsgid: index for index, message in enumerate(messages)}
+    by_recipient: dict[str, list[int]] = {}
+    for index, recipient in enumerate(recipients):
+        by_recipient.setdefault(recipient, []).append(index)
+    matched: list[one_api.Submission | None] = [None] * len(messages)
+    for position, submission in enumerate(submissions):
+        if submission.climsgid:
+            named = by_climsgid.get(submission.climsgid)
+            if named is None or recipients[named] != submission.to:
+                raise mismatch("a result names a message not sent")
+            index = named
+        elif in_order:
+            index = position
+        else:
+            candidates = by_recipient.get(submission.to, [])
+            if len(candidates) != 1:
+                # Several messages to that recipient, reordered, unnamed: cannot tell.
+                raise mismatch("a result cannot be told apart")
+            index = candidates[0]
+        if matched[index] is not None:
+            raise mismatch("two results for one message")
+        matched[index] = submission
     results: list[SendResult] = []
-    for submission in submissions:
+    for found in matched:
+        assert found is not None  # as many results as messages, none twice
+        submission = found
         if submission.accepted and submission.apimsgid:
             results.append(SentMessageReply(submission.apimsgid, submission.to))
         else:
