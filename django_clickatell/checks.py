@@ -26,6 +26,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.connection import ConnectionDoesNotExist
 
+from . import release_loop
 from .conf import (
     ACCOUNT,
     DEFAULT_ACCOUNT,
@@ -302,15 +303,32 @@ def check_callback_connections(
 
 @register("django_clickatell")
 def check_release_loop(
-    app_configs: Sequence[Any] | None = None,
-    databases: Sequence[str] | None = None,
-    **kwargs: Any,
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """W007: messages would be held here and nothing releases them.
 
     A held message looks normal ("Held here until due") and never leaves unless the
     release loop runs; see :mod:`.release_loop` for where the schedule is looked for.
+    Reads no database (Django 6 hands every check all databases): django-celery-beat's
+    periodic tasks are read by :func:`check_release_loop_in_database`.
     """
+    return _release_loop_problem(None)
+
+
+@register(Tags.database)
+def check_release_loop_in_database(
+    app_configs: Sequence[Any] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """W007 where only django-celery-beat's periodic tasks can tell: a database check, run
+    by ``migrate`` and ``check --database`` as Django's rule for checks that query wants."""
+    if not databases or not release_loop.uses_database_scheduler():
+        return []
+    return _release_loop_problem(databases)
+
+
+def _release_loop_problem(databases: Sequence[str] | None) -> list[CheckMessage]:
     try:
         holding = [alias for alias in account_aliases() if current_policy(alias).may_hold]
     except SettingError:
@@ -593,7 +611,7 @@ def _views_in(patterns: Iterable[URLPattern | URLResolver]) -> set[str]:
 # -- open work of an account that is not in the settings -----------------------------------
 
 
-@register(Tags.database, "django_clickatell")
+@register(Tags.database)
 def check_waiting_work(
     app_configs: Sequence[Any] | None = None,
     databases: Sequence[str] | None = None,
