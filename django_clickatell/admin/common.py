@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.admin.models import ADDITION, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 
 #: Rows a confirmation page lists on each side (to do, skipped) before it says how many
@@ -39,3 +42,19 @@ class ReadOnlyMixin:
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def write_history(obj: Model, user: Any, *, added: bool, message: str, via: str = "") -> None:
+    """One ``LogEntry`` on *obj* for a change a service announced (a pause, an opt-out),
+    whatever face made it; a change without a user is in the logs only (a ``LogEntry``
+    needs one)."""
+    if user is None:
+        return
+    LogEntry.objects.create(
+        user_id=user.pk,
+        content_type=ContentType.objects.get_for_model(type(obj)),
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:200],
+        action_flag=ADDITION if added else DELETION,
+        change_message=f"{message} [{via}]" if via else message,
+    )

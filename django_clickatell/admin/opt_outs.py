@@ -13,8 +13,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.models import ADDITION, DELETION, LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.db.models import QuerySet
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -25,6 +23,7 @@ from ..services import guards
 from ..services.composing import normalize_recipient
 from ..services.waiting import configured_accounts
 from ..signals import number_opted_in, number_opted_out
+from .common import write_history
 
 
 @receiver(number_opted_out, dispatch_uid="django_clickatell.admin.log_opt_out")
@@ -32,8 +31,6 @@ from ..signals import number_opted_in, number_opted_out
 def log_opt_out(signal: Any, entry: OptOut, user: Any, via: str = "", **kwargs: Any) -> None:
     """Every change to the opt-out list in the admin's history of the entry, whatever face
     made it (a ``LogEntry`` needs a user: a change without one is in the logs only)."""
-    if user is None:
-        return
     added = signal is number_opted_out
     scope = f" for account “{entry.account}”" if entry.account else ""
     if added:
@@ -43,16 +40,7 @@ def log_opt_out(signal: Any, entry: OptOut, user: Any, via: str = "", **kwargs: 
         message = (
             f"Opted in +{entry.number}{scope} again (listed since {entry.created_at:%Y-%m-%d})"
         )
-    if via:
-        message += f" [{via}]"
-    LogEntry.objects.create(
-        user_id=user.pk,
-        content_type=ContentType.objects.get_for_model(OptOut),
-        object_id=str(entry.pk),
-        object_repr=str(entry)[:200],
-        action_flag=ADDITION if added else DELETION,
-        change_message=message,
-    )
+    write_history(entry, user, added=added, message=message, via=via)
 
 
 class OptOutForm(forms.ModelForm):  # type: ignore[type-arg]

@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.models import ADDITION, DELETION, LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -29,6 +27,7 @@ from ..models import AccountPause, Via
 from ..services import pausing
 from ..services.waiting import configured_accounts
 from ..signals import account_paused, account_resumed
+from .common import write_history
 
 
 @receiver(account_paused, dispatch_uid="django_clickatell.admin.log_pause")
@@ -37,8 +36,6 @@ def log_pause(signal: Any, pause: AccountPause, user: Any, via: str = "", **kwar
     """Every pause and resume in the admin's history of the pause object, whatever face
     set it (a ``LogEntry`` needs a user: one set without -- a command or the API without
     ``by`` -- is in the logs only)."""
-    if user is None:
-        return
     added = signal is account_paused
     if added:
         message = f"Paused account “{pause.account}”" + (
@@ -48,16 +45,7 @@ def log_pause(signal: Any, pause: AccountPause, user: Any, via: str = "", **kwar
         message = (
             f"Resumed account “{pause.account}” (paused since {pause.paused_at:%Y-%m-%d %H:%M})"
         )
-    if via:
-        message += f" [{via}]"
-    LogEntry.objects.create(
-        user_id=user.pk,
-        content_type=ContentType.objects.get_for_model(AccountPause),
-        object_id=str(pause.pk),
-        object_repr=str(pause)[:200],
-        action_flag=ADDITION if added else DELETION,
-        change_message=message,
-    )
+    write_history(pause, user, added=added, message=message, via=via)
 
 
 PERMISSION = "django_clickatell.pause_account"
